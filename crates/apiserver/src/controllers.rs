@@ -1,0 +1,113 @@
+//! Controllers that run inside the API server process: garbage collection of dependents,
+//! namespace finalization, and store compaction. Each is level-triggered: a pass reads the
+//! state through the engine, acts, and is repeated on a timer and when changes arrive, so
+//! a missed wake-up costs only latency.
+
+mod compaction;
+mod gc;
+mod namespace;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::engine::Engine;
+use crate::server::ServerConfig;
+
+/// Starts every in-process controller on `tasks`; they stop when `stop` flips.
+pub fn start(
+    tasks: &mut JoinSet<()>,
+    engine: Engine,
+    stop: watch::Receiver<bool>,
+    config: &ServerConfig,
+) {
+    let wake = std::sync::Arc::new(Notify::new());
+    tasks.spawn(wake_on_changes(engine.clone(), wake.clone(), stop.clone()));
+    tasks.spawn(gc::run(engine.clone(), wake.clone(), stop.clone()));
+    tasks.spawn(namespace::run(engine.clone(), wake, stop.clone()));
+    tasks.spawn(compaction::run(
+        engine,
+        stop,
+        config.compaction_interval,
+        config.history,
+    ));
+}
+
+/// Wakes the controllers whenever anything is deleted or marked for deletion. The change
+/// feed is only a wake-up call: controllers read state through the engine.
+async fn wake_on_changes(
+    engine: Engine,
+    wake: std::sync::Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let after = match engine.store().current_revision().await {
+            Ok(revision) => revision,
+            Err(error) => {
+                tracing::warn!(%error, "reading the store revision failed");
+                if pause(&mut stop, Duration::from_secs(1)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let mut changes = match engine.store().watch("/", after).await {
+            Ok(changes) => changes,
+            Err(error) => {
+                tracing::warn!(%error, "watching the store failed");
+                if pause(&mut stop, Duration::from_secs(1)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        loop {
+            tokio::select! {
+                change = changes.next() => match change {
+                    Some(Ok(event)) => {
+                        let deleting = event.kind == ronghe_store::EventKind::Delete
+                            || event.value.as_ref().is_some_and(|v| {
+                                memchr_contains(v, b"\"deletionTimestamp\"")
+                            });
+                        if deleting {
+                            wake.notify_waiters();
+                        }
+                    }
+                    // Fell behind or the store closed: start again from now.
+                    _ => {
+                        wake.notify_waiters();
+                        break;
+                    }
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+fn memchr_contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Sleeps, or returns true early if the server is stopping.
+async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
+
+/// Waits for a wake-up or the resync period; returns true if the server is stopping.
+async fn wait_for_work(wake: &Notify, stop: &mut watch::Receiver<bool>, resync: Duration) -> bool {
+    tokio::select! {
+        () = wake.notified() => {
+            // Let a burst of changes settle into one pass.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            *stop.borrow()
+        }
+        () = tokio::time::sleep(resync) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}

@@ -1,0 +1,212 @@
+//! The garbage collector: deletes objects whose owners are all gone (background
+//! propagation), deletes the dependents of owners being deleted in the foreground and
+//! releases them when none remain, and orphans the dependents of owners deleted with the
+//! `Orphan` policy. A dependent is only deleted after a live read confirms that its owner
+//! (by uid) no longer exists, so an owner created a moment ago is never mistaken as gone.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+
+use crate::engine::{DeleteOptions, Engine, Propagation, Target, WriteOptions};
+use crate::engine::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
+use crate::object;
+use crate::registry::KindSpec;
+
+const RESYNC: Duration = Duration::from_secs(30);
+
+pub(super) async fn run(engine: Engine, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(error) = pass(&engine).await {
+            tracing::warn!(%error, "garbage collection pass failed");
+        }
+        if super::wait_for_work(&wake, &mut stop, RESYNC).await {
+            return;
+        }
+    }
+}
+
+/// One object seen in a pass.
+struct Seen {
+    kind: Arc<KindSpec>,
+    object: Value,
+}
+
+impl Seen {
+    fn namespace(&self) -> Option<&str> {
+        object::namespace(&self.object)
+    }
+    fn name(&self) -> &str {
+        object::name(&self.object).unwrap_or_default()
+    }
+}
+
+async fn pass(engine: &Engine) -> Result<(), crate::error::ApiError> {
+    let mut everything = Vec::new();
+    for kind in engine.registry().kinds() {
+        let list = engine.list(kind, None, &Default::default()).await?;
+        everything.extend(list.items.into_iter().map(|object| Seen {
+            kind: kind.clone(),
+            object,
+        }));
+    }
+    let uids: HashSet<&str> = everything
+        .iter()
+        .filter_map(|s| object::uid(&s.object))
+        .collect();
+    let mut dependents: HashMap<&str, Vec<&Seen>> = HashMap::new();
+    for seen in &everything {
+        for owner in owner_references(&seen.object) {
+            if let Some(uid) = owner.get("uid").and_then(Value::as_str) {
+                dependents.entry(uid).or_default().push(seen);
+            }
+        }
+    }
+
+    // Owners being deleted with a policy the collector carries out.
+    for owner in &everything {
+        if object::deletion_timestamp(&owner.object).is_none() {
+            continue;
+        }
+        let Some(uid) = object::uid(&owner.object) else {
+            continue;
+        };
+        let finalizers = object::finalizers(&owner.object);
+        let children = dependents.get(uid).cloned().unwrap_or_default();
+        if finalizers.iter().any(|f| f == ORPHAN_FINALIZER) {
+            for child in &children {
+                release(engine, child, uid).await;
+            }
+            finish(engine, owner, ORPHAN_FINALIZER).await;
+        } else if finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
+            if children.is_empty() {
+                finish(engine, owner, FOREGROUND_FINALIZER).await;
+            } else {
+                for child in &children {
+                    delete(engine, child, Some(Propagation::Foreground)).await;
+                }
+            }
+        }
+    }
+
+    // Dependents whose owners are gone.
+    for seen in &everything {
+        let owners = owner_references(&seen.object);
+        if owners.is_empty() || object::deletion_timestamp(&seen.object).is_some() {
+            continue;
+        }
+        let missing: Vec<&Value> = owners
+            .iter()
+            .filter(|o| {
+                o.get("uid")
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| !uids.contains(u))
+            })
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let mut confirmed_gone = Vec::new();
+        for owner in &missing {
+            if owner_gone(engine, seen, owner).await {
+                if let Some(uid) = owner.get("uid").and_then(Value::as_str) {
+                    confirmed_gone.push(uid.to_owned());
+                }
+            }
+        }
+        if confirmed_gone.len() == owners.len() {
+            tracing::info!(kind = seen.kind.kind, namespace = ?seen.namespace(), name = seen.name(), "deleting a dependent whose owners are gone");
+            delete(engine, seen, Some(Propagation::Background)).await;
+        } else {
+            for uid in &confirmed_gone {
+                release(engine, seen, uid).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn owner_references(object: &Value) -> &[Value] {
+    object::value_at(object, &["metadata", "ownerReferences"])
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Confirms with a live read that an owner no longer exists (with that uid).
+async fn owner_gone(engine: &Engine, dependent: &Seen, owner: &Value) -> bool {
+    let text = |k: &str| owner.get(k).and_then(Value::as_str).unwrap_or_default();
+    let Ok(kind) = engine.kind(text("apiVersion"), text("kind")) else {
+        // An owner of a kind we do not serve cannot be checked: leave the dependent be.
+        return false;
+    };
+    let namespace = if kind.namespaced() {
+        dependent.namespace()
+    } else {
+        None
+    };
+    match engine.get(&kind, namespace, text("name")).await {
+        Ok(found) => object::uid(&found) != Some(text("uid")),
+        Err(error) => error.code() == 404,
+    }
+}
+
+async fn delete(engine: &Engine, seen: &Seen, propagation: Option<Propagation>) {
+    let options = DeleteOptions {
+        propagation,
+        precondition_uid: object::uid(&seen.object).map(str::to_owned),
+        ..DeleteOptions::default()
+    };
+    match engine
+        .delete(&seen.kind, seen.namespace(), seen.name(), &options)
+        .await
+    {
+        Ok(_) => {}
+        Err(error) if matches!(error.code(), 404 | 409) => {}
+        Err(error) => {
+            tracing::warn!(%error, name = seen.name(), "garbage collector could not delete")
+        }
+    }
+}
+
+/// Removes the owner reference to `owner_uid` from a dependent.
+async fn release(engine: &Engine, seen: &Seen, owner_uid: &str) {
+    let result = engine
+        .update_with(
+            &seen.kind,
+            seen.namespace(),
+            seen.name(),
+            None,
+            Target::Main,
+            &WriteOptions::default(),
+            |current| {
+                let mut next = current.clone();
+                let metadata = object::metadata_mut(&mut next);
+                if let Some(Value::Array(refs)) = metadata.get_mut("ownerReferences") {
+                    refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
+                    if refs.is_empty() {
+                        metadata.remove("ownerReferences");
+                    }
+                }
+                Ok(next)
+            },
+        )
+        .await;
+    if let Err(error) = result
+        && error.code() != 404
+    {
+        tracing::warn!(%error, name = seen.name(), "garbage collector could not release a dependent");
+    }
+}
+
+async fn finish(engine: &Engine, owner: &Seen, finalizer: &str) {
+    if let Err(error) = engine
+        .remove_finalizer(&owner.kind, owner.namespace(), owner.name(), finalizer)
+        .await
+        && error.code() != 404
+    {
+        tracing::warn!(%error, name = owner.name(), "garbage collector could not remove its finalizer");
+    }
+}

@@ -1,0 +1,317 @@
+//! Create, replace and patch: each ends in one compare-and-swap write, retried from a
+//! fresh read when another writer got there first (unless the client named the
+//! resourceVersion it expects, which then is a 409).
+
+use ronghe_store::{KeyValue, StoreError};
+use serde_json::Value;
+
+use super::{Engine, WriteOptions, Written, encode_for_store, prepare};
+use crate::error::{ApiError, ApiResult};
+use crate::object;
+use crate::registry::KindSpec;
+
+/// How many times a read-modify-write is retried after losing a compare-and-swap race.
+const MAX_CONFLICT_RETRIES: usize = 16;
+
+/// Which part of an object a write targets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Target {
+    /// The object; `.status` is kept as stored when the kind has a status subresource.
+    #[default]
+    Main,
+    /// The `/status` subresource: only `.status` changes.
+    Status,
+}
+
+/// The patch formats the API accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchKind {
+    /// `application/json-patch+json` (RFC 6902).
+    Json,
+    /// `application/merge-patch+json` (RFC 7386).
+    Merge,
+    /// `application/strategic-merge-patch+json` (built-in kinds only).
+    Strategic,
+    /// `application/apply-patch+yaml` (server-side apply; creates when absent).
+    Apply { force: bool },
+}
+
+impl PatchKind {
+    pub fn from_content_type(content_type: &str) -> Option<Self> {
+        match content_type {
+            "application/json-patch+json" => Some(Self::Json),
+            "application/merge-patch+json" => Some(Self::Merge),
+            "application/strategic-merge-patch+json" => Some(Self::Strategic),
+            "application/apply-patch+yaml" | "application/apply-patch+json" => {
+                Some(Self::Apply { force: false })
+            }
+            _ => None,
+        }
+    }
+
+    /// The patch content types a kind accepts, as listed in errors and OpenAPI.
+    pub fn accepted(kind: &KindSpec) -> &'static [&'static str] {
+        if kind.strategic_merge {
+            &[
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/apply-patch+yaml",
+                "application/strategic-merge-patch+json",
+            ]
+        } else {
+            &[
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/apply-patch+yaml",
+            ]
+        }
+    }
+}
+
+impl Engine {
+    /// Creates an object (`POST`).
+    pub async fn create(
+        &self,
+        kind: &KindSpec,
+        namespace: Option<&str>,
+        body: Value,
+        options: &WriteOptions,
+    ) -> ApiResult<Written> {
+        let (mut object, warnings) = prepare::normalize(kind, body, options.field_validation)?;
+        prepare::for_create(kind, namespace, &mut object)?;
+        let name = object::name(&object).unwrap_or_default().to_owned();
+        if kind.namespaced()
+            && let Some(namespace) = namespace
+        {
+            self.check_namespace(namespace).await?;
+        }
+        let object = if options.dry_run {
+            object
+        } else {
+            let key = kind.key(namespace, &name);
+            let stored = self
+                .store
+                .create(&key, encode_for_store(&object)?)
+                .await
+                .map_err(|error| ApiError::from_store(error, kind, &name))?;
+            with_revision(object, &stored)
+        };
+        Ok(Written {
+            object,
+            created: true,
+            warnings,
+        })
+    }
+
+    /// Replaces an object (`PUT`), honouring a resourceVersion in the body as a precondition.
+    pub async fn replace(
+        &self,
+        kind: &KindSpec,
+        namespace: Option<&str>,
+        name: &str,
+        body: Value,
+        target: Target,
+        options: &WriteOptions,
+    ) -> ApiResult<Written> {
+        let (desired, warnings) = prepare::normalize(kind, body, options.field_validation)?;
+        let precondition = object::resource_version(&desired)
+            .map(super::parse_resource_version)
+            .transpose()?;
+        let mut written = self
+            .update_with(kind, namespace, name, precondition, target, options, |_| {
+                Ok(desired.clone())
+            })
+            .await?;
+        written.warnings = warnings;
+        Ok(written)
+    }
+
+    /// Patches an object (`PATCH`); an apply patch creates the object when it is absent.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        kind: &KindSpec,
+        namespace: Option<&str>,
+        name: &str,
+        patch_kind: PatchKind,
+        patch: Value,
+        target: Target,
+        options: &WriteOptions,
+    ) -> ApiResult<Written> {
+        if patch_kind == PatchKind::Strategic && !kind.strategic_merge {
+            return Err(ApiError::unsupported_media_type(PatchKind::accepted(kind)));
+        }
+        let warnings = std::sync::Mutex::new(Vec::new());
+        let result = self
+            .update_with(kind, namespace, name, None, target, options, |current| {
+                let patched = apply_patch(kind, current, patch_kind, &patch)?;
+                let (patched, found) = prepare::normalize(kind, patched, options.field_validation)?;
+                if let Ok(mut warnings) = warnings.lock() {
+                    *warnings = found;
+                }
+                if let Some(rv) = object::resource_version(&patched)
+                    && Some(rv) != object::resource_version(current)
+                {
+                    return Err(ApiError::conflict(kind, name));
+                }
+                Ok(patched)
+            })
+            .await;
+        let result = match (result, patch_kind) {
+            (Err(error), PatchKind::Apply { .. })
+                if error.code() == 404 && target == Target::Main =>
+            {
+                let mut body = patch.clone();
+                let metadata = object::metadata_mut(&mut body);
+                metadata
+                    .entry("name")
+                    .or_insert_with(|| Value::String(name.to_owned()));
+                self.create(kind, namespace, body, options).await
+            }
+            (result, _) => result,
+        };
+        let mut written = result?;
+        if written.warnings.is_empty() {
+            written.warnings = warnings.into_inner().unwrap_or_default();
+        }
+        Ok(written)
+    }
+
+    /// The read-modify-write loop every update goes through. `mutate` turns the current
+    /// object into the desired one; it may run several times when writers race.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn update_with<F>(
+        &self,
+        kind: &KindSpec,
+        namespace: Option<&str>,
+        name: &str,
+        precondition: Option<i64>,
+        target: Target,
+        options: &WriteOptions,
+        mutate: F,
+    ) -> ApiResult<Written>
+    where
+        F: Fn(&Value) -> ApiResult<Value>,
+    {
+        let key = kind.key(namespace, name);
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let (kv, current) = self.get_raw(kind, &key, name).await?;
+            if let Some(expected) = precondition
+                && expected != kv.mod_revision
+            {
+                return Err(ApiError::conflict(kind, name));
+            }
+            let desired = mutate(&current)?;
+            let desired = prepare::for_update(kind, &current, desired, target)?;
+            if object::same_content(&desired, &current) {
+                return Ok(unchanged(current));
+            }
+            if options.dry_run {
+                return Ok(Written {
+                    object: desired,
+                    created: false,
+                    warnings: Vec::new(),
+                });
+            }
+            let finished = object::deletion_timestamp(&desired).is_some()
+                && !self.deletion_pending(kind, &desired);
+            let outcome = if finished {
+                self.store
+                    .delete(&key, Some(kv.mod_revision))
+                    .await
+                    .map(|deleted| with_revision_number(desired, deleted.revision))
+            } else {
+                self.store
+                    .update(&key, encode_for_store(&desired)?, kv.mod_revision)
+                    .await
+                    .map(|stored| with_revision(desired, &stored))
+            };
+            match outcome {
+                Ok(object) => {
+                    return Ok(Written {
+                        object,
+                        created: false,
+                        warnings: Vec::new(),
+                    });
+                }
+                Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                Err(StoreError::NotFound { .. }) if precondition.is_none() => {
+                    return Err(ApiError::not_found(kind, name));
+                }
+                Err(error) => return Err(ApiError::from_store(error, kind, name)),
+            }
+        }
+        Err(ApiError::conflict(kind, name))
+    }
+
+    /// Whether something still holds an object marked for deletion: its finalizers, or the
+    /// kind's own finalization (namespaces).
+    pub(crate) fn deletion_pending(&self, kind: &KindSpec, object: &Value) -> bool {
+        !object::finalizers(object).is_empty()
+            || kind.holds_deletion.is_some_and(|hold| hold(object))
+    }
+}
+
+fn unchanged(object: Value) -> Written {
+    Written {
+        object,
+        created: false,
+        warnings: Vec::new(),
+    }
+}
+
+fn with_revision(object: Value, stored: &KeyValue) -> Value {
+    with_revision_number(object, stored.mod_revision)
+}
+
+fn with_revision_number(mut object: Value, revision: i64) -> Value {
+    object::metadata_mut(&mut object).insert(
+        "resourceVersion".into(),
+        Value::String(revision.to_string()),
+    );
+    object
+}
+
+/// Applies a patch document to the current object.
+fn apply_patch(
+    kind: &KindSpec,
+    current: &Value,
+    patch_kind: PatchKind,
+    patch: &Value,
+) -> ApiResult<Value> {
+    let mut target = current.clone();
+    match patch_kind {
+        PatchKind::Merge => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+            }
+            ronghe_patch::merge_patch(&mut target, patch);
+        }
+        PatchKind::Json => {
+            ronghe_patch::json_patch(&mut target, patch).map_err(|error| {
+                ApiError::invalid(
+                    kind,
+                    object::name(current).unwrap_or_default(),
+                    vec![ronghe_api_types::validation::FieldCause::invalid(
+                        "",
+                        "",
+                        error.to_string(),
+                    )],
+                )
+            })?;
+        }
+        PatchKind::Strategic => {
+            let schema = ronghe_patch::builtin_schema(&kind.api_version(), kind.kind);
+            ronghe_patch::strategic_merge_patch(&mut target, patch, schema)
+                .map_err(|error| ApiError::bad_request(error.to_string()))?;
+        }
+        PatchKind::Apply { .. } => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("an apply patch must be an object"));
+            }
+            let schema = ronghe_patch::builtin_schema(&kind.api_version(), kind.kind);
+            target = ronghe_patch::apply(current, patch, schema);
+        }
+    }
+    Ok(target)
+}

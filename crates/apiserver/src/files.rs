@@ -1,0 +1,62 @@
+//! Writing the files the server leaves in its data directory: atomically (write a temporary
+//! file, sync it, rename it over the old one) so a crash never leaves half a kubeconfig or
+//! key, and private files readable by the owner only.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Writes a file only its owner may read (mode 0600).
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_atomically(path, contents, 0o600)
+}
+
+/// Writes a file anyone on the host may read (mode 0644).
+pub fn write_public(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_atomically(path, contents, 0o644)
+}
+
+fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("path has no file name"))?;
+    let temporary = path.with_file_name(format!(".{}.tmp", file_name.to_string_lossy()));
+    {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&temporary)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+    }
+    fs::rename(&temporary, path)?;
+    if let Some(parent) = path.parent() {
+        fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn private_files_are_0600_and_replace_atomically() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+        write_private(&path, b"one").expect("write");
+        write_private(&path, b"two").expect("rewrite");
+        assert_eq!(fs::read(&path).expect("read"), b"two");
+        let mode = fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            fs::read_dir(dir.path()).expect("list").count(),
+            1,
+            "no temporary left"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! Watch responses: newline-delimited JSON events over a chunked 200 response, one event
+//! per line (kube-rs splits on lines), ending at `timeoutSeconds`, at server shutdown or
+//! after an in-stream ERROR; bookmarks when asked.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderValue, StatusCode, header};
+use rand::Rng;
+use serde_json::{Map, Value, json};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::ApiState;
+use super::query::Query;
+use crate::engine::{WatchEvent, WatchEventType};
+use crate::error::ApiResult;
+use crate::registry::KindSpec;
+use crate::table::{self, Rendering};
+
+/// Watches without `timeoutSeconds` end after 30 to 60 minutes, as in Kubernetes, so
+/// clients re-establish them and load spreads out.
+const DEFAULT_MIN_TIMEOUT: Duration = Duration::from_secs(1800);
+
+pub(super) async fn serve(
+    state: &ApiState,
+    kind: Arc<KindSpec>,
+    namespace: Option<&str>,
+    query: &Query,
+    rendering: Rendering,
+    name: Option<&str>,
+) -> ApiResult<Response> {
+    let options = super::resource::watch_options(&kind, query, name)?;
+    let bookmarks = query.flag("allowWatchBookmarks")?;
+    let initial_events_end = query.flag("sendInitialEvents")?;
+    let timeout = match query.number("timeoutSeconds")? {
+        Some(seconds) => Duration::from_secs(seconds),
+        None => DEFAULT_MIN_TIMEOUT.mul_f64(1.0 + rand::rng().random::<f64>()),
+    };
+    let mut events = state.engine.watch(kind.clone(), namespace, options).await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let mut shutdown = state.shutdown.clone();
+    let bookmark_interval = state.bookmark_interval;
+    let metrics = state.metrics.clone();
+    tokio::spawn(async move {
+        let _watching = metrics.watch_started();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(bookmark_interval);
+        ticker.tick().await;
+        let mut encoder = Encoder {
+            kind,
+            rendering,
+            sent_columns: false,
+            revision: 0,
+        };
+        loop {
+            let line = tokio::select! {
+                event = events.next() => match event {
+                    Some(event) => encoder.event(event, bookmarks, initial_events_end),
+                    None => break,
+                },
+                _ = ticker.tick() => {
+                    if bookmarks && encoder.revision > 0 {
+                        Some(encoder.bookmark(false))
+                    } else {
+                        None
+                    }
+                }
+                _ = &mut deadline => break,
+                _ = shutdown.changed() => break,
+            };
+            if let Some(line) = line {
+                let ended = line.ended;
+                if sender.send(line.bytes).await.is_err() || ended {
+                    break;
+                }
+            }
+        }
+    });
+    let body = Body::from_stream(ReceiverStream::new(receiver).map(Ok::<_, Infallible>));
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+struct Line {
+    bytes: Bytes,
+    /// The stream ends after this line (an ERROR event).
+    ended: bool,
+}
+
+/// Turns engine events into wire lines for one watcher.
+struct Encoder {
+    kind: Arc<KindSpec>,
+    rendering: Rendering,
+    sent_columns: bool,
+    /// The revision the watcher has been brought up to.
+    revision: i64,
+}
+
+impl Encoder {
+    fn event(
+        &mut self,
+        event: WatchEvent,
+        bookmarks: bool,
+        initial_events_end: bool,
+    ) -> Option<Line> {
+        self.revision = self.revision.max(event.revision);
+        let object = match event.event_type {
+            WatchEventType::Bookmark => return None,
+            WatchEventType::InitialEventsEnd => {
+                return (bookmarks && initial_events_end).then(|| self.bookmark(true));
+            }
+            WatchEventType::Error => event.object,
+            _ => match self.rendering {
+                Rendering::Objects => event.object,
+                Rendering::Table {
+                    api_version,
+                    include,
+                } => {
+                    let mut metadata = Map::new();
+                    metadata.insert(
+                        "resourceVersion".into(),
+                        Value::String(event.revision.to_string()),
+                    );
+                    let with_columns = !self.sent_columns;
+                    self.sent_columns = true;
+                    table::render(
+                        &self.kind,
+                        &[event.object],
+                        api_version,
+                        include,
+                        metadata,
+                        with_columns,
+                    )
+                }
+            },
+        };
+        Some(Line {
+            bytes: encode(event.event_type.as_str(), &object),
+            ended: event.event_type == WatchEventType::Error,
+        })
+    }
+
+    fn bookmark(&self, initial_events_end: bool) -> Line {
+        let mut metadata = json!({"resourceVersion": self.revision.to_string()});
+        if initial_events_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let object = json!({
+            "kind": self.kind.kind,
+            "apiVersion": self.kind.api_version(),
+            "metadata": metadata,
+        });
+        Line {
+            bytes: encode("BOOKMARK", &object),
+            ended: false,
+        }
+    }
+}
+
+fn encode(event_type: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": event_type, "object": object}))
+        .unwrap_or_else(|_| b"{}".to_vec());
+    line.push(b'\n');
+    Bytes::from(line)
+}

@@ -1,0 +1,155 @@
+//! The kinds Ronghe serves, declared for the registry. Built-in Kubernetes kinds use the
+//! exact wire types of k8s-openapi; `KindSpec::builtin` fills in what those types know
+//! (group, version, kind, plural, scope) so a declaration lists only what is particular
+//! to the kind.
+
+mod coordination;
+mod core;
+
+use k8s_openapi::{Metadata, Resource, ResourceScope};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use ronghe_api_types::validation::NameRule;
+
+use crate::registry::{KindSpec, Registry, RegistryError, Scope, Subresources};
+
+pub use self::core::NAMESPACE_FINALIZER;
+
+/// The registry of every kind served today.
+pub fn builtin_registry() -> Result<Registry, RegistryError> {
+    let mut registry = Registry::new();
+    for spec in core::kinds().into_iter().chain(coordination::kinds()) {
+        registry.register(spec)?;
+    }
+    Ok(registry)
+}
+
+impl KindSpec {
+    /// The declaration of a built-in kind with everything taken from its k8s-openapi type;
+    /// override fields with struct update syntax.
+    pub fn builtin<T>() -> KindSpec
+    where
+        T: Resource + Metadata + Serialize + DeserializeOwned,
+        T::Scope: ScopeOf,
+    {
+        KindSpec {
+            group: T::GROUP,
+            version: T::VERSION,
+            kind: T::KIND,
+            plural: T::URL_PATH_SEGMENT,
+            singular: singular_of(T::KIND),
+            short_names: &[],
+            categories: &[],
+            scope: <T::Scope as ScopeOf>::SCOPE,
+            subresources: Subresources::default(),
+            strategic_merge: true,
+            has_generation: false,
+            name_rule: NameRule::default(),
+            normalize: normalize_typed::<T>,
+            default: None,
+            validate: None,
+            fields: &[],
+            columns: Vec::new(),
+            verbs_readonly: false,
+            holds_deletion: None,
+            on_deletion: None,
+        }
+    }
+}
+
+/// Maps k8s-openapi's scope marker types to our `Scope`.
+pub trait ScopeOf: ResourceScope {
+    const SCOPE: Scope;
+}
+
+impl ScopeOf for k8s_openapi::NamespaceResourceScope {
+    const SCOPE: Scope = Scope::Namespaced;
+}
+
+impl ScopeOf for k8s_openapi::ClusterResourceScope {
+    const SCOPE: Scope = Scope::Cluster;
+}
+
+/// The lower-case singular name of a kind ("ConfigMap" → "configmap").
+fn singular_of(kind: &'static str) -> &'static str {
+    // Leaked once per registered kind at start-up: the registry lives for the process.
+    Box::leak(kind.to_ascii_lowercase().into_boxed_str())
+}
+
+/// Normalises a body through the typed model `T`, reporting the unknown fields dropped.
+pub fn normalize_typed<T>(mut value: Value) -> Result<(Value, Vec<String>), String>
+where
+    T: Resource + Serialize + DeserializeOwned,
+{
+    if let Some(root) = value.as_object_mut() {
+        // The typed models insist on these; the engine has already checked them.
+        root.insert("apiVersion".into(), Value::String(T::API_VERSION.into()));
+        root.insert("kind".into(), Value::String(T::KIND.into()));
+    }
+    let mut unknown = Vec::new();
+    let typed: T = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()))
+        .map_err(|error| error.to_string())?;
+    let value = serde_json::to_value(&typed).map_err(|error| error.to_string())?;
+    Ok((value, unknown))
+}
+
+/// A string at a path, for field selectors and table cells.
+pub(crate) fn text(object: &Value, path: &[&str]) -> Option<String> {
+    crate::object::value_at(object, path).and_then(|value| match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    })
+}
+
+/// The number of entries of a map at a path, as a table cell.
+pub(crate) fn count(object: &Value, path: &[&str]) -> usize {
+    crate::object::value_at(object, path)
+        .and_then(Value::as_object)
+        .map_or(0, |map| map.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn registry_builds_and_knows_configmaps() {
+        let registry = builtin_registry().expect("builtin kinds are distinct");
+        let cm = registry
+            .lookup("", "v1", "configmaps")
+            .expect("configmaps served");
+        assert_eq!(cm.kind, "ConfigMap");
+        assert_eq!(cm.singular, "configmap");
+        assert!(cm.namespaced());
+        let ns = registry
+            .lookup("", "v1", "namespaces")
+            .expect("namespaces served");
+        assert!(!ns.namespaced());
+    }
+
+    #[test]
+    fn normalize_reports_unknown_fields() {
+        let (value, unknown) = normalize_typed::<k8s_openapi::api::core::v1::ConfigMap>(json!({
+            "metadata": {"name": "a", "bogus": 1},
+            "data": {"k": "v"},
+            "extra": true
+        }))
+        .expect("valid configmap");
+        assert_eq!(value["data"]["k"], "v");
+        assert!(value.get("extra").is_none());
+        assert_eq!(unknown.len(), 2, "{unknown:?}");
+    }
+
+    #[test]
+    fn normalize_rejects_wrong_types() {
+        let result = normalize_typed::<k8s_openapi::api::core::v1::ConfigMap>(json!({
+            "metadata": {"name": "a"},
+            "data": {"k": 1}
+        }));
+        assert!(result.is_err());
+    }
+}

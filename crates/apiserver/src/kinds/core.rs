@@ -1,0 +1,228 @@
+//! Core (`v1`) kinds: Namespace, ConfigMap, Secret, Event.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
+use ronghe_api_types::validation::{self, FieldCause, NameRule};
+use serde_json::{Map, Value};
+
+use super::{count, text};
+use crate::object;
+use crate::registry::{Column, KindSpec, Subresources};
+
+/// The finalizer in a namespace's `spec.finalizers` that holds it until its contents are
+/// deleted.
+pub const NAMESPACE_FINALIZER: &str = "kubernetes";
+
+pub(super) fn kinds() -> Vec<KindSpec> {
+    vec![namespace(), config_map(), secret(), event()]
+}
+
+fn namespace() -> KindSpec {
+    KindSpec {
+        short_names: &["ns"],
+        subresources: Subresources {
+            status: true,
+            scale: false,
+        },
+        name_rule: NameRule::Dns1123Label,
+        default: Some(default_namespace),
+        fields: &[("status.phase", |o| text(o, &["status", "phase"]))],
+        columns: vec![
+            Column::name(),
+            Column::value("Status", "string", "The status of the namespace.", |o| {
+                Value::String(text(o, &["status", "phase"]).unwrap_or_default())
+            }),
+            Column::age(),
+        ],
+        holds_deletion: Some(|o| {
+            object::value_at(o, &["spec", "finalizers"])
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty())
+        }),
+        on_deletion: Some(|o| {
+            let root = object::ensure_object(o);
+            let status = root
+                .entry("status")
+                .or_insert_with(|| Value::Object(Map::new()));
+            object::ensure_object(status)
+                .insert("phase".into(), Value::String("Terminating".into()));
+        }),
+        ..KindSpec::builtin::<Namespace>()
+    }
+}
+
+/// A live namespace is Active and held by the namespace finalizer until its contents go.
+fn default_namespace(namespace: &mut Value) {
+    if object::deletion_timestamp(namespace).is_some() {
+        return;
+    }
+    let root = object::ensure_object(namespace);
+    let status = object::ensure_object(
+        root.entry("status")
+            .or_insert_with(|| Value::Object(Map::new())),
+    );
+    status.insert("phase".into(), Value::String("Active".into()));
+    let spec = object::ensure_object(
+        root.entry("spec")
+            .or_insert_with(|| Value::Object(Map::new())),
+    );
+    let finalizers = spec
+        .entry("finalizers")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(items) = finalizers
+        && !items.iter().any(|f| f == NAMESPACE_FINALIZER)
+    {
+        items.push(Value::String(NAMESPACE_FINALIZER.into()));
+    }
+    // The name of a namespace is also a label, as in Kubernetes 1.22+.
+    if let Some(name) = object::name(namespace).map(str::to_owned) {
+        let metadata = object::metadata_mut(namespace);
+        let labels = object::ensure_object(
+            metadata
+                .entry("labels")
+                .or_insert_with(|| Value::Object(Map::new())),
+        );
+        labels.insert("kubernetes.io/metadata.name".into(), Value::String(name));
+    }
+}
+
+fn config_map() -> KindSpec {
+    KindSpec {
+        short_names: &["cm"],
+        validate: Some(|object, _| {
+            let mut causes = data_key_causes(object, "data");
+            causes.extend(data_key_causes(object, "binaryData"));
+            causes
+        }),
+        columns: vec![
+            Column::name(),
+            Column::value(
+                "Data",
+                "integer",
+                "The number of keys in data and binaryData.",
+                |o| Value::from(count(o, &["data"]) + count(o, &["binaryData"])),
+            ),
+            Column::age(),
+        ],
+        ..KindSpec::builtin::<ConfigMap>()
+    }
+}
+
+fn secret() -> KindSpec {
+    KindSpec {
+        default: Some(default_secret),
+        validate: Some(|object, _| data_key_causes(object, "data")),
+        fields: &[("type", |o| text(o, &["type"]))],
+        columns: vec![
+            Column::name(),
+            Column::value("Type", "string", "The type of the secret.", |o| {
+                Value::String(text(o, &["type"]).unwrap_or_default())
+            }),
+            Column::value("Data", "integer", "The number of keys in data.", |o| {
+                Value::from(count(o, &["data"]))
+            }),
+            Column::age(),
+        ],
+        ..KindSpec::builtin::<Secret>()
+    }
+}
+
+/// `stringData` is write-only: it is folded into `data` (base64) and never stored.
+fn default_secret(secret: &mut Value) {
+    let root = object::ensure_object(secret);
+    if let Some(Value::Object(string_data)) = root.remove("stringData") {
+        let data = object::ensure_object(
+            root.entry("data")
+                .or_insert_with(|| Value::Object(Map::new())),
+        );
+        for (key, value) in string_data {
+            if let Value::String(value) = value {
+                data.insert(key, Value::String(STANDARD.encode(value)));
+            }
+        }
+    }
+    root.entry("type")
+        .or_insert_with(|| Value::String("Opaque".into()));
+}
+
+fn data_key_causes(object: &Value, field: &str) -> Vec<FieldCause> {
+    let Some(data) = object.get(field).and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    data.keys()
+        .flat_map(|key| {
+            validation::is_config_map_key(key)
+                .into_iter()
+                .map(move |message| {
+                    FieldCause::invalid(format!("{field}[{key}]"), key.as_str(), message)
+                })
+        })
+        .collect()
+}
+
+fn event() -> KindSpec {
+    KindSpec {
+        short_names: &["ev"],
+        fields: &[
+            ("involvedObject.kind", |o| {
+                text(o, &["involvedObject", "kind"])
+            }),
+            ("involvedObject.namespace", |o| {
+                text(o, &["involvedObject", "namespace"])
+            }),
+            ("involvedObject.name", |o| {
+                text(o, &["involvedObject", "name"])
+            }),
+            ("involvedObject.uid", |o| {
+                text(o, &["involvedObject", "uid"])
+            }),
+            ("involvedObject.apiVersion", |o| {
+                text(o, &["involvedObject", "apiVersion"])
+            }),
+            ("involvedObject.resourceVersion", |o| {
+                text(o, &["involvedObject", "resourceVersion"])
+            }),
+            ("involvedObject.fieldPath", |o| {
+                text(o, &["involvedObject", "fieldPath"])
+            }),
+            ("reason", |o| text(o, &["reason"])),
+            ("reportingComponent", |o| text(o, &["reportingComponent"])),
+            ("source", |o| text(o, &["source", "component"])),
+            ("type", |o| text(o, &["type"])),
+        ],
+        columns: vec![
+            Column::value(
+                "Last Seen",
+                "string",
+                "The time the event was last seen.",
+                |o| {
+                    let at = text(o, &["lastTimestamp"])
+                        .or_else(|| text(o, &["eventTime"]))
+                        .or_else(|| text(o, &["metadata", "creationTimestamp"]));
+                    Value::String(
+                        at.map(|t| crate::table::age_of(&t))
+                            .unwrap_or_else(|| "<unknown>".into()),
+                    )
+                },
+            ),
+            Column::value("Type", "string", "The type of the event.", |o| {
+                Value::String(text(o, &["type"]).unwrap_or_default())
+            }),
+            Column::value("Reason", "string", "Why the event happened.", |o| {
+                Value::String(text(o, &["reason"]).unwrap_or_default())
+            }),
+            Column::value("Object", "string", "The object the event is about.", |o| {
+                let kind = text(o, &["involvedObject", "kind"])
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                let name = text(o, &["involvedObject", "name"]).unwrap_or_default();
+                Value::String(format!("{kind}/{name}"))
+            }),
+            Column::value("Message", "string", "What happened.", |o| {
+                Value::String(text(o, &["message"]).unwrap_or_default())
+            }),
+        ],
+        ..KindSpec::builtin::<Event>()
+    }
+}

@@ -1,0 +1,21 @@
+//! Ronghe's API server: the kind registry, the generic resource engine over the
+//! revisioned store, and the HTTPS face that speaks the Kubernetes API well enough for the
+//! real kubectl and kube-rs, plus the controllers that run inside the server process.
+
+pub mod auth;
+pub mod controllers;
+pub mod discovery;
+pub mod engine;
+pub mod error;
+mod files;
+pub mod http;
+pub mod kinds;
+pub mod metrics;
+pub mod object;
+pub mod openapi;
+pub mod registry;
+pub mod server;
+pub mod table;
+pub mod tls;
+
+pub use server::{ServerConfig, run};

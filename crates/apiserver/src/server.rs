@@ -1,0 +1,257 @@
+//! Running the API server: open the store, bootstrap the data directory (CA, serving
+//! certificate, admin credential, kubeconfig, built-in namespaces), start the in-process
+//! controllers, and serve HTTPS until asked to stop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rand::Rng;
+use ronghe_store::Store;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::auth::{AllowAuthenticated, StaticTokenAuthenticator, User};
+use crate::controllers;
+use crate::discovery::Discovery;
+use crate::engine::{Engine, WriteOptions};
+use crate::http::ApiState;
+use crate::metrics::Metrics;
+use crate::openapi::OpenApi;
+
+pub const KUBECONFIG_FILE: &str = "kubeconfig";
+const ADMIN_TOKEN_FILE: &str = "admin-token";
+const STORE_FILE: &str = "state.db";
+
+/// The namespaces every cluster has.
+const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Use the in-memory store instead of SQLite (tests and simulations; nothing persists).
+    pub in_memory_store: bool,
+    /// Extra names and addresses for the serving certificate.
+    pub extra_names: Vec<String>,
+    pub bookmark_interval: Duration,
+    /// How often store history older than `history` is compacted.
+    pub compaction_interval: Duration,
+    pub history: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        Self {
+            data_dir,
+            listen,
+            in_memory_store: false,
+            extra_names: Vec::new(),
+            bookmark_interval: Duration::from_secs(60),
+            compaction_interval: Duration::from_secs(60),
+            history: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Runs the server until `shutdown` resolves; then stops accepting, ends watches, lets
+/// in-flight requests finish (for a bounded time) and closes the store.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let store: Arc<dyn Store> = if config.in_memory_store {
+        Arc::new(ronghe_store::MemoryStore::new())
+    } else {
+        let path = config.data_dir.join(STORE_FILE);
+        Arc::new(
+            ronghe_store::SqliteStore::open(&path)
+                .with_context(|| format!("opening the store {}", path.display()))?,
+        )
+    };
+    let registry = Arc::new(crate::kinds::builtin_registry()?);
+    let engine = Engine::new(store, registry.clone());
+    ensure_namespaces(&engine).await?;
+
+    let admin_token = admin_token(&config.data_dir)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        local.ip().to_string()
+    };
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+        host.clone(),
+    ];
+    if let Ok(hostname) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        names.push(hostname.trim().to_owned());
+    }
+    names.extend(config.extra_names.iter().cloned());
+    names.sort();
+    names.dedup();
+    let tls = crate::tls::load_or_create(&config.data_dir, &names).context("setting up TLS")?;
+    let server_url = if host.contains(':') {
+        format!("https://[{host}]:{}", local.port())
+    } else {
+        format!("https://{host}:{}", local.port())
+    };
+    write_kubeconfig(&config.data_dir, &server_url, &tls.ca_pem, &admin_token)?;
+
+    let (stop_sender, stop) = watch::channel(false);
+    let state = Arc::new(ApiState {
+        engine: engine.clone(),
+        discovery: Discovery::new(&registry),
+        openapi: OpenApi::new(&registry),
+        authenticator: Arc::new(StaticTokenAuthenticator::new(
+            admin_token,
+            User {
+                name: "admin".into(),
+                groups: vec!["system:masters".into(), "system:authenticated".into()],
+            },
+        )),
+        authorizer: Arc::new(AllowAuthenticated),
+        metrics: Arc::new(Metrics::new()),
+        shutdown: stop.clone(),
+        bookmark_interval: config.bookmark_interval,
+    });
+    let mut background = JoinSet::new();
+    controllers::start(&mut background, engine.clone(), stop.clone(), &config);
+    let router = crate::http::router(state);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
+    tracing::info!(url = %server_url, data_dir = %config.data_dir.display(), "serving the Kubernetes API");
+
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "accepting a connection failed");
+                        continue;
+                    }
+                };
+                let _ = socket.set_nodelay(true);
+                connections.spawn(serve_connection(socket, peer, acceptor.clone(), router.clone(), stop.clone()));
+            }
+            () = &mut shutdown => break,
+        }
+        // Reap finished connection tasks so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+    }
+    tracing::info!("shutting down");
+    let _ = stop_sender.send(true);
+    drop(listener);
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("connections still open after 10 s; closing them");
+        connections.shutdown().await;
+    }
+    background.shutdown().await;
+    drop(engine);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve_connection(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let stream = match acceptor.accept(socket).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+    };
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        }
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// Creates the built-in namespaces if they are missing.
+async fn ensure_namespaces(engine: &Engine) -> anyhow::Result<()> {
+    let namespaces = engine.kind("v1", "Namespace")?;
+    for name in BUILTIN_NAMESPACES {
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match engine
+            .create(&namespaces, None, body, &WriteOptions::default())
+            .await
+        {
+            Ok(_) => tracing::info!(namespace = name, "created built-in namespace"),
+            Err(error) if error.code() == 409 => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The admin's bootstrap token: read from the data directory, or made on first start.
+fn admin_token(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join(ADMIN_TOKEN_FILE);
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_owned();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let bytes: [u8; 32] = rand::rng().random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    crate::files::write_private(&path, token.as_bytes())?;
+    Ok(token)
+}
+
+/// Writes `DIR/kubeconfig` for the admin; kubectl uses it as is.
+fn write_kubeconfig(dir: &Path, server: &str, ca_pem: &str, token: &str) -> anyhow::Result<()> {
+    let kubeconfig = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "ronghe", "cluster": {
+            "server": server,
+            "certificate-authority-data": STANDARD.encode(ca_pem),
+        }}],
+        "users": [{"name": "admin", "user": {"token": token}}],
+        "contexts": [{"name": "ronghe", "context": {"cluster": "ronghe", "user": "admin", "namespace": "default"}}],
+        "current-context": "ronghe",
+        "preferences": {},
+    });
+    let yaml = serde_yaml_ng::to_string(&kubeconfig)?;
+    crate::files::write_private(&dir.join(KUBECONFIG_FILE), yaml.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,648 @@
+//! The API's semantics and its answers to bad input, through raw HTTPS requests: every
+//! failure is a `metav1.Status` with the right code, and nothing is written.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use http_body_util::BodyExt;
+use ronghe_testkit::{ServerProcess, raw_request};
+use serde_json::{Value, json};
+
+use super::{BINARY, server};
+
+const CM: &str = "/api/v1/namespaces/default/configmaps";
+
+fn cm(name: &str) -> Vec<u8> {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
+        .to_string()
+        .into_bytes()
+}
+
+/// Asserts a response is a Status with `code` and `reason`.
+fn assert_status(response: &(u16, Value, http::HeaderMap), code: u16, reason: &str) {
+    let (status, body, _) = response;
+    assert_eq!(*status, code, "{body}");
+    assert_eq!(body["kind"], "Status", "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["reason"], reason, "{body}");
+}
+
+async fn count_configmaps(client: &kube::Client) -> anyhow::Result<usize> {
+    let (_, list, _) = raw_request(client, "GET", CM, None, Vec::new()).await?;
+    Ok(list["items"].as_array().map_or(0, Vec::len))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_statuses_and_write_nothing() -> anyhow::Result<()> {
+    let server = server().await?;
+    let client = server.client().await?;
+    let json = Some("application/json");
+
+    let anonymous = server.anonymous_client().await?;
+    assert_status(
+        &raw_request(&anonymous, "GET", CM, None, Vec::new()).await?,
+        401,
+        "Unauthorized",
+    );
+    // Health and version are public.
+    assert_eq!(
+        raw_request(&anonymous, "GET", "/readyz", None, Vec::new())
+            .await?
+            .0,
+        200
+    );
+    assert_eq!(
+        raw_request(&anonymous, "GET", "/version", None, Vec::new())
+            .await?
+            .0,
+        200
+    );
+
+    assert_status(
+        &raw_request(&client, "POST", CM, json, b"{\"metadata\":".to_vec()).await?,
+        400,
+        "BadRequest",
+    );
+    assert_status(
+        &raw_request(
+            &client,
+            "POST",
+            CM,
+            Some("application/yaml"),
+            b"metadata: [".to_vec(),
+        )
+        .await?,
+        400,
+        "BadRequest",
+    );
+    assert_status(
+        &raw_request(&client, "POST", CM, Some("text/plain"), cm("x")).await?,
+        415,
+        "UnsupportedMediaType",
+    );
+
+    let unknown = json!({"metadata": {"name": "strict"}, "data": {}, "bogus": 1}).to_string();
+    let strict = raw_request(
+        &client,
+        "POST",
+        &format!("{CM}?fieldValidation=Strict"),
+        json,
+        unknown.clone().into_bytes(),
+    )
+    .await?;
+    assert_status(&strict, 400, "BadRequest");
+    assert!(
+        strict.1["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown field \"bogus\"")),
+        "{}",
+        strict.1
+    );
+
+    let bad_name = raw_request(&client, "POST", CM, json, cm("Not_A_Name")).await?;
+    assert_status(&bad_name, 422, "Invalid");
+    assert_eq!(
+        bad_name.1["details"]["causes"][0]["field"], "metadata.name",
+        "{}",
+        bad_name.1
+    );
+
+    let wrong_kind =
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wrong"}}).to_string();
+    assert_status(
+        &raw_request(&client, "POST", CM, json, wrong_kind.into_bytes()).await?,
+        400,
+        "BadRequest",
+    );
+
+    let huge = json!({"metadata": {"name": "huge"}, "data": {"k": "x".repeat(4 * 1024 * 1024)}})
+        .to_string();
+    assert_status(
+        &raw_request(&client, "POST", CM, json, huge.into_bytes()).await?,
+        413,
+        "RequestEntityTooLarge",
+    );
+
+    assert_status(
+        &raw_request(
+            &client,
+            "GET",
+            "/api/v1/namespaces/default/widgets",
+            None,
+            Vec::new(),
+        )
+        .await?,
+        404,
+        "NotFound",
+    );
+    let missing = raw_request(&client, "GET", &format!("{CM}/nope"), None, Vec::new()).await?;
+    assert_status(&missing, 404, "NotFound");
+    assert_eq!(missing.1["message"], "configmaps \"nope\" not found");
+    assert_status(
+        &raw_request(
+            &client,
+            "POST",
+            "/api/v1/namespaces/no-such-ns/configmaps",
+            json,
+            cm("x"),
+        )
+        .await?,
+        404,
+        "NotFound",
+    );
+    assert_status(
+        &raw_request(
+            &client,
+            "GET",
+            &format!("{CM}?labelSelector=a%20in%20(b"),
+            None,
+            Vec::new(),
+        )
+        .await?,
+        400,
+        "BadRequest",
+    );
+    assert_status(
+        &raw_request(
+            &client,
+            "GET",
+            &format!("{CM}?fieldSelector=spec.foo%3Dx"),
+            None,
+            Vec::new(),
+        )
+        .await?,
+        400,
+        "BadRequest",
+    );
+    assert_status(
+        &raw_request(
+            &client,
+            "PATCH",
+            &format!("{CM}/nope"),
+            Some("application/strategic-merge-patch+json"),
+            b"{}".to_vec(),
+        )
+        .await?,
+        404,
+        "NotFound",
+    );
+    ensure!(
+        count_configmaps(&client).await? == 0,
+        "a rejected request wrote something"
+    );
+
+    // Optimistic concurrency: a stale resourceVersion is a 409 Conflict.
+    let created = raw_request(&client, "POST", CM, json, cm("cas")).await?;
+    assert_eq!(created.0, 201, "{}", created.1);
+    let mut object = created.1.clone();
+    object["data"]["k"] = json!("w");
+    let updated = raw_request(
+        &client,
+        "PUT",
+        &format!("{CM}/cas"),
+        json,
+        object.to_string().into_bytes(),
+    )
+    .await?;
+    assert_eq!(updated.0, 200, "{}", updated.1);
+    object["data"]["k"] = json!("stale");
+    let stale = raw_request(
+        &client,
+        "PUT",
+        &format!("{CM}/cas"),
+        json,
+        object.to_string().into_bytes(),
+    )
+    .await?;
+    assert_status(&stale, 409, "Conflict");
+    assert_status(
+        &raw_request(&client, "POST", CM, json, cm("cas")).await?,
+        409,
+        "AlreadyExists",
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn write_semantics() -> anyhow::Result<()> {
+    let server = server().await?;
+    let client = server.client().await?;
+    let json = Some("application/json");
+
+    // generateName, dryRun, Warn validation.
+    let generated = json!({"metadata": {"generateName": "gen-"}, "data": {}}).to_string();
+    let (code, object, _) = raw_request(&client, "POST", CM, json, generated.into_bytes()).await?;
+    assert_eq!(code, 201);
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    let (code, _, _) = raw_request(
+        &client,
+        "POST",
+        &format!("{CM}?dryRun=All"),
+        json,
+        cm("dry"),
+    )
+    .await?;
+    assert_eq!(code, 201);
+    assert_eq!(
+        raw_request(&client, "GET", &format!("{CM}/dry"), None, Vec::new())
+            .await?
+            .0,
+        404
+    );
+    let warned = json!({"metadata": {"name": "warned"}, "bogus": 1}).to_string();
+    let (code, object, headers) = raw_request(
+        &client,
+        "POST",
+        &format!("{CM}?fieldValidation=Warn"),
+        json,
+        warned.into_bytes(),
+    )
+    .await?;
+    assert_eq!(code, 201);
+    assert!(object.get("bogus").is_none());
+    let warning = headers
+        .get("warning")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        warning.starts_with("299 - ") && warning.contains("bogus"),
+        "{warning:?}"
+    );
+
+    // A no-op patch keeps the resourceVersion.
+    let (_, before, _) =
+        raw_request(&client, "GET", &format!("{CM}/warned"), None, Vec::new()).await?;
+    let (_, after, _) = raw_request(
+        &client,
+        "PATCH",
+        &format!("{CM}/warned"),
+        Some("application/merge-patch+json"),
+        b"{\"metadata\":{}}".to_vec(),
+    )
+    .await?;
+    assert_eq!(
+        before["metadata"]["resourceVersion"],
+        after["metadata"]["resourceVersion"]
+    );
+
+    // Finalizers hold a deleted object until they are removed.
+    let held =
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}).to_string();
+    raw_request(&client, "POST", CM, json, held.into_bytes()).await?;
+    let (code, marked, _) =
+        raw_request(&client, "DELETE", &format!("{CM}/held"), None, Vec::new()).await?;
+    assert_eq!(code, 200);
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+    let (code, still, _) =
+        raw_request(&client, "GET", &format!("{CM}/held"), None, Vec::new()).await?;
+    assert_eq!(code, 200, "{still}");
+    let adding = raw_request(
+        &client,
+        "PATCH",
+        &format!("{CM}/held"),
+        Some("application/merge-patch+json"),
+        br#"{"metadata":{"finalizers":["example.com/hold","example.com/more"]}}"#.to_vec(),
+    )
+    .await?;
+    assert_status(&adding, 422, "Invalid");
+    raw_request(
+        &client,
+        "PATCH",
+        &format!("{CM}/held"),
+        Some("application/json-patch+json"),
+        br#"[{"op":"remove","path":"/metadata/finalizers"}]"#.to_vec(),
+    )
+    .await?;
+    assert_eq!(
+        raw_request(&client, "GET", &format!("{CM}/held"), None, Vec::new())
+            .await?
+            .0,
+        404
+    );
+
+    // Background garbage collection of dependents.
+    let (_, owner, _) = raw_request(&client, "POST", CM, json, cm("owner")).await?;
+    let dependent = json!({"metadata": {"name": "dependent", "ownerReferences": [{
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"],
+    }]}})
+    .to_string();
+    assert_eq!(
+        raw_request(&client, "POST", CM, json, dependent.into_bytes())
+            .await?
+            .0,
+        201
+    );
+    raw_request(
+        &client,
+        "DELETE",
+        &format!("{CM}/owner"),
+        json,
+        br#"{"propagationPolicy":"Background"}"#.to_vec(),
+    )
+    .await?;
+    wait_until(
+        Duration::from_secs(20),
+        "the dependent to be collected",
+        async || {
+            Ok(
+                raw_request(&client, "GET", &format!("{CM}/dependent"), None, Vec::new())
+                    .await?
+                    .0
+                    == 404,
+            )
+        },
+    )
+    .await?;
+
+    // Status subresource: the object endpoint ignores status; /status changes only status.
+    let ns = "/api/v1/namespaces/default";
+    let (_, namespace, _) = raw_request(&client, "GET", ns, None, Vec::new()).await?;
+    assert_eq!(namespace["status"]["phase"], "Active");
+    let (_, after, _) = raw_request(
+        &client,
+        "PATCH",
+        ns,
+        Some("application/merge-patch+json"),
+        br#"{"status":{"phase":"Weird"}}"#.to_vec(),
+    )
+    .await?;
+    assert_eq!(after["status"]["phase"], "Active");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_select_and_page() -> anyhow::Result<()> {
+    let server = server().await?;
+    let client = server.client().await?;
+    for (name, tier) in [
+        ("a", "web"),
+        ("b", "db"),
+        ("c", "web"),
+        ("d", "cache"),
+        ("e", ""),
+    ] {
+        let labels = if tier.is_empty() {
+            json!({})
+        } else {
+            json!({"tier": tier})
+        };
+        let body = json!({"metadata": {"name": name, "labels": labels}}).to_string();
+        raw_request(
+            &client,
+            "POST",
+            CM,
+            Some("application/json"),
+            body.into_bytes(),
+        )
+        .await?;
+    }
+    let names = async |query: &str| -> anyhow::Result<Vec<String>> {
+        let (code, list, _) =
+            raw_request(&client, "GET", &format!("{CM}?{query}"), None, Vec::new()).await?;
+        ensure!(code == 200, "{list}");
+        Ok(list["items"]
+            .as_array()
+            .context("items")?
+            .iter()
+            .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_owned))
+            .collect())
+    };
+    assert_eq!(names("labelSelector=tier%3Dweb").await?, ["a", "c"]);
+    assert_eq!(
+        names("labelSelector=tier%20in%20(web,db)").await?,
+        ["a", "b", "c"]
+    );
+    assert_eq!(
+        names("labelSelector=tier%20notin%20(web)").await?,
+        ["b", "d", "e"]
+    );
+    assert_eq!(names("labelSelector=!tier").await?, ["e"]);
+    assert_eq!(
+        names("labelSelector=tier,tier!%3Dcache").await?,
+        ["a", "b", "c"]
+    );
+    assert_eq!(names("fieldSelector=metadata.name%3Dd").await?, ["d"]);
+    assert_eq!(
+        names("fieldSelector=metadata.name!%3Dd").await?,
+        ["a", "b", "c", "e"]
+    );
+
+    // Pages of two, from one snapshot.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let query = if token.is_empty() {
+            "limit=2".to_owned()
+        } else {
+            format!("limit=2&continue={token}")
+        };
+        let (_, page, _) =
+            raw_request(&client, "GET", &format!("{CM}?{query}"), None, Vec::new()).await?;
+        let items = page["items"].as_array().context("items")?;
+        ensure!(items.len() <= 2, "{page}");
+        seen.extend(
+            items
+                .iter()
+                .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_owned)),
+        );
+        match page["metadata"]["continue"].as_str() {
+            Some(next) if !next.is_empty() => token = next.to_owned(),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    Ok(())
+}
+
+/// Reads watch lines until `count` lines or the deadline.
+async fn watch_lines(
+    client: &kube::Client,
+    path: &str,
+    count: usize,
+    within: Duration,
+) -> anyhow::Result<Vec<Value>> {
+    let request = http::Request::get(path).body(kube::client::Body::empty())?;
+    let response = client.send(request).await?;
+    ensure!(
+        response.status() == 200,
+        "watch answered {}",
+        response.status()
+    );
+    let mut body = response.into_body();
+    let mut buffer = Vec::new();
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + within;
+    while lines.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(frame) = tokio::time::timeout(left, body.frame()).await else {
+            break;
+        };
+        let Some(frame) = frame else { break };
+        if let Ok(data) = frame?.into_data() {
+            buffer.extend_from_slice(&data);
+        }
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            lines.push(serde_json::from_slice(&line)?);
+        }
+    }
+    Ok(lines)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_compaction_bookmarks_and_timeouts() -> anyhow::Result<()> {
+    let server = ServerProcess::start(
+        Path::new(BINARY),
+        &[
+            "--history-seconds",
+            "0",
+            "--compaction-interval-seconds",
+            "1",
+            "--bookmark-interval-seconds",
+            "1",
+        ],
+    )
+    .await?;
+    let client = server.client().await?;
+    for name in ["w1", "w2", "w3"] {
+        raw_request(&client, "POST", CM, Some("application/json"), cm(name)).await?;
+    }
+    let (_, first, _) = raw_request(&client, "GET", &format!("{CM}/w1"), None, Vec::new()).await?;
+    let old = first["metadata"]["resourceVersion"]
+        .as_str()
+        .context("rv")?
+        .to_owned();
+    // Writes after `old`, then compaction past them.
+    raw_request(&client, "DELETE", &format!("{CM}/w2"), None, Vec::new()).await?;
+    raw_request(&client, "POST", CM, Some("application/json"), cm("w4")).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lines = watch_lines(
+        &client,
+        &format!("{CM}?watch=true&resourceVersion={old}"),
+        1,
+        Duration::from_secs(10),
+    )
+    .await?;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["type"], "ERROR", "{lines:?}");
+    assert_eq!(lines[0]["object"]["code"], 410, "{lines:?}");
+
+    // From "now": synthetic ADDED for what exists, then bookmarks when asked.
+    let lines = watch_lines(
+        &client,
+        &format!("{CM}?watch=true&allowWatchBookmarks=true&timeoutSeconds=5"),
+        4,
+        Duration::from_secs(10),
+    )
+    .await?;
+    let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(&types[..3], ["ADDED", "ADDED", "ADDED"], "{lines:?}");
+    assert_eq!(types.get(3), Some(&"BOOKMARK"), "{lines:?}");
+
+    // timeoutSeconds ends the stream.
+    let started = Instant::now();
+    let lines = watch_lines(
+        &client,
+        &format!("{CM}?watch=true&resourceVersion=0&timeoutSeconds=1"),
+        100,
+        Duration::from_secs(15),
+    )
+    .await?;
+    assert!(
+        started.elapsed() < Duration::from_secs(14),
+        "the watch did not end at its timeout"
+    );
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_openapi_tables_and_metrics() -> anyhow::Result<()> {
+    let server = server().await?;
+    let client = server.client().await?;
+    let (_, groups, _) = raw_request(&client, "GET", "/apis", None, Vec::new()).await?;
+    assert!(
+        groups["groups"]
+            .as_array()
+            .context("groups")?
+            .iter()
+            .any(|g| g["name"] == "coordination.k8s.io"),
+        "{groups}"
+    );
+    let (_, root, _) = raw_request(&client, "GET", "/openapi/v3", None, Vec::new()).await?;
+    let url = root["paths"]["api/v1"]["serverRelativeURL"]
+        .as_str()
+        .context("api/v1 in the openapi root")?;
+    let (code, document, headers) = raw_request(&client, "GET", url, None, Vec::new()).await?;
+    assert_eq!(code, 200);
+    assert_eq!(
+        headers.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("public, immutable")
+    );
+    let patch = &document["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"];
+    assert_eq!(
+        patch["x-kubernetes-group-version-kind"]["kind"],
+        "ConfigMap"
+    );
+    assert!(
+        patch["parameters"]
+            .as_array()
+            .context("parameters")?
+            .iter()
+            .any(|p| p["name"] == "fieldValidation")
+    );
+    assert_eq!(
+        raw_request(&client, "GET", "/openapi/v2", None, Vec::new())
+            .await?
+            .0,
+        404
+    );
+
+    let request = http::Request::get(CM)
+        .header(
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .body(kube::client::Body::empty())?;
+    let response = client.send(request).await?;
+    let table: Value = serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
+    assert_eq!(table["kind"], "Table");
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .context("columns")?
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(columns, ["Name", "Data", "Age"]);
+
+    let (code, metrics, _) = raw_request(&client, "GET", "/metrics", None, Vec::new()).await?;
+    assert_eq!(code, 200);
+    assert!(
+        metrics
+            .as_str()
+            .is_some_and(|m| m.contains("ronghe_apiserver_requests_total")),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+/// Polls `check` until it is true or the time is up.
+async fn wait_until(
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
