@@ -115,6 +115,13 @@ impl ApiError {
         }
     }
 
+    /// A 413 for a patch that would do too much (too many operations, too much copied).
+    pub fn too_large_patch(message: String) -> Self {
+        Self {
+            status: Status::request_entity_too_large(message),
+        }
+    }
+
     pub fn expired(message: impl Into<String>) -> Self {
         Self {
             status: Status::expired(message.into()),

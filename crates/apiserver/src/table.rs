@@ -2,7 +2,11 @@
 //! rendering objects into `meta.k8s.io` Tables with each kind's columns. kubectl prints
 //! cells verbatim, so ages are rendered here.
 
-use serde_json::{Map, Value, json};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
+use ronghe_api_types::table::{Table, TableColumnDefinition, TableRow};
+use serde_json::Value;
+
+pub use ronghe_api_types::table::IncludeObject;
 
 use crate::object;
 use crate::registry::{Column, ColumnCell, KindSpec};
@@ -11,19 +15,11 @@ use crate::registry::{Column, ColumnCell, KindSpec};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rendering {
     Objects,
+    /// A `meta.k8s.io/v1` Table (also for clients that offer only `v1beta1`: the two are
+    /// the same on the wire).
     Table {
-        /// `meta.k8s.io/v1` or `meta.k8s.io/v1beta1`.
-        api_version: &'static str,
         include: IncludeObject,
     },
-}
-
-/// What each row carries besides its cells (`includeObject`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IncludeObject {
-    None,
-    Metadata,
-    Object,
 }
 
 /// Picks the rendering from the `Accept` header and the `includeObject` parameter.
@@ -34,23 +30,9 @@ pub fn negotiate(accept: Option<&str>, include_object: Option<&str>) -> Renderin
     for offer in accept.split(',') {
         let params: Vec<&str> = offer.split(';').map(str::trim).collect();
         let has = |p: &str| params.contains(&p);
-        if has("as=Table") && has("g=meta.k8s.io") {
-            let api_version = if has("v=v1") {
-                "meta.k8s.io/v1"
-            } else if has("v=v1beta1") {
-                "meta.k8s.io/v1beta1"
-            } else {
-                continue;
-            };
-            let include = match include_object {
-                Some("None") => IncludeObject::None,
-                Some("Object") => IncludeObject::Object,
-                _ => IncludeObject::Metadata,
-            };
-            return Rendering::Table {
-                api_version,
-                include,
-            };
+        if has("as=Table") && has("g=meta.k8s.io") && (has("v=v1") || has("v=v1beta1")) {
+            let include = IncludeObject::from_query(include_object).unwrap_or_default();
+            return Rendering::Table { include };
         }
         if params
             .first()
@@ -76,53 +58,37 @@ fn columns(kind: &KindSpec) -> Vec<Column> {
 pub fn render(
     kind: &KindSpec,
     objects: &[Value],
-    api_version: &str,
     include: IncludeObject,
-    list_metadata: Map<String, Value>,
+    metadata: ListMeta,
     with_definitions: bool,
-) -> Value {
+) -> Table {
     let columns = columns(kind);
-    let definitions: Vec<Value> = if with_definitions {
+    let column_definitions = if with_definitions {
         columns
             .iter()
             .map(|c| {
-                json!({
-                    "name": c.name,
-                    "type": c.type_,
-                    "format": c.format,
-                    "description": c.description,
-                    "priority": c.priority,
-                })
+                TableColumnDefinition::new(c.name, c.type_)
+                    .with_format(c.format)
+                    .with_description(c.description)
+                    .with_priority(c.priority)
             })
             .collect()
     } else {
         Vec::new()
     };
-    let rows: Vec<Value> = objects
+    let rows = objects
         .iter()
-        .map(|o| {
-            let cells: Vec<Value> = columns.iter().map(|c| cell(&c.cell, o)).collect();
-            let mut row = Map::new();
-            row.insert("cells".into(), Value::Array(cells));
-            match include {
-                IncludeObject::None => {}
-                IncludeObject::Metadata => {
-                    row.insert("object".into(), partial_object_metadata(o));
-                }
-                IncludeObject::Object => {
-                    row.insert("object".into(), o.clone());
-                }
-            }
-            Value::Object(row)
+        .map(|o| TableRow {
+            cells: columns.iter().map(|c| cell(&c.cell, o)).collect(),
+            conditions: Vec::new(),
+            object: include.row_object(o),
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": api_version,
-        "metadata": list_metadata,
-        "columnDefinitions": definitions,
-        "rows": rows,
-    })
+    Table {
+        metadata,
+        column_definitions,
+        rows,
+    }
 }
 
 fn cell(cell: &ColumnCell, object: &Value) -> Value {
@@ -137,24 +103,10 @@ fn cell(cell: &ColumnCell, object: &Value) -> Value {
     }
 }
 
-/// An object's metadata wrapped as `PartialObjectMetadata`.
-pub fn partial_object_metadata(object: &Value) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
-    })
-}
-
 /// The age of a timestamp, as kubectl shows it (`45s`, `5m`, `3h2m`).
 pub fn age_of(timestamp: &str) -> String {
     match timestamp.parse::<jiff::Timestamp>() {
-        Ok(at) => {
-            let seconds = jiff::Timestamp::now().as_second() - at.as_second();
-            ronghe_api_types::duration::human_duration(std::time::Duration::from_secs(
-                seconds.max(0).unsigned_abs(),
-            ))
-        }
+        Ok(at) => ronghe_api_types::duration::age(at, jiff::Timestamp::now()),
         Err(_) => "<invalid>".into(),
     }
 }
@@ -162,6 +114,7 @@ pub fn age_of(timestamp: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const KUBECTL_GET: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
 
@@ -170,7 +123,6 @@ mod tests {
         assert_eq!(
             negotiate(Some(KUBECTL_GET), None),
             Rendering::Table {
-                api_version: "meta.k8s.io/v1",
                 include: IncludeObject::Metadata
             }
         );
@@ -182,7 +134,6 @@ mod tests {
         assert_eq!(
             negotiate(Some(KUBECTL_GET), Some("Object")),
             Rendering::Table {
-                api_version: "meta.k8s.io/v1",
                 include: IncludeObject::Object
             }
         );

@@ -73,16 +73,61 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let started = Instant::now();
-    let mut gets = 0;
-    while started.elapsed() < step {
-        let key = format!("/core/configmaps/c8/k{}-{}", gets % 8, gets % 50);
-        store.get(&key).await?;
-        gets += 1;
+    for clients in [1, 64] {
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for client in 0..clients {
+            let store = Arc::clone(&store);
+            tasks.spawn(async move {
+                let mut gets = 0u64;
+                while started.elapsed() < step {
+                    let key = format!("/core/configmaps/c64/k{}-{}", client % 64, gets % 50);
+                    store.get(&key).await?;
+                    gets += 1;
+                }
+                anyhow::Ok(gets)
+            });
+        }
+        let mut gets = 0;
+        while let Some(joined) = tasks.join_next().await {
+            gets += joined??;
+        }
+        println!(
+            "{clients:>4} clients: {:>7.0} gets/s",
+            gets as f64 / started.elapsed().as_secs_f64()
+        );
     }
+
+    // Writers and readers together: the WAL must still be rewound now and then.
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..80 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let mut i = 0u64;
+            while started.elapsed() < step {
+                if client < 64 {
+                    let key = format!("/core/secrets/mixed/k{client}-{i}");
+                    store.create(&key, document(&key, 2048)).await?;
+                } else {
+                    store
+                        .get(&format!("/core/secrets/mixed/k{}-{}", client % 64, i / 2))
+                        .await?;
+                }
+                i += 1;
+            }
+            anyhow::Ok(i)
+        });
+    }
+    let mut operations = 0;
+    while let Some(joined) = tasks.join_next().await {
+        operations += joined??;
+    }
+    let wal = std::fs::metadata(dir.path().join("store.db-wal")).map_or(0, |meta| meta.len());
     println!(
-        "   1 client:  {:>7.0} gets/s",
-        gets as f64 / started.elapsed().as_secs_f64()
+        "64 writers + 16 readers: {:>7.0} ops/s; WAL file now {:.1} MiB",
+        operations as f64 / started.elapsed().as_secs_f64(),
+        wal as f64 / (1 << 20) as f64
     );
 
     let started = Instant::now();

@@ -42,7 +42,10 @@ pub struct KeyValue {
 pub struct ListOptions {
     /// Only keys that start with this prefix.
     pub prefix: String,
-    /// Read the keys as they were at this revision; `None` reads the latest.
+    /// Read the keys as they were at this revision; `None` reads the latest. A revision
+    /// newer than the current one fails with `FutureRevision`; one at or before the
+    /// compacted revision fails with `Compacted` (revision 0 reads the empty store until
+    /// something is compacted).
     pub revision: Option<Revision>,
     /// Only keys strictly greater than this one (for paging).
     pub start_after: Option<String>,
@@ -169,13 +172,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every change to keys under `prefix` with a revision greater than `after_revision`,
     /// in revision order, then live changes as they happen. Fails with `Compacted` when
-    /// changes after `after_revision` are no longer retained.
+    /// changes after `after_revision` are no longer retained, that is when it is below the
+    /// compacted revision (watching from exactly the compacted revision is fine). An
+    /// `after_revision` beyond the current revision is allowed, as in etcd: the stream
+    /// starts once revisions pass it.
+    ///
+    /// The prefix is a plain byte prefix: `"/a/b"` matches `"/a/bc"`, so callers that mean
+    /// a directory pass `"/a/b/"`. The same holds for `ListOptions::prefix`.
     async fn watch(&self, prefix: &str, after_revision: Revision) -> Result<WatchStream>;
 
     /// The revision of the latest write (0 for an empty store).
     async fn current_revision(&self) -> Result<Revision>;
 
     /// Forget history at and before `revision`, keeping the latest value of every live key.
+    /// Fails with `FutureRevision` beyond the current revision; compacting at or before
+    /// the compacted revision does nothing.
     async fn compact(&self, revision: Revision) -> Result<()>;
 
     /// The newest revision that has been compacted away (0 if none).

@@ -354,4 +354,27 @@ mod tests {
         assert_eq!(state.keys["/a"].len(), 1);
         assert!(state.changes.is_empty());
     }
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_the_live_buffer_ends_with_lagged() {
+        let store = MemoryStore::with_watch_buffer(4);
+        let mut stream = store.watch("/", 0).await.unwrap();
+        for i in 0..20 {
+            store.create(&format!("/k{i}"), Bytes::new()).await.unwrap();
+        }
+        match stream.next().await {
+            Some(Err(StoreError::WatcherLagged { last_seen })) => assert_eq!(last_seen, 0),
+            other => panic!("expected WatcherLagged, got {other:?}"),
+        }
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn dropping_the_store_ends_watches_with_closed() {
+        let store = MemoryStore::new();
+        let mut stream = store.watch("/", 0).await.unwrap();
+        drop(store);
+        assert!(matches!(stream.next().await, Some(Err(StoreError::Closed))));
+        assert!(stream.next().await.is_none());
+    }
 }

@@ -6,6 +6,8 @@
 mod checkpoint;
 mod read;
 mod schema;
+#[cfg(test)]
+mod tests;
 mod watch;
 mod writer;
 
@@ -35,8 +37,9 @@ pub struct SqliteOptions {
     /// How many live changes a watcher may fall behind by before its stream ends with
     /// `WatcherLagged`.
     pub watch_buffer: usize,
-    /// How many idle read connections are kept open for reuse.
-    pub max_idle_readers: usize,
+    /// How many reads run at once, each on its own read-only connection (kept open for
+    /// reuse); further reads wait for one to finish.
+    pub max_readers: usize,
     /// The most revisions one compaction step covers; between steps the writer serves the
     /// writes that queued up, so a large compaction does not stall writes.
     pub compaction_step: Revision,
@@ -48,7 +51,7 @@ impl Default for SqliteOptions {
             max_batch: 512,
             queue_depth: 4096,
             watch_buffer: 8192,
-            max_idle_readers: 8,
+            max_readers: 8,
             compaction_step: 10_000,
         }
     }
@@ -93,7 +96,7 @@ impl SqliteStore {
         let (conn, meta) = schema::open_writer(path)?;
         let (events, _) = broadcast::channel(options.watch_buffer.max(1));
         let shared = Arc::new(Shared {
-            readers: Arc::new(Readers::new(path.to_path_buf(), options.max_idle_readers)),
+            readers: Arc::new(Readers::new(path.to_path_buf(), options.max_readers)),
             current: AtomicI64::new(meta.current),
             compacted: AtomicI64::new(meta.compacted),
             events: events.downgrade(),

@@ -258,6 +258,7 @@ fn copy_field(from: &Map<String, Value>, to: &mut Map<String, Value>, field: &st
 
 /// Defaulting and validation shared by create and update.
 fn finish(kind: &KindSpec, object: &mut Value, current: Option<&Value>) -> ApiResult<()> {
+    drop_empty_metadata(object);
     if let Some(default) = kind.default {
         default(object);
     }
@@ -282,6 +283,24 @@ fn finish(kind: &KindSpec, object: &mut Value, current: Option<&Value>) -> ApiRe
         Ok(())
     } else {
         Err(ApiError::invalid(kind, &name, causes))
+    }
+}
+
+/// Empty lists and maps in metadata are stored as absent, as Kubernetes does (its Go
+/// types omit them). Clients rely on it: kube-runtime's finalizer helper tests that
+/// `finalizers` is absent before adding the first one.
+fn drop_empty_metadata(object: &mut Value) {
+    let metadata = object::metadata_mut(object);
+    for field in ["finalizers", "ownerReferences", "labels", "annotations"] {
+        let empty = match metadata.get(field) {
+            Some(Value::Array(items)) => items.is_empty(),
+            Some(Value::Object(map)) => map.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            metadata.remove(field);
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! fresh read when another writer got there first (unless the client named the
 //! resourceVersion it expects, which then is a 409).
 
+use ronghe_api_types::validation::FieldCause;
+use ronghe_patch::PatchError;
 use ronghe_store::{KeyValue, StoreError};
 use serde_json::Value;
 
@@ -288,16 +290,18 @@ fn apply_patch(
             ronghe_patch::merge_patch(&mut target, patch);
         }
         PatchKind::Json => {
-            ronghe_patch::json_patch(&mut target, patch).map_err(|error| {
-                ApiError::invalid(
-                    kind,
-                    object::name(current).unwrap_or_default(),
-                    vec![ronghe_api_types::validation::FieldCause::invalid(
-                        "",
-                        "",
-                        error.to_string(),
-                    )],
-                )
+            ronghe_patch::json_patch(&mut target, patch).map_err(|error| match error {
+                PatchError::TooManyOperations { .. } | PatchError::CopyLimitExceeded { .. } => {
+                    ApiError::too_large_patch(error.to_string())
+                }
+                PatchError::JsonPatchTestFailed { .. } | PatchError::OperationFailed { .. } => {
+                    ApiError::invalid(
+                        kind,
+                        object::name(current).unwrap_or_default(),
+                        vec![FieldCause::invalid("", Value::Null, error.to_string())],
+                    )
+                }
+                other => ApiError::bad_request(other.to_string()),
             })?;
         }
         PatchKind::Strategic => {

@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use serde_json::{Map, Value, json};
 
 use super::path::{self, ApiPath, ResourcePath};
@@ -302,30 +303,27 @@ async fn list(
         resource_version_match: query.get("resourceVersionMatch").map(str::to_owned),
     };
     let list = state.engine.list(kind, namespace, &options).await?;
-    let mut metadata = Map::new();
-    metadata.insert(
-        "resourceVersion".into(),
-        Value::String(list.resource_version.to_string()),
-    );
-    if let Some(token) = list.continue_token {
-        metadata.insert("continue".into(), Value::String(token));
-    }
-    if let Some(remaining) = list.remaining_item_count {
-        metadata.insert("remainingItemCount".into(), Value::from(remaining));
-    }
-    let body = match rendering {
-        Rendering::Table {
-            api_version,
-            include,
-        } => table::render(kind, &list.items, api_version, include, metadata, true),
-        Rendering::Objects => json!({
-            "kind": format!("{}List", kind.kind),
-            "apiVersion": kind.api_version(),
-            "metadata": metadata,
-            "items": list.items,
-        }),
+    let metadata = ListMeta {
+        resource_version: Some(list.resource_version.to_string()),
+        continue_: list.continue_token,
+        remaining_item_count: list.remaining_item_count,
+        self_link: None,
     };
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(match rendering {
+        Rendering::Table { include } => json_response(
+            StatusCode::OK,
+            &table::render(kind, &list.items, include, metadata, true),
+        ),
+        Rendering::Objects => json_response(
+            StatusCode::OK,
+            &json!({
+                "kind": format!("{}List", kind.kind),
+                "apiVersion": kind.api_version(),
+                "metadata": metadata,
+                "items": list.items,
+            }),
+        ),
+    })
 }
 
 async fn delete_collection(
@@ -458,17 +456,14 @@ fn written_response(kind: &KindSpec, written: Written, rendering: Rendering) -> 
 
 fn render_one(kind: &KindSpec, object: Value, rendering: Rendering, code: StatusCode) -> Response {
     match rendering {
-        Rendering::Table {
-            api_version,
-            include,
-        } => {
-            let mut metadata = Map::new();
-            if let Some(rv) = crate::object::resource_version(&object) {
-                metadata.insert("resourceVersion".into(), Value::String(rv.to_owned()));
-            }
+        Rendering::Table { include } => {
+            let metadata = ListMeta {
+                resource_version: crate::object::resource_version(&object).map(str::to_owned),
+                ..ListMeta::default()
+            };
             json_response(
                 code,
-                &table::render(kind, &[object], api_version, include, metadata, true),
+                &table::render(kind, &[object], include, metadata, true),
             )
         }
         Rendering::Objects => json_response(code, &object),

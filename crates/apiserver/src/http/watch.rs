@@ -11,8 +11,10 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderValue, StatusCode, header};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use rand::Rng;
-use serde_json::{Map, Value, json};
+use ronghe_api_types::watch::{WatchEvent as WireEvent, WatchEventType as WireType};
+use serde_json::Value;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::ApiState;
@@ -123,54 +125,42 @@ impl Encoder {
             WatchEventType::Error => event.object,
             _ => match self.rendering {
                 Rendering::Objects => event.object,
-                Rendering::Table {
-                    api_version,
-                    include,
-                } => {
-                    let mut metadata = Map::new();
-                    metadata.insert(
-                        "resourceVersion".into(),
-                        Value::String(event.revision.to_string()),
-                    );
+                Rendering::Table { include } => {
+                    let metadata = ListMeta {
+                        resource_version: Some(event.revision.to_string()),
+                        ..ListMeta::default()
+                    };
                     let with_columns = !self.sent_columns;
                     self.sent_columns = true;
-                    table::render(
-                        &self.kind,
-                        &[event.object],
-                        api_version,
-                        include,
-                        metadata,
-                        with_columns,
-                    )
+                    let table =
+                        table::render(&self.kind, &[event.object], include, metadata, with_columns);
+                    serde_json::to_value(&table).unwrap_or(Value::Null)
                 }
             },
         };
+        let wire_type = match event.event_type {
+            WatchEventType::Added => WireType::Added,
+            WatchEventType::Modified => WireType::Modified,
+            WatchEventType::Deleted => WireType::Deleted,
+            _ => WireType::Error,
+        };
         Some(Line {
-            bytes: encode(event.event_type.as_str(), &object),
+            bytes: Bytes::from(WireEvent::new(wire_type, object).to_json_line()),
             ended: event.event_type == WatchEventType::Error,
         })
     }
 
     fn bookmark(&self, initial_events_end: bool) -> Line {
-        let mut metadata = json!({"resourceVersion": self.revision.to_string()});
-        if initial_events_end {
-            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-        }
-        let object = json!({
-            "kind": self.kind.kind,
-            "apiVersion": self.kind.api_version(),
-            "metadata": metadata,
-        });
+        let api_version = self.kind.api_version();
+        let revision = self.revision.to_string();
+        let event = if initial_events_end {
+            WireEvent::initial_events_end_bookmark(self.kind.kind, &api_version, &revision)
+        } else {
+            WireEvent::bookmark(self.kind.kind, &api_version, &revision)
+        };
         Line {
-            bytes: encode("BOOKMARK", &object),
+            bytes: Bytes::from(event.to_json_line()),
             ended: false,
         }
     }
-}
-
-fn encode(event_type: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": event_type, "object": object}))
-        .unwrap_or_else(|_| b"{}".to_vec());
-    line.push(b'\n');
-    Bytes::from(line)
 }

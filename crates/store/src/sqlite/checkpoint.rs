@@ -22,12 +22,14 @@ use rusqlite::Connection;
 use super::schema::open_checkpointer;
 use crate::{Result, StoreError};
 
-/// Wake the checkpointer after roughly this much was written (about 1000 WAL pages).
-const WAKE_AFTER_BYTES: usize = 4 << 20;
+/// Wake the checkpointer after roughly this much was written (about 250 WAL pages).
+const WAKE_AFTER_BYTES: usize = 1 << 20;
 /// Checkpoint what is there at least this often, so an idle store's WAL drains.
 const IDLE_INTERVAL: Duration = Duration::from_secs(1);
 /// Past this many WAL pages (64 MiB at 4 KiB pages), the WAL must be rewound.
 const OVERDUE_FRAMES: i64 = 16_384;
+/// How many times the writer tries a non-blocking checkpoint before a blocking one.
+const PASSIVE_CATCH_UPS: u32 = 8;
 
 /// The writer's handle on the checkpointer thread. Dropping it stops the thread.
 pub(super) struct Checkpointer {
@@ -37,6 +39,7 @@ pub(super) struct Checkpointer {
     /// writer once it has finished a checkpoint.
     overdue: Arc<AtomicBool>,
     bytes_since_wake: usize,
+    failed_catch_ups: u32,
 }
 
 impl Checkpointer {
@@ -54,6 +57,7 @@ impl Checkpointer {
             thread: Some(thread),
             overdue,
             bytes_since_wake: 0,
+            failed_catch_ups: 0,
         })
     }
 
@@ -75,22 +79,33 @@ impl Checkpointer {
         }
     }
 
-    /// When the WAL has grown too long, checkpoints on the writer's own connection between
-    /// two batches: the background passes copied most of the WAL, so this copies the rest,
-    /// and the next batch rewinds the WAL. PASSIVE, so it never waits on a background pass
-    /// or on readers; if either is in the way it is tried again before the next batch.
-    pub fn catch_up(&self, writer: &Connection) {
+    /// When the WAL has grown too long, checkpoints on the writer's own connection right
+    /// after a batch: the background passes copied most of the WAL, so this copies the
+    /// rest, and the next batch rewinds the WAL. PASSIVE first, so it waits on neither a
+    /// background pass nor readers still on older snapshots, and is simply tried again
+    /// after the next batch; if that keeps failing (steady reads can keep some old snapshot
+    /// open at every attempt), FULL, which waits for them.
+    pub fn catch_up(&mut self, writer: &Connection) {
         if !self.overdue.load(Ordering::Acquire) {
             return;
         }
+        let mode = if self.failed_catch_ups < PASSIVE_CATCH_UPS {
+            "PASSIVE"
+        } else {
+            "FULL"
+        };
         let started = Instant::now();
-        match checkpoint(writer, "PASSIVE") {
+        match checkpoint(writer, mode) {
             Ok((busy, frames, copied)) => {
                 let caught_up = !busy && copied == frames;
                 if caught_up {
                     self.overdue.store(false, Ordering::Release);
+                    self.failed_catch_ups = 0;
+                } else {
+                    self.failed_catch_ups += 1;
                 }
                 tracing::debug!(
+                    mode,
                     caught_up,
                     frames,
                     copied,
@@ -98,7 +113,10 @@ impl Checkpointer {
                     "writer checkpointed a long wal"
                 );
             }
-            Err(error) => tracing::warn!(%error, "writer checkpoint failed"),
+            Err(error) => {
+                self.failed_catch_ups += 1;
+                tracing::warn!(mode, %error, "writer checkpoint failed");
+            }
         }
     }
 }
@@ -123,11 +141,8 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(bool, i64, i64
 }
 
 fn run(conn: Connection, woken: Receiver<()>, overdue: &AtomicBool) {
-    loop {
-        match woken.recv_timeout(IDLE_INTERVAL) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
+    // Until the writer hangs up: each wake-up, or each idle interval, is one pass.
+    while let Ok(()) | Err(RecvTimeoutError::Timeout) = woken.recv_timeout(IDLE_INTERVAL) {
         match checkpoint(&conn, "PASSIVE") {
             Ok((_, frames, copied)) => {
                 tracing::trace!(frames, copied, "wal checkpoint");

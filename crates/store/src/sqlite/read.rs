@@ -3,28 +3,31 @@
 //! statement read runs in one read transaction, so it sees one committed snapshot.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use tokio::sync::Semaphore;
 
 use super::schema::{Meta, open_reader, read_meta};
 use crate::rules::{check_readable, check_watchable};
 use crate::{Event, EventKind, KeyValue, ListOptions, ListResult, Result, Revision, StoreError};
 
-/// Read-only connections, opened on demand and kept for reuse up to `max_idle`.
+/// Read-only connections, opened on demand and kept for reuse. At most `max_readers`
+/// reads run at once, so the pool never opens more connections than that and never has to
+/// close one for want of room.
 pub(super) struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    max_idle: usize,
+    permits: Arc<Semaphore>,
 }
 
 impl Readers {
-    pub fn new(path: PathBuf, max_idle: usize) -> Self {
+    pub fn new(path: PathBuf, max_readers: usize) -> Self {
         Readers {
             path,
             idle: Mutex::new(Vec::new()),
-            max_idle,
+            permits: Arc::new(Semaphore::new(max_readers.max(1))),
         }
     }
 
@@ -35,33 +38,31 @@ impl Readers {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|closed| StoreError::backend("sqlite read pool", closed))?;
         let readers = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let mut conn = readers.take()?;
             let result = read(&mut conn);
-            readers.give_back(conn);
+            readers.lock_idle().push(conn);
+            drop(permit);
             result
         })
         .await
         .map_err(|join| StoreError::backend("sqlite read task failed", join))?
     }
 
+    fn lock_idle(&self) -> MutexGuard<'_, Vec<Connection>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn take(&self) -> Result<Connection> {
-        let pooled = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let pooled = self.lock_idle().pop();
         match pooled {
             Some(conn) => Ok(conn),
             None => open_reader(&self.path),
-        }
-    }
-
-    fn give_back(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < self.max_idle {
-            idle.push(conn);
         }
     }
 }
@@ -331,5 +332,49 @@ mod tests {
         assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
         assert_eq!(prefix_end(&[0xff, 0xff]), None);
         assert_eq!(prefix_end(b""), None);
+    }
+}
+
+#[cfg(test)]
+mod query_plans {
+    use super::*;
+    use crate::sqlite::schema::open_writer;
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let zeros = vec![0; statement.parameter_count()];
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(zeros), |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join(" | ")
+    }
+
+    /// The read paths stay index seeks and ordered walks: no full scans, no sorts.
+    #[test]
+    fn reads_use_the_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, _) = open_writer(&dir.path().join("store.db")).unwrap();
+        let expectations = [
+            (GET, "USING INDEX log_key_revision (key=?)"),
+            (NEWEST_AT, "USING COVERING INDEX log_key_revision (key>?)"),
+            (
+                NEWEST_AT_BOUNDED,
+                "USING COVERING INDEX log_key_revision (key>? AND key<?)",
+            ),
+            (ROW_AT, "USING INTEGER PRIMARY KEY (rowid=?)"),
+            (REPLAY, "SEARCH l USING INTEGER PRIMARY KEY (rowid>?)"),
+            (
+                REPLAY_BOUNDED,
+                "SEARCH l USING INTEGER PRIMARY KEY (rowid>?)",
+            ),
+        ];
+        for (sql, expected) in expectations {
+            let plan = plan(&conn, sql);
+            assert!(plan.contains(expected), "{sql}\n  => {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}\n  => {plan}");
+            assert!(!plan.contains("SCAN"), "{sql}\n  => {plan}");
+        }
     }
 }

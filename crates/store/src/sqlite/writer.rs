@@ -104,8 +104,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.checkpointer.catch_up(&self.conn);
             self.apply(&mut batch);
+            // Writes that arrive meanwhile make up the next batch.
+            self.checkpointer.catch_up(&self.conn);
         }
         tracing::debug!(revision = self.meta.current, "sqlite writer stopped");
     }
@@ -410,4 +411,98 @@ fn finish(op: WriteOp, applied: Applied, events: &EventSender) -> WriteReply {
     // reads this change from the log, which already holds it.
     let _ = events.send(Arc::new(event));
     reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::schema::open_writer;
+
+    fn request(op: WriteOp) -> WriteRequest {
+        let (reply, _) = oneshot::channel();
+        WriteRequest { op, reply }
+    }
+
+    fn create(key: &str) -> WriteRequest {
+        request(WriteOp::Create {
+            key: key.to_owned(),
+            value: Bytes::from_static(b"v"),
+        })
+    }
+
+    /// Ops in one batch see each other's effects in order; a failed precondition fails
+    /// only its own op and takes no revision.
+    #[test]
+    fn ops_in_one_batch_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut conn, meta) = open_writer(&dir.path().join("store.db")).unwrap();
+        let batch = vec![
+            create("/a"),
+            request(WriteOp::Update {
+                key: "/a".to_owned(),
+                value: Bytes::from_static(b"w"),
+                expected: 1,
+            }),
+            create("/a"),
+            request(WriteOp::Delete {
+                key: "/a".to_owned(),
+                expected: Some(1),
+            }),
+            request(WriteOp::Delete {
+                key: "/a".to_owned(),
+                expected: Some(2),
+            }),
+            create("/a"),
+            request(WriteOp::Update {
+                key: "/b".to_owned(),
+                value: Bytes::new(),
+                expected: 1,
+            }),
+            request(WriteOp::Compact { through: 2 }),
+            request(WriteOp::Compact { through: 9 }),
+        ];
+        let (outcomes, after) = apply_batch(&mut conn, meta, &batch).unwrap();
+        let summary: Vec<String> = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Ok(Applied::Written { revision, .. }) => format!("rev {revision}"),
+                Ok(Applied::Compacted(through)) => format!("compacted {through}"),
+                Err(StoreError::AlreadyExists { .. }) => "exists".to_owned(),
+                Err(StoreError::Conflict { actual, .. }) => format!("conflict {actual}"),
+                Err(StoreError::NotFound { .. }) => "not found".to_owned(),
+                Err(StoreError::FutureRevision { .. }) => "future".to_owned(),
+                Err(other) => format!("{other}"),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "rev 1",
+                "rev 2",
+                "exists",
+                "conflict 2",
+                "rev 3",
+                "rev 4",
+                "not found",
+                "compacted 2",
+                "future",
+            ]
+        );
+        assert_eq!(
+            after,
+            Meta {
+                current: 4,
+                compacted: 2
+            }
+        );
+        assert_eq!(
+            read_meta(&conn).unwrap(),
+            after,
+            "meta is committed with the batch"
+        );
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM log", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 3, "the row replaced at revision 2 was compacted away");
+    }
 }
