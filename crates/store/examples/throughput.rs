@@ -155,5 +155,19 @@ async fn main() -> anyhow::Result<()> {
         old.items.len(),
         started.elapsed().as_secs_f64() * 1e3
     );
+
+    // Give every key of one prefix some history, then compact it all away.
+    for item in &listed.items {
+        store
+            .update(&item.key, item.value.clone(), item.mod_revision)
+            .await?;
+    }
+    let current = store.current_revision().await?;
+    let started = Instant::now();
+    store.compact(current).await?;
+    println!(
+        "compaction of {current} revisions: {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     Ok(())
 }

@@ -52,7 +52,7 @@ impl Default for SqliteOptions {
             queue_depth: 4096,
             watch_buffer: 8192,
             max_readers: 8,
-            compaction_step: 10_000,
+            compaction_step: 1_000,
         }
     }
 }

@@ -631,6 +631,29 @@ async fn discovery_openapi_tables_and_metrics() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn client_commands_find_the_server_through_a_kubeconfig() -> anyhow::Result<()> {
+    let server = server().await?;
+    let output = std::process::Command::new(BINARY)
+        .arg("version")
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig_path())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "ronghe version failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("Kubernetes API 1.32"), "{stdout}");
+    let without = std::process::Command::new(BINARY)
+        .arg("version")
+        .env("KUBECONFIG", server.kubeconfig_path())
+        .output()?;
+    ensure!(without.status.success(), "KUBECONFIG was not used");
+    Ok(())
+}
+
 /// Polls `check` until it is true or the time is up.
 async fn wait_until(
     within: Duration,

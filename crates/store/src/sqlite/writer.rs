@@ -202,8 +202,9 @@ const INSERT_ROW: &str = "INSERT INTO log
     (revision, key, value, create_revision, prev_revision, deleted)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
+// A one-key range, not `=`: see `read::GET` for why.
 const NEWEST_ROW: &str = "SELECT revision, create_revision, deleted FROM log
-    WHERE key = ?1 ORDER BY revision DESC LIMIT 1";
+    WHERE key >= ?1 AND key <= ?1 ORDER BY key DESC, revision DESC LIMIT 1";
 const VALUE_AT: &str = "SELECT value FROM log WHERE revision = ?1";
 
 /// A precondition's verdict, or a failure of the database itself (which fails the batch).
