@@ -12,7 +12,8 @@ use crate::registry::KindSpec;
 /// A failed API request, carrying the `Status` the client will see.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    pub status: Status,
+    /// Boxed: a `Status` is large and errors travel through every `Result`.
+    pub status: Box<Status>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -26,20 +27,22 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 impl ApiError {
+    pub fn new(status: Status) -> Self {
+        Self {
+            status: Box::new(status),
+        }
+    }
+
     pub fn code(&self) -> u16 {
         self.status.code
     }
 
     pub fn not_found(kind: &KindSpec, name: &str) -> Self {
-        Self {
-            status: Status::not_found(&kind.qualified_plural(), name),
-        }
+        Self::new(Status::not_found(&kind.qualified_plural(), name))
     }
 
     pub fn namespace_not_found(namespace: &str) -> Self {
-        Self {
-            status: Status::not_found("namespaces", namespace),
-        }
+        Self::new(Status::not_found("namespaces", namespace))
     }
 
     /// A 404 for a path that names no served resource.
@@ -47,99 +50,75 @@ impl ApiError {
         let mut status = Status::not_found("", "");
         status.message = format!("the server could not find the requested resource ({path})");
         status.details = None;
-        Self { status }
+        Self::new(status)
     }
 
     pub fn already_exists(kind: &KindSpec, name: &str) -> Self {
-        Self {
-            status: Status::already_exists(&kind.qualified_plural(), name),
-        }
+        Self::new(Status::already_exists(&kind.qualified_plural(), name))
     }
 
     pub fn conflict(kind: &KindSpec, name: &str) -> Self {
-        Self {
-            status: Status::conflict(&kind.qualified_plural(), name),
-        }
+        Self::new(Status::conflict(&kind.qualified_plural(), name))
     }
 
     /// A 409 for a failed delete or update precondition, with its own message.
     pub fn precondition_failed(kind: &KindSpec, name: &str, message: String) -> Self {
-        Self {
-            status: Status::conflict_with(&kind.qualified_plural(), name, message),
-        }
+        Self::new(Status::conflict_with(
+            &kind.qualified_plural(),
+            name,
+            message,
+        ))
     }
 
     pub fn invalid(kind: &KindSpec, name: &str, causes: Vec<FieldCause>) -> Self {
-        Self {
-            status: Status::invalid(kind.kind, name, &causes),
-        }
+        Self::new(Status::invalid(kind.kind, name, &causes))
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            status: Status::bad_request(message.into()),
-        }
+        Self::new(Status::bad_request(message.into()))
     }
 
     pub fn unauthorized() -> Self {
-        Self {
-            status: Status::unauthorized("Unauthorized"),
-        }
+        Self::new(Status::unauthorized("Unauthorized"))
     }
 
     /// A 403 about `resource` (qualified plural) and `name`, either of which may be empty.
     pub fn forbidden(resource: &str, name: &str, why: impl std::fmt::Display) -> Self {
-        Self {
-            status: Status::forbidden(resource, name, why),
-        }
+        Self::new(Status::forbidden(resource, name, why))
     }
 
     /// A 405 for an action (`create`, `watch`, ...) a resource does not support.
     pub fn method_not_allowed(resource: &str, action: &str) -> Self {
-        Self {
-            status: Status::method_not_allowed(resource, action),
-        }
+        Self::new(Status::method_not_allowed(resource, action))
     }
 
     pub fn unsupported_media_type(accepted: &[&str]) -> Self {
-        Self {
-            status: Status::unsupported_media_type(accepted),
-        }
+        Self::new(Status::unsupported_media_type(accepted))
     }
 
     pub fn too_large(limit: usize) -> Self {
-        Self {
-            status: Status::request_entity_too_large(format!(
-                "the request body is larger than the limit of {limit} bytes"
-            )),
-        }
+        Self::new(Status::request_entity_too_large(format!(
+            "the request body is larger than the limit of {limit} bytes"
+        )))
     }
 
     /// A 413 for a patch that would do too much (too many operations, too much copied).
     pub fn too_large_patch(message: String) -> Self {
-        Self {
-            status: Status::request_entity_too_large(message),
-        }
+        Self::new(Status::request_entity_too_large(message))
     }
 
     pub fn expired(message: impl Into<String>) -> Self {
-        Self {
-            status: Status::expired(message.into()),
-        }
+        Self::new(Status::expired(message.into()))
     }
 
     pub fn timeout(message: impl Into<String>) -> Self {
-        Self {
-            status: Status::timeout(message.into(), 1),
-        }
+        Self::new(Status::timeout(message.into(), 1))
     }
 
     /// An internal failure: the detail goes to the log, the client learns only that it failed.
     pub fn internal(context: &str, error: &dyn std::error::Error) -> Self {
         tracing::error!(error = %ErrorChain(error), "{context}");
-        Self {
-            status: Status::internal_error(context),
-        }
+        Self::new(Status::internal_error(context))
     }
 
     /// Maps a store error met while working on one object of `kind`.
@@ -151,9 +130,7 @@ impl ApiError {
             StoreError::Compacted {
                 requested,
                 compacted,
-            } => Self {
-                status: Status::too_old_resource_version(requested, compacted),
-            },
+            } => Self::new(Status::too_old_resource_version(requested, compacted)),
             StoreError::WatcherLagged { last_seen } => Self::expired(format!(
                 "too old resource version: {last_seen}; the watch fell behind"
             )),

@@ -147,11 +147,12 @@ mod tests {
         let table = render(
             kind,
             &[object],
-            "meta.k8s.io/v1",
             IncludeObject::Metadata,
-            Map::new(),
+            ListMeta::default(),
             true,
         );
+        let table = serde_json::to_value(&table).expect("serializes");
+        assert_eq!(table["kind"], "Table");
         assert_eq!(table["columnDefinitions"][1]["name"], "Data");
         assert_eq!(table["rows"][0]["cells"], json!(["a", 2, "0s"]));
         assert_eq!(table["rows"][0]["object"]["metadata"]["namespace"], "n");

@@ -111,10 +111,10 @@ async fn pass(engine: &Engine) -> Result<(), crate::error::ApiError> {
         }
         let mut confirmed_gone = Vec::new();
         for owner in &missing {
-            if owner_gone(engine, seen, owner).await {
-                if let Some(uid) = owner.get("uid").and_then(Value::as_str) {
-                    confirmed_gone.push(uid.to_owned());
-                }
+            if owner_gone(engine, seen, owner).await
+                && let Some(uid) = owner.get("uid").and_then(Value::as_str)
+            {
+                confirmed_gone.push(uid.to_owned());
             }
         }
         if confirmed_gone.len() == owners.len() {
