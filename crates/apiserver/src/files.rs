@@ -7,6 +7,17 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// Creates a directory (and its parents) that only its owner may enter (mode 0700), or
+/// tightens an existing one: the store inside holds Secrets, and keys live beside it.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+}
+
 /// Writes a file only its owner may read (mode 0600).
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     write_atomically(path, contents, 0o600)
@@ -43,6 +54,19 @@ fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn data_directories_are_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a/b");
+        create_private_dir(&path).expect("create");
+        let mode = fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("loosen");
+        create_private_dir(&path).expect("again");
+        let mode = fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "an existing directory is tightened");
+    }
 
     #[test]
     fn private_files_are_0600_and_replace_atomically() {

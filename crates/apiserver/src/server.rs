@@ -69,7 +69,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
 
-    std::fs::create_dir_all(&config.data_dir)
+    crate::files::create_private_dir(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let store: Arc<dyn Store> = if config.in_memory_store {
         Arc::new(ronghe_store::MemoryStore::new())

@@ -11,10 +11,12 @@ pub use ronghe_api_types::table::IncludeObject;
 use crate::object;
 use crate::registry::{Column, ColumnCell, KindSpec};
 
-/// What a client asked for: plain objects, or a Table.
+/// What a client asked for: plain objects, their metadata only, or a Table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rendering {
     Objects,
+    /// `PartialObjectMetadata` (and `...List`), as kube-rs's metadata API asks for.
+    Metadata,
     /// A `meta.k8s.io/v1` Table (also for clients that offer only `v1beta1`: the two are
     /// the same on the wire).
     Table {
@@ -30,9 +32,13 @@ pub fn negotiate(accept: Option<&str>, include_object: Option<&str>) -> Renderin
     for offer in accept.split(',') {
         let params: Vec<&str> = offer.split(';').map(str::trim).collect();
         let has = |p: &str| params.contains(&p);
-        if has("as=Table") && has("g=meta.k8s.io") && (has("v=v1") || has("v=v1beta1")) {
+        let meta_v1 = has("g=meta.k8s.io") && (has("v=v1") || has("v=v1beta1"));
+        if meta_v1 && has("as=Table") {
             let include = IncludeObject::from_query(include_object).unwrap_or_default();
             return Rendering::Table { include };
+        }
+        if meta_v1 && (has("as=PartialObjectMetadata") || has("as=PartialObjectMetadataList")) {
+            return Rendering::Metadata;
         }
         if params
             .first()

@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
+use ronghe_api_types::table::{PartialObjectMetadata, PartialObjectMetadataList};
 use serde_json::{Map, Value, json};
 
 use super::path::{self, ApiPath, ResourcePath};
@@ -314,6 +315,17 @@ async fn list(
             StatusCode::OK,
             &table::render(kind, &list.items, include, metadata, true),
         ),
+        Rendering::Metadata => json_response(
+            StatusCode::OK,
+            &PartialObjectMetadataList {
+                metadata,
+                items: list
+                    .items
+                    .iter()
+                    .map(PartialObjectMetadata::from_object)
+                    .collect(),
+            },
+        ),
         Rendering::Objects => json_response(
             StatusCode::OK,
             &json!({
@@ -466,6 +478,7 @@ fn render_one(kind: &KindSpec, object: Value, rendering: Rendering, code: Status
                 &table::render(kind, &[object], include, metadata, true),
             )
         }
+        Rendering::Metadata => json_response(code, &PartialObjectMetadata::from_object(&object)),
         Rendering::Objects => json_response(code, &object),
     }
 }

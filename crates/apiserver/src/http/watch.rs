@@ -13,6 +13,7 @@ use futures::StreamExt;
 use http::{HeaderValue, StatusCode, header};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use rand::Rng;
+use ronghe_api_types::table::PartialObjectMetadata;
 use ronghe_api_types::watch::{WatchEvent as WireEvent, WatchEventType as WireType};
 use serde_json::Value;
 use tokio_stream::wrappers::ReceiverStream;
@@ -125,6 +126,7 @@ impl Encoder {
             WatchEventType::Error => event.object,
             _ => match self.rendering {
                 Rendering::Objects => event.object,
+                Rendering::Metadata => PartialObjectMetadata::from_object(&event.object).to_value(),
                 Rendering::Table { include } => {
                     let metadata = ListMeta {
                         resource_version: Some(event.revision.to_string()),

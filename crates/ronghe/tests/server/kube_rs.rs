@@ -136,3 +136,39 @@ async fn controller_applying_its_own_objects_does_not_hot_loop() -> anyhow::Resu
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_only_lists_and_watches() -> anyhow::Result<()> {
+    let server = ServerProcess::start(Path::new(BINARY), &[]).await?;
+    let api: Api<ConfigMap> = Api::namespaced(server.client().await?, "default");
+    api.create(&PostParams::default(), &config_map("meta", "1")?)
+        .await?;
+    let list = api.list_metadata(&Default::default()).await?;
+    let names: Vec<_> = list
+        .items
+        .iter()
+        .filter_map(|m| m.metadata.name.clone())
+        .collect();
+    assert_eq!(names, ["meta"]);
+    let one = api.get_metadata("meta").await?;
+    assert!(one.metadata.uid.is_some());
+
+    let mut events =
+        kube::runtime::metadata_watcher(api.clone(), watcher::Config::default()).boxed();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .context("metadata watcher stalled")?
+            .context("metadata watcher ended")??;
+        if let watcher::Event::InitApply(object) = event {
+            assert_eq!(object.metadata.name.as_deref(), Some("meta"));
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no InitApply for the existing object"
+        );
+    }
+    Ok(())
+}
