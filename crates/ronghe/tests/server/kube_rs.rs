@@ -153,8 +153,9 @@ async fn metadata_only_lists_and_watches() -> anyhow::Result<()> {
     let one = api.get_metadata("meta").await?;
     assert!(one.metadata.uid.is_some());
 
-    let mut events =
-        kube::runtime::metadata_watcher(api.clone(), watcher::Config::default()).boxed();
+    let metadata: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(server.client().await?, "default");
+    let mut events = watcher(metadata, watcher::Config::default()).boxed();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let event = tokio::time::timeout(Duration::from_secs(20), events.next())
