@@ -7,6 +7,7 @@ mod compaction;
 mod gc;
 mod namespace;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -23,10 +24,15 @@ pub fn start(
     stop: watch::Receiver<bool>,
     config: &ServerConfig,
 ) {
-    let wake = std::sync::Arc::new(Notify::new());
-    tasks.spawn(wake_on_changes(engine.clone(), wake.clone(), stop.clone()));
-    tasks.spawn(gc::run(engine.clone(), wake.clone(), stop.clone()));
-    tasks.spawn(namespace::run(engine.clone(), wake, stop.clone()));
+    let gc_wake = Arc::new(Notify::new());
+    let namespace_wake = Arc::new(Notify::new());
+    tasks.spawn(wake_on_changes(
+        engine.clone(),
+        vec![gc_wake.clone(), namespace_wake.clone()],
+        stop.clone(),
+    ));
+    tasks.spawn(gc::run(engine.clone(), gc_wake, stop.clone()));
+    tasks.spawn(namespace::run(engine.clone(), namespace_wake, stop.clone()));
     tasks.spawn(compaction::run(
         engine,
         stop,
@@ -37,11 +43,10 @@ pub fn start(
 
 /// Wakes the controllers whenever anything is deleted or marked for deletion. The change
 /// feed is only a wake-up call: controllers read state through the engine.
-async fn wake_on_changes(
-    engine: Engine,
-    wake: std::sync::Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn wake_on_changes(engine: Engine, wake: Vec<Arc<Notify>>, mut stop: watch::Receiver<bool>) {
+    // `notify_one` keeps a permit when the controller is busy with a pass, so a change made
+    // during a pass (often by the pass itself) starts the next one instead of being lost.
+    let wake_all = || wake.iter().for_each(|w| w.notify_one());
     loop {
         let after = match engine.store().current_revision().await {
             Ok(revision) => revision,
@@ -72,12 +77,12 @@ async fn wake_on_changes(
                                 memchr_contains(v, b"\"deletionTimestamp\"")
                             });
                         if deleting {
-                            wake.notify_waiters();
+                            wake_all();
                         }
                     }
                     // Fell behind or the store closed: start again from now.
                     _ => {
-                        wake.notify_waiters();
+                        wake_all();
                         break;
                     }
                 },

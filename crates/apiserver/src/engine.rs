@@ -136,15 +136,15 @@ impl Engine {
     }
 
     /// Checks that the namespace of a new namespaced object exists and is not terminating.
-    async fn check_namespace(&self, namespace: &str) -> ApiResult<()> {
+    async fn check_namespace(&self, kind: &KindSpec, name: &str, namespace: &str) -> ApiResult<()> {
         let Some(namespaces) = self.registry.lookup("", "v1", "namespaces") else {
             return Ok(());
         };
         match self.get(namespaces, None, namespace).await {
             Ok(object) if crate::object::deletion_timestamp(&object).is_some() => {
                 Err(ApiError::forbidden(
-                    "",
-                    "",
+                    &kind.qualified_plural(),
+                    name,
                     format!(
                         "unable to create new content in namespace {namespace} because it is being terminated"
                     ),

@@ -28,16 +28,35 @@ pub fn write_public(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     write_atomically(path, contents, 0o644)
 }
 
+/// Creates `path` empty with mode 0600 if it does not exist, or sets an existing file to
+/// 0600.
+pub fn ensure_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+}
+
 fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     let file_name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("path has no file name"))?;
     let temporary = path.with_file_name(format!(".{}.tmp", file_name.to_string_lossy()));
+    // A temporary left by a crash may have other permissions; `create_new` below must make
+    // the file afresh with ours.
+    match fs::remove_file(&temporary) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
     {
         let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
             .open(&temporary)?;
         file.write_all(contents)?;

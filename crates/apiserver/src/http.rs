@@ -26,7 +26,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::openapi::OpenApi;
 
-pub use body::MAX_BODY_BYTES;
+pub use body::{MAX_BODY_BYTES, decode_object};
 
 /// What every request handler shares.
 pub struct ApiState {

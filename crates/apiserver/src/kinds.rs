@@ -5,6 +5,7 @@
 
 mod coordination;
 mod core;
+mod events;
 
 use k8s_openapi::{Metadata, Resource, ResourceScope};
 use serde::Serialize;
@@ -20,7 +21,11 @@ pub use self::core::NAMESPACE_FINALIZER;
 /// The registry of every kind served today.
 pub fn builtin_registry() -> Result<Registry, RegistryError> {
     let mut registry = Registry::new();
-    for spec in core::kinds().into_iter().chain(coordination::kinds()) {
+    for spec in core::kinds()
+        .into_iter()
+        .chain(coordination::kinds())
+        .chain(events::kinds())
+    {
         registry.register(spec)?;
     }
     Ok(registry)
@@ -53,7 +58,8 @@ impl KindSpec {
             fields: &[],
             columns: Vec::new(),
             verbs_readonly: false,
-            holds_deletion: None,
+            spec_finalizers: false,
+            undeletable: &[],
             on_deletion: None,
         }
     }

@@ -69,6 +69,11 @@ impl Metrics {
     }
 
     pub fn observe_request(&self, method: &str, code: u16, elapsed: Duration) {
+        // Anyone can send any method name; only the standard ones get series of their own.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "OTHER",
+        };
         self.requests
             .get_or_create(&RequestLabels {
                 method: method.to_owned(),

@@ -79,6 +79,19 @@ pub fn finalizers(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The finalizers a kind keeps in `spec.finalizers` (namespaces).
+pub fn spec_finalizers(object: &Value) -> Vec<String> {
+    value_at(object, &["spec", "finalizers"])
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|f| f.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn set_finalizers(object: &mut Value, finalizers: Vec<String>) {
     let metadata = metadata_mut(object);
     if finalizers.is_empty() {

@@ -144,9 +144,11 @@ pub struct KindSpec {
     pub columns: Vec<Column>,
     /// Whether clients may only read the kind (controllers write it in-process).
     pub verbs_readonly: bool,
-    /// Whether the kind itself still holds an object marked for deletion, besides its
-    /// finalizers (a namespace waits for its `spec.finalizers`).
-    pub holds_deletion: Option<fn(&Value) -> bool>,
+    /// Whether the kind keeps finalizers of its own in `spec.finalizers` (namespaces): they
+    /// hold a deletion like `metadata.finalizers` do, and change only through `/finalize`.
+    pub spec_finalizers: bool,
+    /// Names the API refuses to delete (the system namespaces).
+    pub undeletable: &'static [&'static str],
     /// Called when an object is marked for deletion (a namespace turns Terminating).
     pub on_deletion: Option<fn(&mut Value)>,
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rand::Rng;
 use ronghe_store::Store;
 use serde_json::json;
@@ -28,6 +28,12 @@ use crate::openapi::OpenApi;
 pub const KUBECONFIG_FILE: &str = "kubeconfig";
 const ADMIN_TOKEN_FILE: &str = "admin-token";
 const STORE_FILE: &str = "state.db";
+
+/// How long a new connection may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an HTTP/1 request may take to send its headers (hyper's own default).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The namespaces every cluster has.
 const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -75,6 +81,10 @@ pub async fn run(
         Arc::new(ronghe_store::MemoryStore::new())
     } else {
         let path = config.data_dir.join(STORE_FILE);
+        // SQLite gives its WAL and shared-memory files the database file's mode, so making
+        // the database private first keeps all three private: they hold every Secret.
+        crate::files::ensure_private_file(&path)
+            .with_context(|| format!("securing the store {}", path.display()))?;
         Arc::new(
             ronghe_store::SqliteStore::open(&path)
                 .with_context(|| format!("opening the store {}", path.display()))?,
@@ -181,15 +191,29 @@ async fn serve_connection(
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) {
-    let stream = match acceptor.accept(socket).await {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::debug!(%peer, %error, "TLS handshake failed");
-            return;
-        }
+    // A client that connects and never finishes its handshake must not hold a task (or
+    // shutdown) for long.
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket));
+    let stream = tokio::select! {
+        result = handshake => match result {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        _ = stop.changed() => return,
     };
     let service = hyper_util::service::TowerToHyperService::new(router);
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {

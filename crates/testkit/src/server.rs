@@ -95,10 +95,13 @@ impl ServerProcess {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// A kube-rs client with the admin kubeconfig.
+    /// A kube-rs client with the admin kubeconfig. Its automatic retries (on 429, 503,
+    /// 504) are off, so tests see exactly what the server answered.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
         let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig_path())?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        let mut config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        config.default_retry = false;
         Ok(kube::Client::try_from(config)?)
     }
 

@@ -57,6 +57,16 @@ async fn pass(engine: &Engine) -> Result<(), crate::error::ApiError> {
         .iter()
         .filter_map(|s| object::uid(&s.object))
         .collect();
+    // Owners that are not on their way out in the foreground.
+    let live: HashSet<&str> = everything
+        .iter()
+        .filter(|s| {
+            !object::finalizers(&s.object)
+                .iter()
+                .any(|f| f == FOREGROUND_FINALIZER)
+        })
+        .filter_map(|s| object::uid(&s.object))
+        .collect();
     let mut dependents: HashMap<&str, Vec<&Seen>> = HashMap::new();
     for seen in &everything {
         for owner in owner_references(&seen.object) {
@@ -75,7 +85,13 @@ async fn pass(engine: &Engine) -> Result<(), crate::error::ApiError> {
             continue;
         };
         let finalizers = object::finalizers(&owner.object);
-        let children = dependents.get(uid).cloned().unwrap_or_default();
+        let children: Vec<&Seen> = dependents
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|child| same_scope(owner, child))
+            .collect();
         if finalizers.iter().any(|f| f == ORPHAN_FINALIZER) {
             for child in &children {
                 release(engine, child, uid).await;
@@ -84,8 +100,18 @@ async fn pass(engine: &Engine) -> Result<(), crate::error::ApiError> {
         } else if finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
             if children.is_empty() {
                 finish(engine, owner, FOREGROUND_FINALIZER).await;
-            } else {
-                for child in &children {
+            }
+            for child in &children {
+                // A child that another live owner still holds is only let go of.
+                let held_elsewhere = owner_references(&child.object).iter().any(|other| {
+                    other
+                        .get("uid")
+                        .and_then(Value::as_str)
+                        .is_some_and(|other| other != uid && live.contains(other))
+                });
+                if held_elsewhere {
+                    release(engine, child, uid).await;
+                } else if object::deletion_timestamp(&child.object).is_none() {
                     delete(engine, child, Some(Propagation::Foreground)).await;
                 }
             }
@@ -129,6 +155,12 @@ async fn pass(engine: &Engine) -> Result<(), crate::error::ApiError> {
     Ok(())
 }
 
+/// Whether `child` can be a dependent of `owner`: a namespaced owner only owns objects in
+/// its own namespace (a reference across namespaces names nothing).
+fn same_scope(owner: &Seen, child: &Seen) -> bool {
+    !owner.kind.namespaced() || owner.namespace() == child.namespace()
+}
+
 fn owner_references(object: &Value) -> &[Value] {
     object::value_at(object, &["metadata", "ownerReferences"])
         .and_then(Value::as_array)
@@ -142,10 +174,12 @@ async fn owner_gone(engine: &Engine, dependent: &Seen, owner: &Value) -> bool {
         // An owner of a kind we do not serve cannot be checked: leave the dependent be.
         return false;
     };
-    let namespace = if kind.namespaced() {
-        dependent.namespace()
-    } else {
-        None
+    let namespace = match (kind.namespaced(), dependent.namespace()) {
+        (true, Some(namespace)) => Some(namespace),
+        // A cluster-scoped object cannot be owned by a namespaced one: the reference
+        // cannot be resolved, and an unresolvable owner is never taken as gone.
+        (true, None) => return false,
+        (false, _) => None,
     };
     match engine.get(&kind, namespace, text("name")).await {
         Ok(found) => object::uid(&found) != Some(text("uid")),
@@ -154,6 +188,7 @@ async fn owner_gone(engine: &Engine, dependent: &Seen, owner: &Value) -> bool {
 }
 
 async fn delete(engine: &Engine, seen: &Seen, propagation: Option<Propagation>) {
+    tracing::debug!(kind = seen.kind.kind, namespace = ?seen.namespace(), name = seen.name(), ?propagation, "garbage collector deletes");
     let options = DeleteOptions {
         propagation,
         precondition_uid: object::uid(&seen.object).map(str::to_owned),
@@ -173,6 +208,7 @@ async fn delete(engine: &Engine, seen: &Seen, propagation: Option<Propagation>) 
 
 /// Removes the owner reference to `owner_uid` from a dependent.
 async fn release(engine: &Engine, seen: &Seen, owner_uid: &str) {
+    tracing::debug!(kind = seen.kind.kind, namespace = ?seen.namespace(), name = seen.name(), owner_uid, "garbage collector releases");
     let result = engine
         .update_with(
             &seen.kind,

@@ -42,7 +42,7 @@ async fn pass(engine: &Engine) -> Result<(), crate::error::ApiError> {
                     None,
                     &name,
                     None,
-                    Target::Main,
+                    Target::Finalize,
                     &WriteOptions::default(),
                     |current| {
                         let mut next = current.clone();

@@ -66,6 +66,13 @@ impl Engine {
         name: &str,
         options: &DeleteOptions,
     ) -> ApiResult<DeleteOutcome> {
+        if kind.undeletable.contains(&name) {
+            return Err(ApiError::forbidden(
+                &kind.qualified_plural(),
+                name,
+                format!("this {} may not be deleted", kind.singular),
+            ));
+        }
         let key = kind.key(namespace, name);
         for _ in 0..16 {
             let (kv, current) = self.get_raw(kind, &key, name).await?;

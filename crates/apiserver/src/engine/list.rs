@@ -62,7 +62,11 @@ impl Engine {
                 }
                 (Some(token.revision), Some(token.after_key))
             }
-            None => (snapshot_revision(options)?, None),
+            None => {
+                self.check_not_future(options.resource_version.as_deref())
+                    .await?;
+                (snapshot_revision(options)?, None)
+            }
         };
         let limit = options.limit.filter(|l| *l > 0);
         let mut items = Vec::new();
@@ -130,6 +134,31 @@ impl Engine {
                 });
             }
         }
+    }
+}
+
+impl Engine {
+    /// A resourceVersion the store has not reached yet is an error, as in Kubernetes
+    /// ("Too large resource version"), not a silent read of something older.
+    pub(super) async fn check_not_future(&self, resource_version: Option<&str>) -> ApiResult<()> {
+        let Some(requested) = resource_version
+            .filter(|rv| !rv.is_empty() && *rv != "0")
+            .map(parse_resource_version)
+            .transpose()?
+        else {
+            return Ok(());
+        };
+        let current = self
+            .store
+            .current_revision()
+            .await
+            .map_err(|error| ApiError::internal("reading the store revision failed", &error))?;
+        if requested > current {
+            return Err(ApiError::timeout(format!(
+                "Too large resource version: {requested}, current: {current}"
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -196,6 +196,11 @@ pub(super) fn for_update(
             Some(status) => root.insert("status".into(), status),
             None => root.remove("status"),
         };
+    } else if target == Target::Finalize {
+        // Writes to /finalize change only spec.finalizers.
+        let finalizers = object::value_at(&desired, &["spec", "finalizers"]).cloned();
+        desired = current.clone();
+        set_spec_finalizers(&mut desired, finalizers);
     } else if kind.subresources.status {
         // Writes to the object itself leave .status alone.
         let root = object::ensure_object(&mut desired);
@@ -203,6 +208,10 @@ pub(super) fn for_update(
             Some(status) => root.insert("status".into(), status.clone()),
             None => root.remove("status"),
         };
+    }
+    if target == Target::Main && kind.spec_finalizers {
+        let finalizers = object::value_at(current, &["spec", "finalizers"]).cloned();
+        set_spec_finalizers(&mut desired, finalizers);
     }
     let current_meta = object::metadata(current).cloned().unwrap_or_default();
     let metadata = object::metadata_mut(&mut desired);
@@ -249,6 +258,63 @@ pub(super) fn for_update(
     Ok(desired)
 }
 
+/// apimachinery's checks of `ownerReferences` (each names its owner fully; at most one
+/// is the controller) and of finalizer names (qualified names).
+fn owner_and_finalizer_causes(object: &Value) -> Vec<FieldCause> {
+    let mut causes = Vec::new();
+    let references = object::value_at(object, &["metadata", "ownerReferences"])
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut controllers = 0;
+    for (index, reference) in references.iter().enumerate() {
+        for field in ["apiVersion", "kind", "name", "uid"] {
+            if reference
+                .get(field)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                causes.push(FieldCause::required(
+                    format!("metadata.ownerReferences[{index}].{field}"),
+                    "",
+                ));
+            }
+        }
+        if reference.get("controller").and_then(Value::as_bool) == Some(true) {
+            controllers += 1;
+        }
+    }
+    if controllers > 1 {
+        causes.push(FieldCause::invalid(
+            "metadata.ownerReferences",
+            Value::Null,
+            "Only one reference can have Controller set to true",
+        ));
+    }
+    for (index, finalizer) in object::finalizers(object).iter().enumerate() {
+        for message in validation::is_qualified_name(finalizer) {
+            causes.push(FieldCause::invalid(
+                format!("metadata.finalizers[{index}]"),
+                finalizer.as_str(),
+                message,
+            ));
+        }
+    }
+    causes
+}
+
+fn set_spec_finalizers(object: &mut Value, finalizers: Option<Value>) {
+    let root = object::ensure_object(object);
+    let spec = object::ensure_object(
+        root.entry("spec")
+            .or_insert_with(|| Value::Object(Map::new())),
+    );
+    match finalizers {
+        Some(finalizers) => spec.insert("finalizers".into(), finalizers),
+        None => spec.remove("finalizers"),
+    };
+}
+
 fn copy_field(from: &Map<String, Value>, to: &mut Map<String, Value>, field: &str) {
     match from.get(field) {
         Some(value) => to.insert(field.into(), value.clone()),
@@ -276,6 +342,7 @@ fn finish(kind: &KindSpec, object: &mut Value, current: Option<&Value>) -> ApiRe
             causes
         }
     };
+    causes.extend(owner_and_finalizer_causes(object));
     if let Some(validate) = kind.validate {
         causes.extend(validate(object, current));
     }

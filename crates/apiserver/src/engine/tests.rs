@@ -33,7 +33,8 @@ fn widget_kind() -> KindSpec {
         fields: &[],
         columns: Vec::new(),
         verbs_readonly: false,
-        holds_deletion: None,
+        spec_finalizers: false,
+        undeletable: &[],
         on_deletion: None,
     }
 }

@@ -77,7 +77,11 @@ impl Engine {
             .map(parse_resource_version)
             .transpose()?;
         let (initial, after) = match start {
-            Some(revision) => (Vec::new(), revision),
+            Some(revision) => {
+                self.check_not_future(options.resource_version.as_deref())
+                    .await?;
+                (Vec::new(), revision)
+            }
             None => {
                 let list = self
                     .list(

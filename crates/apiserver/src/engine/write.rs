@@ -23,6 +23,8 @@ pub enum Target {
     Main,
     /// The `/status` subresource: only `.status` changes.
     Status,
+    /// The `/finalize` subresource of kinds with `spec.finalizers`: only they change.
+    Finalize,
 }
 
 /// The patch formats the API accepts.
@@ -85,12 +87,17 @@ impl Engine {
         if kind.namespaced()
             && let Some(namespace) = namespace
         {
-            self.check_namespace(namespace).await?;
+            self.check_namespace(kind, &name, namespace).await?;
         }
+        let key = kind.key(namespace, &name);
         let object = if options.dry_run {
-            object
+            // A dry run answers what the real create would, including that it exists.
+            match self.store.get(&key).await {
+                Ok(Some(_)) => return Err(ApiError::already_exists(kind, &name)),
+                Ok(None) => object,
+                Err(error) => return Err(ApiError::from_store(error, kind, &name)),
+            }
         } else {
-            let key = kind.key(namespace, &name);
             let stored = self
                 .store
                 .create(&key, encode_for_store(&object)?)
@@ -164,10 +171,15 @@ impl Engine {
                 if error.code() == 404 && target == Target::Main =>
             {
                 let mut body = patch.clone();
-                let metadata = object::metadata_mut(&mut body);
-                metadata
-                    .entry("name")
-                    .or_insert_with(|| Value::String(name.to_owned()));
+                if let Some(body_name) = object::name(&body)
+                    && body_name != name
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                    )));
+                }
+                object::metadata_mut(&mut body)
+                    .insert("name".into(), Value::String(name.to_owned()));
                 self.create(kind, namespace, body, options).await
             }
             (result, _) => result,
@@ -250,7 +262,7 @@ impl Engine {
     /// kind's own finalization (namespaces).
     pub(crate) fn deletion_pending(&self, kind: &KindSpec, object: &Value) -> bool {
         !object::finalizers(object).is_empty()
-            || kind.holds_deletion.is_some_and(|hold| hold(object))
+            || kind.spec_finalizers && !object::spec_finalizers(object).is_empty()
     }
 }
 

@@ -55,7 +55,7 @@ pub async fn read(body: Body) -> ApiResult<bytes::Bytes> {
     Ok(buffer.freeze())
 }
 
-/// Decodes an object body (create, replace, delete options).
+/// Decodes an object body (create, replace, delete options) by its media type.
 pub fn decode_object(media_type: &str, bytes: &[u8]) -> ApiResult<Value> {
     match media_type {
         "" | JSON => parse_json(bytes),

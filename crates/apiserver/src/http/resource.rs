@@ -168,6 +168,7 @@ async fn serve(
     let target = match resource.subresource {
         None => Target::Main,
         Some("status") if kind.subresources.status => Target::Status,
+        Some("finalize") if kind.spec_finalizers => Target::Finalize,
         Some(other) => {
             return Err(ApiError::no_such_resource(&format!(
                 "{}/{}",

@@ -21,13 +21,16 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::ApiState;
 use super::query::Query;
 use crate::engine::{WatchEvent, WatchEventType};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::registry::KindSpec;
 use crate::table::{self, Rendering};
 
 /// Watches without `timeoutSeconds` end after 30 to 60 minutes, as in Kubernetes, so
 /// clients re-establish them and load spreads out.
 const DEFAULT_MIN_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The longest a client may ask a watch to last.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 pub(super) async fn serve(
     state: &ApiState,
@@ -37,11 +40,31 @@ pub(super) async fn serve(
     rendering: Rendering,
     name: Option<&str>,
 ) -> ApiResult<Response> {
-    let options = super::resource::watch_options(&kind, query, name)?;
+    let mut options = super::resource::watch_options(&kind, query, name)?;
     let bookmarks = query.flag("allowWatchBookmarks")?;
     let initial_events_end = query.flag("sendInitialEvents")?;
+    if initial_events_end {
+        if query.get("resourceVersionMatch") != Some("NotOlderThan") {
+            return Err(ApiError::bad_request(
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if !bookmarks {
+            return Err(ApiError::bad_request(
+                "sendInitialEvents requires setting allowWatchBookmarks to true",
+            ));
+        }
+        // The current state (which is not older than any resourceVersion given), then
+        // changes: the list path of the engine's watch.
+        options.resource_version = None;
+    }
+    let start = options
+        .resource_version
+        .as_deref()
+        .and_then(|rv| rv.parse::<i64>().ok())
+        .unwrap_or(0);
     let timeout = match query.number("timeoutSeconds")? {
-        Some(seconds) => Duration::from_secs(seconds),
+        Some(seconds) => Duration::from_secs(seconds).min(MAX_TIMEOUT),
         None => DEFAULT_MIN_TIMEOUT.mul_f64(1.0 + rand::rng().random::<f64>()),
     };
     let mut events = state.engine.watch(kind.clone(), namespace, options).await?;
@@ -59,10 +82,12 @@ pub(super) async fn serve(
             kind,
             rendering,
             sent_columns: false,
-            revision: 0,
+            revision: start,
         };
         loop {
             let line = tokio::select! {
+                // Changes first: a bookmark must never overtake an event that is ready.
+                biased;
                 event = events.next() => match event {
                     Some(event) => encoder.event(event, bookmarks, initial_events_end),
                     None => break,
@@ -76,6 +101,9 @@ pub(super) async fn serve(
                 }
                 _ = &mut deadline => break,
                 _ = shutdown.changed() => break,
+                // The client went away: stop now rather than at the next event, which a
+                // narrow watch may never see.
+                () = sender.closed() => break,
             };
             if let Some(line) = line {
                 let ended = line.ended;

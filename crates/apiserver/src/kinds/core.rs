@@ -35,11 +35,8 @@ fn namespace() -> KindSpec {
             }),
             Column::age(),
         ],
-        holds_deletion: Some(|o| {
-            object::value_at(o, &["spec", "finalizers"])
-                .and_then(Value::as_array)
-                .is_some_and(|f| !f.is_empty())
-        }),
+        spec_finalizers: true,
+        undeletable: &["default", "kube-system", "kube-public"],
         on_deletion: Some(|o| {
             let root = object::ensure_object(o);
             let status = root
@@ -90,9 +87,10 @@ fn default_namespace(namespace: &mut Value) {
 fn config_map() -> KindSpec {
     KindSpec {
         short_names: &["cm"],
-        validate: Some(|object, _| {
+        validate: Some(|object, old| {
             let mut causes = data_key_causes(object, "data");
             causes.extend(data_key_causes(object, "binaryData"));
+            causes.extend(immutable_causes(object, old, &["data", "binaryData"]));
             causes
         }),
         columns: vec![
@@ -112,7 +110,20 @@ fn config_map() -> KindSpec {
 fn secret() -> KindSpec {
     KindSpec {
         default: Some(default_secret),
-        validate: Some(|object, _| data_key_causes(object, "data")),
+        validate: Some(|object, old| {
+            let mut causes = data_key_causes(object, "data");
+            causes.extend(immutable_causes(object, old, &["data"]));
+            if let Some(old) = old
+                && object.get("type") != old.get("type")
+            {
+                causes.push(FieldCause::invalid(
+                    "type",
+                    object.get("type").cloned().unwrap_or(Value::Null),
+                    "field is immutable",
+                ));
+            }
+            causes
+        }),
         fields: &[("type", |o| text(o, &["type"]))],
         columns: vec![
             Column::name(),
@@ -144,6 +155,30 @@ fn default_secret(secret: &mut Value) {
     }
     root.entry("type")
         .or_insert_with(|| Value::String("Opaque".into()));
+}
+
+/// A ConfigMap or Secret marked `immutable: true` keeps its data and the mark for good.
+fn immutable_causes(object: &Value, old: Option<&Value>, fields: &[&str]) -> Vec<FieldCause> {
+    let Some(old) = old else { return Vec::new() };
+    if old.get("immutable").and_then(Value::as_bool) != Some(true) {
+        return Vec::new();
+    }
+    let mut causes = Vec::new();
+    if object.get("immutable").and_then(Value::as_bool) != Some(true) {
+        causes.push(FieldCause::forbidden(
+            "immutable",
+            "field is immutable when `immutable` is set",
+        ));
+    }
+    for field in fields {
+        if object.get(*field) != old.get(*field) {
+            causes.push(FieldCause::forbidden(
+                *field,
+                "field is immutable when `immutable` is set",
+            ));
+        }
+    }
+    causes
 }
 
 fn data_key_causes(object: &Value, field: &str) -> Vec<FieldCause> {

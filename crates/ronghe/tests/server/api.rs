@@ -632,6 +632,264 @@ async fn discovery_openapi_tables_and_metrics() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_rules() -> anyhow::Result<()> {
+    let server = server().await?;
+    let client = server.client().await?;
+    let json = Some("application/json");
+    let merge = Some("application/merge-patch+json");
+
+    // System namespaces cannot be deleted; a namespace's own finalizers change only
+    // through /finalize.
+    assert_status(
+        &raw_request(
+            &client,
+            "DELETE",
+            "/api/v1/namespaces/kube-system",
+            None,
+            Vec::new(),
+        )
+        .await?,
+        403,
+        "Forbidden",
+    );
+    let ns = "/api/v1/namespaces/default";
+    let (_, patched, _) = raw_request(
+        &client,
+        "PATCH",
+        ns,
+        merge,
+        br#"{"spec":{"finalizers":[]}}"#.to_vec(),
+    )
+    .await?;
+    assert_eq!(
+        patched["spec"]["finalizers"],
+        json!(["kubernetes"]),
+        "{patched}"
+    );
+
+    // A server-side dry run of a create answers as the create would.
+    raw_request(&client, "POST", CM, json, cm("exists")).await?;
+    assert_status(
+        &raw_request(
+            &client,
+            "POST",
+            &format!("{CM}?dryRun=All"),
+            json,
+            cm("exists"),
+        )
+        .await?,
+        409,
+        "AlreadyExists",
+    );
+
+    // Immutable ConfigMaps keep their data.
+    raw_request(
+        &client,
+        "PATCH",
+        &format!("{CM}/exists"),
+        merge,
+        br#"{"immutable":true}"#.to_vec(),
+    )
+    .await?;
+    assert_status(
+        &raw_request(
+            &client,
+            "PATCH",
+            &format!("{CM}/exists"),
+            merge,
+            br#"{"data":{"k":"changed"}}"#.to_vec(),
+        )
+        .await?,
+        422,
+        "Invalid",
+    );
+
+    // Owner references must name their owner; finalizers must be qualified names.
+    let bad_owner = json!({"metadata": {"name": "bad-owner", "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "x"}]}}).to_string();
+    assert_status(
+        &raw_request(&client, "POST", CM, json, bad_owner.into_bytes()).await?,
+        422,
+        "Invalid",
+    );
+    let bad_finalizer =
+        json!({"metadata": {"name": "bad-finalizer", "finalizers": ["not a name!"]}}).to_string();
+    assert_status(
+        &raw_request(&client, "POST", CM, json, bad_finalizer.into_bytes()).await?,
+        422,
+        "Invalid",
+    );
+
+    // A resourceVersion from the future is refused, not answered with older data.
+    assert_status(
+        &raw_request(
+            &client,
+            "GET",
+            &format!("{CM}?resourceVersion=999999&resourceVersionMatch=NotOlderThan"),
+            None,
+            Vec::new(),
+        )
+        .await?,
+        504,
+        "Timeout",
+    );
+
+    // Streaming lists: the state, then a bookmark marking its end.
+    let lines = watch_lines(
+        &client,
+        &format!("{CM}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&resourceVersion=1"),
+        2,
+        Duration::from_secs(10),
+    )
+    .await?;
+    assert_eq!(lines[0]["type"], "ADDED", "{lines:?}");
+    assert_eq!(lines[1]["type"], "BOOKMARK", "{lines:?}");
+    assert_eq!(
+        lines[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true",
+        "{lines:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_collection_policies() -> anyhow::Result<()> {
+    let server = server().await?;
+    let client = server.client().await?;
+    let json = Some("application/json");
+    let owner_ref = |owner: &Value, name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": owner["metadata"]["uid"]});
+    let (_, a, _) = raw_request(&client, "POST", CM, json, cm("owner-a")).await?;
+    let (_, b, _) = raw_request(&client, "POST", CM, json, cm("owner-b")).await?;
+    let shared = json!({"metadata": {"name": "shared", "ownerReferences": [owner_ref(&a, "owner-a"), owner_ref(&b, "owner-b")]}});
+    let only_b =
+        json!({"metadata": {"name": "only-b", "ownerReferences": [owner_ref(&b, "owner-b")]}});
+    for body in [&shared, &only_b] {
+        assert_eq!(
+            raw_request(&client, "POST", CM, json, body.to_string().into_bytes())
+                .await?
+                .0,
+            201
+        );
+    }
+    // Foreground: only-b goes, shared stays (owner-a still holds it), then owner-b goes.
+    raw_request(
+        &client,
+        "DELETE",
+        &format!("{CM}/owner-b"),
+        json,
+        br#"{"propagationPolicy":"Foreground"}"#.to_vec(),
+    )
+    .await?;
+    wait_until(
+        Duration::from_secs(20),
+        "owner-b to be deleted in the foreground",
+        async || {
+            Ok(
+                raw_request(&client, "GET", &format!("{CM}/owner-b"), None, Vec::new())
+                    .await?
+                    .0
+                    == 404,
+            )
+        },
+    )
+    .await?;
+    assert_eq!(
+        raw_request(&client, "GET", &format!("{CM}/only-b"), None, Vec::new())
+            .await?
+            .0,
+        404
+    );
+    let (code, kept, _) =
+        raw_request(&client, "GET", &format!("{CM}/shared"), None, Vec::new()).await?;
+    assert_eq!(code, 200, "a dependent with a live owner was deleted");
+    assert_eq!(
+        kept["metadata"]["ownerReferences"].as_array().map(Vec::len),
+        Some(1),
+        "{kept}"
+    );
+
+    // Orphan: the dependent stays, without the reference.
+    raw_request(
+        &client,
+        "DELETE",
+        &format!("{CM}/owner-a"),
+        json,
+        br#"{"propagationPolicy":"Orphan"}"#.to_vec(),
+    )
+    .await?;
+    wait_until(
+        Duration::from_secs(20),
+        "owner-a to be deleted",
+        async || {
+            Ok(
+                raw_request(&client, "GET", &format!("{CM}/owner-a"), None, Vec::new())
+                    .await?
+                    .0
+                    == 404,
+            )
+        },
+    )
+    .await?;
+    let (code, orphan, _) =
+        raw_request(&client, "GET", &format!("{CM}/shared"), None, Vec::new()).await?;
+    assert_eq!(code, 200);
+    assert!(orphan["metadata"]["ownerReferences"].is_null(), "{orphan}");
+
+    // A cluster-scoped object naming a namespaced owner kind is never collected.
+    let namespace = json!({"metadata": {"name": "kept", "ownerReferences": [{
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "nothing", "uid": "00000000-0000-0000-0000-000000000000"}]}});
+    raw_request(
+        &client,
+        "POST",
+        "/api/v1/namespaces",
+        json,
+        namespace.to_string().into_bytes(),
+    )
+    .await?;
+    // Wake the collector with a deletion, then give it time to (not) act.
+    raw_request(&client, "DELETE", &format!("{CM}/shared"), None, Vec::new()).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        raw_request(&client, "GET", "/api/v1/namespaces/kept", None, Vec::new())
+            .await?
+            .0,
+        200
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abandoned_watches_are_closed() -> anyhow::Result<()> {
+    let server = server().await?;
+    let client = server.client().await?;
+    let open_watches = async || -> anyhow::Result<f64> {
+        let (_, metrics, _) = raw_request(&client, "GET", "/metrics", None, Vec::new()).await?;
+        let text = metrics.as_str().context("metrics text")?.to_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("ronghe_apiserver_watches "))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no watches gauge")
+    };
+    let before = open_watches().await?;
+    for _ in 0..5 {
+        // A narrow watch that sees no events, dropped by its client.
+        let lines = watch_lines(
+            &client,
+            &format!("{CM}?watch=1&fieldSelector=metadata.name%3Dnobody"),
+            1,
+            Duration::from_millis(300),
+        )
+        .await?;
+        assert!(lines.iter().all(|l| l["type"] != "ERROR"), "{lines:?}");
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "abandoned watches to close",
+        async || Ok(open_watches().await? <= before),
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn client_commands_find_the_server_through_a_kubeconfig() -> anyhow::Result<()> {
     let server = server().await?;
     let output = std::process::Command::new(BINARY)
