@@ -57,6 +57,7 @@ cases! {
     list::list_at_a_future_revision_fails,
     watch::watch_replays_history_then_follows_live,
     watch::watch_filters_by_prefix,
+    watch::quiet_watch_reports_progress,
     watch::watch_events_carry_prev_values,
     watch::watch_from_the_current_revision_is_live_only,
     watch::watch_from_a_future_revision_waits_for_it,
@@ -100,9 +101,19 @@ fn value(text: &str) -> Bytes {
     Bytes::copy_from_slice(text.as_bytes())
 }
 
-/// The next event of a watch, failing the case on an error, the end of the stream, or a
-/// missed deadline.
+/// The next change of a watch (progress events skipped), failing the case on an error, the
+/// end of the stream, or a missed deadline.
 async fn next_event(stream: &mut WatchStream) -> Event {
+    loop {
+        let event = next_event_or_progress(stream).await;
+        if event.kind != crate::EventKind::Progress {
+            return event;
+        }
+    }
+}
+
+/// The next event of a watch, progress included.
+async fn next_event_or_progress(stream: &mut WatchStream) -> Event {
     match tokio::time::timeout(EVENT_DEADLINE, stream.next()).await {
         Ok(Some(Ok(event))) => event,
         Ok(Some(Err(error))) => panic!("the watch failed: {error}"),

@@ -69,6 +69,11 @@ pub enum EventKind {
     Create,
     Update,
     Delete,
+    /// Nothing under the watched prefix changed up to `revision` (like etcd's progress
+    /// notifications): sent when a watcher has caught up with changes elsewhere in the
+    /// store, so it can remember a recent revision (for bookmarks) even when its own keys
+    /// are quiet. Carries no key or values.
+    Progress,
 }
 
 /// One change, as seen by a watch.

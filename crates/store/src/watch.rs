@@ -34,6 +34,10 @@ pub(crate) async fn next_live_event(
                 if event.key.starts_with(prefix) {
                     return Ok(Event::clone(&event));
                 }
+                if receiver.is_empty() {
+                    // Caught up with changes elsewhere: say how far.
+                    return Ok(progress(*last_seen));
+                }
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::debug!(last_seen = *last_seen, missed, "watcher lagged");
@@ -43,6 +47,18 @@ pub(crate) async fn next_live_event(
             }
             Err(broadcast::error::RecvError::Closed) => return Err(StoreError::Closed),
         }
+    }
+}
+
+/// A progress event up to `revision`.
+pub(crate) fn progress(revision: Revision) -> Event {
+    Event {
+        kind: crate::EventKind::Progress,
+        key: String::new(),
+        revision,
+        create_revision: 0,
+        value: None,
+        prev_value: None,
     }
 }
 

@@ -558,6 +558,49 @@ async fn watch_compaction_bookmarks_and_timeouts() -> anyhow::Result<()> {
         "the watch did not end at its timeout"
     );
     assert_eq!(lines.len(), 3, "{lines:?}");
+
+    // A watch on a quiet kind still moves its bookmarks along with the store.
+    let secrets = "/api/v1/namespaces/default/secrets";
+    let (_, list, _) = raw_request(&client, "GET", secrets, None, Vec::new()).await?;
+    let listed = list["metadata"]["resourceVersion"]
+        .as_str()
+        .context("list rv")?
+        .to_owned();
+    let watch = {
+        let client = client.clone();
+        let path = format!(
+            "{secrets}?watch=1&allowWatchBookmarks=true&resourceVersion={listed}&timeoutSeconds=4"
+        );
+        tokio::spawn(async move { watch_lines(&client, &path, 10, Duration::from_secs(8)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, written, _) = raw_request(
+        &client,
+        "POST",
+        CM,
+        Some("application/json"),
+        cm("elsewhere"),
+    )
+    .await?;
+    let written: i64 = written["metadata"]["resourceVersion"]
+        .as_str()
+        .context("rv")?
+        .parse()?;
+    let lines = watch.await??;
+    let newest = lines
+        .iter()
+        .filter(|l| l["type"] == "BOOKMARK")
+        .filter_map(|l| {
+            l["object"]["metadata"]["resourceVersion"]
+                .as_str()?
+                .parse::<i64>()
+                .ok()
+        })
+        .max();
+    assert!(
+        newest.is_some_and(|rv| rv >= written),
+        "bookmarks {lines:?} stayed behind revision {written}"
+    );
     Ok(())
 }
 

@@ -102,6 +102,36 @@ pub async fn watch_filters_by_prefix(store: Arc<dyn Store>) {
     );
 }
 
+/// A watch whose keys are quiet learns, through progress events, how far the store has
+/// gone; progress never runs ahead of a change to its own keys.
+pub async fn quiet_watch_reports_progress(store: Arc<dyn Store>) {
+    let mut quiet = store.watch("/quiet/", 0).await.expect("watch");
+    let mut last = 0;
+    for i in 0..3 {
+        last = store
+            .create(&format!("/busy/{i}"), value("x"))
+            .await
+            .expect("create")
+            .mod_revision;
+    }
+    loop {
+        let event = super::next_event_or_progress(&mut quiet).await;
+        assert_eq!(event.kind, crate::EventKind::Progress, "{event:?}");
+        assert!(event.value.is_none() && event.key.is_empty());
+        if event.revision == last {
+            break;
+        }
+        assert!(event.revision < last, "progress beyond the newest write");
+    }
+    let own = store
+        .create("/quiet/a", value("a"))
+        .await
+        .expect("create")
+        .mod_revision;
+    let event = super::next_event(&mut quiet).await;
+    assert_eq!((event.key.as_str(), event.revision), ("/quiet/a", own));
+}
+
 pub async fn watch_events_carry_prev_values(store: Arc<dyn Store>) {
     let mut live = store.watch("/w/", 0).await.expect("watch");
     let created = store.create("/w/k", value("v1")).await.expect("create");
@@ -188,6 +218,7 @@ pub async fn unread_watch_stays_ordered_or_reports_lag(store: Arc<dyn Store>) {
     loop {
         let next = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
         match next.expect("the watch stalled") {
+            Some(Ok(event)) if event.kind == crate::EventKind::Progress => {}
             Some(Ok(event)) => {
                 assert_eq!(
                     event.revision, expected,

@@ -291,7 +291,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
         EventKind::Update
     };
     let prev_value = match kind {
-        EventKind::Create => None,
+        EventKind::Create | EventKind::Progress => None,
         EventKind::Update | EventKind::Delete => row
             .get_ref(5)?
             .as_blob_or_null()?

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use super::{Shared, read};
-use crate::watch::{EventReceiver, next_live_event};
+use crate::watch::{EventReceiver, next_live_event, progress};
 use crate::{Event, Result, Revision, StoreError, WatchStream};
 
 /// How many changes one replay read fetches.
@@ -31,6 +31,8 @@ struct Watcher {
     replayed_through: Revision,
     /// Whether the last replay read reached the newest committed revision.
     caught_up: bool,
+    /// The newest revision the stream has told its reader about (a change or progress).
+    reported: Revision,
     live: Option<EventReceiver>,
 }
 
@@ -46,6 +48,7 @@ pub(super) async fn watch(
         buffer: VecDeque::new(),
         replayed_through: after,
         caught_up: false,
+        reported: after,
         live: None,
     };
     // The first read happens now so that a compacted start fails the call itself.
@@ -65,12 +68,21 @@ impl Watcher {
         loop {
             if let Some(event) = self.buffer.pop_front() {
                 self.last_seen = event.revision;
+                self.reported = event.revision;
                 return Ok(event);
             }
             self.last_seen = self.last_seen.max(self.replayed_through);
             match (&mut self.live, self.caught_up) {
+                (Some(_), true) if self.last_seen > self.reported => {
+                    // The replay covered changes elsewhere beyond the last one delivered.
+                    self.reported = self.last_seen;
+                    return Ok(progress(self.last_seen));
+                }
                 (Some(receiver), true) => {
-                    return next_live_event(receiver, &self.prefix, &mut self.last_seen).await;
+                    let event =
+                        next_live_event(receiver, &self.prefix, &mut self.last_seen).await?;
+                    self.reported = event.revision;
+                    return Ok(event);
                 }
                 (None, true) => {
                     let sender = self.shared.events.upgrade().ok_or(StoreError::Closed)?;
