@@ -1,8 +1,9 @@
 //! The garbage collector: deletes objects whose owners are all gone (background
-//! propagation), deletes the dependents of owners being deleted in the foreground and
-//! releases them when none remain, and orphans the dependents of owners deleted with the
-//! `Orphan` policy. A dependent is only deleted after a live read confirms that its owner
-//! (by uid) no longer exists, so an owner created a moment ago is never mistaken as gone.
+//! propagation), deletes the dependents of owners being deleted in the foreground (letting
+//! go of those another owner still holds), orphans the dependents of owners deleted with
+//! the `Orphan` policy, and deletes objects left behind in a namespace that is gone.
+//! Nothing is deleted for an absent owner or namespace until a live read confirms the
+//! absence, so something created a moment ago is never mistaken as gone.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -118,6 +119,30 @@ async fn pass(engine: &Engine) -> Result<(), crate::error::ApiError> {
         }
     }
 
+    // Objects left in a namespace that no longer exists: a create can race the last
+    // moments of its namespace's deletion. The namespace list came first, and each
+    // absence is confirmed with a live read before anything is deleted.
+    let namespaces: HashSet<&str> = everything
+        .iter()
+        .filter(|s| s.kind.group.is_empty() && s.kind.kind == "Namespace")
+        .map(Seen::name)
+        .collect();
+    for seen in &everything {
+        let Some(namespace) = seen.namespace().filter(|_| seen.kind.namespaced()) else {
+            continue;
+        };
+        if namespaces.contains(namespace) || !namespace_gone(engine, namespace).await {
+            continue;
+        }
+        tracing::info!(
+            kind = seen.kind.kind,
+            namespace,
+            name = seen.name(),
+            "deleting an object whose namespace is gone"
+        );
+        delete(engine, seen, Some(Propagation::Background)).await;
+    }
+
     // Dependents whose owners are gone.
     for seen in &everything {
         let owners = owner_references(&seen.object);
@@ -165,6 +190,14 @@ fn owner_references(object: &Value) -> &[Value] {
     object::value_at(object, &["metadata", "ownerReferences"])
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
+}
+
+/// Confirms with a live read that a namespace no longer exists.
+async fn namespace_gone(engine: &Engine, namespace: &str) -> bool {
+    let Ok(namespaces) = engine.kind("v1", "Namespace") else {
+        return false;
+    };
+    matches!(engine.get(&namespaces, None, namespace).await, Err(error) if error.code() == 404)
 }
 
 /// Confirms with a live read that an owner no longer exists (with that uid).
@@ -244,5 +277,36 @@ async fn finish(engine: &Engine, owner: &Seen, finalizer: &str) {
         && error.code() != 404
     {
         tracing::warn!(%error, name = owner.name(), "garbage collector could not remove its finalizer");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ronghe_store::{MemoryStore, Store};
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn objects_in_a_deleted_namespace_are_collected() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let registry = Arc::new(crate::kinds::builtin_registry().expect("registry"));
+        let engine = Engine::new(store.clone(), registry);
+        let config_maps = engine.kind("v1", "ConfigMap").expect("configmaps");
+        // What a create that raced its namespace's deletion leaves behind.
+        let stray = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "stray", "namespace": "gone", "uid": "u1"}});
+        store
+            .create(
+                &config_maps.key(Some("gone"), "stray"),
+                serde_json::to_vec(&stray).expect("json").into(),
+            )
+            .await
+            .expect("store");
+        pass(&engine).await.expect("pass");
+        let left = engine.get(&config_maps, Some("gone"), "stray").await;
+        assert_eq!(left.expect_err("collected").code(), 404);
     }
 }
