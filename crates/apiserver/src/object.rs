@@ -65,10 +65,9 @@ pub fn deletion_timestamp(object: &Value) -> Option<&str> {
     meta_str(object, "deletionTimestamp")
 }
 
-/// The object's finalizers, in order.
-pub fn finalizers(object: &Value) -> Vec<String> {
-    metadata(object)
-        .and_then(|m| m.get("finalizers"))
+/// The strings of a list at a path of object keys (non-strings skipped).
+fn strings_at(object: &Value, path: &[&str]) -> Vec<String> {
+    value_at(object, path)
         .and_then(Value::as_array)
         .map(|items| {
             items
@@ -79,17 +78,14 @@ pub fn finalizers(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The object's finalizers, in order.
+pub fn finalizers(object: &Value) -> Vec<String> {
+    strings_at(object, &["metadata", "finalizers"])
+}
+
 /// The finalizers a kind keeps in `spec.finalizers` (namespaces).
 pub fn spec_finalizers(object: &Value) -> Vec<String> {
-    value_at(object, &["spec", "finalizers"])
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|f| f.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    strings_at(object, &["spec", "finalizers"])
 }
 
 pub fn set_finalizers(object: &mut Value, finalizers: Vec<String>) {

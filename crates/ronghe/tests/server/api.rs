@@ -245,12 +245,7 @@ async fn write_semantics() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(code, 201);
-    assert_eq!(
-        raw_request(&client, "GET", &format!("{CM}/dry"), None, Vec::new())
-            .await?
-            .0,
-        404
-    );
+    assert_eq!(code_of(&client, "GET", &format!("{CM}/dry")).await?, 404);
     let warned = json!({"metadata": {"name": "warned"}, "bogus": 1}).to_string();
     let (code, object, headers) = raw_request(
         &client,
@@ -318,12 +313,7 @@ async fn write_semantics() -> anyhow::Result<()> {
         br#"[{"op":"remove","path":"/metadata/finalizers"}]"#.to_vec(),
     )
     .await?;
-    assert_eq!(
-        raw_request(&client, "GET", &format!("{CM}/held"), None, Vec::new())
-            .await?
-            .0,
-        404
-    );
+    assert_eq!(code_of(&client, "GET", &format!("{CM}/held")).await?, 404);
 
     // Background garbage collection of dependents.
     let (_, owner, _) = raw_request(&client, "POST", CM, json, cm("owner")).await?;
@@ -345,19 +335,7 @@ async fn write_semantics() -> anyhow::Result<()> {
         br#"{"propagationPolicy":"Background"}"#.to_vec(),
     )
     .await?;
-    wait_until(
-        Duration::from_secs(20),
-        "the dependent to be collected",
-        async || {
-            Ok(
-                raw_request(&client, "GET", &format!("{CM}/dependent"), None, Vec::new())
-                    .await?
-                    .0
-                    == 404,
-            )
-        },
-    )
-    .await?;
+    wait_gone(&client, &format!("{CM}/dependent")).await?;
 
     // Status subresource: the object endpoint ignores status; /status changes only status.
     let ns = "/api/v1/namespaces/default";
@@ -639,12 +617,7 @@ async fn discovery_openapi_tables_and_metrics() -> anyhow::Result<()> {
             .iter()
             .any(|p| p["name"] == "fieldValidation")
     );
-    assert_eq!(
-        raw_request(&client, "GET", "/openapi/v2", None, Vec::new())
-            .await?
-            .0,
-        404
-    );
+    assert_eq!(code_of(&client, "GET", "/openapi/v2").await?, 404);
 
     let request = http::Request::get(CM)
         .header(
@@ -821,25 +794,8 @@ async fn garbage_collection_policies() -> anyhow::Result<()> {
         br#"{"propagationPolicy":"Foreground"}"#.to_vec(),
     )
     .await?;
-    wait_until(
-        Duration::from_secs(20),
-        "owner-b to be deleted in the foreground",
-        async || {
-            Ok(
-                raw_request(&client, "GET", &format!("{CM}/owner-b"), None, Vec::new())
-                    .await?
-                    .0
-                    == 404,
-            )
-        },
-    )
-    .await?;
-    assert_eq!(
-        raw_request(&client, "GET", &format!("{CM}/only-b"), None, Vec::new())
-            .await?
-            .0,
-        404
-    );
+    wait_gone(&client, &format!("{CM}/owner-b")).await?;
+    assert_eq!(code_of(&client, "GET", &format!("{CM}/only-b")).await?, 404);
     let (code, kept, _) =
         raw_request(&client, "GET", &format!("{CM}/shared"), None, Vec::new()).await?;
     assert_eq!(code, 200, "a dependent with a live owner was deleted");
@@ -858,19 +814,7 @@ async fn garbage_collection_policies() -> anyhow::Result<()> {
         br#"{"propagationPolicy":"Orphan"}"#.to_vec(),
     )
     .await?;
-    wait_until(
-        Duration::from_secs(20),
-        "owner-a to be deleted",
-        async || {
-            Ok(
-                raw_request(&client, "GET", &format!("{CM}/owner-a"), None, Vec::new())
-                    .await?
-                    .0
-                    == 404,
-            )
-        },
-    )
-    .await?;
+    wait_gone(&client, &format!("{CM}/owner-a")).await?;
     let (code, orphan, _) =
         raw_request(&client, "GET", &format!("{CM}/shared"), None, Vec::new()).await?;
     assert_eq!(code, 200);
@@ -891,9 +835,7 @@ async fn garbage_collection_policies() -> anyhow::Result<()> {
     raw_request(&client, "DELETE", &format!("{CM}/shared"), None, Vec::new()).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        raw_request(&client, "GET", "/api/v1/namespaces/kept", None, Vec::new())
-            .await?
-            .0,
+        code_of(&client, "GET", "/api/v1/namespaces/kept").await?,
         200
     );
     Ok(())
@@ -953,6 +895,21 @@ async fn client_commands_find_the_server_through_a_kubeconfig() -> anyhow::Resul
         .output()?;
     ensure!(without.status.success(), "KUBECONFIG was not used");
     Ok(())
+}
+
+/// The status code of a request without a body.
+async fn code_of(client: &kube::Client, method: &str, path: &str) -> anyhow::Result<u16> {
+    Ok(raw_request(client, method, path, None, Vec::new()).await?.0)
+}
+
+/// Waits until `path` answers 404.
+async fn wait_gone(client: &kube::Client, path: &str) -> anyhow::Result<()> {
+    wait_until(
+        Duration::from_secs(20),
+        &format!("{path} to be gone"),
+        async || Ok(code_of(client, "GET", path).await? == 404),
+    )
+    .await
 }
 
 /// Polls `check` until it is true or the time is up.
