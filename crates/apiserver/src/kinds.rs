@@ -101,6 +101,23 @@ where
     Ok((value, unknown))
 }
 
+/// The columns kubectl shows for events (of either API group): when last seen (the first
+/// of `seen_at` present), type, reason, the object, and the message at `message`.
+fn event_columns(
+    seen_at: &'static [&'static [&'static str]],
+    object: fn(&Value) -> Value,
+    message: &'static [&'static str],
+) -> Vec<crate::registry::Column> {
+    use crate::registry::Column;
+    vec![
+        Column::age_of("Last Seen", "The time the event was last seen.", seen_at),
+        Column::text("Type", "The type of the event.", &["type"]),
+        Column::text("Reason", "Why the event happened.", &["reason"]),
+        Column::value("Object", "string", "The object the event is about.", object),
+        Column::text("Message", "What happened.", message),
+    ]
+}
+
 /// A string at a path, for field selectors and table cells.
 pub(crate) fn text(object: &Value, path: &[&str]) -> Option<String> {
     crate::object::value_at(object, path).and_then(|value| match value {

@@ -87,6 +87,38 @@ impl Column {
         }
     }
 
+    /// A column showing the text at a path of object keys.
+    pub fn text(
+        name: &'static str,
+        description: &'static str,
+        path: &'static [&'static str],
+    ) -> Self {
+        Self {
+            name,
+            type_: "string",
+            format: "",
+            description,
+            priority: 0,
+            cell: ColumnCell::Text(path),
+        }
+    }
+
+    /// A column showing the age of the first timestamp present among `paths`.
+    pub fn age_of(
+        name: &'static str,
+        description: &'static str,
+        paths: &'static [&'static [&'static str]],
+    ) -> Self {
+        Self {
+            name,
+            type_: "string",
+            format: "",
+            description,
+            priority: 0,
+            cell: ColumnCell::AgeOf(paths),
+        }
+    }
+
     /// Shown only with `-o wide`.
     pub fn wide(mut self) -> Self {
         self.priority = 1;
@@ -101,6 +133,10 @@ pub enum ColumnCell {
     Name,
     /// The object's age, rendered the way kubectl expects (`5m`, `3h2m`).
     Age,
+    /// The text at a path of object keys (empty when absent).
+    Text(&'static [&'static str]),
+    /// The age of the first timestamp present among the paths (`<unknown>` if none).
+    AgeOf(&'static [&'static [&'static str]]),
     /// A kind-specific value.
     Value(fn(&Value) -> Value),
 }

@@ -105,6 +105,15 @@ fn cell(cell: &ColumnCell, object: &Value) -> Value {
                 .map(age_of)
                 .unwrap_or_else(|| "<unknown>".into()),
         ),
+        ColumnCell::Text(path) => {
+            Value::String(crate::kinds::text(object, path).unwrap_or_default())
+        }
+        ColumnCell::AgeOf(paths) => Value::String(
+            paths
+                .iter()
+                .find_map(|path| crate::kinds::text(object, path))
+                .map_or_else(|| "<unknown>".into(), |at| age_of(&at)),
+        ),
         ColumnCell::Value(read) => read(object),
     }
 }

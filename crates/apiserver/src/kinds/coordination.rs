@@ -1,20 +1,16 @@
 //! `coordination.k8s.io/v1` kinds: Lease (node heartbeats and leader election).
 
-use k8s_openapi::api::coordination::v1::Lease;
-use serde_json::Value;
-
-use super::text;
 use crate::registry::{Column, KindSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 
 pub(super) fn kinds() -> Vec<KindSpec> {
     vec![KindSpec {
         columns: vec![
             Column::name(),
-            Column::value(
+            Column::text(
                 "Holder",
-                "string",
                 "The identity of the current holder of the lease.",
-                |o| Value::String(text(o, &["spec", "holderIdentity"]).unwrap_or_default()),
+                &["spec", "holderIdentity"],
             ),
             Column::age(),
         ],

@@ -30,9 +30,11 @@ fn namespace() -> KindSpec {
         fields: &[("status.phase", |o| text(o, &["status", "phase"]))],
         columns: vec![
             Column::name(),
-            Column::value("Status", "string", "The status of the namespace.", |o| {
-                Value::String(text(o, &["status", "phase"]).unwrap_or_default())
-            }),
+            Column::text(
+                "Status",
+                "The status of the namespace.",
+                &["status", "phase"],
+            ),
             Column::age(),
         ],
         spec_finalizers: true,
@@ -127,9 +129,7 @@ fn secret() -> KindSpec {
         fields: &[("type", |o| text(o, &["type"]))],
         columns: vec![
             Column::name(),
-            Column::value("Type", "string", "The type of the secret.", |o| {
-                Value::String(text(o, &["type"]).unwrap_or_default())
-            }),
+            Column::text("Type", "The type of the secret.", &["type"]),
             Column::value("Data", "integer", "The number of keys in data.", |o| {
                 Value::from(count(o, &["data"]))
             }),
@@ -181,6 +181,15 @@ fn immutable_causes(object: &Value, old: Option<&Value>, fields: &[&str]) -> Vec
     causes
 }
 
+/// `kind/name` of the object an event is about, as kubectl shows it.
+pub(super) fn object_ref(event: &Value, field: &str) -> Value {
+    let kind = text(event, &[field, "kind"])
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let name = text(event, &[field, "name"]).unwrap_or_default();
+    Value::String(format!("{kind}/{name}"))
+}
+
 fn data_key_causes(object: &Value, field: &str) -> Vec<FieldCause> {
     let Some(data) = object.get(field).and_then(Value::as_object) else {
         return Vec::new();
@@ -226,38 +235,15 @@ fn event() -> KindSpec {
             ("source", |o| text(o, &["source", "component"])),
             ("type", |o| text(o, &["type"])),
         ],
-        columns: vec![
-            Column::value(
-                "Last Seen",
-                "string",
-                "The time the event was last seen.",
-                |o| {
-                    let at = text(o, &["lastTimestamp"])
-                        .or_else(|| text(o, &["eventTime"]))
-                        .or_else(|| text(o, &["metadata", "creationTimestamp"]));
-                    Value::String(
-                        at.map(|t| crate::table::age_of(&t))
-                            .unwrap_or_else(|| "<unknown>".into()),
-                    )
-                },
-            ),
-            Column::value("Type", "string", "The type of the event.", |o| {
-                Value::String(text(o, &["type"]).unwrap_or_default())
-            }),
-            Column::value("Reason", "string", "Why the event happened.", |o| {
-                Value::String(text(o, &["reason"]).unwrap_or_default())
-            }),
-            Column::value("Object", "string", "The object the event is about.", |o| {
-                let kind = text(o, &["involvedObject", "kind"])
-                    .unwrap_or_default()
-                    .to_ascii_lowercase();
-                let name = text(o, &["involvedObject", "name"]).unwrap_or_default();
-                Value::String(format!("{kind}/{name}"))
-            }),
-            Column::value("Message", "string", "What happened.", |o| {
-                Value::String(text(o, &["message"]).unwrap_or_default())
-            }),
-        ],
+        columns: super::event_columns(
+            &[
+                &["lastTimestamp"],
+                &["eventTime"],
+                &["metadata", "creationTimestamp"],
+            ],
+            |o| object_ref(o, "involvedObject"),
+            &["message"],
+        ),
         ..KindSpec::builtin::<Event>()
     }
 }

@@ -351,3 +351,79 @@ async fn data_survives_restart_and_kill() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+const EVENT_AND_LEASE: &str = r#"apiVersion: v1
+kind: Event
+metadata:
+  name: web.1
+  namespace: default
+involvedObject:
+  kind: ConfigMap
+  name: web
+  namespace: default
+reason: Checked
+message: all good
+type: Normal
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata:
+  name: node-1
+  namespace: default
+spec:
+  holderIdentity: node-1
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_and_leases_print_their_columns() -> anyhow::Result<()> {
+    let Some((_server, kubectl)) = setup().await? else {
+        return Ok(());
+    };
+    kubectl.with_stdin(&["create", "-f", "-"], EVENT_AND_LEASE)?;
+    let events = kubectl.ok(&["get", "events"])?;
+    let mut lines = events.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{events}"
+    );
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        &row[1..],
+        ["Normal", "Checked", "configmap/web", "all", "good"],
+        "{events}"
+    );
+    let selected = kubectl.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web",
+        "-o",
+        "name",
+    ])?;
+    assert_eq!(selected.trim(), "event/web.1");
+    let leases = kubectl.ok(&["get", "leases"])?;
+    assert!(
+        leases
+            .lines()
+            .next()
+            .is_some_and(|h| h.split_whitespace().eq(["NAME", "HOLDER", "AGE"])),
+        "{leases}"
+    );
+    assert!(
+        leases
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["node-1", "node-1"])),
+        "{leases}"
+    );
+    Ok(())
+}
