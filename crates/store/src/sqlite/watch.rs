@@ -14,7 +14,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use super::{Shared, read};
-use crate::watch::{EventReceiver, next_live_event, progress};
+use crate::watch::{EventReceiver, LiveFollower, progress};
 use crate::{Event, Result, Revision, StoreError, WatchStream};
 
 /// How many changes one replay read fetches.
@@ -33,7 +33,10 @@ struct Watcher {
     caught_up: bool,
     /// The newest revision the stream has told its reader about (a change or progress).
     reported: Revision,
+    /// Subscribed to the live broadcast, before the last replay read.
     live: Option<EventReceiver>,
+    /// Following the live broadcast, once the replay is done.
+    follower: Option<LiveFollower>,
 }
 
 pub(super) async fn watch(
@@ -50,6 +53,7 @@ pub(super) async fn watch(
         caught_up: false,
         reported: after,
         live: None,
+        follower: None,
     };
     // The first read happens now so that a compacted start fails the call itself.
     watcher.read_page().await?;
@@ -66,6 +70,9 @@ pub(super) async fn watch(
 impl Watcher {
     async fn next(&mut self) -> Result<Event> {
         loop {
+            if let Some(follower) = &mut self.follower {
+                return follower.next().await;
+            }
             if let Some(event) = self.buffer.pop_front() {
                 self.last_seen = event.revision;
                 self.reported = event.revision;
@@ -78,11 +85,14 @@ impl Watcher {
                     self.reported = self.last_seen;
                     return Ok(progress(self.last_seen));
                 }
-                (Some(receiver), true) => {
-                    let event =
-                        next_live_event(receiver, &self.prefix, &mut self.last_seen).await?;
-                    self.reported = event.revision;
-                    return Ok(event);
+                (Some(_), true) => {
+                    if let Some(receiver) = self.live.take() {
+                        self.follower = Some(LiveFollower::new(
+                            receiver,
+                            self.prefix.clone(),
+                            self.last_seen,
+                        ));
+                    }
                 }
                 (None, true) => {
                     let sender = self.shared.events.upgrade().ok_or(StoreError::Closed)?;
