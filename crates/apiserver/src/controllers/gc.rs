@@ -113,25 +113,37 @@ async fn pass(engine: &Engine) -> Result<(), crate::error::ApiError> {
                 if held_elsewhere {
                     release(engine, child, uid).await;
                 } else if object::deletion_timestamp(&child.object).is_none() {
-                    delete(engine, child, Some(Propagation::Foreground)).await;
+                    delete(engine, child, Some(Propagation::Foreground), false).await;
                 }
             }
         }
     }
 
     // Objects left in a namespace that no longer exists: a create can race the last
-    // moments of its namespace's deletion. The namespace list came first, and each
-    // absence is confirmed with a live read before anything is deleted.
+    // moments of its namespace's deletion. A namespace missing from this pass's lists is
+    // confirmed gone with a live read (once per namespace) before anything is deleted.
     let namespaces: HashSet<&str> = everything
         .iter()
         .filter(|s| s.kind.group.is_empty() && s.kind.kind == "Namespace")
         .map(Seen::name)
         .collect();
+    let mut gone: HashMap<&str, bool> = HashMap::new();
     for seen in &everything {
         let Some(namespace) = seen.namespace().filter(|_| seen.kind.namespaced()) else {
             continue;
         };
-        if namespaces.contains(namespace) || !namespace_gone(engine, namespace).await {
+        if namespaces.contains(namespace) || object::deletion_timestamp(&seen.object).is_some() {
+            continue;
+        }
+        let confirmed = match gone.get(namespace) {
+            Some(confirmed) => *confirmed,
+            None => {
+                let confirmed = namespace_gone(engine, namespace).await;
+                gone.insert(namespace, confirmed);
+                confirmed
+            }
+        };
+        if !confirmed {
             continue;
         }
         tracing::info!(
@@ -140,7 +152,7 @@ async fn pass(engine: &Engine) -> Result<(), crate::error::ApiError> {
             name = seen.name(),
             "deleting an object whose namespace is gone"
         );
-        delete(engine, seen, Some(Propagation::Background)).await;
+        delete(engine, seen, Some(Propagation::Background), true).await;
     }
 
     // Dependents whose owners are gone.
@@ -170,7 +182,7 @@ async fn pass(engine: &Engine) -> Result<(), crate::error::ApiError> {
         }
         if confirmed_gone.len() == owners.len() {
             tracing::info!(kind = seen.kind.kind, namespace = ?seen.namespace(), name = seen.name(), "deleting a dependent whose owners are gone");
-            delete(engine, seen, Some(Propagation::Background)).await;
+            delete(engine, seen, Some(Propagation::Background), false).await;
         } else {
             for uid in &confirmed_gone {
                 release(engine, seen, uid).await;
@@ -220,11 +232,16 @@ async fn owner_gone(engine: &Engine, dependent: &Seen, owner: &Value) -> bool {
     }
 }
 
-async fn delete(engine: &Engine, seen: &Seen, propagation: Option<Propagation>) {
+async fn delete(engine: &Engine, seen: &Seen, propagation: Option<Propagation>, exact: bool) {
     tracing::debug!(kind = seen.kind.kind, namespace = ?seen.namespace(), name = seen.name(), ?propagation, "garbage collector deletes");
     let options = DeleteOptions {
         propagation,
         precondition_uid: object::uid(&seen.object).map(str::to_owned),
+        // With `exact`, only the object as this pass saw it: one changed since (say, by a
+        // client that recreated its namespace and applied it again) is judged next pass.
+        precondition_resource_version: exact
+            .then(|| object::resource_version(&seen.object).map(str::to_owned))
+            .flatten(),
         ..DeleteOptions::default()
     };
     match engine

@@ -34,6 +34,7 @@ async fn pass(engine: &Engine) -> Result<(), crate::error::ApiError> {
         let Some(name) = object::name(&namespace).map(str::to_owned) else {
             continue;
         };
+        let uid = object::uid(&namespace).map(str::to_owned);
         if empty_namespace(engine, &name).await? {
             tracing::info!(namespace = %name, "namespace is empty; finalizing it");
             let result = engine
@@ -46,6 +47,10 @@ async fn pass(engine: &Engine) -> Result<(), crate::error::ApiError> {
                     &WriteOptions::default(),
                     |current| {
                         let mut next = current.clone();
+                        if object::uid(current).map(str::to_owned) != uid {
+                            // Recreated since this pass looked: not the namespace it emptied.
+                            return Ok(next);
+                        }
                         if let Some(Value::Array(finalizers)) =
                             next.get_mut("spec").and_then(|s| s.get_mut("finalizers"))
                         {

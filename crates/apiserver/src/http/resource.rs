@@ -176,6 +176,12 @@ async fn serve(
             )));
         }
     };
+    if target == Target::Finalize && request.method != Method::PUT {
+        return Err(ApiError::method_not_allowed(
+            &format!("{}/finalize", kind.qualified_plural()),
+            request.method.as_str(),
+        ));
+    }
     match (&request.method, resource.name) {
         (&Method::GET, None) if request.query.flag("watch")? => {
             super::watch::serve(state, kind, namespace, &request.query, rendering, None).await

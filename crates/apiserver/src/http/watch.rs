@@ -107,7 +107,13 @@ pub(super) async fn serve(
             };
             if let Some(line) = line {
                 let ended = line.ended;
-                if sender.send(line.bytes).await.is_err() || ended {
+                // A client that stops reading must not keep the watch past its deadline.
+                let sent = tokio::select! {
+                    sent = sender.send(line.bytes) => sent.is_ok(),
+                    _ = &mut deadline => false,
+                    _ = shutdown.changed() => false,
+                };
+                if !sent || ended {
                     break;
                 }
             }

@@ -27,6 +27,23 @@ fn namespace() -> KindSpec {
         },
         name_rule: NameRule::Dns1123Label,
         default: Some(default_namespace),
+        validate: Some(|namespace, _| {
+            crate::object::spec_finalizers(namespace)
+                .iter()
+                .enumerate()
+                .filter(|(_, name)| {
+                    name.as_str() != NAMESPACE_FINALIZER
+                        && (!name.contains('/') || !validation::is_qualified_name(name).is_empty())
+                })
+                .map(|(index, name)| {
+                    FieldCause::invalid(
+                        format!("spec.finalizers[{index}]"),
+                        name.as_str(),
+                        "name is neither a standard finalizer name nor is it fully qualified",
+                    )
+                })
+                .collect()
+        }),
         fields: &[("status.phase", |o| text(o, &["status", "phase"]))],
         columns: vec![
             Column::name(),

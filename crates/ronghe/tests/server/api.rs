@@ -683,6 +683,33 @@ async fn lifecycle_rules() -> anyhow::Result<()> {
         "{patched}"
     );
 
+    assert_status(
+        &raw_request(
+            &client,
+            "PATCH",
+            &format!("{ns}/finalize"),
+            merge,
+            b"{}".to_vec(),
+        )
+        .await?,
+        405,
+        "MethodNotAllowed",
+    );
+    let mut finalizing = patched.clone();
+    finalizing["spec"]["finalizers"] = json!(["kubernetes", "not-qualified"]);
+    assert_status(
+        &raw_request(
+            &client,
+            "PUT",
+            &format!("{ns}/finalize"),
+            json,
+            finalizing.to_string().into_bytes(),
+        )
+        .await?,
+        422,
+        "Invalid",
+    );
+
     // A server-side dry run of a create answers as the create would.
     raw_request(&client, "POST", CM, json, cm("exists")).await?;
     assert_status(
