@@ -58,6 +58,7 @@ cases! {
     watch::watch_replays_history_then_follows_live,
     watch::watch_filters_by_prefix,
     watch::quiet_watch_reports_progress,
+    watch::replay_of_a_quiet_prefix_reports_progress,
     watch::watch_events_carry_prev_values,
     watch::watch_from_the_current_revision_is_live_only,
     watch::watch_from_a_future_revision_waits_for_it,

@@ -309,13 +309,22 @@ impl Store for MemoryStore {
         let first = state
             .changes
             .partition_point(|event| event.revision <= after_revision);
-        let replay: Vec<Result<Event>> = state
+        let mut replay: Vec<Result<Event>> = state
             .changes
             .range(first..)
             .filter(|event| event.key.starts_with(prefix))
             .map(|event| Ok(Event::clone(event)))
             .collect();
         let last_seen = after_revision.max(state.revision);
+        let replayed_through = replay
+            .last()
+            .and_then(|event| event.as_ref().ok())
+            .map_or(after_revision, |event| event.revision);
+        if last_seen > replayed_through {
+            // The replay covered changes elsewhere beyond its last event: say how far, as
+            // the SQLite backend does.
+            replay.push(Ok(crate::watch::progress(last_seen)));
+        }
         drop(state);
         let live = live_stream(receiver, prefix.to_owned(), last_seen);
         Ok(futures::stream::iter(replay).chain(live).boxed())

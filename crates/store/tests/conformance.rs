@@ -60,6 +60,7 @@ stamp_backends!([
     watch_replays_history_then_follows_live,
     watch_filters_by_prefix,
     quiet_watch_reports_progress,
+    replay_of_a_quiet_prefix_reports_progress,
     watch_events_carry_prev_values,
     watch_from_the_current_revision_is_live_only,
     watch_from_a_future_revision_waits_for_it,

@@ -132,6 +132,25 @@ pub async fn quiet_watch_reports_progress(store: Arc<dyn Store>) {
     assert_eq!((event.key.as_str(), event.revision), ("/quiet/a", own));
 }
 
+/// A watch that replays history with nothing under its prefix learns how far the replay
+/// went before any live change.
+pub async fn replay_of_a_quiet_prefix_reports_progress(store: Arc<dyn Store>) {
+    let mut last = 0;
+    for i in 0..3 {
+        last = store
+            .create(&format!("/busy/{i}"), value("x"))
+            .await
+            .expect("create")
+            .mod_revision;
+    }
+    let mut quiet = store.watch("/quiet/", 0).await.expect("watch");
+    let event = super::next_event_or_progress(&mut quiet).await;
+    assert_eq!(
+        (event.kind, event.revision),
+        (crate::EventKind::Progress, last)
+    );
+}
+
 pub async fn watch_events_carry_prev_values(store: Arc<dyn Store>) {
     let mut live = store.watch("/w/", 0).await.expect("watch");
     let created = store.create("/w/k", value("v1")).await.expect("create");
