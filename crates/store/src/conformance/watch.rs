@@ -106,14 +106,7 @@ pub async fn watch_filters_by_prefix(store: Arc<dyn Store>) {
 /// gone; progress never runs ahead of a change to its own keys.
 pub async fn quiet_watch_reports_progress(store: Arc<dyn Store>) {
     let mut quiet = store.watch("/quiet/", 0).await.expect("watch");
-    let mut last = 0;
-    for i in 0..3 {
-        last = store
-            .create(&format!("/busy/{i}"), value("x"))
-            .await
-            .expect("create")
-            .mod_revision;
-    }
+    let last = write_elsewhere(&store).await;
     loop {
         let event = super::next_event_or_progress(&mut quiet).await;
         assert_eq!(event.kind, crate::EventKind::Progress, "{event:?}");
@@ -132,9 +125,8 @@ pub async fn quiet_watch_reports_progress(store: Arc<dyn Store>) {
     assert_eq!((event.key.as_str(), event.revision), ("/quiet/a", own));
 }
 
-/// A watch that replays history with nothing under its prefix learns how far the replay
-/// went before any live change.
-pub async fn replay_of_a_quiet_prefix_reports_progress(store: Arc<dyn Store>) {
+/// Three writes outside `/quiet/`; returns the revision of the last.
+async fn write_elsewhere(store: &Arc<dyn Store>) -> crate::Revision {
     let mut last = 0;
     for i in 0..3 {
         last = store
@@ -143,6 +135,13 @@ pub async fn replay_of_a_quiet_prefix_reports_progress(store: Arc<dyn Store>) {
             .expect("create")
             .mod_revision;
     }
+    last
+}
+
+/// A watch that replays history with nothing under its prefix learns how far the replay
+/// went before any live change.
+pub async fn replay_of_a_quiet_prefix_reports_progress(store: Arc<dyn Store>) {
+    let last = write_elsewhere(&store).await;
     let mut quiet = store.watch("/quiet/", 0).await.expect("watch");
     let event = super::next_event_or_progress(&mut quiet).await;
     assert_eq!(
