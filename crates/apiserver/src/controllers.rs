@@ -74,7 +74,7 @@ async fn wake_on_changes(engine: Engine, wake: Vec<Arc<Notify>>, mut stop: watch
                     Some(Ok(event)) => {
                         let deleting = event.kind == ronghe_store::EventKind::Delete
                             || event.value.as_ref().is_some_and(|v| {
-                                memchr_contains(v, b"\"deletionTimestamp\"")
+                                contains_bytes(v, b"\"deletionTimestamp\"")
                             });
                         if deleting {
                             wake_all();
@@ -92,7 +92,7 @@ async fn wake_on_changes(engine: Engine, wake: Vec<Arc<Notify>>, mut stop: watch
     }
 }
 
-fn memchr_contains(haystack: &[u8], needle: &[u8]) -> bool {
+fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 

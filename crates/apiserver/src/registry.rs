@@ -77,14 +77,7 @@ impl Column {
         description: &'static str,
         cell: fn(&Value) -> Value,
     ) -> Self {
-        Self {
-            name,
-            type_,
-            format: "",
-            description,
-            priority: 0,
-            cell: ColumnCell::Value(cell),
-        }
+        Self::shown(name, type_, description, ColumnCell::Value(cell))
     }
 
     /// A column showing the text at a path of object keys.
@@ -93,14 +86,7 @@ impl Column {
         description: &'static str,
         path: &'static [&'static str],
     ) -> Self {
-        Self {
-            name,
-            type_: "string",
-            format: "",
-            description,
-            priority: 0,
-            cell: ColumnCell::Text(path),
-        }
+        Self::shown(name, "string", description, ColumnCell::Text(path))
     }
 
     /// A column showing the age of the first timestamp present among `paths`.
@@ -109,13 +95,23 @@ impl Column {
         description: &'static str,
         paths: &'static [&'static [&'static str]],
     ) -> Self {
+        Self::shown(name, "string", description, ColumnCell::AgeOf(paths))
+    }
+
+    /// A column shown by default (priority 0), without a format.
+    fn shown(
+        name: &'static str,
+        type_: &'static str,
+        description: &'static str,
+        cell: ColumnCell,
+    ) -> Self {
         Self {
             name,
-            type_: "string",
+            type_,
             format: "",
             description,
             priority: 0,
-            cell: ColumnCell::AgeOf(paths),
+            cell,
         }
     }
 

@@ -327,14 +327,7 @@ async fn write_semantics() -> anyhow::Result<()> {
             .0,
         201
     );
-    raw_request(
-        &client,
-        "DELETE",
-        &format!("{CM}/owner"),
-        json,
-        br#"{"propagationPolicy":"Background"}"#.to_vec(),
-    )
-    .await?;
+    delete_with_policy(&client, &format!("{CM}/owner"), "Background").await?;
     wait_gone(&client, &format!("{CM}/dependent")).await?;
 
     // Status subresource: the object endpoint ignores status; /status changes only status.
@@ -813,14 +806,7 @@ async fn garbage_collection_policies() -> anyhow::Result<()> {
         );
     }
     // Foreground: only-b goes, shared stays (owner-a still holds it), then owner-b goes.
-    raw_request(
-        &client,
-        "DELETE",
-        &format!("{CM}/owner-b"),
-        json,
-        br#"{"propagationPolicy":"Foreground"}"#.to_vec(),
-    )
-    .await?;
+    delete_with_policy(&client, &format!("{CM}/owner-b"), "Foreground").await?;
     wait_gone(&client, &format!("{CM}/owner-b")).await?;
     assert_eq!(code_of(&client, "GET", &format!("{CM}/only-b")).await?, 404);
     let (code, kept, _) =
@@ -833,14 +819,7 @@ async fn garbage_collection_policies() -> anyhow::Result<()> {
     );
 
     // Orphan: the dependent stays, without the reference.
-    raw_request(
-        &client,
-        "DELETE",
-        &format!("{CM}/owner-a"),
-        json,
-        br#"{"propagationPolicy":"Orphan"}"#.to_vec(),
-    )
-    .await?;
+    delete_with_policy(&client, &format!("{CM}/owner-a"), "Orphan").await?;
     wait_gone(&client, &format!("{CM}/owner-a")).await?;
     let (code, orphan, _) =
         raw_request(&client, "GET", &format!("{CM}/shared"), None, Vec::new()).await?;
@@ -921,6 +900,17 @@ async fn client_commands_find_the_server_through_a_kubeconfig() -> anyhow::Resul
         .env("KUBECONFIG", server.kubeconfig_path())
         .output()?;
     ensure!(without.status.success(), "KUBECONFIG was not used");
+    Ok(())
+}
+
+/// Deletes with a propagation policy (`Background`, `Foreground`, `Orphan`).
+async fn delete_with_policy(client: &kube::Client, path: &str, policy: &str) -> anyhow::Result<()> {
+    let body = json!({"propagationPolicy": policy})
+        .to_string()
+        .into_bytes();
+    let (code, answer, _) =
+        raw_request(client, "DELETE", path, Some("application/json"), body).await?;
+    ensure!(code == 200, "delete {path}: {answer}");
     Ok(())
 }
 

@@ -114,6 +114,24 @@ async fn replays_longer_than_a_page_are_whole_and_ordered() {
     assert_eq!(live.key, "/m/live");
 }
 
+/// Reads changes, each the revision after the last (starting after `delivered`), until the
+/// stream fails; returns the last revision delivered and the error.
+async fn in_order_until_error(
+    stream: &mut WatchStream,
+    mut delivered: Revision,
+) -> (Revision, StoreError) {
+    loop {
+        match next(stream).await {
+            Some(Ok(event)) => {
+                delivered += 1;
+                assert_eq!(event.revision, delivered);
+            }
+            Some(Err(error)) => return (delivered, error),
+            None => panic!("the stream ended without an error"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_during_a_replay_ends_it_with_compacted() {
     let (store, _dir) = temporary(SqliteOptions::default());
@@ -123,20 +141,17 @@ async fn compaction_during_a_replay_ends_it_with_compacted() {
     assert_eq!(next(&mut stream).await.unwrap().unwrap().revision, 1);
     store.compact(1000).await.unwrap();
     // The first page was read before the compaction; the next read sees it.
-    let mut delivered = 1;
-    loop {
-        match next(&mut stream).await {
-            Some(Ok(event)) => {
-                delivered += 1;
-                assert_eq!(event.revision, delivered);
+    let (_, error) = in_order_until_error(&mut stream, 1).await;
+    assert!(
+        matches!(
+            error,
+            StoreError::Compacted {
+                compacted: 1000,
+                ..
             }
-            Some(Err(StoreError::Compacted { compacted, .. })) => {
-                assert_eq!(compacted, 1000);
-                break;
-            }
-            other => panic!("expected Compacted, got {other:?}"),
-        }
-    }
+        ),
+        "expected Compacted, got {error:?}"
+    );
     assert!(next(&mut stream).await.is_none());
 }
 
@@ -179,19 +194,10 @@ async fn a_watcher_that_falls_behind_the_live_buffer_ends_with_lagged() {
     for i in 0..20 {
         store.create(&format!("/k{i}"), value("v")).await.unwrap();
     }
-    let mut delivered = 1;
-    loop {
-        match next(&mut stream).await {
-            Some(Ok(event)) => {
-                delivered += 1;
-                assert_eq!(event.revision, delivered);
-            }
-            Some(Err(StoreError::WatcherLagged { last_seen })) => {
-                assert!(last_seen >= delivered);
-                break;
-            }
-            other => panic!("expected WatcherLagged, got {other:?}"),
-        }
+    let (delivered, error) = in_order_until_error(&mut stream, 1).await;
+    match error {
+        StoreError::WatcherLagged { last_seen } => assert!(last_seen >= delivered),
+        other => panic!("expected WatcherLagged, got {other:?}"),
     }
     assert!(delivered < 21, "a buffer of 4 cannot hold 20 changes");
     assert!(next(&mut stream).await.is_none());
