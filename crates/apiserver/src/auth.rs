@@ -1,16 +1,21 @@
-//! The authentication and authorization seam every API request passes through.
-//!
-//! Until the identity service lands, the one credential accepted is the bootstrap token
-//! written into the admin kubeconfig, and every authenticated user may do everything.
-//! Identity plugs in by providing other `Authenticator` and `Authorizer` implementations.
+//! The authentication and authorization seam every API request passes through, on both
+//! faces. The identity service provides the implementations the server uses
+//! (`crate::identity`); the simple ones here serve tests.
+
+use std::sync::Arc;
 
 use http::HeaderMap;
 
+use crate::identity::Principal;
+
 /// Who made a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct User {
     pub name: String,
     pub groups: Vec<String>,
+    /// What identity knows of the caller (roles, scope, token), when identity
+    /// authenticated the request.
+    pub principal: Option<Arc<Principal>>,
 }
 
 /// Finds the user a request's credentials name. Implementations must not log credentials.
@@ -25,14 +30,25 @@ pub struct Attributes<'a> {
     pub verb: &'a str,
     pub group: &'a str,
     pub resource: &'a str,
+    pub namespaced: bool,
     pub subresource: Option<&'a str>,
     pub namespace: Option<&'a str>,
     pub name: Option<&'a str>,
 }
 
+/// An authorization decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny,
+    /// A list or watch across namespaces (or of namespaces) may go ahead, returning only
+    /// the objects of these projects.
+    AllowWithin(Arc<[String]>),
+}
+
 /// Decides whether a user may do something.
 pub trait Authorizer: Send + Sync + 'static {
-    fn authorize(&self, user: &User, attributes: &Attributes<'_>) -> bool;
+    fn authorize(&self, user: &User, attributes: &Attributes<'_>) -> Decision;
 }
 
 /// Accepts one static bearer token (the bootstrap credential in the admin kubeconfig).
@@ -54,12 +70,12 @@ impl Authenticator for StaticTokenAuthenticator {
     }
 }
 
-/// Lets every authenticated user do everything (until identity brings roles).
+/// Lets every authenticated user do everything (for tests of the machinery below policy).
 pub struct AllowAuthenticated;
 
 impl Authorizer for AllowAuthenticated {
-    fn authorize(&self, _user: &User, _attributes: &Attributes<'_>) -> bool {
-        true
+    fn authorize(&self, _user: &User, _attributes: &Attributes<'_>) -> Decision {
+        Decision::Allow
     }
 }
 
@@ -78,13 +94,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Compares secrets without leaking through timing how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use ronghe_identity::secret::constant_time_eq;
 
 #[cfg(test)]
 mod tests {
@@ -104,24 +114,17 @@ mod tests {
         let user = User {
             name: "admin".into(),
             groups: vec!["system:masters".into()],
+            principal: None,
         };
         let auth = StaticTokenAuthenticator::new("s3cret".into(), user.clone());
+        let name = |headers: &HeaderMap| auth.authenticate(headers).map(|u| u.name);
         assert_eq!(
-            auth.authenticate(&headers("authorization", "Bearer s3cret")),
-            Some(user.clone())
+            name(&headers("authorization", "Bearer s3cret")),
+            Some(user.name.clone())
         );
-        assert_eq!(
-            auth.authenticate(&headers("x-auth-token", "s3cret")),
-            Some(user)
-        );
-        assert_eq!(
-            auth.authenticate(&headers("authorization", "Bearer s3cre")),
-            None
-        );
-        assert_eq!(
-            auth.authenticate(&headers("authorization", "Basic s3cret")),
-            None
-        );
-        assert_eq!(auth.authenticate(&HeaderMap::new()), None);
+        assert_eq!(name(&headers("x-auth-token", "s3cret")), Some(user.name));
+        assert_eq!(name(&headers("authorization", "Bearer s3cre")), None);
+        assert_eq!(name(&headers("authorization", "Basic s3cret")), None);
+        assert_eq!(name(&HeaderMap::new()), None);
     }
 }

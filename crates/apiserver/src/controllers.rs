@@ -1,11 +1,12 @@
 //! Controllers that run inside the API server process: garbage collection of dependents,
-//! namespace finalization, and store compaction. Each is level-triggered: a pass reads the
-//! state through the engine, acts, and is repeated on a timer and when changes arrive, so
-//! a missed wake-up costs only latency.
+//! namespace finalization, pairing projects with namespaces, and store compaction. Each is
+//! level-triggered: a pass reads the state through the engine, acts, and is repeated on a
+//! timer and when changes arrive, so a missed wake-up costs only latency.
 
 mod compaction;
 mod gc;
 mod namespace;
+mod projects;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,24 +16,34 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::engine::Engine;
-use crate::server::ServerConfig;
+
+/// How often the periodic controllers run.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// How often store history older than `history` is compacted.
+    pub compaction_interval: Duration,
+    pub history: Duration,
+}
 
 /// Starts every in-process controller on `tasks`; they stop when `stop` flips.
 pub fn start(
     tasks: &mut JoinSet<()>,
     engine: Engine,
     stop: watch::Receiver<bool>,
-    config: &ServerConfig,
+    config: &ControllerConfig,
 ) {
     let gc_wake = Arc::new(Notify::new());
     let namespace_wake = Arc::new(Notify::new());
+    let projects_wake = Arc::new(Notify::new());
     tasks.spawn(wake_on_changes(
         engine.clone(),
         vec![gc_wake.clone(), namespace_wake.clone()],
+        projects_wake.clone(),
         stop.clone(),
     ));
     tasks.spawn(gc::run(engine.clone(), gc_wake, stop.clone()));
     tasks.spawn(namespace::run(engine.clone(), namespace_wake, stop.clone()));
+    tasks.spawn(projects::run(engine.clone(), projects_wake, stop.clone()));
     tasks.spawn(compaction::run(
         engine,
         stop,
@@ -41,12 +52,31 @@ pub fn start(
     ));
 }
 
-/// Wakes the controllers whenever anything is deleted or marked for deletion. The change
-/// feed is only a wake-up call: controllers read state through the engine.
-async fn wake_on_changes(engine: Engine, wake: Vec<Arc<Notify>>, mut stop: watch::Receiver<bool>) {
+/// Wakes the controllers in `wake` (and the projects controller) whenever anything is
+/// deleted or marked for deletion, and the projects controller also when a namespace or a
+/// project is created. The change feed is only a wake-up call: controllers read state
+/// through the engine.
+async fn wake_on_changes(
+    engine: Engine,
+    wake: Vec<Arc<Notify>>,
+    projects_wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
     // `notify_one` keeps a permit when the controller is busy with a pass, so a change made
     // during a pass (often by the pass itself) starts the next one instead of being lost.
-    let wake_all = || wake.iter().for_each(|w| w.notify_one());
+    let wake_all = || {
+        wake.iter().for_each(|w| w.notify_one());
+        projects_wake.notify_one();
+    };
+    // The store keys under which the projects controller's kinds are created.
+    let paired_prefixes: Vec<String> = [
+        engine.kind("v1", "Namespace"),
+        engine.kind(ronghe_identity::model::API_VERSION, "Project"),
+    ]
+    .into_iter()
+    .filter_map(Result::ok)
+    .map(|kind| kind.key_prefix())
+    .collect();
     loop {
         let after = match engine.store().current_revision().await {
             Ok(revision) => revision,
@@ -78,6 +108,10 @@ async fn wake_on_changes(engine: Engine, wake: Vec<Arc<Notify>>, mut stop: watch
                             });
                         if deleting {
                             wake_all();
+                        } else if event.kind == ronghe_store::EventKind::Create
+                            && paired_prefixes.iter().any(|p| event.key.starts_with(p.as_str()))
+                        {
+                            projects_wake.notify_one();
                         }
                     }
                     // Fell behind or the store closed: start again from now.

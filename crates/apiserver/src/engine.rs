@@ -198,6 +198,9 @@ pub fn parse_resource_version(value: &str) -> ApiResult<Revision> {
 pub struct Selectors {
     pub labels: Option<LabelSelector>,
     pub fields: Option<FieldSelector>,
+    /// Only objects of these projects: in these namespaces, or (for namespaces and
+    /// projects themselves) with these names. Set by authorization.
+    pub visible: Option<Arc<[String]>>,
 }
 
 impl Selectors {
@@ -227,14 +230,34 @@ impl Selectors {
             }
             None => None,
         };
-        Ok(Self { labels, fields })
+        Ok(Self {
+            labels,
+            fields,
+            visible: None,
+        })
+    }
+
+    /// Narrows the selection to the objects of some projects (`None`: no narrowing).
+    pub fn within(mut self, visible: Option<Arc<[String]>>) -> Self {
+        self.visible = visible;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
-        self.labels.is_none() && self.fields.is_none()
+        self.labels.is_none() && self.fields.is_none() && self.visible.is_none()
     }
 
     pub fn matches(&self, kind: &KindSpec, object: &Value) -> bool {
+        if let Some(visible) = &self.visible {
+            let project = if kind.namespaced() {
+                crate::object::namespace(object)
+            } else {
+                crate::object::name(object)
+            };
+            if !project.is_some_and(|p| visible.iter().any(|v| v == p)) {
+                return false;
+            }
+        }
         if let Some(labels) = &self.labels
             && !labels.matches(&crate::object::labels(object))
         {

@@ -6,6 +6,7 @@
 mod coordination;
 mod core;
 mod events;
+mod identity;
 
 use k8s_openapi::{Metadata, Resource, ResourceScope};
 use serde::Serialize;
@@ -17,6 +18,7 @@ use ronghe_api_types::validation::NameRule;
 use crate::registry::{KindSpec, Registry, RegistryError, Scope, Subresources};
 
 pub use self::core::NAMESPACE_FINALIZER;
+pub use self::identity::normalize_custom;
 
 /// The registry of every kind served today.
 pub fn builtin_registry() -> Result<Registry, RegistryError> {
@@ -25,6 +27,7 @@ pub fn builtin_registry() -> Result<Registry, RegistryError> {
         .into_iter()
         .chain(coordination::kinds())
         .chain(events::kinds())
+        .chain(identity::kinds())
     {
         registry.register(spec)?;
     }

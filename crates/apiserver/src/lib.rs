@@ -7,15 +7,11 @@ pub mod controllers;
 pub mod discovery;
 pub mod engine;
 pub mod error;
-mod files;
 pub mod http;
+pub mod identity;
 pub mod kinds;
 pub mod metrics;
 pub mod object;
 pub mod openapi;
 pub mod registry;
-pub mod server;
 pub mod table;
-pub mod tls;
-
-pub use server::{ServerConfig, run};

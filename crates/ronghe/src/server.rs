@@ -30,16 +30,20 @@ pub struct ServerArgs {
     /// Seconds between compaction checks.
     #[arg(long, default_value_t = 60)]
     compaction_interval_seconds: u64,
+    /// Seconds a token lives.
+    #[arg(long, default_value_t = 3600)]
+    token_lifetime_seconds: u64,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let mut config = ronghe_apiserver::ServerConfig::new(args.data_dir, args.listen);
+    let mut config = ronghe_server::ServerConfig::new(args.data_dir, args.listen);
     config.in_memory_store = args.in_memory;
     config.extra_names = args.tls_sans;
     config.bookmark_interval = Duration::from_secs(args.bookmark_interval_seconds.max(1));
     config.history = Duration::from_secs(args.history_seconds);
     config.compaction_interval = Duration::from_secs(args.compaction_interval_seconds.max(1));
-    ronghe_apiserver::run(config, shutdown_signal()).await
+    config.token_lifetime = Duration::from_secs(args.token_lifetime_seconds.max(1));
+    ronghe_server::run(config, shutdown_signal()).await
 }
 
 /// Resolves on SIGTERM or SIGINT.

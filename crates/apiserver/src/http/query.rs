@@ -9,6 +9,9 @@ use crate::error::{ApiError, ApiResult};
 #[derive(Clone, Debug, Default)]
 pub struct Query {
     values: HashMap<String, Vec<String>>,
+    /// Set by authorization, not by the client: the only projects whose objects a list or
+    /// watch across namespaces may return (for callers who may not see everything).
+    pub visible: Option<std::sync::Arc<[String]>>,
 }
 
 impl Query {
@@ -23,7 +26,10 @@ impl Query {
                 .or_default()
                 .push(value.into_owned());
         }
-        Self { values }
+        Self {
+            values,
+            visible: None,
+        }
     }
 
     /// The first value of a parameter.

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::path::{self, ApiPath, ResourcePath};
 use super::query::Query;
 use super::{ApiState, body, json_response};
-use crate::auth::{Attributes, User};
+use crate::auth::{Attributes, Decision, User};
 use crate::engine::{
     DeleteOptions, FieldValidation, ListOptions, PatchKind, Propagation, Selectors, Target,
     WatchOptions, WriteOptions, Written,
@@ -33,7 +33,7 @@ pub async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Res
 async fn dispatch(state: Arc<ApiState>, request: Request) -> ApiResult<Response> {
     let (parts, body) = request.into_parts();
     let uri_path = parts.uri.path().to_owned();
-    let query = Query::parse(parts.uri.query());
+    let mut query = Query::parse(parts.uri.query());
     match path::parse(&uri_path) {
         Some(ApiPath::GroupVersion { group, version }) if parts.method == Method::GET => state
             .discovery
@@ -48,7 +48,7 @@ async fn dispatch(state: Arc<ApiState>, request: Request) -> ApiResult<Response>
         Some(ApiPath::Resource(resource)) => {
             let kind = resolve(&state, &resource, &uri_path)?;
             let user = parts.extensions.get::<User>().cloned();
-            authorize(
+            query.visible = authorize(
                 &state,
                 user.as_ref(),
                 &kind,
@@ -72,7 +72,8 @@ async fn dispatch(state: Arc<ApiState>, request: Request) -> ApiResult<Response>
     }
 }
 
-/// Asks the authorizer whether the user may do what the request asks.
+/// Asks the authorizer whether the user may do what the request asks; a list or watch may
+/// be allowed over only some projects' objects.
 fn authorize(
     state: &ApiState,
     user: Option<&User>,
@@ -80,7 +81,7 @@ fn authorize(
     resource: &ResourcePath<'_>,
     method: &Method,
     query: &Query,
-) -> ApiResult<()> {
+) -> ApiResult<Option<Arc<[String]>>> {
     let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = match (method, resource.name) {
         (&Method::GET, _) if watching => "watch",
@@ -97,13 +98,16 @@ fn authorize(
         verb,
         group: kind.group,
         resource: kind.plural,
+        namespaced: kind.namespaced(),
         subresource: resource.subresource,
         namespace: resource.namespace,
         name: resource.name,
     };
-    match user {
-        Some(user) if state.authorizer.authorize(user, &attributes) => Ok(()),
-        Some(user) => {
+    let decision = user.map(|user| state.authorizer.authorize(user, &attributes));
+    match (user, decision) {
+        (Some(_), Some(Decision::Allow)) => Ok(None),
+        (Some(_), Some(Decision::AllowWithin(projects))) => Ok(Some(projects)),
+        (Some(user), _) => {
             let scope = match resource.namespace {
                 Some(namespace) => format!(" in the namespace \"{namespace}\""),
                 None => " at the cluster scope".to_owned(),
@@ -117,7 +121,7 @@ fn authorize(
                 ),
             ))
         }
-        None => Err(ApiError::unauthorized()),
+        (None, _) => Err(ApiError::unauthorized()),
     }
 }
 
@@ -301,7 +305,8 @@ async fn list(
     rendering: Rendering,
 ) -> ApiResult<Response> {
     let options = ListOptions {
-        selectors: Selectors::parse(kind, query.get("labelSelector"), query.get("fieldSelector"))?,
+        selectors: Selectors::parse(kind, query.get("labelSelector"), query.get("fieldSelector"))?
+            .within(query.visible.clone()),
         limit: query.number("limit")?.map(|l| l as usize),
         continue_token: query
             .get("continue")
@@ -355,7 +360,8 @@ async fn delete_collection(
         kind,
         request.query.get("labelSelector"),
         request.query.get("fieldSelector"),
-    )?;
+    )?
+    .within(request.query.visible.clone());
     let options = delete_options(&request.query, request.body, &request.headers).await?;
     let list = state
         .engine
@@ -502,7 +508,8 @@ pub(super) fn watch_options(
         (fields, None) => fields.map(str::to_owned),
     };
     Ok(WatchOptions {
-        selectors: Selectors::parse(kind, query.get("labelSelector"), field_selector.as_deref())?,
+        selectors: Selectors::parse(kind, query.get("labelSelector"), field_selector.as_deref())?
+            .within(query.visible.clone()),
         resource_version: query.get("resourceVersion").map(str::to_owned),
     })
 }

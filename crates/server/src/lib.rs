@@ -1,6 +1,6 @@
-//! Running the API server: open the store, bootstrap the data directory (CA, serving
-//! certificate, admin credential, kubeconfig, built-in namespaces), start the in-process
-//! controllers, and serve HTTPS until asked to stop.
+//! Running a Ronghe server: open the store, bootstrap the data directory (CA, serving
+//! certificate, identity, credentials, kubeconfig and clouds.yaml, built-in namespaces),
+//! start the in-process controllers, and serve both API faces over HTTPS until asked to stop.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,23 +10,27 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rand::Rng;
 use ronghe_store::Store;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::auth::{AllowAuthenticated, StaticTokenAuthenticator, User};
-use crate::controllers;
-use crate::discovery::Discovery;
-use crate::engine::{Engine, WriteOptions};
-use crate::http::ApiState;
-use crate::metrics::Metrics;
-use crate::openapi::OpenApi;
+use ronghe_apiserver::controllers;
+use ronghe_apiserver::discovery::Discovery;
+use ronghe_apiserver::engine::{Engine, WriteOptions};
+use ronghe_apiserver::http::ApiState;
+use ronghe_apiserver::identity::{IdentityService, PolicyAuthorizer};
+use ronghe_apiserver::metrics::Metrics;
+use ronghe_apiserver::openapi::OpenApi;
+
+pub mod bootstrap;
+mod files;
+pub mod tls;
 
 pub const KUBECONFIG_FILE: &str = "kubeconfig";
-const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// The Fernet key repository, as Keystone keeps it.
+pub const FERNET_KEYS_DIR: &str = "fernet-keys";
 const STORE_FILE: &str = "state.db";
 
 /// How long a new connection may take to finish its TLS handshake.
@@ -51,6 +55,10 @@ pub struct ServerConfig {
     /// How often store history older than `history` is compacted.
     pub compaction_interval: Duration,
     pub history: Duration,
+    /// How long a token lives (Keystone's default is an hour).
+    pub token_lifetime: Duration,
+    /// The region in the service catalog.
+    pub region: String,
 }
 
 impl ServerConfig {
@@ -63,6 +71,8 @@ impl ServerConfig {
             bookmark_interval: Duration::from_secs(60),
             compaction_interval: Duration::from_secs(60),
             history: Duration::from_secs(300),
+            token_lifetime: Duration::from_secs(3600),
+            region: "RegionOne".to_owned(),
         }
     }
 }
@@ -90,11 +100,32 @@ pub async fn run(
                 .with_context(|| format!("opening the store {}", path.display()))?,
         )
     };
-    let registry = Arc::new(crate::kinds::builtin_registry()?);
+    let registry = Arc::new(ronghe_apiserver::kinds::builtin_registry()?);
     let engine = Engine::new(store, registry.clone());
     ensure_namespaces(&engine).await?;
 
-    let admin_token = admin_token(&config.data_dir)?;
+    let (stop_sender, stop) = watch::channel(false);
+    let mut background = JoinSet::new();
+    let identity = Arc::new(
+        IdentityService::new(
+            &config.data_dir.join(FERNET_KEYS_DIR),
+            config.token_lifetime,
+        )
+        .context("opening the Fernet key repository")?,
+    );
+    background.spawn(ronghe_apiserver::identity::run_feed(
+        identity.clone(),
+        engine.store().clone(),
+        stop.clone(),
+    ));
+    background.spawn(maintain_identity(
+        identity.clone(),
+        engine.clone(),
+        stop.clone(),
+    ));
+    let admin_token = bootstrap::run(&engine, &identity, &config.data_dir)
+        .await
+        .context("bootstrapping identity")?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -123,27 +154,34 @@ pub async fn run(
         format!("https://{host}:{}", local.port())
     };
     write_kubeconfig(&config.data_dir, &server_url, &tls.ca_pem, &admin_token)?;
+    bootstrap::write_clouds_yaml(&config.data_dir, &server_url, &config.region)?;
 
-    let (stop_sender, stop) = watch::channel(false);
     let state = Arc::new(ApiState {
         engine: engine.clone(),
         discovery: Discovery::new(&registry),
         openapi: OpenApi::new(&registry),
-        authenticator: Arc::new(StaticTokenAuthenticator::new(
-            admin_token,
-            User {
-                name: "admin".into(),
-                groups: vec!["system:masters".into(), "system:authenticated".into()],
-            },
-        )),
-        authorizer: Arc::new(AllowAuthenticated),
+        authenticator: identity.clone(),
+        authorizer: Arc::new(PolicyAuthorizer),
         metrics: Arc::new(Metrics::new()),
         shutdown: stop.clone(),
         bookmark_interval: config.bookmark_interval,
     });
-    let mut background = JoinSet::new();
-    controllers::start(&mut background, engine.clone(), stop.clone(), &config);
-    let router = crate::http::router(state);
+    controllers::start(
+        &mut background,
+        engine.clone(),
+        stop.clone(),
+        &controllers::ControllerConfig {
+            compaction_interval: config.compaction_interval,
+            history: config.history,
+        },
+    );
+    let openstack = Arc::new(ronghe_openstack::OpenStack {
+        engine: engine.clone(),
+        identity: identity.clone(),
+        public_url: server_url.clone(),
+        region: config.region.clone(),
+    });
+    let router = ronghe_apiserver::http::router(state).merge(ronghe_openstack::router(openstack));
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
     tracing::info!(url = %server_url, data_dir = %config.data_dir.display(), "serving the Kubernetes API");
 
@@ -208,7 +246,15 @@ async fn serve_connection(
         },
         _ = stop.changed() => return,
     };
-    let service = hyper_util::service::TowerToHyperService::new(router);
+    // The peer address travels with each request (failed logins are limited per source).
+    let service = hyper_util::service::TowerToHyperService::new(tower::service_fn(
+        move |mut request: http::Request<hyper::body::Incoming>| {
+            request
+                .extensions_mut()
+                .insert(ronghe_openstack::ClientAddr(peer));
+            tower::ServiceExt::oneshot(router.clone(), request.map(axum::body::Body::new))
+        },
+    ));
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -246,19 +292,35 @@ async fn ensure_namespaces(engine: &Engine) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The admin's bootstrap token: read from the data directory, or made on first start.
-fn admin_token(dir: &Path) -> anyhow::Result<String> {
-    let path = dir.join(ADMIN_TOKEN_FILE);
-    if let Ok(token) = std::fs::read_to_string(&path) {
-        let token = token.trim().to_owned();
-        if !token.is_empty() {
-            return Ok(token);
+/// Housekeeping for identity: picks up rotated Fernet keys, and forgets revocations
+/// once every token they refuse has expired.
+async fn maintain_identity(
+    identity: Arc<IdentityService>,
+    engine: Engine,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(error) = identity.reload_keys() {
+            tracing::warn!(%error, "reloading the Fernet keys failed; keeping the old ones");
+        }
+        let expired = identity
+            .directory()
+            .expired_revocations(ronghe_apiserver::identity::now_seconds());
+        let Ok(kind) = engine.kind(ronghe_identity::model::API_VERSION, "TokenRevocation") else {
+            continue;
+        };
+        for name in expired {
+            if let Err(error) = engine.delete(&kind, None, &name, &Default::default()).await
+                && error.code() != 404
+            {
+                tracing::warn!(%error, name, "pruning a token revocation failed");
+            }
         }
     }
-    let bytes: [u8; 32] = rand::rng().random();
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    crate::files::write_private(&path, token.as_bytes())?;
-    Ok(token)
 }
 
 /// Writes `DIR/kubeconfig` for the admin; kubectl uses it as is.

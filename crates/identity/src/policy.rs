@@ -1,0 +1,377 @@
+//! Authorization policy as data: tables from an operation (a Kubernetes verb on a
+//! resource, or a Keystone operation) to a rule, and the rules' meaning for a subject.
+//!
+//! The model: cloud admins (the `admin` role on the system scope) may do everything, cloud
+//! readers may read everything; in a project, readers read, members also write, admins
+//! also manage the project; anyone authenticated may read the cluster-wide kinds meant for
+//! everyone. A token scoped to a project acts only in that project (Keystone's rule).
+
+/// What a set of roles allows, ordered by power.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    Reader,
+    Member,
+    Admin,
+}
+
+/// Who is asking, as far as policy cares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subject {
+    /// The user's name.
+    pub user: String,
+    /// The level the user holds cloud-wide.
+    pub cloud: Option<Level>,
+    /// The project the credential is scoped to, and the level held there.
+    pub project: Option<(String, Level)>,
+}
+
+impl Subject {
+    pub fn is_cloud_admin(&self) -> bool {
+        self.cloud == Some(Level::Admin)
+    }
+
+    /// The level the subject holds on a project.
+    pub fn level_in(&self, project: &str) -> Option<Level> {
+        let own = match &self.project {
+            Some((name, level)) if name == project => Some(*level),
+            _ => None,
+        };
+        own.max(self.cloud.map(|level| level.min(Level::Reader)))
+            .max(self.cloud.filter(|level| *level == Level::Admin))
+    }
+
+    /// The one project whose objects the subject may see beyond cloud-wide reading, if any.
+    pub fn visible_project(&self) -> Option<&str> {
+        self.project.as_ref().map(|(name, _)| name.as_str())
+    }
+}
+
+/// A rule an operation requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// Any authenticated caller.
+    Authenticated,
+    CloudReader,
+    CloudAdmin,
+    /// At least this level on the target project (cloud admins and, for reading, cloud
+    /// readers pass too).
+    Project(Level),
+    /// The target user is the caller, or the caller is a cloud reader.
+    SelfOrCloudReader,
+    /// The target user is the caller, or the caller is a cloud admin.
+    SelfOrCloudAdmin,
+}
+
+/// What an operation acts on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Target<'a> {
+    pub project: Option<&'a str>,
+    pub user: Option<&'a str>,
+}
+
+impl Rule {
+    pub fn allows(self, subject: &Subject, target: &Target<'_>) -> bool {
+        let cloud = subject.cloud;
+        match self {
+            Rule::Authenticated => true,
+            Rule::CloudReader => cloud.is_some(),
+            Rule::CloudAdmin => cloud == Some(Level::Admin),
+            Rule::Project(needed) => target
+                .project
+                .and_then(|project| subject.level_in(project))
+                .is_some_and(|held| held >= needed),
+            Rule::SelfOrCloudReader => {
+                target.user == Some(subject.user.as_str()) || cloud.is_some()
+            }
+            Rule::SelfOrCloudAdmin => {
+                target.user == Some(subject.user.as_str()) || cloud == Some(Level::Admin)
+            }
+        }
+    }
+}
+
+/// Reading or writing, for the Kubernetes face.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+impl Access {
+    pub fn of_verb(verb: &str) -> Access {
+        match verb {
+            "get" | "list" | "watch" => Access::Read,
+            _ => Access::Write,
+        }
+    }
+}
+
+/// One row of the Kubernetes table: a resource (by group and plural; `*` matches any) and
+/// the rules for reading and writing it.
+#[derive(Clone, Copy, Debug)]
+pub struct KubernetesRule {
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub read: Rule,
+    pub write: Rule,
+    /// Whether an object of the resource *is* a project (namespaces, projects): its own
+    /// name is the project the rules are checked against, and lists show only the
+    /// projects the caller may see.
+    pub names_project: bool,
+}
+
+const fn row(
+    group: &'static str,
+    resource: &'static str,
+    read: Rule,
+    write: Rule,
+) -> KubernetesRule {
+    KubernetesRule {
+        group,
+        resource,
+        read,
+        write,
+        names_project: false,
+    }
+}
+
+/// Cluster-scoped resources. Anything cluster-scoped and not listed is for cloud readers
+/// and cloud admins only.
+pub const KUBERNETES_CLUSTER_RULES: &[KubernetesRule] = &[
+    KubernetesRule {
+        names_project: true,
+        ..row(
+            "",
+            "namespaces",
+            Rule::Project(Level::Reader),
+            Rule::CloudAdmin,
+        )
+    },
+    KubernetesRule {
+        names_project: true,
+        ..row(
+            "identity.ronghe.io",
+            "projects",
+            Rule::Project(Level::Reader),
+            Rule::CloudAdmin,
+        )
+    },
+    row(
+        "identity.ronghe.io",
+        "users",
+        Rule::CloudReader,
+        Rule::CloudAdmin,
+    ),
+    row(
+        "identity.ronghe.io",
+        "roles",
+        Rule::Authenticated,
+        Rule::CloudAdmin,
+    ),
+    row(
+        "identity.ronghe.io",
+        "roleassignments",
+        Rule::CloudReader,
+        Rule::CloudAdmin,
+    ),
+    row(
+        "identity.ronghe.io",
+        "applicationcredentials",
+        Rule::CloudAdmin,
+        Rule::CloudAdmin,
+    ),
+    row(
+        "identity.ronghe.io",
+        "tokenrevocations",
+        Rule::CloudAdmin,
+        Rule::CloudAdmin,
+    ),
+    // Kinds every tenant reads and only admins change (nodes, flavors, public images)
+    // join here as they are served.
+    row("", "nodes", Rule::Authenticated, Rule::CloudAdmin),
+];
+
+/// Namespaced resources: project readers read, members write, unless a row says otherwise.
+pub const KUBERNETES_NAMESPACED_RULES: &[KubernetesRule] = &[
+    // Quotas are set by cloud admins; project members only read them.
+    row(
+        "",
+        "resourcequotas",
+        Rule::Project(Level::Reader),
+        Rule::CloudAdmin,
+    ),
+    row(
+        "*",
+        "*",
+        Rule::Project(Level::Reader),
+        Rule::Project(Level::Member),
+    ),
+];
+
+const CLUSTER_DEFAULT: KubernetesRule = row("*", "*", Rule::CloudReader, Rule::CloudAdmin);
+
+/// The row that governs a resource.
+pub fn kubernetes_rule(group: &str, resource: &str, namespaced: bool) -> &'static KubernetesRule {
+    let table = if namespaced {
+        KUBERNETES_NAMESPACED_RULES
+    } else {
+        KUBERNETES_CLUSTER_RULES
+    };
+    table
+        .iter()
+        .find(|r| {
+            (r.group == "*" || r.group == group) && (r.resource == "*" || r.resource == resource)
+        })
+        .unwrap_or(&CLUSTER_DEFAULT)
+}
+
+/// The Keystone face's operations (named as in Keystone's policy file) and their rules.
+/// Where Keystone lets the target be checked (a project, a user), the handler passes it.
+pub const KEYSTONE_RULES: &[(&str, Rule)] = &[
+    ("identity:validate_token", Rule::Authenticated),
+    ("identity:revoke_token", Rule::Authenticated),
+    ("identity:get_auth_catalog", Rule::Authenticated),
+    ("identity:get_auth_projects", Rule::Authenticated),
+    ("identity:get_project", Rule::Project(Level::Reader)),
+    // Lists are filtered to what the caller may see.
+    ("identity:list_projects", Rule::Authenticated),
+    ("identity:list_user_projects", Rule::SelfOrCloudReader),
+    ("identity:create_project", Rule::CloudAdmin),
+    ("identity:update_project", Rule::CloudAdmin),
+    ("identity:delete_project", Rule::CloudAdmin),
+    ("identity:get_user", Rule::SelfOrCloudReader),
+    ("identity:list_users", Rule::CloudReader),
+    ("identity:create_user", Rule::CloudAdmin),
+    ("identity:update_user", Rule::CloudAdmin),
+    ("identity:delete_user", Rule::CloudAdmin),
+    ("identity:change_password", Rule::SelfOrCloudAdmin),
+    ("identity:get_role", Rule::Authenticated),
+    ("identity:list_roles", Rule::Authenticated),
+    ("identity:create_role", Rule::CloudAdmin),
+    ("identity:update_role", Rule::CloudAdmin),
+    ("identity:delete_role", Rule::CloudAdmin),
+    ("identity:list_role_assignments", Rule::Authenticated),
+    ("identity:check_grant", Rule::CloudReader),
+    ("identity:list_grants", Rule::CloudReader),
+    ("identity:create_grant", Rule::CloudAdmin),
+    ("identity:revoke_grant", Rule::CloudAdmin),
+    ("identity:get_domain", Rule::Authenticated),
+    ("identity:list_domains", Rule::Authenticated),
+    (
+        "identity:get_application_credential",
+        Rule::SelfOrCloudReader,
+    ),
+    (
+        "identity:list_application_credentials",
+        Rule::SelfOrCloudReader,
+    ),
+    (
+        "identity:create_application_credential",
+        Rule::SelfOrCloudAdmin,
+    ),
+    (
+        "identity:delete_application_credential",
+        Rule::SelfOrCloudAdmin,
+    ),
+    ("identity:get_project_quota", Rule::Project(Level::Reader)),
+    ("identity:update_project_quota", Rule::CloudAdmin),
+];
+
+/// The rule of a Keystone operation; an operation missing from the table is refused.
+pub fn keystone_rule(operation: &str) -> Rule {
+    KEYSTONE_RULES
+        .iter()
+        .find(|(name, _)| *name == operation)
+        .map_or(Rule::CloudAdmin, |(_, rule)| *rule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member_of(project: &str) -> Subject {
+        Subject {
+            user: "alice".into(),
+            cloud: None,
+            project: Some((project.into(), Level::Member)),
+        }
+    }
+
+    #[test]
+    fn members_write_only_their_project() {
+        let alice = member_of("a");
+        let rule = kubernetes_rule("", "configmaps", true);
+        let in_a = Target {
+            project: Some("a"),
+            user: None,
+        };
+        let in_b = Target {
+            project: Some("b"),
+            user: None,
+        };
+        assert!(rule.read.allows(&alice, &in_a));
+        assert!(rule.write.allows(&alice, &in_a));
+        assert!(!rule.read.allows(&alice, &in_b));
+        assert!(!rule.write.allows(&alice, &in_b));
+    }
+
+    #[test]
+    fn readers_only_read() {
+        let bob = Subject {
+            user: "bob".into(),
+            cloud: None,
+            project: Some(("a".into(), Level::Reader)),
+        };
+        let rule = kubernetes_rule("", "secrets", true);
+        let in_a = Target {
+            project: Some("a"),
+            user: None,
+        };
+        assert!(rule.read.allows(&bob, &in_a));
+        assert!(!rule.write.allows(&bob, &in_a));
+    }
+
+    #[test]
+    fn cloud_levels() {
+        let admin = Subject {
+            user: "admin".into(),
+            cloud: Some(Level::Admin),
+            project: None,
+        };
+        let auditor = Subject {
+            user: "audit".into(),
+            cloud: Some(Level::Reader),
+            project: None,
+        };
+        let anywhere = Target {
+            project: Some("z"),
+            user: None,
+        };
+        let rule = kubernetes_rule("", "configmaps", true);
+        assert!(rule.write.allows(&admin, &anywhere));
+        assert!(rule.read.allows(&auditor, &anywhere));
+        assert!(!rule.write.allows(&auditor, &anywhere));
+        let users = kubernetes_rule("identity.ronghe.io", "users", false);
+        assert!(!users.read.allows(&member_of("a"), &Target::default()));
+        assert!(users.write.allows(&admin, &Target::default()));
+        // Unlisted cluster kinds are for cloud readers and admins.
+        let unknown = kubernetes_rule("example.com", "widgets", false);
+        assert!(!unknown.read.allows(&member_of("a"), &Target::default()));
+    }
+
+    #[test]
+    fn keystone_unknown_operations_need_admin() {
+        assert_eq!(keystone_rule("identity:nonsense"), Rule::CloudAdmin);
+        let alice = member_of("a");
+        let own = Target {
+            project: None,
+            user: Some("alice"),
+        };
+        assert!(keystone_rule("identity:get_user").allows(&alice, &own));
+        let other = Target {
+            project: None,
+            user: Some("bob"),
+        };
+        assert!(!keystone_rule("identity:get_user").allows(&alice, &other));
+    }
+}

@@ -1,0 +1,102 @@
+//! Errors in Keystone's shape (`{"error": {"code", "title", "message"}}`), which the
+//! OpenStack SDK reads by taking `message` from each top-level value.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use ronghe_apiserver::error::ApiError;
+use serde_json::json;
+
+/// An OpenStack error response.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub code: StatusCode,
+    pub message: String,
+    /// Seconds, for 429.
+    pub retry_after: Option<u64>,
+}
+
+pub type FaultResult<T> = Result<T, Fault>;
+
+impl Fault {
+    pub fn new(code: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "The request you have made requires authentication.",
+        )
+    }
+
+    pub fn forbidden(operation: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            format!("You are not authorized to perform the requested action: {operation}."),
+        )
+    }
+
+    pub fn not_found(what: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            format!("Could not find {what}: {id}."),
+        )
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
+    pub fn too_many_attempts(retry_after: std::time::Duration) -> Self {
+        Self {
+            code: StatusCode::TOO_MANY_REQUESTS,
+            message: "Too many failed authentication attempts; try again later.".into(),
+            retry_after: Some(retry_after.as_secs().max(1)),
+        }
+    }
+
+    /// Maps an engine error: its status code, and its message (which the engine writes
+    /// for clients and which names no internals).
+    pub fn from_api(error: ApiError) -> Self {
+        let code = StatusCode::from_u16(error.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = error.status.message.clone();
+        Self::new(code, message)
+    }
+}
+
+impl From<ApiError> for Fault {
+    fn from(error: ApiError) -> Self {
+        Fault::from_api(error)
+    }
+}
+
+impl IntoResponse for Fault {
+    fn into_response(self) -> Response {
+        let title = self.code.canonical_reason().unwrap_or("Error");
+        let body =
+            json!({"error": {"code": self.code.as_u16(), "title": title, "message": self.message}});
+        let mut response = (self.code, axum::Json(body)).into_response();
+        if self.code == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Keystone uri=\"/identity\""),
+            );
+        }
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = http::HeaderValue::from_str(&seconds.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, value);
+        }
+        response
+    }
+}

@@ -1,0 +1,65 @@
+//! The OpenStack face: OpenStack's REST APIs translated onto the same objects the
+//! Kubernetes face serves. It owns no state: an OpenStack `id` is an object's uid (without
+//! dashes), a `project_id` is the project paired with a namespace. Today it serves
+//! Keystone v3 (`/identity`); each further service joins `router` and `catalog`.
+
+pub mod catalog;
+pub mod fault;
+pub mod identity;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ronghe_apiserver::auth::{Authenticator, User};
+use ronghe_apiserver::engine::Engine;
+use ronghe_apiserver::identity::IdentityService;
+
+use crate::fault::Fault;
+
+/// What every OpenStack handler shares.
+pub struct OpenStack {
+    pub engine: Engine,
+    pub identity: Arc<IdentityService>,
+    /// The URL clients reach this server at (`https://host:port`), for links and the
+    /// service catalog.
+    pub public_url: String,
+    pub region: String,
+}
+
+/// The peer address of a connection, put into each request's extensions by the server
+/// (for failed-login limiting).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl ClientAddr {
+    pub fn ip_of(request_extensions: &http::Extensions) -> IpAddr {
+        request_extensions
+            .get::<ClientAddr>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.0.ip())
+    }
+}
+
+/// Every OpenStack route.
+pub fn router(state: Arc<OpenStack>) -> Router {
+    identity::router(state)
+}
+
+/// Authenticates an OpenStack request by its `X-Auth-Token` (or bearer token); refuses it
+/// with a Keystone-style 401 otherwise.
+pub(crate) async fn authenticate(
+    axum::extract::State(state): axum::extract::State<Arc<OpenStack>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match state.identity.authenticate(request.headers()) {
+        Some(user) => {
+            request.extensions_mut().insert::<User>(user);
+            next.run(request).await
+        }
+        None => Fault::unauthorized().into_response(),
+    }
+}
