@@ -17,6 +17,12 @@ use tokio::task::JoinSet;
 
 use crate::engine::Engine;
 
+/// Pairs projects and namespaces once, before the server answers requests, so clients
+/// never race the first pass (which links the built-in namespaces to their projects).
+pub async fn pair_projects(engine: &Engine) -> crate::error::ApiResult<()> {
+    projects::pass(engine).await
+}
+
 /// How often the periodic controllers run.
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {

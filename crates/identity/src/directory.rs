@@ -322,6 +322,11 @@ impl Directory {
         })
     }
 
+    /// The time up to which every token of a user is revoked, if any.
+    pub fn user_revoked_until(&self, user_uid: &Uuid) -> Option<i64> {
+        self.revoked_users.get(&user_uid.to_string()).copied()
+    }
+
     /// Revocations that can be forgotten: every token they match has expired by `now`.
     pub fn expired_revocations(&self, now: i64) -> Vec<String> {
         self.revocations

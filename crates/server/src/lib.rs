@@ -126,6 +126,9 @@ pub async fn run(
     let admin_token = bootstrap::run(&engine, &identity, &config.data_dir)
         .await
         .context("bootstrapping identity")?;
+    controllers::pair_projects(&engine)
+        .await
+        .context("pairing projects with namespaces")?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

@@ -29,7 +29,7 @@ use crate::registry::KindSpec;
 const RESYNC: Duration = Duration::from_secs(10);
 
 /// The annotation on a namespace naming the uid of the project it is paired with.
-pub const PROJECT_UID_ANNOTATION: &str = "identity.ronghe.io/project-uid";
+pub(crate) const PROJECT_UID_ANNOTATION: &str = "identity.ronghe.io/project-uid";
 
 /// Namespaces that belong to the platform rather than to a tenant: they never get a
 /// project, and a project of one of these names is left alone.

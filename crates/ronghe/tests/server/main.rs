@@ -3,8 +3,10 @@
 //! requests.
 
 mod api;
+mod identity;
 mod kube_rs;
 mod kubectl;
+mod openstack;
 
 use std::path::Path;
 
