@@ -1,6 +1,5 @@
 //! The authentication and authorization seam every API request passes through, on both
-//! faces. The identity service provides the implementations the server uses
-//! (`crate::identity`); the simple ones here serve tests.
+//! faces. The identity service provides the implementations (`crate::identity`).
 
 use std::sync::Arc;
 
@@ -51,34 +50,6 @@ pub trait Authorizer: Send + Sync + 'static {
     fn authorize(&self, user: &User, attributes: &Attributes<'_>) -> Decision;
 }
 
-/// Accepts one static bearer token (the bootstrap credential in the admin kubeconfig).
-pub struct StaticTokenAuthenticator {
-    token: String,
-    user: User,
-}
-
-impl StaticTokenAuthenticator {
-    pub fn new(token: String, user: User) -> Self {
-        Self { token, user }
-    }
-}
-
-impl Authenticator for StaticTokenAuthenticator {
-    fn authenticate(&self, headers: &HeaderMap) -> Option<User> {
-        let presented = bearer_token(headers)?;
-        constant_time_eq(presented.as_bytes(), self.token.as_bytes()).then(|| self.user.clone())
-    }
-}
-
-/// Lets every authenticated user do everything (for tests of the machinery below policy).
-pub struct AllowAuthenticated;
-
-impl Authorizer for AllowAuthenticated {
-    fn authorize(&self, _user: &User, _attributes: &Attributes<'_>) -> Decision {
-        Decision::Allow
-    }
-}
-
 /// The token of `Authorization: Bearer …` or, as OpenStack clients send it, `X-Auth-Token`.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(http::header::AUTHORIZATION)
@@ -94,8 +65,6 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-use ronghe_identity::secret::constant_time_eq;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,21 +79,23 @@ mod tests {
     }
 
     #[test]
-    fn accepts_only_the_token() {
-        let user = User {
-            name: "admin".into(),
-            groups: vec!["system:masters".into()],
-            principal: None,
-        };
-        let auth = StaticTokenAuthenticator::new("s3cret".into(), user.clone());
-        let name = |headers: &HeaderMap| auth.authenticate(headers).map(|u| u.name);
+    fn finds_bearer_and_keystone_tokens() {
         assert_eq!(
-            name(&headers("authorization", "Bearer s3cret")),
-            Some(user.name.clone())
+            bearer_token(&headers("authorization", "Bearer s3cret")),
+            Some("s3cret")
         );
-        assert_eq!(name(&headers("x-auth-token", "s3cret")), Some(user.name));
-        assert_eq!(name(&headers("authorization", "Bearer s3cre")), None);
-        assert_eq!(name(&headers("authorization", "Basic s3cret")), None);
-        assert_eq!(name(&HeaderMap::new()), None);
+        assert_eq!(
+            bearer_token(&headers("authorization", "bearer  s3cret ")),
+            Some("s3cret")
+        );
+        assert_eq!(
+            bearer_token(&headers("x-auth-token", "s3cret")),
+            Some("s3cret")
+        );
+        assert_eq!(
+            bearer_token(&headers("authorization", "Basic s3cret")),
+            None
+        );
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
     }
 }

@@ -35,27 +35,30 @@ pub fn builtin_registry() -> Result<Registry, RegistryError> {
 }
 
 impl KindSpec {
-    /// The declaration of a built-in kind with everything taken from its k8s-openapi type;
-    /// override fields with struct update syntax.
-    pub fn builtin<T>() -> KindSpec
-    where
-        T: Resource + Metadata + Serialize + DeserializeOwned,
-        T::Scope: ScopeOf,
-    {
+    /// The declaration of one of our own kinds, with CRD-like defaults (merge, JSON and
+    /// apply patches; generations; bodies taken as they are); override fields with struct
+    /// update syntax.
+    pub fn new(
+        group: &'static str,
+        version: &'static str,
+        kind: &'static str,
+        plural: &'static str,
+        scope: Scope,
+    ) -> KindSpec {
         KindSpec {
-            group: T::GROUP,
-            version: T::VERSION,
-            kind: T::KIND,
-            plural: T::URL_PATH_SEGMENT,
-            singular: singular_of(T::KIND),
+            group,
+            version,
+            kind,
+            plural,
+            singular: singular_of(kind),
             short_names: &[],
             categories: &[],
-            scope: <T::Scope as ScopeOf>::SCOPE,
+            scope,
             subresources: Subresources::default(),
-            strategic_merge: true,
-            has_generation: false,
+            strategic_merge: false,
+            has_generation: true,
             name_rule: NameRule::default(),
-            normalize: normalize_typed::<T>,
+            normalize: |value| Ok((value, Vec::new())),
             default: None,
             validate: None,
             fields: &[],
@@ -64,6 +67,27 @@ impl KindSpec {
             spec_finalizers: false,
             undeletable: &[],
             on_deletion: None,
+        }
+    }
+
+    /// The declaration of a built-in kind with everything taken from its k8s-openapi type;
+    /// override fields with struct update syntax.
+    pub fn builtin<T>() -> KindSpec
+    where
+        T: Resource + Metadata + Serialize + DeserializeOwned,
+        T::Scope: ScopeOf,
+    {
+        KindSpec {
+            strategic_merge: true,
+            has_generation: false,
+            normalize: normalize_typed::<T>,
+            ..KindSpec::new(
+                T::GROUP,
+                T::VERSION,
+                T::KIND,
+                T::URL_PATH_SEGMENT,
+                <T::Scope as ScopeOf>::SCOPE,
+            )
         }
     }
 }

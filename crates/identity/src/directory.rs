@@ -87,10 +87,12 @@ pub struct Directory {
     projects: Table<ProjectSpec>,
     roles: Table<RoleSpec>,
     assignments: Table<RoleAssignmentSpec>,
+    /// Assignment names by user, so finding a user's roles does not scan every assignment.
+    assignments_by_user: HashMap<String, BTreeSet<String>>,
     application_credentials: Table<ApplicationCredentialSpec>,
     revocations: HashMap<String, TokenRevocationSpec>,
     revoked_audit_ids: HashMap<String, i64>,
-    revoked_users: HashMap<String, i64>,
+    revoked_users: HashMap<Uuid, i64>,
 }
 
 #[derive(Debug)]
@@ -182,7 +184,14 @@ impl Directory {
             IdentityKind::Project => self.projects.upsert(object),
             IdentityKind::User => self.users.upsert(object),
             IdentityKind::Role => self.roles.upsert(object),
-            IdentityKind::RoleAssignment => self.assignments.upsert(object),
+            IdentityKind::RoleAssignment => {
+                let name = object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                self.change_assignment(&name, |table| table.upsert(object))
+            }
             IdentityKind::ApplicationCredential => self.application_credentials.upsert(object),
             IdentityKind::TokenRevocation => {
                 let entry = parse_entry::<TokenRevocationSpec>(object)?;
@@ -198,13 +207,39 @@ impl Directory {
             IdentityKind::Project => self.projects.remove(name),
             IdentityKind::User => self.users.remove(name),
             IdentityKind::Role => self.roles.remove(name),
-            IdentityKind::RoleAssignment => self.assignments.remove(name),
+            IdentityKind::RoleAssignment => {
+                self.change_assignment(name, |table| table.remove(name))
+            }
             IdentityKind::ApplicationCredential => self.application_credentials.remove(name),
             IdentityKind::TokenRevocation => {
                 self.revocations.remove(name);
                 self.reindex_revocations();
             }
         }
+    }
+
+    /// Applies a change to one assignment, keeping the by-user index in step.
+    fn change_assignment<R>(
+        &mut self,
+        name: &str,
+        change: impl FnOnce(&mut Table<RoleAssignmentSpec>) -> R,
+    ) -> R {
+        if let Some(old) = self.assignments.get(name)
+            && let Some(names) = self.assignments_by_user.get_mut(&old.spec.user)
+        {
+            names.remove(name);
+            if names.is_empty() {
+                self.assignments_by_user.remove(&old.spec.user);
+            }
+        }
+        let result = change(&mut self.assignments);
+        if let Some(new) = self.assignments.get(name) {
+            self.assignments_by_user
+                .entry(new.spec.user.clone())
+                .or_default()
+                .insert(name.to_owned());
+        }
+        result
     }
 
     fn reindex_revocations(&mut self) {
@@ -215,8 +250,12 @@ impl Directory {
                 let at = self.revoked_audit_ids.entry(audit_id.clone()).or_default();
                 *at = (*at).max(revocation.issued_before);
             }
-            if let Some(user_id) = &revocation.user_id {
-                let at = self.revoked_users.entry(user_id.clone()).or_default();
+            if let Some(user_id) = revocation
+                .user_id
+                .as_deref()
+                .and_then(|id| Uuid::try_parse(id).ok())
+            {
+                let at = self.revoked_users.entry(user_id).or_default();
                 *at = (*at).max(revocation.issued_before);
             }
         }
@@ -282,10 +321,12 @@ impl Directory {
             return BTreeSet::new();
         }
         let direct = self
-            .assignments
-            .by_name
-            .values()
-            .filter(|a| a.spec.user == user && a.spec.scope().as_ref() == Ok(scope))
+            .assignments_by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.assignments.get(name))
+            .filter(|a| a.spec.scope().as_ref() == Ok(scope))
             .map(|a| a.spec.role.clone());
         self.with_implied(direct)
     }
@@ -310,7 +351,7 @@ impl Directory {
         if self.revoked_users.is_empty() && self.revoked_audit_ids.is_empty() {
             return false;
         }
-        if let Some(before) = self.revoked_users.get(&user_uid.to_string())
+        if let Some(before) = self.revoked_users.get(user_uid)
             && issued_at <= *before
         {
             return true;
@@ -324,7 +365,7 @@ impl Directory {
 
     /// The time up to which every token of a user is revoked, if any.
     pub fn user_revoked_until(&self, user_uid: &Uuid) -> Option<i64> {
-        self.revoked_users.get(&user_uid.to_string()).copied()
+        self.revoked_users.get(user_uid).copied()
     }
 
     /// Revocations that can be forgotten: every token they match has expired by `now`.
@@ -402,6 +443,24 @@ mod tests {
             d.roles_of("alice", &AssignmentScope::Project("team-a".into()))
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn replacing_an_assignment_moves_it_between_users() {
+        let mut d = directory();
+        d.upsert(IdentityKind::User, &object("bob", json!({})))
+            .unwrap();
+        let team_a = AssignmentScope::Project("team-a".into());
+        let spec = json!({"user": "alice", "role": "reader", "project": "team-a"});
+        d.upsert(IdentityKind::RoleAssignment, &object("a1", spec))
+            .unwrap();
+        let spec = json!({"user": "bob", "role": "reader", "project": "team-a"});
+        d.upsert(IdentityKind::RoleAssignment, &object("a1", spec))
+            .unwrap();
+        assert!(d.roles_of("alice", &team_a).is_empty());
+        assert_eq!(d.roles_of("bob", &team_a).len(), 1);
+        d.remove(IdentityKind::RoleAssignment, "a1");
+        assert!(d.roles_of("bob", &team_a).is_empty());
     }
 
     #[test]

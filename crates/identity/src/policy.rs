@@ -228,12 +228,14 @@ pub fn kubernetes_rule(group: &str, resource: &str, namespaced: bool) -> &'stati
 /// The Keystone face's operations (named as in Keystone's policy file) and their rules.
 /// Where Keystone lets the target be checked (a project, a user), the handler passes it.
 pub const KEYSTONE_RULES: &[(&str, Rule)] = &[
-    ("identity:validate_token", Rule::Authenticated),
-    ("identity:revoke_token", Rule::Authenticated),
+    // The target user is the subject token's: one's own tokens, or anyone's for readers.
+    ("identity:validate_token", Rule::SelfOrCloudReader),
+    ("identity:revoke_token", Rule::SelfOrCloudReader),
     ("identity:get_auth_catalog", Rule::Authenticated),
     ("identity:get_auth_projects", Rule::Authenticated),
-    ("identity:get_project", Rule::Project(Level::Reader)),
-    // Lists are filtered to what the caller may see.
+    // Projects are shown to those holding any role on them (or reading the cloud), in
+    // lists and one by one; the handlers filter by that.
+    ("identity:get_project", Rule::Authenticated),
     ("identity:list_projects", Rule::Authenticated),
     ("identity:list_user_projects", Rule::SelfOrCloudReader),
     ("identity:create_project", Rule::CloudAdmin),

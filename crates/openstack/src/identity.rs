@@ -18,9 +18,11 @@ use axum::routing::{get, put};
 use bytes::Bytes;
 use http::StatusCode;
 use ronghe_apiserver::auth::User;
-use ronghe_apiserver::engine::WriteOptions;
+use ronghe_apiserver::engine::{
+    DeleteOptions, PatchKind, Target as EngineTarget, WriteOptions, Written,
+};
+use ronghe_apiserver::error::ApiResult;
 use ronghe_apiserver::identity::Principal;
-use ronghe_apiserver::registry::KindSpec;
 use ronghe_identity::model::{API_VERSION, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME};
 use ronghe_identity::policy::{Target, keystone_rule};
 use serde_json::{Value, json};
@@ -208,8 +210,62 @@ async fn sync(state: &OpenStack) -> FaultResult<()> {
     }
 }
 
-fn kind(state: &OpenStack, name: &str) -> FaultResult<Arc<KindSpec>> {
-    state.engine.kind(API_VERSION, name).map_err(Fault::from)
+/// The body of an identity object.
+fn new_object(kind: &str, metadata: Value, spec: Value) -> Value {
+    json!({"apiVersion": API_VERSION, "kind": kind, "metadata": metadata, "spec": spec})
+}
+
+/// Creates an identity object through the engine, so it gets the same validation and
+/// defaulting as on the Kubernetes face.
+async fn create_object(state: &OpenStack, body: Value) -> ApiResult<Written> {
+    let kind = body["kind"].as_str().unwrap_or_default().to_owned();
+    let kind = state.engine.kind(API_VERSION, &kind)?;
+    state
+        .engine
+        .create(&kind, None, body, &WriteOptions::default())
+        .await
+}
+
+/// Merge-patches an identity object's spec.
+async fn patch_spec(state: &OpenStack, kind: &str, name: &str, spec: Value) -> ApiResult<Written> {
+    let kind = state.engine.kind(API_VERSION, kind)?;
+    state
+        .engine
+        .patch(
+            &kind,
+            None,
+            name,
+            PatchKind::Merge,
+            json!({"spec": spec}),
+            EngineTarget::Main,
+            &WriteOptions::default(),
+        )
+        .await
+}
+
+/// Deletes an identity object; one already gone counts as deleted.
+async fn delete_object(state: &OpenStack, kind: &str, name: &str) -> FaultResult<()> {
+    let kind = state.engine.kind(API_VERSION, kind)?;
+    match state
+        .engine
+        .delete(&kind, None, name, &DeleteOptions::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.code() == 404 => Ok(()),
+        Err(error) => Err(Fault::from_api(error)),
+    }
+}
+
+/// Records a revocation event (by audit id or by user) for every server to honour.
+async fn create_revocation(state: &OpenStack, generate_name: &str, spec: Value) -> FaultResult<()> {
+    let body = new_object(
+        "TokenRevocation",
+        json!({"generateName": generate_name}),
+        spec,
+    );
+    create_object(state, body).await?;
+    Ok(())
 }
 
 /// Parses a JSON request body; Keystone answers a malformed one with 400.
@@ -223,10 +279,6 @@ fn member<'a>(body: &'a Value, key: &str) -> FaultResult<&'a serde_json::Map<Str
     body.get(key)
         .and_then(Value::as_object)
         .ok_or_else(|| Fault::bad_request(format!("'{key}' is a required property")))
-}
-
-fn write_options() -> WriteOptions {
-    WriteOptions::default()
 }
 
 fn domain_json(state: &OpenStack) -> Value {

@@ -12,30 +12,17 @@ use crate::registry::{KindSpec, Registry, Scope, Subresources};
 
 fn widget_kind() -> KindSpec {
     KindSpec {
-        group: "test.ronghe.io",
-        version: "v1",
-        kind: "Widget",
-        plural: "widgets",
-        singular: "widget",
-        short_names: &[],
-        categories: &[],
-        scope: Scope::Namespaced,
         subresources: Subresources {
             status: true,
             scale: false,
         },
-        strategic_merge: false,
-        has_generation: true,
-        name_rule: Default::default(),
-        normalize: |value| Ok((value, Vec::new())),
-        default: None,
-        validate: None,
-        fields: &[],
-        columns: Vec::new(),
-        verbs_readonly: false,
-        spec_finalizers: false,
-        undeletable: &[],
-        on_deletion: None,
+        ..KindSpec::new(
+            "test.ronghe.io",
+            "v1",
+            "Widget",
+            "widgets",
+            Scope::Namespaced,
+        )
     }
 }
 

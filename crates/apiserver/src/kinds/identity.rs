@@ -34,7 +34,7 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 Column::text("Description", "The description.", &["spec", "description"]),
                 Column::age(),
             ],
-            ..custom("Project", "projects", &[])
+            ..custom("Project", "projects")
         },
         KindSpec {
             normalize: normalize_user,
@@ -65,7 +65,7 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 ),
                 Column::age(),
             ],
-            ..custom("User", "users", &[])
+            ..custom("User", "users")
         },
         KindSpec {
             normalize: normalize_custom::<RoleSpec, Value>,
@@ -76,7 +76,7 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 }),
                 Column::age(),
             ],
-            ..custom("Role", "roles", &[])
+            ..custom("Role", "roles")
         },
         KindSpec {
             normalize: normalize_custom::<RoleAssignmentSpec, Value>,
@@ -100,7 +100,7 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 }),
                 Column::age(),
             ],
-            ..custom("RoleAssignment", "roleassignments", &[])
+            ..custom("RoleAssignment", "roleassignments")
         },
         KindSpec {
             normalize: normalize_custom::<ApplicationCredentialSpec, Value>,
@@ -118,43 +118,20 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 Column::text("Expires", "When it stops working.", &["spec", "expiresAt"]),
                 Column::age(),
             ],
-            ..custom("ApplicationCredential", "applicationcredentials", &[])
+            ..custom("ApplicationCredential", "applicationcredentials")
         },
         KindSpec {
             normalize: normalize_custom::<TokenRevocationSpec, Value>,
-            ..custom("TokenRevocation", "tokenrevocations", &[])
+            ..custom("TokenRevocation", "tokenrevocations")
         },
     ]
 }
 
-/// The declaration of one of our own kinds (CRD-like: merge, JSON and apply patches).
-fn custom(
-    kind: &'static str,
-    plural: &'static str,
-    short_names: &'static [&'static str],
-) -> KindSpec {
+/// The declaration of an identity kind: cluster-scoped, in the `identity` category.
+fn custom(kind: &'static str, plural: &'static str) -> KindSpec {
     KindSpec {
-        group: GROUP,
-        version: VERSION,
-        kind,
-        plural,
-        singular: super::singular_of(kind),
-        short_names,
         categories: &["identity"],
-        scope: Scope::Cluster,
-        subresources: Subresources::default(),
-        strategic_merge: false,
-        has_generation: true,
-        name_rule: NameRule::default(),
-        normalize: |value| Ok((value, Vec::new())),
-        default: None,
-        validate: None,
-        fields: &[],
-        columns: Vec::new(),
-        verbs_readonly: false,
-        spec_finalizers: false,
-        undeletable: &[],
-        on_deletion: None,
+        ..KindSpec::new(GROUP, VERSION, kind, plural, Scope::Cluster)
     }
 }
 

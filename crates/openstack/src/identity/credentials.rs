@@ -14,12 +14,13 @@ use http::StatusCode;
 use ronghe_apiserver::auth::User;
 use ronghe_apiserver::identity::{Principal, PrincipalScope};
 use ronghe_identity::directory::{ApplicationCredentialEntry, Directory};
-use ronghe_identity::model::API_VERSION;
 use ronghe_identity::policy::Target;
 use serde_json::{Value, json};
 
 use super::resources::by_id;
-use super::{allow, kind, member, parse_body, principal_of, sync, write_options};
+use super::{
+    allow, create_object, delete_object, member, new_object, parse_body, principal_of, sync,
+};
 use crate::OpenStack;
 use crate::fault::{Fault, FaultResult};
 
@@ -186,18 +187,12 @@ pub async fn create(
         "unrestricted": fields.get("unrestricted").and_then(Value::as_bool).unwrap_or(false),
         "secretHash": secret_hash,
     });
-    let object = json!({
-        "apiVersion": API_VERSION,
-        "kind": "ApplicationCredential",
-        "metadata": {"generateName": format!("{owner}-")},
-        "spec": spec,
-    });
-    let kind = kind(&state, "ApplicationCredential")?;
-    let written = state
-        .engine
-        .create(&kind, None, object, &write_options())
-        .await
-        .map_err(Fault::from_api)?;
+    let object = new_object(
+        "ApplicationCredential",
+        json!({"generateName": format!("{owner}-")}),
+        spec,
+    );
+    let written = create_object(&state, object).await?;
     sync(&state).await?;
     let uid = written
         .object
@@ -301,16 +296,7 @@ pub async fn delete(
         }
         credential.name.clone()
     };
-    let kind = kind(&state, "ApplicationCredential")?;
-    match state
-        .engine
-        .delete(&kind, None, &name, &Default::default())
-        .await
-    {
-        Ok(_) => {}
-        Err(error) if error.code() == 404 => {}
-        Err(error) => return Err(Fault::from_api(error)),
-    }
+    delete_object(&state, "ApplicationCredential", &name).await?;
     sync(&state).await?;
     Ok(super::no_content())
 }

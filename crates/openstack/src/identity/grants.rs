@@ -11,12 +11,12 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use ronghe_apiserver::auth::User;
 use ronghe_identity::directory::Directory;
-use ronghe_identity::model::{API_VERSION, AssignmentScope, DEFAULT_DOMAIN_ID, RoleAssignmentSpec};
+use ronghe_identity::model::{AssignmentScope, DEFAULT_DOMAIN_ID, RoleAssignmentSpec};
 use ronghe_identity::policy::Target;
 use serde_json::{Value, json};
 
 use super::resources::{by_id, role_json};
-use super::{allow, kind, principal_of, sync, write_options};
+use super::{allow, create_object, delete_object, new_object, principal_of, sync};
 use crate::OpenStack;
 use crate::fault::{Fault, FaultResult};
 
@@ -89,18 +89,12 @@ async fn grant(
         resolve(&directory, user_id, role_id, scope)?
     };
     let spec = spec_of(&grant);
-    let body = json!({
-        "apiVersion": API_VERSION,
-        "kind": "RoleAssignment",
-        "metadata": {"name": spec.canonical_name()},
-        "spec": spec,
-    });
-    let kind = kind(state, "RoleAssignment")?;
-    match state
-        .engine
-        .create(&kind, None, body, &write_options())
-        .await
-    {
+    let body = new_object(
+        "RoleAssignment",
+        json!({"name": spec.canonical_name()}),
+        json!(spec),
+    );
+    match create_object(state, body).await {
         Ok(_) => {}
         // Granting what is granted already is a success.
         Err(error) if error.code() == 409 => {}
@@ -160,17 +154,8 @@ async fn revoke(
     if names.is_empty() {
         return Err(Fault::not_found("role assignment", role_id));
     }
-    let kind = kind(state, "RoleAssignment")?;
     for name in names {
-        match state
-            .engine
-            .delete(&kind, None, &name, &Default::default())
-            .await
-        {
-            Ok(_) => {}
-            Err(error) if error.code() == 404 => {}
-            Err(error) => return Err(Fault::from_api(error)),
-        }
+        delete_object(state, "RoleAssignment", &name).await?;
     }
     sync(state).await?;
     Ok(super::no_content())

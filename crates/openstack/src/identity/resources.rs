@@ -9,15 +9,17 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::StatusCode;
 use ronghe_apiserver::auth::User;
-use ronghe_apiserver::engine::{DeleteOptions, PatchKind, Target as Subresource};
 use ronghe_apiserver::identity::{Principal, now_seconds};
-use ronghe_identity::directory::{Directory, ProjectEntry, RoleEntry, UserEntry};
-use ronghe_identity::model::{API_VERSION, AssignmentScope, DEFAULT_DOMAIN_ID};
+use ronghe_identity::directory::{Directory, Entry, ProjectEntry, RoleEntry, UserEntry};
+use ronghe_identity::model::{AssignmentScope, DEFAULT_DOMAIN_ID};
 use ronghe_identity::policy::Target;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{allow, kind, member, parse_body, principal_of, sync, write_options};
+use super::{
+    allow, create_object, create_revocation, delete_object, member, new_object, parse_body,
+    patch_spec, principal_of, sync,
+};
 use crate::OpenStack;
 use crate::fault::{Fault, FaultResult};
 
@@ -106,6 +108,18 @@ pub fn by_id<'d, T>(
         .ok_or_else(|| Fault::not_found(what, id))
 }
 
+/// The name and uid of the entry a Keystone id names, read briefly from the directory.
+fn name_by_id<S>(
+    state: &OpenStack,
+    id: &str,
+    lookup: for<'d> fn(&'d Directory, &Uuid) -> Option<&'d Entry<S>>,
+    what: &str,
+) -> FaultResult<(String, Uuid)> {
+    let directory = state.identity.directory();
+    let entry = by_id(id, |uid| lookup(&directory, uid), what)?;
+    Ok((entry.name.clone(), entry.uid))
+}
+
 fn text_field(body: &Map<String, Value>, key: &str) -> FaultResult<Option<String>> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -146,43 +160,14 @@ fn write_fault(what: &str, name: &str) -> impl FnOnce(ronghe_apiserver::error::A
 }
 
 fn object(kind: &str, name: &str, spec: Value) -> Value {
-    json!({"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec})
+    new_object(kind, json!({"name": name}), spec)
 }
 
-async fn merge_spec(
-    state: &OpenStack,
-    kind_name: &str,
-    name: &str,
-    spec: Value,
-) -> FaultResult<()> {
-    let kind = kind(state, kind_name)?;
-    state
-        .engine
-        .patch(
-            &kind,
-            None,
-            name,
-            PatchKind::Merge,
-            json!({"spec": spec}),
-            Subresource::Main,
-            &write_options(),
-        )
+async fn merge_spec(state: &OpenStack, kind: &str, name: &str, spec: Value) -> FaultResult<()> {
+    patch_spec(state, kind, name, spec)
         .await
-        .map_err(write_fault(kind_name, name))?;
+        .map_err(write_fault(kind, name))?;
     Ok(())
-}
-
-async fn delete_object(state: &OpenStack, kind_name: &str, name: &str) -> FaultResult<()> {
-    let kind = kind(state, kind_name)?;
-    match state
-        .engine
-        .delete(&kind, None, name, &DeleteOptions::default())
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(error) if error.code() == 404 => Ok(()),
-        Err(error) => Err(Fault::from_api(error)),
-    }
 }
 
 /// Deletes the role assignments (and application credentials) that name something
@@ -262,33 +247,18 @@ pub async fn get_project(
     Path(id): Path<String>,
 ) -> FaultResult<Response> {
     let caller = principal_of(&user)?;
+    allow(&caller, "identity:get_project", Target::default())?;
     sync(&state).await?;
     let directory = state.identity.directory();
     let found = Uuid::try_parse(&id)
         .ok()
         .and_then(|uid| directory.project_by_uid(&uid));
-    // Someone who may not see a project learns nothing about whether it exists.
+    // Visible as in a list: any role on the project, as in Keystone, or cloud reading.
     let project = match found {
         Some(p) if may_see_project(&directory, &caller, &p.name) => p,
         Some(_) => return Err(Fault::forbidden("identity:get_project")),
         None => return Err(Fault::not_found("project", &id)),
     };
-    allow(
-        &caller,
-        "identity:get_project",
-        Target {
-            project: Some(&project.name),
-            user: None,
-        },
-    )
-    .or_else(|fault| {
-        // Any role on the project lets one read it, as in Keystone.
-        if may_see_project(&directory, &caller, &project.name) {
-            Ok(())
-        } else {
-            Err(fault)
-        }
-    })?;
     Ok(axum::Json(json!({"project": project_json(&state, project)})).into_response())
 }
 
@@ -325,15 +295,7 @@ pub async fn create_project(
     if let Some(tags) = project.get("tags").filter(|t| !t.is_null()) {
         spec.insert("tags".into(), tags.clone());
     }
-    let kind = kind(&state, "Project")?;
-    state
-        .engine
-        .create(
-            &kind,
-            None,
-            object("Project", &name, Value::Object(spec)),
-            &write_options(),
-        )
+    create_object(&state, object("Project", &name, Value::Object(spec)))
         .await
         .map_err(write_fault("project", &name))?;
     sync(&state).await?;
@@ -359,12 +321,7 @@ pub async fn update_project(
     let body = parse_body(&body)?;
     let changes = member(&body, "project")?;
     sync(&state).await?;
-    let name = {
-        let directory = state.identity.directory();
-        by_id(&id, |uid| directory.project_by_uid(uid), "project")?
-            .name
-            .clone()
-    };
+    let (name, _) = name_by_id(&state, &id, Directory::project_by_uid, "project")?;
     if let Some(new_name) = text_field(changes, "name")?
         && new_name != name
     {
@@ -397,12 +354,7 @@ pub async fn delete_project(
     let caller = principal_of(&user)?;
     allow(&caller, "identity:delete_project", Target::default())?;
     sync(&state).await?;
-    let name = {
-        let directory = state.identity.directory();
-        by_id(&id, |uid| directory.project_by_uid(uid), "project")?
-            .name
-            .clone()
-    };
+    let (name, _) = name_by_id(&state, &id, Directory::project_by_uid, "project")?;
     delete_dependents(
         &state,
         |a| a.project.as_deref() == Some(name.as_str()),
@@ -505,15 +457,7 @@ pub async fn create_user(
         .ok_or_else(|| Fault::bad_request("'name' is a required property"))?;
     sync(&state).await?;
     let spec = user_spec(&state, fields)?;
-    let kind = kind(&state, "User")?;
-    state
-        .engine
-        .create(
-            &kind,
-            None,
-            object("User", &name, Value::Object(spec)),
-            &write_options(),
-        )
+    create_object(&state, object("User", &name, Value::Object(spec)))
         .await
         .map_err(write_fault("user", &name))?;
     sync(&state).await?;
@@ -539,11 +483,7 @@ pub async fn update_user(
     let body = parse_body(&body)?;
     let fields = member(&body, "user")?;
     sync(&state).await?;
-    let (name, uid) = {
-        let directory = state.identity.directory();
-        let found = by_id(&id, |uid| directory.user_by_uid(uid), "user")?;
-        (found.name.clone(), found.uid)
-    };
+    let (name, uid) = name_by_id(&state, &id, Directory::user_by_uid, "user")?;
     if let Some(new_name) = text_field(fields, "name")?
         && new_name != name
     {
@@ -564,22 +504,16 @@ pub async fn update_user(
 /// Revokes every token a user holds now (after a password change, as Keystone does).
 async fn revoke_user_tokens(state: &OpenStack, uid: Uuid) -> FaultResult<()> {
     let now = now_seconds();
-    let revocation = json!({
-        "apiVersion": API_VERSION,
-        "kind": "TokenRevocation",
-        "metadata": {"generateName": "user-"},
-        "spec": {
+    create_revocation(
+        state,
+        "user-",
+        json!({
             "userId": uid.to_string(),
             "issuedBefore": now,
             "expiresAt": now + state.identity.token_lifetime().as_secs() as i64,
-        },
-    });
-    let kind = kind(state, "TokenRevocation")?;
-    state
-        .engine
-        .create(&kind, None, revocation, &write_options())
-        .await?;
-    Ok(())
+        }),
+    )
+    .await
 }
 
 pub async fn change_password(
@@ -596,11 +530,7 @@ pub async fn change_password(
     let password = text_field(fields, "password")?
         .ok_or_else(|| Fault::bad_request("'password' is a required property"))?;
     sync(&state).await?;
-    let (name, uid) = {
-        let directory = state.identity.directory();
-        let found = by_id(&id, |uid| directory.user_by_uid(uid), "user")?;
-        (found.name.clone(), found.uid)
-    };
+    let (name, uid) = name_by_id(&state, &id, Directory::user_by_uid, "user")?;
     allow(
         &caller,
         "identity:change_password",
@@ -641,12 +571,7 @@ pub async fn delete_user(
     let caller = principal_of(&user)?;
     allow(&caller, "identity:delete_user", Target::default())?;
     sync(&state).await?;
-    let name = {
-        let directory = state.identity.directory();
-        by_id(&id, |uid| directory.user_by_uid(uid), "user")?
-            .name
-            .clone()
-    };
+    let (name, _) = name_by_id(&state, &id, Directory::user_by_uid, "user")?;
     delete_dependents(&state, |a| a.user == name, |c| c.user == name).await?;
     delete_object(&state, "User", &name).await?;
     sync(&state).await?;
@@ -739,15 +664,7 @@ pub async fn create_role(
     if let Some(description) = text_field(fields, "description")? {
         spec.insert("description".into(), Value::String(description));
     }
-    let kind = kind(&state, "Role")?;
-    state
-        .engine
-        .create(
-            &kind,
-            None,
-            object("Role", &name, Value::Object(spec)),
-            &write_options(),
-        )
+    create_object(&state, object("Role", &name, Value::Object(spec)))
         .await
         .map_err(write_fault("role", &name))?;
     sync(&state).await?;
@@ -773,12 +690,7 @@ pub async fn update_role(
     let body = parse_body(&body)?;
     let fields = member(&body, "role")?;
     sync(&state).await?;
-    let name = {
-        let directory = state.identity.directory();
-        by_id(&id, |uid| directory.role_by_uid(uid), "role")?
-            .name
-            .clone()
-    };
+    let (name, _) = name_by_id(&state, &id, Directory::role_by_uid, "role")?;
     if let Some(new_name) = text_field(fields, "name")?
         && new_name != name
     {
@@ -801,12 +713,7 @@ pub async fn delete_role(
     let caller = principal_of(&user)?;
     allow(&caller, "identity:delete_role", Target::default())?;
     sync(&state).await?;
-    let name = {
-        let directory = state.identity.directory();
-        by_id(&id, |uid| directory.role_by_uid(uid), "role")?
-            .name
-            .clone()
-    };
+    let (name, _) = name_by_id(&state, &id, Directory::role_by_uid, "role")?;
     if ["admin", "member", "reader"].contains(&name.as_str()) {
         return Err(Fault::forbidden("identity:delete_role (a built-in role)"));
     }
