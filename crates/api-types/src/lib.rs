@@ -8,12 +8,14 @@
 //! * [`status`]: `metav1.Status` and constructors for the conventional failure reasons.
 //! * [`table`]: `meta.k8s.io/v1` `Table` and `PartialObjectMetadata` for `kubectl get`.
 //! * [`duration`]: `HumanDuration` ages (`45s`, `5m30s`, `3h2m`, `2d`).
+//! * [`quantity`]: resource quantities (`500m`, `1Gi`) as exact thousandths.
 //! * [`validation`]: name, label and annotation validation returning apimachinery messages.
 //! * [`watch`]: the one-line-per-event watch wire type.
 
 mod quote;
 
 pub mod duration;
+pub mod quantity;
 pub mod selector;
 pub mod status;
 pub mod table;

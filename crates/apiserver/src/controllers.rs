@@ -1,5 +1,6 @@
 //! Controllers that run inside the API server process: garbage collection of dependents,
-//! namespace finalization, pairing projects with namespaces, and store compaction. Each is
+//! namespace finalization, pairing projects with namespaces, quota counting and store
+//! compaction. Each is
 //! level-triggered: a pass reads the state through the engine, acts, and is repeated on a
 //! timer and when changes arrive, so a missed wake-up costs only latency.
 
@@ -7,6 +8,7 @@ mod compaction;
 mod gc;
 mod namespace;
 mod projects;
+mod quota;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,12 +43,15 @@ pub fn start(
     let gc_wake = Arc::new(Notify::new());
     let namespace_wake = Arc::new(Notify::new());
     let projects_wake = Arc::new(Notify::new());
+    let quota_changed = Arc::new(quota::Changed::default());
     tasks.spawn(wake_on_changes(
         engine.clone(),
         vec![gc_wake.clone(), namespace_wake.clone()],
         projects_wake.clone(),
+        quota_changed.clone(),
         stop.clone(),
     ));
+    tasks.spawn(quota::run(engine.clone(), quota_changed, stop.clone()));
     tasks.spawn(gc::run(engine.clone(), gc_wake, stop.clone()));
     tasks.spawn(namespace::run(engine.clone(), namespace_wake, stop.clone()));
     tasks.spawn(projects::run(engine.clone(), projects_wake, stop.clone()));
@@ -59,13 +64,14 @@ pub fn start(
 }
 
 /// Wakes the controllers in `wake` (and the projects controller) whenever anything is
-/// deleted or marked for deletion, and the projects controller also when a namespace or a
-/// project is created. The change feed is only a wake-up call: controllers read state
-/// through the engine.
+/// deleted or marked for deletion, the projects controller also when a namespace or a
+/// project is created, and the quota controller on any change in a namespace. The change
+/// feed is only a wake-up call: controllers read state through the engine.
 async fn wake_on_changes(
     engine: Engine,
     wake: Vec<Arc<Notify>>,
     projects_wake: Arc<Notify>,
+    quota_changed: Arc<quota::Changed>,
     mut stop: watch::Receiver<bool>,
 ) {
     // `notify_one` keeps a permit when the controller is busy with a pass, so a change made
@@ -108,6 +114,7 @@ async fn wake_on_changes(
             tokio::select! {
                 change = changes.next() => match change {
                     Some(Ok(event)) => {
+                        quota_changed.key(&event.key);
                         let deleting = event.kind == ronghe_store::EventKind::Delete
                             || event.value.as_ref().is_some_and(|v| {
                                 contains_bytes(v, b"\"deletionTimestamp\"")

@@ -9,6 +9,7 @@
 mod delete;
 mod list;
 mod prepare;
+mod quota;
 mod watch;
 mod write;
 

@@ -67,6 +67,7 @@ impl KindSpec {
             spec_finalizers: false,
             undeletable: &[],
             on_deletion: None,
+            usage: None,
         }
     }
 

@@ -13,5 +13,6 @@ pub mod kinds;
 pub mod metrics;
 pub mod object;
 pub mod openapi;
+pub mod quota;
 pub mod registry;
 pub mod table;

@@ -32,6 +32,10 @@ pub type ValidateFn = fn(new: &Value, old: Option<&Value>) -> Vec<FieldCause>;
 /// Reads one field of an object for a field selector or a table cell.
 pub type FieldFn = fn(&Value) -> Option<String>;
 
+/// Adds what an object uses to a quota usage, beyond the one-of-its-kind every namespaced
+/// object counts as (see `crate::quota`).
+pub type UsageFn = fn(&Value, &mut crate::quota::Usage);
+
 /// A table column as `kubectl get` shows it.
 #[derive(Clone, Debug)]
 pub struct Column {
@@ -183,6 +187,8 @@ pub struct KindSpec {
     pub undeletable: &'static [&'static str],
     /// Called when an object is marked for deletion (a namespace turns Terminating).
     pub on_deletion: Option<fn(&mut Value)>,
+    /// What an object uses that quotas limit, beyond its count.
+    pub usage: Option<UsageFn>,
 }
 
 impl std::fmt::Debug for KindSpec {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod client;
+mod login;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,11 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Print the client and server versions.
     Version(client::ClientArgs),
+    /// Log in with a password and print a token for a project (for `kubectl --token` or
+    /// `X-Auth-Token`).
+    Login(login::LoginArgs),
+    /// Print a kubeconfig for a user in a project, holding a new application credential.
+    Kubeconfig(login::KubeconfigArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +46,8 @@ fn main() -> anyhow::Result<()> {
             Command::Server(args) => server::run(args).await,
             Command::Bench(command) => bench::run(command).await,
             Command::Version(args) => client::version(args).await,
+            Command::Login(args) => login::login(args).await,
+            Command::Kubeconfig(args) => login::kubeconfig(args).await,
         }
     })
 }

@@ -25,7 +25,7 @@ use ronghe_apiserver::metrics::Metrics;
 use ronghe_apiserver::openapi::OpenApi;
 
 pub mod bootstrap;
-mod files;
+pub mod files;
 pub mod tls;
 
 pub const KUBECONFIG_FILE: &str = "kubeconfig";

@@ -11,6 +11,7 @@ mod basic;
 mod compaction;
 mod concurrency;
 mod list;
+mod txn;
 mod watch;
 
 use std::future::Future;
@@ -73,6 +74,12 @@ cases! {
     concurrency::concurrent_creates_get_distinct_consecutive_revisions,
     concurrency::no_lost_updates_under_contention,
     concurrency::watch_sees_every_concurrent_write_in_order,
+    txn::txn_applies_every_op_at_consecutive_revisions,
+    txn::failed_txn_writes_nothing,
+    txn::txn_ops_see_earlier_ops,
+    txn::watch_sees_each_op_of_a_txn_as_its_own_event,
+    txn::concurrent_txns_are_all_or_nothing,
+    txn::empty_txn_does_nothing,
 }
 
 /// Runs every case, each on a fresh store from `fresh_store`. Panics naming the first case

@@ -3,7 +3,8 @@
 //!
 //! The model is etcd's: one global revision counter that every write bumps by one; each key
 //! remembers the revision that created it and the one that last modified it; writes can be
-//! made conditional on the modification revision (compare-and-swap); a watch replays every
+//! made conditional on the modification revision (compare-and-swap), alone or several
+//! together in an all-or-nothing transaction (`Store::txn`); a watch replays every
 //! change after a revision, in order, with no gaps; compaction forgets history older than a
 //! revision, after which reading or watching from before it fails with `Compacted`.
 //! An etcd backend fits this trait with no change to callers.
@@ -98,6 +99,41 @@ pub struct Deleted {
     pub prev: KeyValue,
 }
 
+/// One write in a transaction (see [`Store::txn`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnOp {
+    /// Create the key; fails with `AlreadyExists` if it exists.
+    Create { key: String, value: Bytes },
+    /// Replace the value if the key's modification revision is `expected_mod_revision`.
+    Update {
+        key: String,
+        value: Bytes,
+        expected_mod_revision: Revision,
+    },
+    /// Delete the key, if given only when its modification revision is as expected.
+    Delete {
+        key: String,
+        expected_mod_revision: Option<Revision>,
+    },
+}
+
+impl TxnOp {
+    pub(crate) fn key(&self) -> &str {
+        match self {
+            TxnOp::Create { key, .. } | TxnOp::Update { key, .. } | TxnOp::Delete { key, .. } => {
+                key
+            }
+        }
+    }
+}
+
+/// What one op of a committed transaction did, in the order of the ops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnOutcome {
+    Put(KeyValue),
+    Deleted(Deleted),
+}
+
 /// A stream of changes. It ends with an `Err` when the watcher fell too far behind to be
 /// served without a gap (then the caller must list again), or when the store shuts down.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event, StoreError>> + Send>>;
@@ -174,6 +210,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Delete `key`, if given only when its modification revision is `expected_mod_revision`.
     async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<Deleted>;
+
+    /// Applies every op or none. The ops apply in order (each sees the effects of those before
+    /// it) at consecutive revisions, one per op, and are committed together: no reader, watcher
+    /// or crash ever observes some of them without the others. If an op's precondition fails,
+    /// nothing is written, no revision is consumed, and the error is that op's (`AlreadyExists`,
+    /// `NotFound`, `Conflict`). An empty transaction does nothing and returns no outcomes.
+    ///
+    /// In the SQLite and in-memory backends each op is its own change: a watch sees one
+    /// event per op, in order, each with its own revision, as if the ops had been written
+    /// one by one with nothing in between (and a list at a revision inside that run sees the
+    /// ops up to it).
+    ///
+    /// Callers must rely only on "all or none, in order", not on how the ops are numbered:
+    /// an etcd backend would map this onto one etcd transaction, which gives all the ops one
+    /// shared revision (its watch reports them as events sharing it). For the same reason an
+    /// op should not name, as its expected revision, the revision an earlier op of the same
+    /// transaction will get; etcd also checks every compare before any write, so such a
+    /// backend would have to fold ops on a repeated key into one.
+    async fn txn(&self, ops: Vec<TxnOp>) -> Result<Vec<TxnOutcome>>;
 
     /// Every change to keys under `prefix` with a revision greater than `after_revision`,
     /// in revision order, then live changes as they happen. Fails with `Compacted` when

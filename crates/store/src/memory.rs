@@ -2,7 +2,7 @@
 //! reads at old revisions, watches from past revisions, compaction), for fast tests and
 //! simulated hosts. Nothing is persisted.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -15,7 +15,7 @@ use crate::rules::{check_readable, check_watchable};
 use crate::watch::{EventSender, live_stream};
 use crate::{
     Deleted, Event, EventKind, KeyValue, ListOptions, ListResult, Result, Revision, Store,
-    StoreError, WatchStream,
+    StoreError, TxnOp, TxnOutcome, WatchStream,
 };
 
 /// How many live events a watcher may fall behind by before its stream ends with
@@ -45,6 +45,16 @@ struct Version {
     create_revision: Revision,
     /// `None` marks a delete.
     value: Option<Bytes>,
+}
+
+impl Version {
+    fn written_by(event: &Event) -> Self {
+        Version {
+            revision: event.revision,
+            create_revision: event.create_revision,
+            value: event.value.clone(),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -85,20 +95,57 @@ impl State {
 
     /// Records one successful write as the next revision and publishes its change.
     fn append(&mut self, events: &EventSender, event: Event) {
-        let version = Version {
-            revision: event.revision,
-            create_revision: event.create_revision,
-            value: event.value.clone(),
-        };
         self.revision = event.revision;
         self.keys
             .entry(event.key.clone())
             .or_default()
-            .push(version);
+            .push(Version::written_by(&event));
         let event = Arc::new(event);
         self.changes.push_back(Arc::clone(&event));
         // An error only means nobody is watching.
         let _ = events.send(event);
+    }
+
+    /// Checks the ops of a transaction in order, each against the state the ops before it
+    /// leave behind, without changing anything: the changes they would make, one per op at
+    /// consecutive revisions after the current one, or the first op's error.
+    fn plan_txn(&self, ops: Vec<TxnOp>) -> Result<Vec<(Event, TxnOutcome)>> {
+        // The newest version of each key an earlier op of the transaction wrote.
+        let mut written: HashMap<String, Version> = HashMap::new();
+        let mut changes = Vec::with_capacity(ops.len());
+        for (offset, op) in (1..).zip(ops) {
+            let revision = self.revision + offset;
+            let current = match written.get(op.key()) {
+                Some(version) => Some(version).filter(|version| version.value.is_some()),
+                None => self.live(op.key()),
+            };
+            let (event, outcome) = match op {
+                TxnOp::Create { key, value } => {
+                    let (event, created) = plan_create(&key, value, current, revision)?;
+                    (event, TxnOutcome::Put(created))
+                }
+                TxnOp::Update {
+                    key,
+                    value,
+                    expected_mod_revision,
+                } => {
+                    let (event, updated) =
+                        plan_update(&key, value, expected_mod_revision, current, revision)?;
+                    (event, TxnOutcome::Put(updated))
+                }
+                TxnOp::Delete {
+                    key,
+                    expected_mod_revision,
+                } => {
+                    let (event, deleted) =
+                        plan_delete(&key, expected_mod_revision, current, revision)?;
+                    (event, TxnOutcome::Deleted(deleted))
+                }
+            };
+            written.insert(event.key.clone(), Version::written_by(&event));
+            changes.push((event, outcome));
+        }
+        Ok(changes)
     }
 
     fn list(&self, options: &ListOptions) -> Result<ListResult> {
@@ -179,6 +226,110 @@ impl State {
     }
 }
 
+/// The change a create makes at `revision`, given the key's live version, if any.
+fn plan_create(
+    key: &str,
+    value: Bytes,
+    current: Option<&Version>,
+    revision: Revision,
+) -> Result<(Event, KeyValue)> {
+    if current.is_some() {
+        return Err(StoreError::AlreadyExists {
+            key: key.to_owned(),
+        });
+    }
+    let event = Event {
+        kind: EventKind::Create,
+        key: key.to_owned(),
+        revision,
+        create_revision: revision,
+        value: Some(value.clone()),
+        prev_value: None,
+    };
+    let created = KeyValue {
+        key: key.to_owned(),
+        value,
+        create_revision: revision,
+        mod_revision: revision,
+    };
+    Ok((event, created))
+}
+
+/// The change an update makes at `revision`, given the key's live version, if any.
+fn plan_update(
+    key: &str,
+    value: Bytes,
+    expected: Revision,
+    current: Option<&Version>,
+    revision: Revision,
+) -> Result<(Event, KeyValue)> {
+    let current = check_expected(key, Some(expected), current)?;
+    let event = Event {
+        kind: EventKind::Update,
+        key: key.to_owned(),
+        revision,
+        create_revision: current.create_revision,
+        value: Some(value.clone()),
+        prev_value: current.value.clone(),
+    };
+    let updated = KeyValue {
+        key: key.to_owned(),
+        value,
+        create_revision: current.create_revision,
+        mod_revision: revision,
+    };
+    Ok((event, updated))
+}
+
+/// The change a delete makes at `revision`, given the key's live version, if any.
+fn plan_delete(
+    key: &str,
+    expected: Option<Revision>,
+    current: Option<&Version>,
+    revision: Revision,
+) -> Result<(Event, Deleted)> {
+    let current = check_expected(key, expected, current)?;
+    let prev = KeyValue {
+        key: key.to_owned(),
+        value: current.value.clone().unwrap_or_default(),
+        create_revision: current.create_revision,
+        mod_revision: current.revision,
+    };
+    let event = Event {
+        kind: EventKind::Delete,
+        key: key.to_owned(),
+        revision,
+        create_revision: prev.create_revision,
+        value: None,
+        prev_value: Some(prev.value.clone()),
+    };
+    Ok((event, Deleted { revision, prev }))
+}
+
+/// The live version of `key`, if it exists and (when `expected` is given) was last
+/// modified at `expected`.
+fn check_expected<'a>(
+    key: &str,
+    expected: Option<Revision>,
+    current: Option<&'a Version>,
+) -> Result<&'a Version> {
+    let Some(current) = current else {
+        return Err(StoreError::NotFound {
+            key: key.to_owned(),
+        });
+    };
+    if let Some(expected) = expected
+        && current.revision != expected
+    {
+        return Err(StoreError::Conflict {
+            key: key.to_owned(),
+            expected,
+            actual: current.revision,
+        });
+    }
+    Ok(current)
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
@@ -197,29 +348,9 @@ impl Store for MemoryStore {
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
         let mut state = self.lock();
-        if state.live(key).is_some() {
-            return Err(StoreError::AlreadyExists {
-                key: key.to_owned(),
-            });
-        }
-        let revision = state.revision + 1;
-        state.append(
-            &self.events,
-            Event {
-                kind: EventKind::Create,
-                key: key.to_owned(),
-                revision,
-                create_revision: revision,
-                value: Some(value.clone()),
-                prev_value: None,
-            },
-        );
-        Ok(KeyValue {
-            key: key.to_owned(),
-            value,
-            create_revision: revision,
-            mod_revision: revision,
-        })
+        let (event, created) = plan_create(key, value, state.live(key), state.revision + 1)?;
+        state.append(&self.events, event);
+        Ok(created)
     }
 
     async fn update(
@@ -229,75 +360,40 @@ impl Store for MemoryStore {
         expected_mod_revision: Revision,
     ) -> Result<KeyValue> {
         let mut state = self.lock();
-        let Some(current) = state.live(key) else {
-            return Err(StoreError::NotFound {
-                key: key.to_owned(),
-            });
-        };
-        if current.revision != expected_mod_revision {
-            return Err(StoreError::Conflict {
-                key: key.to_owned(),
-                expected: expected_mod_revision,
-                actual: current.revision,
-            });
-        }
-        let create_revision = current.create_revision;
-        let prev_value = current.value.clone();
-        let revision = state.revision + 1;
-        state.append(
-            &self.events,
-            Event {
-                kind: EventKind::Update,
-                key: key.to_owned(),
-                revision,
-                create_revision,
-                value: Some(value.clone()),
-                prev_value,
-            },
-        );
-        Ok(KeyValue {
-            key: key.to_owned(),
+        let (event, updated) = plan_update(
+            key,
             value,
-            create_revision,
-            mod_revision: revision,
-        })
+            expected_mod_revision,
+            state.live(key),
+            state.revision + 1,
+        )?;
+        state.append(&self.events, event);
+        Ok(updated)
     }
 
     async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<Deleted> {
         let mut state = self.lock();
-        let Some(current) = state.live(key) else {
-            return Err(StoreError::NotFound {
-                key: key.to_owned(),
-            });
-        };
-        if let Some(expected) = expected_mod_revision
-            && current.revision != expected
-        {
-            return Err(StoreError::Conflict {
-                key: key.to_owned(),
-                expected,
-                actual: current.revision,
-            });
+        let (event, deleted) = plan_delete(
+            key,
+            expected_mod_revision,
+            state.live(key),
+            state.revision + 1,
+        )?;
+        state.append(&self.events, event);
+        Ok(deleted)
+    }
+
+    async fn txn(&self, ops: Vec<TxnOp>) -> Result<Vec<TxnOutcome>> {
+        let mut state = self.lock();
+        // Nothing is recorded or published until every op has passed its check, and the
+        // lock is held throughout, so no reader or watcher sees part of the transaction.
+        let changes = state.plan_txn(ops)?;
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for (event, outcome) in changes {
+            state.append(&self.events, event);
+            outcomes.push(outcome);
         }
-        let prev = KeyValue {
-            key: key.to_owned(),
-            value: current.value.clone().unwrap_or_default(),
-            create_revision: current.create_revision,
-            mod_revision: current.revision,
-        };
-        let revision = state.revision + 1;
-        state.append(
-            &self.events,
-            Event {
-                kind: EventKind::Delete,
-                key: key.to_owned(),
-                revision,
-                create_revision: prev.create_revision,
-                value: None,
-                prev_value: Some(prev.value.clone()),
-            },
-        );
-        Ok(Deleted { revision, prev })
+        Ok(outcomes)
     }
 
     async fn watch(&self, prefix: &str, after_revision: Revision) -> Result<WatchStream> {

@@ -21,8 +21,8 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::{
-    Deleted, Event, KeyValue, ListOptions, ListResult, Result, Revision, Store, StoreError,
-    WatchStream,
+    Deleted, Event, KeyValue, ListOptions, ListResult, Result, Revision, Store, StoreError, TxnOp,
+    TxnOutcome, WatchStream,
 };
 use read::Readers;
 use writer::{WriteOp, WriteReply, WriteRequest, Writer};
@@ -139,10 +139,17 @@ impl SqliteStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn put(&self, op: WriteOp) -> Result<KeyValue> {
-        match self.submit(op).await? {
-            WriteReply::Put(key_value) => Ok(key_value),
+    async fn write(&self, op: TxnOp) -> Result<TxnOutcome> {
+        match self.submit(WriteOp::Write(op)).await? {
+            WriteReply::Written(outcome) => Ok(outcome),
             _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn put(&self, op: TxnOp) -> Result<KeyValue> {
+        match self.write(op).await? {
+            TxnOutcome::Put(key_value) => Ok(key_value),
+            TxnOutcome::Deleted(_) => Err(unexpected_reply()),
         }
     }
 }
@@ -184,7 +191,7 @@ impl Store for SqliteStore {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
-        self.put(WriteOp::Create {
+        self.put(TxnOp::Create {
             key: key.to_owned(),
             value,
         })
@@ -197,21 +204,31 @@ impl Store for SqliteStore {
         value: Bytes,
         expected_mod_revision: Revision,
     ) -> Result<KeyValue> {
-        self.put(WriteOp::Update {
+        self.put(TxnOp::Update {
             key: key.to_owned(),
             value,
-            expected: expected_mod_revision,
+            expected_mod_revision,
         })
         .await
     }
 
     async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<Deleted> {
-        let op = WriteOp::Delete {
+        let op = TxnOp::Delete {
             key: key.to_owned(),
-            expected: expected_mod_revision,
+            expected_mod_revision,
         };
-        match self.submit(op).await? {
-            WriteReply::Deleted(deleted) => Ok(deleted),
+        match self.write(op).await? {
+            TxnOutcome::Deleted(deleted) => Ok(deleted),
+            TxnOutcome::Put(_) => Err(unexpected_reply()),
+        }
+    }
+
+    async fn txn(&self, ops: Vec<TxnOp>) -> Result<Vec<TxnOutcome>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.submit(WriteOp::Txn(ops)).await? {
+            WriteReply::Txn(outcomes) => Ok(outcomes),
             _ => Err(unexpected_reply()),
         }
     }

@@ -75,6 +75,12 @@ stamp_backends!([
     concurrent_creates_get_distinct_consecutive_revisions,
     no_lost_updates_under_contention,
     watch_sees_every_concurrent_write_in_order,
+    txn_applies_every_op_at_consecutive_revisions,
+    failed_txn_writes_nothing,
+    txn_ops_see_earlier_ops,
+    watch_sees_each_op_of_a_txn_as_its_own_event,
+    concurrent_txns_are_all_or_nothing,
+    empty_txn_does_nothing,
 ]);
 
 #[test]

@@ -7,9 +7,11 @@ use ronghe_patch::PatchError;
 use ronghe_store::{KeyValue, StoreError};
 use serde_json::Value;
 
+use super::quota::ChargedWrite;
 use super::{Engine, WriteOptions, Written, encode_for_store, prepare};
 use crate::error::{ApiError, ApiResult};
 use crate::object;
+use crate::quota;
 use crate::registry::KindSpec;
 
 /// How many times a read-modify-write is retried after losing a compare-and-swap race.
@@ -90,20 +92,26 @@ impl Engine {
             self.check_namespace(kind, &name, namespace).await?;
         }
         let key = kind.key(namespace, &name);
-        let object = if options.dry_run {
+        if options.dry_run {
             // A dry run answers what the real create would, including that it exists.
             match self.store.get(&key).await {
                 Ok(Some(_)) => return Err(ApiError::already_exists(kind, &name)),
-                Ok(None) => object,
+                Ok(None) => {}
                 Err(error) => return Err(ApiError::from_store(error, kind, &name)),
             }
-        } else {
-            let stored = self
-                .store
-                .create(&key, encode_for_store(&object)?)
-                .await
-                .map_err(|error| ApiError::from_store(error, kind, &name))?;
-            with_revision(object, &stored)
+        }
+        let write = ChargedWrite::Create {
+            key,
+            value: encode_for_store(&object)?,
+        };
+        let growth = quota::usage_of(kind, &object);
+        let stored = self
+            .write_charged(kind, namespace, &name, write, &growth, options.dry_run)
+            .await?
+            .map_err(|error| ApiError::from_store(error, kind, &name))?;
+        let object = match stored {
+            Some(stored) => with_revision(object, &stored),
+            None => object,
         };
         Ok(Written {
             object,
@@ -235,10 +243,18 @@ impl Engine {
                     .await
                     .map(|deleted| with_revision_number(desired, deleted.revision))
             } else {
-                self.store
-                    .update(&key, encode_for_store(&desired)?, kv.mod_revision)
-                    .await
-                    .map(|stored| with_revision(desired, &stored))
+                let write = ChargedWrite::Update {
+                    key: key.clone(),
+                    value: encode_for_store(&desired)?,
+                    expected: kv.mod_revision,
+                };
+                let growth = quota::update_growth(kind, &current, &desired);
+                self.write_charged(kind, namespace, name, write, &growth, false)
+                    .await?
+                    .map(|stored| match stored {
+                        Some(stored) => with_revision(desired, &stored),
+                        None => desired,
+                    })
             };
             match outcome {
                 Ok(object) => {

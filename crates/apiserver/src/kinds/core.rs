@@ -1,8 +1,8 @@
-//! Core (`v1`) kinds: Namespace, ConfigMap, Secret, Event.
+//! Core (`v1`) kinds: Namespace, ConfigMap, Secret, Event, ResourceQuota.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, ResourceQuota, Secret};
 use ronghe_api_types::validation::{self, FieldCause, NameRule};
 use serde_json::{Map, Value};
 
@@ -15,7 +15,43 @@ use crate::registry::{Column, KindSpec, Subresources};
 pub const NAMESPACE_FINALIZER: &str = "kubernetes";
 
 pub(super) fn kinds() -> Vec<KindSpec> {
-    vec![namespace(), config_map(), secret(), event()]
+    vec![
+        namespace(),
+        config_map(),
+        secret(),
+        event(),
+        resource_quota(),
+    ]
+}
+
+/// A project's quota: `spec.hard` is set by cloud admins (on this face or through the
+/// OpenStack quota APIs); `status` is counted by the server (see `crate::quota`).
+fn resource_quota() -> KindSpec {
+    KindSpec {
+        short_names: &["quota"],
+        subresources: Subresources {
+            status: true,
+            scale: false,
+        },
+        validate: Some(crate::quota::validate),
+        columns: vec![
+            Column::name(),
+            Column::age(),
+            Column::value(
+                "Request",
+                "string",
+                "Used and hard amounts of the limited resources other than limits.",
+                |o| crate::quota::table_cell(o, false),
+            ),
+            Column::value(
+                "Limit",
+                "string",
+                "Used and hard amounts of the limited limits.",
+                |o| crate::quota::table_cell(o, true),
+            ),
+        ],
+        ..KindSpec::builtin::<ResourceQuota>()
+    }
 }
 
 fn namespace() -> KindSpec {

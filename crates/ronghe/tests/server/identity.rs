@@ -915,3 +915,149 @@ async fn application_credentials_are_revocable() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Runs the `ronghe` binary with `stdin`; returns whether it succeeded, stdout and stderr.
+fn ronghe(
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(bool, String, String)> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(BINARY)
+        .args(args)
+        .env_remove("OS_PASSWORD")
+        .env_remove("KUBECONFIG")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(stdin.as_bytes())?;
+    let output = child.wait_with_output()?;
+    Ok((
+        output.status.success(),
+        String::from_utf8(output.stdout)?,
+        String::from_utf8(output.stderr)?,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_and_kubeconfig_commands_give_a_member_its_project() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let server = server().await?;
+    let world = World::new(&server).await?;
+    let face = &world.face;
+    let admin_kubeconfig = server.kubeconfig_path();
+    let admin_kubeconfig = admin_kubeconfig.to_str().context("path")?;
+
+    // `ronghe login` prints a project-scoped token.
+    let (ok, token, stderr) = ronghe(
+        &[
+            "login",
+            "--kubeconfig",
+            admin_kubeconfig,
+            "-u",
+            "alice",
+            "-p",
+            "team-a",
+        ],
+        "",
+        &[("OS_PASSWORD", "pw-alice")],
+    )?;
+    ensure!(ok, "ronghe login failed: {stderr}");
+    ensure!(!stderr.contains("pw-alice"), "the password was echoed");
+    let token = token.trim();
+    expect(
+        &face.kube(token, "GET", TEAM_A_CM, None).await?,
+        200,
+        "login token",
+    );
+    expect(
+        &face
+            .kube(token, "GET", "/api/v1/namespaces/team-b/configmaps", None)
+            .await?,
+        403,
+        "login token in another project",
+    );
+    let (ok, _, stderr) = ronghe(
+        &[
+            "login",
+            "--kubeconfig",
+            admin_kubeconfig,
+            "-u",
+            "alice",
+            "-p",
+            "team-a",
+            "--password-stdin",
+        ],
+        "wrong\n",
+        &[],
+    )?;
+    ensure!(
+        !ok && stderr.contains("(401)"),
+        "a wrong password must fail: {stderr}"
+    );
+
+    // `ronghe kubeconfig` writes a private kubeconfig with an application credential.
+    let path = server.data_dir().join("alice.kubeconfig");
+    let (ok, _, stderr) = ronghe(
+        &[
+            "kubeconfig",
+            "--kubeconfig",
+            admin_kubeconfig,
+            "--user",
+            "alice",
+            "--project",
+            "team-a",
+            "--password-stdin",
+            "-o",
+            path.to_str().context("path")?,
+        ],
+        "pw-alice\n",
+        &[],
+    )?;
+    ensure!(ok, "ronghe kubeconfig failed: {stderr}");
+    let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+    ensure!(mode == 0o600, "the kubeconfig is mode {mode:o}");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    ensure!(
+        config.default_namespace == "team-a",
+        "the context's namespace is the project"
+    );
+    let client = kube::Client::try_from(config)?;
+    let configmaps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::default_namespaced(client.clone());
+    let configmap = serde_json::from_value(json!({"metadata": {"name": "from-kubeconfig"}}))?;
+    configmaps.create(&Default::default(), &configmap).await?;
+    let elsewhere: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client, "team-b");
+    match elsewhere.list(&Default::default()).await {
+        Err(kube::Error::Api(status)) if status.code == 403 => {}
+        other => bail!("listing team-b with alice's kubeconfig gave {other:?}"),
+    }
+    let credentials = face
+        .keystone(
+            &face.token("alice", "pw-alice", "team-a").await?,
+            "GET",
+            &format!("/identity/v3/users/{}/application_credentials", world.alice),
+            None,
+        )
+        .await?;
+    expect(&credentials, 200, "list application credentials");
+    let names: Vec<&str> = credentials.1["application_credentials"]
+        .as_array()
+        .context("credentials")?
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    ensure!(
+        names.iter().any(|n| n.starts_with("kubeconfig-team-a-")),
+        "the kubeconfig's credential is listed (and so revocable): {names:?}"
+    );
+    Ok(())
+}
