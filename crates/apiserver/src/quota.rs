@@ -17,7 +17,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use ronghe_api_types::quantity::{self, Milli};
+use ronghe_api_types::quantity;
+pub use ronghe_api_types::quantity::Milli;
 use ronghe_api_types::validation::FieldCause;
 use ronghe_store::{KeyValue, Revision};
 use serde_json::{Map, Value};

@@ -1,5 +1,5 @@
 //! Authorization policy as data: tables from an operation (a Kubernetes verb on a
-//! resource, or a Keystone operation) to a rule, and the rules' meaning for a subject.
+//! resource, or an OpenStack operation) to a rule, and the rules' meaning for a subject.
 //!
 //! The model: cloud admins (the `admin` role on the system scope) may do everything, cloud
 //! readers may read everything; in a project, readers read, members also write, admins
@@ -225,9 +225,11 @@ pub fn kubernetes_rule(group: &str, resource: &str, namespaced: bool) -> &'stati
         .unwrap_or(&CLUSTER_DEFAULT)
 }
 
-/// The Keystone face's operations (named as in Keystone's policy file) and their rules.
-/// Where Keystone lets the target be checked (a project, a user), the handler passes it.
-pub const KEYSTONE_RULES: &[(&str, Rule)] = &[
+/// The OpenStack face's operations and their rules: Keystone's named as in its policy
+/// file, quotas (one ledger behind the compute, block-storage, network and load-balancer
+/// quota APIs) as `quota:*`. Where the target can be checked (a project, a user), the
+/// handler passes it.
+pub const OPENSTACK_RULES: &[(&str, Rule)] = &[
     // The target user is the subject token's: one's own tokens, or anyone's for readers.
     ("identity:validate_token", Rule::SelfOrCloudReader),
     ("identity:revoke_token", Rule::SelfOrCloudReader),
@@ -275,13 +277,16 @@ pub const KEYSTONE_RULES: &[(&str, Rule)] = &[
         "identity:delete_application_credential",
         Rule::SelfOrCloudAdmin,
     ),
-    ("identity:get_project_quota", Rule::Project(Level::Reader)),
-    ("identity:update_project_quota", Rule::CloudAdmin),
+    // A project's quotas are read by its readers, set and reset by cloud admins.
+    ("quota:show", Rule::Project(Level::Reader)),
+    ("quota:defaults", Rule::Authenticated),
+    ("quota:update", Rule::CloudAdmin),
+    ("quota:delete", Rule::CloudAdmin),
 ];
 
-/// The rule of a Keystone operation; an operation missing from the table is refused.
-pub fn keystone_rule(operation: &str) -> Rule {
-    KEYSTONE_RULES
+/// The rule of an OpenStack operation; one missing from the table is for cloud admins.
+pub fn openstack_rule(operation: &str) -> Rule {
+    OPENSTACK_RULES
         .iter()
         .find(|(name, _)| *name == operation)
         .map_or(Rule::CloudAdmin, |(_, rule)| *rule)
@@ -363,17 +368,17 @@ mod tests {
 
     #[test]
     fn keystone_unknown_operations_need_admin() {
-        assert_eq!(keystone_rule("identity:nonsense"), Rule::CloudAdmin);
+        assert_eq!(openstack_rule("identity:nonsense"), Rule::CloudAdmin);
         let alice = member_of("a");
         let own = Target {
             project: None,
             user: Some("alice"),
         };
-        assert!(keystone_rule("identity:get_user").allows(&alice, &own));
+        assert!(openstack_rule("identity:get_user").allows(&alice, &own));
         let other = Target {
             project: None,
             user: Some("bob"),
         };
-        assert!(!keystone_rule("identity:get_user").allows(&alice, &other));
+        assert!(!openstack_rule("identity:get_user").allows(&alice, &other));
     }
 }

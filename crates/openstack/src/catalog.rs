@@ -5,8 +5,16 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// The services served today: (type, name, path under the server URL).
-pub const SERVICES: &[(&str, &str, &str)] = &[("identity", "keystone", "/identity")];
+/// The services served today: (type, name, path under the server URL). Compute, block
+/// storage, network and load balancer serve their quota APIs (and discovery) so far.
+pub const SERVICES: &[(&str, &str, &str)] = &[
+    ("identity", "keystone", "/identity"),
+    ("compute", "nova", "/compute/v2.1"),
+    ("block-storage", "cinder", "/volume/v3"),
+    ("volumev3", "cinderv3", "/volume/v3"),
+    ("network", "neutron", "/networking"),
+    ("load-balancer", "octavia", "/load-balancer"),
+];
 
 /// The catalog for tokens and `GET /v3/auth/catalog`.
 pub fn catalog(public_url: &str, region: &str) -> Vec<Value> {

@@ -1,5 +1,7 @@
-//! Errors in Keystone's shape (`{"error": {"code", "title", "message"}}`), which the
-//! OpenStack SDK reads by taking `message` from each top-level value.
+//! Errors in each OpenStack service's own shape: Keystone's `{"error": {"code", "title",
+//! "message"}}`, Nova's and Cinder's `{"badRequest": {"code", "message"}}`, Neutron's
+//! `{"NeutronError": {"type", "message", "detail"}}` and Octavia's `{"faultcode",
+//! "faultstring", "debuginfo"}`. The OpenStack SDK finds the message in any of them.
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -13,6 +15,18 @@ pub struct Fault {
     pub message: String,
     /// Seconds, for 429.
     pub retry_after: Option<u64>,
+    pub style: Style,
+}
+
+/// Whose error shape a fault takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Style {
+    #[default]
+    Keystone,
+    /// Nova's, which Cinder shares.
+    Nova,
+    Neutron,
+    Octavia,
 }
 
 pub type FaultResult<T> = Result<T, Fault>;
@@ -23,6 +37,50 @@ impl Fault {
             code,
             message: message.into(),
             retry_after: None,
+            style: Style::Keystone,
+        }
+    }
+
+    /// The same fault in another service's shape.
+    pub fn styled(mut self, style: Style) -> Self {
+        self.style = style;
+        self
+    }
+
+    fn body(&self) -> serde_json::Value {
+        let code = self.code.as_u16();
+        match self.style {
+            Style::Keystone => {
+                let title = self.code.canonical_reason().unwrap_or("Error");
+                json!({"error": {"code": code, "title": title, "message": self.message}})
+            }
+            Style::Nova => {
+                let name = match code {
+                    400 => "badRequest",
+                    401 => "unauthorized",
+                    403 => "forbidden",
+                    404 => "itemNotFound",
+                    409 => "conflictingRequest",
+                    413 | 429 => "overLimit",
+                    _ => "computeFault",
+                };
+                json!({name: {"code": code, "message": self.message}})
+            }
+            Style::Neutron => {
+                let kind = match code {
+                    400 => "HTTPBadRequest",
+                    401 => "HTTPUnauthorized",
+                    403 => "HTTPForbidden",
+                    404 => "HTTPNotFound",
+                    409 => "HTTPConflict",
+                    _ => "HTTPInternalServerError",
+                };
+                json!({"NeutronError": {"type": kind, "message": self.message, "detail": ""}})
+            }
+            Style::Octavia => {
+                let side = if code < 500 { "Client" } else { "Server" };
+                json!({"faultcode": side, "faultstring": self.message, "debuginfo": null})
+            }
         }
     }
 
@@ -60,6 +118,7 @@ impl Fault {
             code: StatusCode::TOO_MANY_REQUESTS,
             message: "Too many failed authentication attempts; try again later.".into(),
             retry_after: Some(retry_after.as_secs().max(1)),
+            style: Style::Keystone,
         }
     }
 
@@ -80,10 +139,7 @@ impl From<ApiError> for Fault {
 
 impl IntoResponse for Fault {
     fn into_response(self) -> Response {
-        let title = self.code.canonical_reason().unwrap_or("Error");
-        let body =
-            json!({"error": {"code": self.code.as_u16(), "title": title, "message": self.message}});
-        let mut response = (self.code, axum::Json(body)).into_response();
+        let mut response = (self.code, axum::Json(self.body())).into_response();
         if self.code == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,

@@ -24,7 +24,7 @@ use ronghe_apiserver::engine::{
 use ronghe_apiserver::error::ApiResult;
 use ronghe_apiserver::identity::Principal;
 use ronghe_identity::model::{API_VERSION, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME};
-use ronghe_identity::policy::{Target, keystone_rule};
+use ronghe_identity::policy::{Target, openstack_rule};
 use serde_json::{Value, json};
 
 use crate::OpenStack;
@@ -168,13 +168,13 @@ async fn version(State(state): State<Arc<OpenStack>>) -> Response {
 }
 
 /// The caller's principal (the authentication layer put it there).
-fn principal_of(user: &User) -> FaultResult<Arc<Principal>> {
+pub(crate) fn principal_of(user: &User) -> FaultResult<Arc<Principal>> {
     user.principal.clone().ok_or_else(Fault::unauthorized)
 }
 
 /// Checks a Keystone operation against the policy table.
-fn allow(principal: &Principal, operation: &str, target: Target<'_>) -> FaultResult<()> {
-    if keystone_rule(operation).allows(&principal.subject, &target) {
+pub(crate) fn allow(principal: &Principal, operation: &str, target: Target<'_>) -> FaultResult<()> {
+    if openstack_rule(operation).allows(&principal.subject, &target) {
         Ok(())
     } else {
         Err(Fault::forbidden(operation))
@@ -183,7 +183,7 @@ fn allow(principal: &Principal, operation: &str, target: Target<'_>) -> FaultRes
 
 /// Waits until the identity directory has caught up with the store, so a read after a
 /// write (by anyone, on any server sharing the store) sees it.
-async fn sync(state: &OpenStack) -> FaultResult<()> {
+pub(crate) async fn sync(state: &OpenStack) -> FaultResult<()> {
     let revision = state
         .engine
         .store()
@@ -269,7 +269,7 @@ async fn create_revocation(state: &OpenStack, generate_name: &str, spec: Value) 
 }
 
 /// Parses a JSON request body; Keystone answers a malformed one with 400.
-fn parse_body(body: &Bytes) -> FaultResult<Value> {
+pub(crate) fn parse_body(body: &Bytes) -> FaultResult<Value> {
     serde_json::from_slice(body)
         .map_err(|_| Fault::bad_request("The request body is not valid JSON."))
 }

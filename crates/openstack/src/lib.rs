@@ -1,11 +1,14 @@
 //! The OpenStack face: OpenStack's REST APIs translated onto the same objects the
 //! Kubernetes face serves. It owns no state: an OpenStack `id` is an object's uid (without
 //! dashes), a `project_id` is the project paired with a namespace. Today it serves
-//! Keystone v3 (`/identity`); each further service joins `router` and `catalog`.
+//! Keystone v3 (`/identity`) and the quota APIs of compute, block storage, networking and
+//! load balancing (one ledger, `quota`); each further service joins `router` and `catalog`.
 
 pub mod catalog;
+pub mod discovery;
 pub mod fault;
 pub mod identity;
+pub mod quota;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -45,7 +48,9 @@ impl ClientAddr {
 
 /// Every OpenStack route.
 pub fn router(state: Arc<OpenStack>) -> Router {
-    identity::router(state)
+    identity::router(state.clone())
+        .merge(discovery::router(state.clone()))
+        .merge(quota::router(state))
 }
 
 /// Authenticates an OpenStack request by its `X-Auth-Token` (or bearer token); refuses it

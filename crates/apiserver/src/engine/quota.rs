@@ -56,7 +56,7 @@ impl Engine {
 
     /// The quotas of a namespace and the revision they were read at (the latest, or
     /// `revision`).
-    pub(crate) async fn quotas_in(
+    pub async fn quotas_in(
         &self,
         namespace: &str,
         revision: Option<Revision>,
@@ -82,7 +82,7 @@ impl Engine {
     }
 
     /// Everything the objects of a namespace use, as of `revision`.
-    pub(crate) async fn usage_in(&self, namespace: &str, revision: Revision) -> ApiResult<Usage> {
+    pub async fn usage_in(&self, namespace: &str, revision: Revision) -> ApiResult<Usage> {
         let mut usage = Usage::new();
         for kind in self
             .registry
@@ -341,7 +341,6 @@ mod tests {
             names
         }
     }
-
 
     #[tokio::test]
     async fn creates_are_charged_and_a_refusal_writes_nothing() {

@@ -7,6 +7,7 @@ mod identity;
 mod kube_rs;
 mod kubectl;
 mod openstack;
+mod quota;
 
 use std::path::Path;
 

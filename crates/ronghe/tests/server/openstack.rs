@@ -205,3 +205,194 @@ async fn openstack_cli_manages_identity_and_tokens_work_on_both_faces() -> anyho
     .await?;
     Ok(())
 }
+
+/// One cell of `openstack quota show -f json` (rows of `Resource` and columns).
+fn cell(rows: &Value, resource: &str, column: &str) -> Value {
+    rows.as_array()
+        .and_then(|rows| rows.iter().find(|row| row["Resource"] == resource))
+        .map_or(Value::Null, |row| row[column].clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openstack_quotas_and_resource_quotas_are_one_ledger() -> anyhow::Result<()> {
+    let Some(cli) = Openstack::find() else {
+        anyhow::bail!(
+            "the openstack CLI is missing: run ./scripts/test, which installs it into target/openstack-venv"
+        );
+    };
+    let Some(kubectl) = Kubectl::find() else {
+        eprintln!("SKIPPED: kubectl is not installed on this machine");
+        return Ok(());
+    };
+    let server = server().await?;
+    let os = Openstack::new(cli, server.data_dir())?;
+    let kubectl = Kubectl::new(kubectl, &server.kubeconfig_path())?;
+    os.ok(&["project", "create", "team"])?;
+    os.ok(&["user", "create", "--password", "pw-alice", "alice"])?;
+    os.ok(&[
+        "role",
+        "add",
+        "--project",
+        "team",
+        "--user",
+        "alice",
+        "member",
+    ])?;
+    eventually("team's namespace exists", || {
+        Ok(kubectl.run(&["get", "namespace", "team"], None)?.success)
+    })
+    .await?;
+
+    // Limits set with `openstack quota set` are a ResourceQuota on the Kubernetes face.
+    os.ok(&[
+        "quota",
+        "set",
+        "--instances",
+        "5",
+        "--cores",
+        "8",
+        "--ram",
+        "4096",
+        "--ports",
+        "20",
+        "--floating-ips",
+        "3",
+        "--volumes",
+        "4",
+        "--gigabytes",
+        "100",
+        "team",
+    ])?;
+    let shown = os.json(&["quota", "show", "team"])?;
+    for (resource, limit) in [
+        ("instances", 5),
+        ("cores", 8),
+        ("ram", 4096),
+        ("ports", 20),
+        ("floating_ips", 3),
+        ("volumes", 4),
+        ("gigabytes", 100),
+        ("routers", -1),
+    ] {
+        ensure!(
+            cell(&shown, resource, "Limit") == limit,
+            "{resource} should be {limit}: {shown}"
+        );
+    }
+    let quota: Value = serde_json::from_str(&kubectl.ok(&[
+        "get",
+        "resourcequota",
+        "openstack",
+        "-n",
+        "team",
+        "-o",
+        "json",
+    ])?)?;
+    let hard = &quota["spec"]["hard"];
+    ensure!(
+        hard["count/virtualmachines.compute.ronghe.io"] == "5",
+        "{hard}"
+    );
+    ensure!(
+        hard["requests.memory"] == "4096Mi" && hard["requests.cpu"] == "8",
+        "{hard}"
+    );
+
+    // A quota made with kubectl counts on the OpenStack face: the smaller limit holds.
+    kubectl.ok(&[
+        "create",
+        "quota",
+        "k8s-limits",
+        "-n",
+        "team",
+        "--hard=requests.cpu=4,count/configmaps=1",
+    ])?;
+    let compute = os.json(&["quota", "show", "--compute", "--usage", "team"])?;
+    ensure!(
+        cell(&compute, "cores", "Limit") == 4 && cell(&compute, "cores", "In Use") == 0,
+        "{compute}"
+    );
+
+    // A member works within the quota, is refused past it, and cannot change it.
+    let alice = os.json(&[
+        "--os-username",
+        "alice",
+        "--os-password",
+        "pw-alice",
+        "--os-project-name",
+        "team",
+        "token",
+        "issue",
+    ])?;
+    let alice = alice["id"].as_str().context("alice's token")?;
+    kubectl.ok(&["--token", alice, "-n", "team", "create", "configmap", "c1"])?;
+    let refused = kubectl.run(
+        &["--token", alice, "-n", "team", "create", "configmap", "c2"],
+        None,
+    )?;
+    ensure!(
+        !refused.success && refused.stderr.contains("exceeded quota: k8s-limits"),
+        "{refused:?}"
+    );
+    let created = kubectl.run(&["-n", "team", "get", "configmap", "c2"], None)?;
+    ensure!(!created.success, "a refused create left an object");
+    eventually("the quota's status counts the configmap", || {
+        let used = kubectl.ok(&[
+            "get",
+            "quota",
+            "k8s-limits",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.status.used.count/configmaps}",
+        ])?;
+        Ok(used.trim() == "1")
+    })
+    .await?;
+    let member = |args: &[&str]| {
+        let mut all = vec![
+            "--os-username",
+            "alice",
+            "--os-password",
+            "pw-alice",
+            "--os-project-name",
+            "team",
+        ];
+        all.extend_from_slice(args);
+        os.run(&all)
+    };
+    let (ok, stdout, stderr) = member(&["quota", "show", "--compute", "-f", "json"])?;
+    ensure!(ok, "a member reads its quota: {stderr}");
+    let own: Value = serde_json::from_str(&stdout)?;
+    ensure!(cell(&own, "instances", "Limit") == 5, "{own}");
+    let (ok, _, stderr) = member(&["quota", "set", "--instances", "50", "team"])?;
+    ensure!(
+        !ok && stderr.contains("403"),
+        "a member must not raise its quota: {stderr}"
+    );
+    let refused = kubectl.run(
+        &[
+            "--token",
+            alice,
+            "-n",
+            "team",
+            "delete",
+            "quota",
+            "k8s-limits",
+        ],
+        None,
+    )?;
+    ensure!(
+        !refused.success && refused.stderr.contains("Forbidden"),
+        "{refused:?}"
+    );
+
+    // `quota delete` drops the limits set here; the kubectl quota stays.
+    os.ok(&["quota", "delete", "team"])?;
+    let shown = os.json(&["quota", "show", "--compute", "team"])?;
+    ensure!(
+        cell(&shown, "instances", "Limit") == -1 && cell(&shown, "cores", "Limit") == 4,
+        "{shown}"
+    );
+    Ok(())
+}
