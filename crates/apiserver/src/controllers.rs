@@ -1,7 +1,6 @@
 //! Controllers that run inside the API server process: garbage collection of dependents,
 //! namespace finalization, pairing projects with namespaces, quota counting and store
-//! compaction. Each is
-//! level-triggered: a pass reads the state through the engine, acts, and is repeated on a
+//! compaction. Each is level-triggered: a pass reads the state through the engine, acts, and is repeated on a
 //! timer and when changes arrive, so a missed wake-up costs only latency.
 
 mod compaction;

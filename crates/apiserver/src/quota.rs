@@ -85,9 +85,11 @@ pub fn update_growth(kind: &KindSpec, old: &Value, new: &Value) -> Usage {
     growth(&usage_of(kind, old), &usage_of(kind, new))
 }
 
-/// Whether a resource is shown with binary suffixes (memory and storage).
+/// Whether a resource is shown with binary suffixes (amounts of memory and storage, not
+/// counts of objects).
 pub fn is_binary(resource: &str) -> bool {
-    resource.contains("memory") || resource.contains("storage")
+    !resource.starts_with("count/")
+        && (resource.ends_with("memory") || resource.ends_with("storage"))
 }
 
 /// A ResourceQuota as read from the store.
@@ -400,6 +402,13 @@ mod tests {
             object["status"]["hard"],
             json!({"requests.memory": "1Gi", "configmaps": "3"})
         );
+    }
+
+    #[test]
+    fn amounts_not_counts_are_binary() {
+        assert!(is_binary("requests.memory") && is_binary("limits.ephemeral-storage"));
+        assert!(is_binary("requests.storage"));
+        assert!(!is_binary("count/volumes.storage.ronghe.io") && !is_binary("requests.cpu"));
     }
 
     #[test]

@@ -73,6 +73,8 @@ impl Fault {
                     403 => "HTTPForbidden",
                     404 => "HTTPNotFound",
                     409 => "HTTPConflict",
+                    429 => "HTTPTooManyRequests",
+                    503 => "HTTPServiceUnavailable",
                     _ => "HTTPInternalServerError",
                 };
                 json!({"NeutronError": {"type": kind, "message": self.message, "detail": ""}})

@@ -80,6 +80,21 @@ impl Service {
     }
 }
 
+/// The largest limit (Nova's and Cinder's), or less where the ledger's thousandths of the
+/// unit would not fit (`gigabytes`).
+const MAX_LIMIT: i64 = i32::MAX as i64;
+
+/// Refuses per-user quotas (Nova's `?user_id=`): Ronghe's quotas are per project.
+fn refuse_per_user(query: &HashMap<String, String>, style: Style) -> FaultResult<()> {
+    if query.contains_key("user_id") {
+        return Err(Fault::bad_request(
+            "Per-user quotas are not supported; quotas are per project.",
+        )
+        .styled(style));
+    }
+    Ok(())
+}
+
 /// Keys a body may carry besides quota names.
 const NOT_QUOTAS: &[&str] = &["force", "check_limit", "id", "tenant_id", "project_id"];
 
@@ -116,6 +131,12 @@ struct Name {
     name: &'static str,
     resource: &'static str,
     unit: Unit,
+}
+
+impl Name {
+    fn max_limit(&self) -> i64 {
+        MAX_LIMIT.min(Milli::MAX / self.unit.milli())
+    }
 }
 
 /// A quota name the service shows but Ronghe does not limit.
@@ -323,8 +344,10 @@ pub fn router(state: Arc<OpenStack>) -> Router {
         routes = routes.route(
             base,
             get(move |state, user, path, query| show(service, state, user, path, query, false))
-                .put(move |state, user, path, body| update(service, state, user, path, body))
-                .delete(move |state, user, path| reset(service, state, user, path)),
+                .put(move |state, user, path, query, body| {
+                    update(service, state, user, path, query, body)
+                })
+                .delete(move |state, user, path, query| reset(service, state, user, path, query)),
         );
         if !defaults.is_empty() {
             routes = routes.route(
@@ -418,8 +441,8 @@ async fn project(
     path: &HashMap<String, String>,
     operation: &str,
 ) -> FaultResult<(String, String)> {
-    let caller = principal_of(user)?;
-    sync(state).await?;
+    let caller = principal_of(user).map_err(|f| f.styled(service.style()))?;
+    sync(state).await.map_err(|f| f.styled(service.style()))?;
     let reference = path.get("project").map(String::as_str).unwrap_or_default();
     let (namespace, id) = {
         let directory = state.identity.directory();
@@ -457,6 +480,7 @@ async fn show(
     detail: bool,
 ) -> FaultResult<Response> {
     let style = service.style();
+    refuse_per_user(&query, style)?;
     let (namespace, id) = project(&state, &user, service, &path, "quota:show").await?;
     // Cinder takes `?usage=True` where the others have a `detail` path.
     let detail = detail
@@ -486,9 +510,11 @@ async fn update(
     State(state): State<Arc<OpenStack>>,
     Extension(user): Extension<User>,
     Path(path): Path<HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> FaultResult<Response> {
     let style = service.style();
+    refuse_per_user(&query, style)?;
     let (namespace, _) = project(&state, &user, service, &path, "quota:update").await?;
     let body = crate::identity::parse_body(&body).map_err(|f| f.styled(style))?;
     let wrapper = service.wrapper();
@@ -508,22 +534,26 @@ async fn update(
             unknown.push(key);
             continue;
         };
+        let limit = value
+            .as_i64()
+            .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+            .filter(|limit| (-1..=name.max_limit()).contains(limit))
+            .ok_or_else(|| {
+                Fault::bad_request(format!(
+                    "Invalid input for field/attribute {key}. Value: {value}. It must be an integer from -1 to {}.",
+                    name.max_limit()
+                ))
+                .styled(style)
+            })?;
         if name.resource.is_empty() {
+            if limit == -1 {
+                continue;
+            }
             return Err(Fault::bad_request(format!(
                 "Ronghe does not limit {key}; it is always unlimited (-1)."
             ))
             .styled(style));
         }
-        let limit = value
-            .as_i64()
-            .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
-            .filter(|limit| *limit >= -1)
-            .ok_or_else(|| {
-                Fault::bad_request(format!(
-                    "Invalid input for field/attribute {key}. Value: {value}. It must be an integer of at least -1."
-                ))
-                .styled(style)
-            })?;
         changes.push((name, limit));
     }
     if !unknown.is_empty() {
@@ -558,7 +588,7 @@ async fn update(
 }
 
 /// Writes limits into the namespace's `openstack` ResourceQuota (creating it); -1 removes
-/// a limit.
+/// a limit, and the quota goes when it has none left.
 async fn set_limits(state: &OpenStack, namespace: &str, changes: &[(&Name, i64)]) -> ApiResult<()> {
     let kind = state.engine.kind("v1", "ResourceQuota")?;
     let hard: Map<String, Value> = changes
@@ -574,6 +604,7 @@ async fn set_limits(state: &OpenStack, namespace: &str, changes: &[(&Name, i64)]
         .collect();
     let options = WriteOptions::default();
     let patch = json!({"spec": {"hard": hard}});
+    let clears_only = hard.values().all(Value::is_null);
     for _ in 0..4 {
         let patched = state
             .engine
@@ -588,8 +619,32 @@ async fn set_limits(state: &OpenStack, namespace: &str, changes: &[(&Name, i64)]
             )
             .await;
         match patched {
+            // Nothing to clear.
+            Err(error) if error.code() == 404 && clears_only => return Ok(()),
             Err(error) if error.code() == 404 => {}
-            other => return other.map(drop),
+            Ok(written) => {
+                let empty = written.object["spec"]["hard"]
+                    .as_object()
+                    .is_none_or(Map::is_empty);
+                if empty {
+                    // No limit left: the quota goes, as after `openstack quota delete`.
+                    let deleted = state
+                        .engine
+                        .delete(
+                            &kind,
+                            Some(namespace),
+                            QUOTA_NAME,
+                            &DeleteOptions::default(),
+                        )
+                        .await;
+                    return match deleted {
+                        Err(error) if error.code() != 404 => Err(error),
+                        _ => Ok(()),
+                    };
+                }
+                return Ok(());
+            }
+            Err(error) => return Err(error),
         }
         let limits: Map<String, Value> = hard
             .iter()
@@ -617,33 +672,25 @@ async fn set_limits(state: &OpenStack, namespace: &str, changes: &[(&Name, i64)]
     ))
 }
 
-/// `DELETE`: the project's limits set here go back to the defaults (none).
+/// `DELETE`: the project's limits of this service set here go back to the defaults (none);
+/// the other services' stay.
 async fn reset(
     service: Service,
     State(state): State<Arc<OpenStack>>,
     Extension(user): Extension<User>,
     Path(path): Path<HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> FaultResult<Response> {
     let style = service.style();
+    refuse_per_user(&query, style)?;
     let (namespace, _) = project(&state, &user, service, &path, "quota:delete").await?;
-    let kind = state
-        .engine
-        .kind("v1", "ResourceQuota")
-        .map_err(|e| Fault::from_api(e).styled(style))?;
-    match state
-        .engine
-        .delete(
-            &kind,
-            Some(&namespace),
-            QUOTA_NAME,
-            &DeleteOptions::default(),
-        )
+    let cleared: Vec<(&Name, i64)> = names_of(service)
+        .filter(|name| !name.resource.is_empty())
+        .map(|name| (name, -1))
+        .collect();
+    set_limits(&state, &namespace, &cleared)
         .await
-    {
-        Ok(_) => {}
-        Err(error) if error.code() == 404 => {}
-        Err(error) => return Err(Fault::from_api(error).styled(style)),
-    }
+        .map_err(|e| Fault::from_api(e).styled(style))?;
     let status = match service {
         Service::Compute | Service::LoadBalancer => StatusCode::ACCEPTED,
         Service::Volume => StatusCode::OK,

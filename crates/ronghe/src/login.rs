@@ -21,8 +21,9 @@ use serde_json::{Value, json};
 /// Where the server is and who logs in.
 #[derive(Args, Debug)]
 pub struct LoginArgs {
-    /// The kubeconfig whose current cluster names the server (its credential is not used).
-    #[arg(long, env = "KUBECONFIG")]
+    /// The kubeconfig whose current cluster names the server (its credential is not used);
+    /// default: `KUBECONFIG`, then `~/.kube/config`.
+    #[arg(long)]
     kubeconfig: Option<PathBuf>,
     /// The server's URL, instead of the kubeconfig's (`https://HOST:PORT`).
     #[arg(long, requires = "ca_file")]
@@ -109,7 +110,7 @@ pub async fn kubeconfig(args: KubeconfigArgs) -> anyhow::Result<()> {
     let kubeconfig = json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "ronghe", "cluster": cluster_json(&login.cluster)}],
+        "clusters": [{"name": "ronghe", "cluster": cluster_json(&login.cluster)?}],
         "users": [{"name": user_entry, "user": {"token": token}}],
         "contexts": [{"name": project, "context": {"cluster": "ronghe", "user": user_entry, "namespace": project}}],
         "current-context": project,
@@ -167,7 +168,25 @@ async fn log_in(args: &LoginArgs) -> anyhow::Result<Login> {
 }
 
 /// The cluster to talk to: `--server` with `--ca-file`, or the kubeconfig's current one.
+/// A password only goes to a server whose certificate is checked.
 fn cluster(args: &LoginArgs) -> anyhow::Result<kube::config::Cluster> {
+    let cluster = named_cluster(args)?;
+    if !cluster
+        .server
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"))
+    {
+        bail!("the server must be an https:// URL, so the password is not sent in clear");
+    }
+    if cluster.insecure_skip_tls_verify == Some(true) {
+        bail!(
+            "the kubeconfig skips TLS verification; refusing to send a password (give --ca-file)"
+        );
+    }
+    Ok(cluster)
+}
+
+fn named_cluster(args: &LoginArgs) -> anyhow::Result<kube::config::Cluster> {
     if let (Some(server), Some(ca_file)) = (&args.server, &args.ca_file) {
         let ca =
             std::fs::read(ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
@@ -206,21 +225,24 @@ fn cluster(args: &LoginArgs) -> anyhow::Result<kube::config::Cluster> {
             std::fs::read(ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
         cluster.certificate_authority_data = Some(STANDARD.encode(ca));
         cluster.certificate_authority = None;
+        cluster.insecure_skip_tls_verify = None;
     }
     Ok(cluster)
 }
 
 /// The cluster as a kubeconfig entry, with its CA embedded so the file stands alone.
-fn cluster_json(cluster: &kube::config::Cluster) -> Value {
+fn cluster_json(cluster: &kube::config::Cluster) -> anyhow::Result<Value> {
     let mut entry = json!({"server": cluster.server});
     if let Some(data) = &cluster.certificate_authority_data {
         entry["certificate-authority-data"] = json!(data);
-    } else if let Some(path) = &cluster.certificate_authority
-        && let Ok(pem) = std::fs::read(path)
-    {
+    } else if let Some(path) = &cluster.certificate_authority {
+        let pem = std::fs::read(path).with_context(|| format!("reading the CA file {path}"))?;
         entry["certificate-authority-data"] = json!(STANDARD.encode(pem));
     }
-    entry
+    if let Some(name) = &cluster.tls_server_name {
+        entry["tls-server-name"] = json!(name);
+    }
+    Ok(entry)
 }
 
 /// A client for the cluster that presents no credential and never retries.

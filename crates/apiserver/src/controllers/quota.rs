@@ -35,14 +35,10 @@ impl Changed {
     }
 
     fn namespace(&self, namespace: &str) {
-        let mut namespaces = self
-            .namespaces
+        self.namespaces
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if !namespaces.contains(namespace) {
-            namespaces.insert(namespace.to_owned());
-        }
-        drop(namespaces);
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(namespace.to_owned());
         self.wake.notify_one();
     }
 
@@ -61,21 +57,27 @@ pub(super) async fn run(engine: Engine, changed: Arc<Changed>, mut stop: watch::
     let mut everything = true;
     loop {
         let namespaces = changed.take();
-        match pass(&engine, &namespaces, everything).await {
-            Ok(unsettled) => unsettled.iter().for_each(|ns| changed.namespace(ns)),
+        let failed = match pass(&engine, &namespaces, everything).await {
+            Ok(unsettled) => {
+                unsettled.iter().for_each(|ns| changed.namespace(ns));
+                false
+            }
             Err(error) => {
                 tracing::warn!(%error, "counting quota usage failed");
                 namespaces.iter().for_each(|ns| changed.namespace(ns));
                 if pause(&mut stop, Duration::from_secs(1)).await {
                     return;
                 }
+                true
             }
-        }
-        everything = tokio::select! {
+        };
+        // A failed full pass stays a full pass.
+        let resync = tokio::select! {
             () = changed.wake.notified() => false,
             () = tokio::time::sleep(RESYNC) => true,
             _ = stop.changed() => return,
         };
+        everything = resync || (failed && everything);
         // Let a burst of changes settle into one pass.
         if pause(&mut stop, Duration::from_millis(50)).await {
             return;

@@ -1,8 +1,15 @@
 //! Quota enforcement: a write that makes a namespace use more of something its quotas
 //! limit is charged to those quotas in the same store transaction that writes it, with a
-//! compare-and-swap on each quota, so concurrent creates can never overshoot a limit and
-//! a refused write leaves nothing behind. Releases (deletes) are recounted by the quota
+//! compare-and-swap on each quota, so concurrent charged creates never overshoot a limit
+//! and a refused write leaves nothing behind. Releases (deletes) are recounted by the quota
 //! controller through [`Engine::recount_quotas`].
+//!
+//! One window remains, as in Kubernetes: a write that saw no quota limiting it is not
+//! charged, so objects written while a quota is being created (or its `spec.hard` gains a
+//! resource) may be missing from its first count until the controller recounts, which it
+//! does after every change in the namespace.
+
+use std::sync::Arc;
 
 use ronghe_store::{KeyValue, ListOptions, Revision, StoreError, TxnOp, TxnOutcome};
 
@@ -50,7 +57,7 @@ impl ChargedWrite {
 }
 
 impl Engine {
-    fn quota_kind(&self) -> Option<&std::sync::Arc<KindSpec>> {
+    fn quota_kind(&self) -> Option<&Arc<KindSpec>> {
         self.registry.lookup("", "v1", "resourcequotas")
     }
 
@@ -174,7 +181,10 @@ impl Engine {
                         )),
                     };
                 }
-                Err(StoreError::Conflict { key, .. }) if quotas.iter().any(|q| q.key == key) => {
+                // A quota changed or went away meanwhile: read them again.
+                Err(StoreError::Conflict { key, .. } | StoreError::NotFound { key })
+                    if quotas.iter().any(|q| q.key == key) =>
+                {
                     continue;
                 }
                 Err(
@@ -413,6 +423,24 @@ mod tests {
         };
         let error = grow("3").await.expect_err("over quota");
         assert_eq!(error.code(), 403);
+        let dry_run = WriteOptions {
+            dry_run: true,
+            ..WriteOptions::default()
+        };
+        let refused = f
+            .engine
+            .patch(
+                &f.gadgets,
+                NS,
+                "a",
+                PatchKind::Merge,
+                json!({"spec": {"cpu": "3"}}),
+                Target::Main,
+                &dry_run,
+            )
+            .await
+            .expect_err("a dry run is over quota too");
+        assert_eq!(refused.code(), 403);
         grow("2").await.expect("up to the limit");
         assert_eq!(f.used().await, json!({"requests.cpu": "2"}));
         grow("500m").await.expect("shrinking is free");

@@ -1,6 +1,7 @@
-//! Create, replace and patch: each ends in one compare-and-swap write, retried from a
-//! fresh read when another writer got there first (unless the client named the
-//! resourceVersion it expects, which then is a 409).
+//! Create, replace and patch: each ends in one compare-and-swap write (in one store
+//! transaction with the quotas it is charged to, see `quota.rs`), retried from a fresh read
+//! when another writer got there first (unless the client named the resourceVersion it
+//! expects, which then is a 409).
 
 use ronghe_api_types::validation::FieldCause;
 use ronghe_patch::PatchError;
@@ -229,6 +230,16 @@ impl Engine {
                 return Ok(unchanged(current));
             }
             if options.dry_run {
+                // A dry run is refused where the real write would be over quota.
+                let growth = quota::update_growth(kind, &current, &desired);
+                let write = ChargedWrite::Update {
+                    key: key.clone(),
+                    value: bytes::Bytes::new(),
+                    expected: kv.mod_revision,
+                };
+                self.write_charged(kind, namespace, name, write, &growth, true)
+                    .await?
+                    .map_err(|error| ApiError::from_store(error, kind, name))?;
                 return Ok(Written {
                     object: desired,
                     created: false,

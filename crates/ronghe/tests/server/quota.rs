@@ -20,7 +20,23 @@ async fn quota_apis_refuse_bad_input_in_each_services_shape() -> anyhow::Result<
     let load_balancer = format!("/load-balancer/v2/lbaas/quotas/{team_a}");
 
     // Unknown keys, bad values and unlimited-only names: 400, in the service's shape.
-    let cases: [(&str, Value, &str); 5] = [
+    let per_user = format!("{compute}?user_id=someone");
+    let cases: [(&str, Value, &str); 8] = [
+        (
+            &per_user,
+            json!({"quota_set": {"instances": 2}}),
+            "badRequest",
+        ),
+        (
+            &volume,
+            json!({"quota_set": {"gigabytes": 2_147_483_647}}),
+            "badRequest",
+        ),
+        (
+            &network,
+            json!({"quota": {"port": 1_i64 << 40}}),
+            "NeutronError",
+        ),
         (
             &compute,
             json!({"quota_set": {"instances": 2, "bogus": 1}}),
@@ -48,6 +64,43 @@ async fn quota_apis_refuse_bad_input_in_each_services_shape() -> anyhow::Result<
     let shown = face.keystone(admin, "GET", &compute, None).await?;
     expect(&shown, 200, "show");
     assert_eq!(shown.1["quota_set"]["instances"], -1, "{}", shown.1);
+
+    // Each service resets only its own limits; -1 for a name Ronghe does not limit is fine.
+    let body = json!({"quota_set": {"instances": 3, "metadata_items": -1}});
+    expect(
+        &face.keystone(admin, "PUT", &compute, Some(&body)).await?,
+        200,
+        "set instances",
+    );
+    let body = json!({"quota": {"port": 7}});
+    expect(
+        &face.keystone(admin, "PUT", &network, Some(&body)).await?,
+        200,
+        "set ports",
+    );
+    expect(
+        &face.keystone(admin, "DELETE", &network, None).await?,
+        204,
+        "reset network",
+    );
+    let shown = face.keystone(admin, "GET", &compute, None).await?;
+    assert_eq!(shown.1["quota_set"]["instances"], 3, "{}", shown.1);
+    let shown = face.keystone(admin, "GET", &network, None).await?;
+    assert_eq!(shown.1["quota"]["port"], -1, "{}", shown.1);
+    expect(
+        &face.keystone(admin, "DELETE", &compute, None).await?,
+        202,
+        "reset compute",
+    );
+    let gone = face
+        .kube(
+            admin,
+            "GET",
+            "/api/v1/namespaces/team-a/resourcequotas/openstack",
+            None,
+        )
+        .await?;
+    expect(&gone, 404, "the quota goes with its last limit");
 
     // A member reads its own project's quota, not another's, and sets none.
     let alice = face.token("alice", "pw-alice", "team-a").await?;
