@@ -1,6 +1,6 @@
 //! Controllers that run inside the API server process: garbage collection of dependents,
-//! namespace finalization, pairing projects with namespaces, quota counting and store
-//! compaction. Each is level-triggered: a pass reads the state through the engine, acts, and is repeated on a
+//! namespace finalization, pairing projects with namespaces, quota counting, scheduling
+//! and store compaction. Each is level-triggered: a pass reads the state through the engine, acts, and is repeated on a
 //! timer and when changes arrive, so a missed wake-up costs only latency.
 
 mod compaction;
@@ -8,6 +8,7 @@ mod gc;
 mod namespace;
 mod projects;
 mod quota;
+pub mod scheduler;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,13 +44,16 @@ pub fn start(
     let namespace_wake = Arc::new(Notify::new());
     let projects_wake = Arc::new(Notify::new());
     let quota_changed = Arc::new(quota::Changed::default());
+    let scheduler_wake = Arc::new(Notify::new());
     tasks.spawn(wake_on_changes(
         engine.clone(),
         vec![gc_wake.clone(), namespace_wake.clone()],
         projects_wake.clone(),
         quota_changed.clone(),
+        scheduler_wake.clone(),
         stop.clone(),
     ));
+    tasks.spawn(scheduler::run(engine.clone(), scheduler_wake, stop.clone()));
     tasks.spawn(quota::run(engine.clone(), quota_changed, stop.clone()));
     tasks.spawn(gc::run(engine.clone(), gc_wake, stop.clone()));
     tasks.spawn(namespace::run(engine.clone(), namespace_wake, stop.clone()));
@@ -71,6 +75,7 @@ async fn wake_on_changes(
     wake: Vec<Arc<Notify>>,
     projects_wake: Arc<Notify>,
     quota_changed: Arc<quota::Changed>,
+    scheduler_wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
     // `notify_one` keeps a permit when the controller is busy with a pass, so a change made
@@ -83,6 +88,16 @@ async fn wake_on_changes(
     let paired_prefixes: Vec<String> = [
         engine.kind("v1", "Namespace"),
         engine.kind(ronghe_identity::model::API_VERSION, "Project"),
+    ]
+    .into_iter()
+    .filter_map(Result::ok)
+    .map(|kind| kind.key_prefix())
+    .collect();
+    // The keys whose changes may let a workload be placed or need one placed.
+    let scheduling_prefixes: Vec<String> = [
+        engine.kind("v1", "Pod"),
+        engine.kind("v1", "Node"),
+        engine.kind(crate::kinds::placement::API_VERSION, "ResourceProvider"),
     ]
     .into_iter()
     .filter_map(Result::ok)
@@ -114,6 +129,9 @@ async fn wake_on_changes(
                 change = changes.next() => match change {
                     Some(Ok(event)) => {
                         quota_changed.key(&event.key);
+                        if scheduling_prefixes.iter().any(|p| event.key.starts_with(p.as_str())) {
+                            scheduler_wake.notify_one();
+                        }
                         let deleting = event.kind == ronghe_store::EventKind::Delete
                             || event.value.as_ref().is_some_and(|v| {
                                 contains_bytes(v, b"\"deletionTimestamp\"")

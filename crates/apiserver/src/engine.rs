@@ -28,7 +28,7 @@ pub use delete::{
 };
 pub use list::{ListOptions, ObjectList};
 pub use watch::{WatchEvent, WatchEventType, WatchOptions, WatchStream};
-pub use write::{PatchKind, Target};
+pub use write::{PatchKind, Stale, Target};
 
 /// How unknown fields in a request body are treated (`fieldValidation`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

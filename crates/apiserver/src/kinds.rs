@@ -7,6 +7,7 @@ mod coordination;
 mod core;
 mod events;
 mod identity;
+pub mod placement;
 
 use k8s_openapi::{Metadata, Resource, ResourceScope};
 use serde::Serialize;
@@ -17,7 +18,7 @@ use ronghe_api_types::validation::NameRule;
 
 use crate::registry::{KindSpec, Registry, RegistryError, Scope, Subresources};
 
-pub use self::core::NAMESPACE_FINALIZER;
+pub use self::core::{NAMESPACE_FINALIZER, node_condition, node_is_ready, pod_requests};
 pub use self::identity::normalize_custom;
 
 /// The registry of every kind served today.
@@ -28,6 +29,7 @@ pub fn builtin_registry() -> Result<Registry, RegistryError> {
         .chain(coordination::kinds())
         .chain(events::kinds())
         .chain(identity::kinds())
+        .chain(placement::kinds())
     {
         registry.register(spec)?;
     }

@@ -66,7 +66,7 @@ pub fn deletion_timestamp(object: &Value) -> Option<&str> {
 }
 
 /// The strings of a list at a path of object keys (non-strings skipped).
-fn strings_at(object: &Value, path: &[&str]) -> Vec<String> {
+pub fn strings_at(object: &Value, path: &[&str]) -> Vec<String> {
     value_at(object, path)
         .and_then(Value::as_array)
         .map(|items| {

@@ -2,6 +2,7 @@
 
 mod api;
 mod identity;
+mod scheduler;
 
 use clap::Subcommand;
 
@@ -11,11 +12,14 @@ pub enum BenchCommand {
     Api(api::ApiBenchArgs),
     /// Token issue per second, validation cost per request, password login cost.
     Identity(identity::IdentityBenchArgs),
+    /// Workloads bound per second on simulated hosts, through the API.
+    Scheduler(scheduler::SchedulerBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Api(args) => api::run(args).await,
         BenchCommand::Identity(args) => identity::run(args).await,
+        BenchCommand::Scheduler(args) => scheduler::run(args).await,
     }
 }

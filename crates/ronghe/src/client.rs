@@ -36,3 +36,41 @@ pub async fn version(args: ClientArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A client for a cluster presenting `token` (or no credential), that never retries (a
+/// password login must not be replayed).
+pub async fn for_cluster(
+    cluster: &kube::config::Cluster,
+    token: Option<&str>,
+) -> anyhow::Result<kube::Client> {
+    let auth_info = kube::config::AuthInfo {
+        token: token.map(|t| t.to_owned().into()),
+        ..Default::default()
+    };
+    let kubeconfig = kube::config::Kubeconfig {
+        clusters: vec![kube::config::NamedCluster {
+            name: "ronghe".into(),
+            cluster: Some(cluster.clone()),
+            other: Default::default(),
+        }],
+        auth_infos: vec![kube::config::NamedAuthInfo {
+            name: "user".into(),
+            auth_info: Some(auth_info),
+            other: Default::default(),
+        }],
+        contexts: vec![kube::config::NamedContext {
+            name: "ronghe".into(),
+            context: Some(kube::config::Context {
+                cluster: "ronghe".into(),
+                user: Some("user".into()),
+                ..Default::default()
+            }),
+            other: Default::default(),
+        }],
+        current_context: Some("ronghe".into()),
+        ..Default::default()
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    config.default_retry = false;
+    Ok(kube::Client::try_from(config)?)
+}

@@ -133,7 +133,7 @@ pub async fn kubeconfig(args: KubeconfigArgs) -> anyhow::Result<()> {
 
 async fn log_in(args: &LoginArgs) -> anyhow::Result<Login> {
     let cluster = cluster(args)?;
-    let client = anonymous_client(&cluster).await?;
+    let client = crate::client::for_cluster(&cluster, None).await?;
     let password = password(args)?;
     let request = json!({"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
@@ -243,36 +243,6 @@ fn cluster_json(cluster: &kube::config::Cluster) -> anyhow::Result<Value> {
         entry["tls-server-name"] = json!(name);
     }
     Ok(entry)
-}
-
-/// A client for the cluster that presents no credential and never retries.
-async fn anonymous_client(cluster: &kube::config::Cluster) -> anyhow::Result<kube::Client> {
-    let kubeconfig = kube::config::Kubeconfig {
-        clusters: vec![kube::config::NamedCluster {
-            name: "ronghe".into(),
-            cluster: Some(cluster.clone()),
-            other: Default::default(),
-        }],
-        auth_infos: vec![kube::config::NamedAuthInfo {
-            name: "anonymous".into(),
-            auth_info: Some(Default::default()),
-            other: Default::default(),
-        }],
-        contexts: vec![kube::config::NamedContext {
-            name: "ronghe".into(),
-            context: Some(kube::config::Context {
-                cluster: "ronghe".into(),
-                user: Some("anonymous".into()),
-                ..Default::default()
-            }),
-            other: Default::default(),
-        }],
-        current_context: Some("ronghe".into()),
-        ..Default::default()
-    };
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    config.default_retry = false;
-    Ok(kube::Client::try_from(config)?)
 }
 
 /// POSTs JSON to the Keystone face; returns the status, headers and JSON body.

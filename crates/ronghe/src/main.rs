@@ -1,6 +1,7 @@
 //! The `ronghe` binary: `ronghe server` runs the control plane, `ronghe bench ...` runs
 //! the benchmarks, and the client commands talk to a server found through a kubeconfig.
 
+mod agent;
 mod bench;
 mod client;
 mod login;
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the API server (and its controllers).
     Server(server::ServerArgs),
+    /// Join a server as a host (or as N simulated hosts) and heartbeat.
+    Agent(agent::AgentArgs),
     /// Run a benchmark and print its figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -44,6 +47,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
             Command::Bench(command) => bench::run(command).await,
             Command::Version(args) => client::version(args).await,
             Command::Login(args) => login::login(args).await,

@@ -3,10 +3,12 @@
 //! with kube-rs, the real kubectl or the real openstack CLI, restart it, and stop it (by its pid) when dropped,
 //! even when the test fails.
 
+mod agent;
 mod kubectl;
 mod openstack;
 mod server;
 
+pub use agent::AgentProcess;
 pub use kubectl::{Kubectl, KubectlOutput};
 pub use openstack::Openstack;
 pub use server::{ServerProcess, raw_request};

@@ -90,6 +90,16 @@ impl ServerProcess {
         self.data_dir.path().join("kubeconfig")
     }
 
+    /// The server's URL, as its kubeconfig names it.
+    pub fn url(&self) -> anyhow::Result<String> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig_path())?;
+        kubeconfig
+            .clusters
+            .into_iter()
+            .find_map(|cluster| cluster.cluster?.server)
+            .context("the kubeconfig names no server")
+    }
+
     /// The server's log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

@@ -358,3 +358,65 @@ fn apply_patch(
     }
     Ok(target)
 }
+
+/// A write of [`Engine::update_together`] lost a race: the object changed since it was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stale {
+    pub key: String,
+}
+
+impl Engine {
+    /// Stores several objects at once, all or none, each only if it is still at the
+    /// resourceVersion it carries: for controller writes that must land together, such as
+    /// a workload's binding and its allocation on the host. The objects are stored as given,
+    /// past the kinds' defaulting and validation (which refuse what only the system may do,
+    /// like binding a pod); only their metadata rules apply. Returns the stored objects with
+    /// their new resourceVersions, or which one was stale.
+    pub async fn update_together(
+        &self,
+        writes: Vec<(&KindSpec, Value)>,
+    ) -> ApiResult<Result<Vec<Value>, Stale>> {
+        let mut ops = Vec::with_capacity(writes.len());
+        for (kind, object) in &writes {
+            let name = object::name(object).unwrap_or_default();
+            let key = kind.key(object::namespace(object), name);
+            let expected = object::resource_version(object)
+                .map(super::parse_resource_version)
+                .transpose()?
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{} {name:?} must carry the resourceVersion it was read at",
+                        kind.kind
+                    ))
+                })?;
+            ops.push(ronghe_store::TxnOp::Update {
+                key,
+                value: encode_for_store(object)?,
+                expected_mod_revision: expected,
+            });
+        }
+        match self.store.txn(ops).await {
+            Ok(outcomes) => Ok(Ok(writes
+                .into_iter()
+                .zip(outcomes)
+                .map(|((_, object), outcome)| match outcome {
+                    ronghe_store::TxnOutcome::Put(stored) => with_revision(object, &stored),
+                    ronghe_store::TxnOutcome::Deleted(deleted) => {
+                        with_revision_number(object, deleted.revision)
+                    }
+                })
+                .collect())),
+            Err(StoreError::Conflict { key, .. } | StoreError::NotFound { key }) => {
+                Ok(Err(Stale { key }))
+            }
+            Err(error) => {
+                let (kind, object) = &writes[0];
+                Err(ApiError::from_store(
+                    error,
+                    kind,
+                    object::name(object).unwrap_or_default(),
+                ))
+            }
+        }
+    }
+}

@@ -1,4 +1,10 @@
-//! Core (`v1`) kinds: Namespace, ConfigMap, Secret, Event, ResourceQuota.
+//! Core (`v1`) kinds: Namespace, ConfigMap, Secret, Event, ResourceQuota, Node, Pod.
+
+mod node;
+mod pod;
+
+pub use node::{condition as node_condition, is_ready as node_is_ready};
+pub use pod::requests as pod_requests;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -21,6 +27,8 @@ pub(super) fn kinds() -> Vec<KindSpec> {
         secret(),
         event(),
         resource_quota(),
+        node::kind(),
+        pod::kind(),
     ]
 }
 

@@ -343,6 +343,15 @@ const KINDS: &[Kind] = &[
     },
     Kind {
         prefix: "/api/v1",
+        plural: "pods",
+        body: |ns, name| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta(ns, name),
+                   "spec": {"containers": [{"name": "main", "image": "busybox"}]}})
+        },
+        admin_written: false,
+    },
+    Kind {
+        prefix: "/api/v1",
         plural: "resourcequotas",
         body: |ns, name| {
             json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta(ns, name),

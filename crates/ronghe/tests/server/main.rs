@@ -8,6 +8,7 @@ mod kube_rs;
 mod kubectl;
 mod openstack;
 mod quota;
+mod scheduling;
 
 use std::path::Path;
 

@@ -1,0 +1,141 @@
+//! The per-host agent (`ronghe agent`), like a kubelet: it registers its host as a Node
+//! (capacity, allocatable, addresses, conditions, node info) and as a placement resource
+//! provider (inventories and traits), then keeps a Lease in `kube-node-lease` renewed so
+//! the node-lifecycle controller knows it is alive. It talks only to the API server, with
+//! the node credential (`DIR/node-token`).
+//!
+//! `--simulate N` registers N fake hosts from one process (no workloads run on them), so
+//! scale tests and benchmarks can stand in for a thousand hosts. Running workloads through
+//! runc and QEMU comes with the drivers.
+
+mod host;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use serde_json::json;
+use tokio::sync::watch;
+
+pub use host::Host;
+
+/// The field manager of everything the agent writes.
+const MANAGER: &str = "ronghe-agent";
+/// Where node leases live.
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// How long a lease lasts without renewal (kubelet's default).
+pub const LEASE_DURATION_SECONDS: i32 = 40;
+/// How many hosts register at once.
+const REGISTRATION_CONCURRENCY: usize = 32;
+
+/// The placement kind of a host's resource provider.
+fn providers(client: &kube::Client) -> Api<DynamicObject> {
+    let resource = ApiResource {
+        group: "placement.ronghe.io".into(),
+        version: "v1".into(),
+        api_version: "placement.ronghe.io/v1".into(),
+        kind: "ResourceProvider".into(),
+        plural: "resourceproviders".into(),
+    };
+    Api::all_with(client.clone(), &resource)
+}
+
+/// Creates or updates the Node and the resource provider of a host.
+pub async fn register(client: &kube::Client, host: &Host) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let apply = PatchParams::apply(MANAGER).force();
+    nodes
+        .patch(&host.name, &apply, &Patch::Apply(host.node()))
+        .await
+        .with_context(|| format!("registering node {}", host.name))?;
+    nodes
+        .patch_status(
+            &host.name,
+            &PatchParams::default(),
+            &Patch::Merge(host.node_status(now())),
+        )
+        .await
+        .with_context(|| format!("reporting the status of node {}", host.name))?;
+    providers(client)
+        .patch(&host.name, &apply, &Patch::Apply(host.resource_provider()))
+        .await
+        .with_context(|| format!("registering resource provider {}", host.name))?;
+    Ok(())
+}
+
+/// Renews a host's lease (creating it the first time).
+pub async fn heartbeat(client: &kube::Client, host: &str) -> anyhow::Result<()> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": host},
+        "spec": {
+            "holderIdentity": host,
+            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+            "renewTime": now(),
+        },
+    });
+    leases
+        .patch(
+            host,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(lease),
+        )
+        .await
+        .with_context(|| format!("renewing the lease of {host}"))?;
+    Ok(())
+}
+
+/// Registers the hosts, then renews their leases every `interval` (spread over it) until
+/// `stop` flips. A failed registration is retried at the next renewal.
+pub async fn run(
+    client: kube::Client,
+    hosts: Vec<Host>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let hosts: Vec<Arc<Host>> = hosts.into_iter().map(Arc::new).collect();
+    let registered = futures::stream::iter(hosts.iter().cloned())
+        .map(|host| {
+            let client = client.clone();
+            async move {
+                register(&client, &host).await?;
+                heartbeat(&client, &host.name).await
+            }
+        })
+        .buffer_unordered(REGISTRATION_CONCURRENCY)
+        .try_collect::<Vec<()>>();
+    tokio::select! {
+        result = registered => drop(result?),
+        _ = stop.changed() => return Ok(()),
+    }
+    tracing::info!(hosts = hosts.len(), "hosts registered");
+    let pause = interval / u32::try_from(hosts.len().max(1)).unwrap_or(u32::MAX);
+    loop {
+        for host in &hosts {
+            if let Err(error) = heartbeat(&client, &host.name).await {
+                tracing::warn!(host = %host.name, error = %format!("{error:#}"), "heartbeat failed");
+                if let Err(error) = register(&client, host).await {
+                    tracing::warn!(host = %host.name, error = %format!("{error:#}"), "registration failed");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Now, as Kubernetes writes times (`2026-01-02T03:04:05.000000Z` for MicroTime).
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string()
+}

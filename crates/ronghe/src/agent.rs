@@ -1,0 +1,125 @@
+//! `ronghe agent`: joins a server with its node credential and registers this host (or,
+//! with `--simulate N`, N fake hosts) as Nodes and resource providers, then heartbeats.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use clap::Args;
+use ronghe_agent::Host;
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The server's URL (`https://HOST:PORT`).
+    #[arg(long)]
+    server: String,
+    /// The join credential: the server's `DIR/node-token`.
+    #[arg(long)]
+    token_file: PathBuf,
+    /// The server's CA certificate; default: `ca.crt` beside the token file.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// This host's node name; default: the machine's hostname. With `--simulate`, the
+    /// prefix of the simulated hosts' names.
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Register this many simulated hosts instead of this machine.
+    #[arg(long)]
+    simulate: Option<usize>,
+    /// vCPUs offered (default: detected).
+    #[arg(long)]
+    vcpus: Option<i64>,
+    /// Memory offered in MiB (default: detected).
+    #[arg(long)]
+    memory_mb: Option<i64>,
+    #[arg(long, default_value_t = 100)]
+    disk_gb: i64,
+    #[arg(long, default_value_t = 1.0)]
+    cpu_allocation_ratio: f64,
+    #[arg(long, default_value_t = 1.0)]
+    ram_allocation_ratio: f64,
+    /// A device class and count offered as its own resource class (`VGPU=2`; repeatable).
+    #[arg(long = "device", value_parser = parse_pair::<i64>)]
+    devices: Vec<(String, i64)>,
+    /// A custom placement trait (`CUSTOM_FAST_DISK`; repeatable).
+    #[arg(long = "trait")]
+    traits: Vec<String>,
+    /// A node label (`key=value`; repeatable).
+    #[arg(long = "label", value_parser = parse_pair::<String>)]
+    labels: Vec<(String, String)>,
+    /// The availability zone (also the `topology.kubernetes.io/zone` label).
+    #[arg(long)]
+    zone: Option<String>,
+    /// How often each host's lease is renewed.
+    #[arg(long, default_value_t = 10)]
+    lease_interval_seconds: u64,
+}
+
+fn parse_pair<T: std::str::FromStr>(text: &str) -> Result<(String, T), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    let value = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a valid value for {key}"))?;
+    Ok((key.to_owned(), value))
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let token = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("reading {}", args.token_file.display()))?;
+    let ca_file = match &args.ca_file {
+        Some(path) => path.clone(),
+        None => args.token_file.with_file_name("ca.crt"),
+    };
+    let ca = std::fs::read(&ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
+    if !args.server.starts_with("https://") {
+        bail!("the server must be an https:// URL");
+    }
+    let cluster = kube::config::Cluster {
+        server: Some(args.server.clone()),
+        certificate_authority_data: Some(STANDARD.encode(ca)),
+        ..Default::default()
+    };
+    let client = crate::client::for_cluster(&cluster, Some(token.trim())).await?;
+    let name = match &args.node_name {
+        Some(name) => name.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_owned())
+            .context("reading the hostname; pass --node-name")?,
+    };
+    let mut host = Host::detect(&name);
+    if let Some(vcpus) = args.vcpus {
+        host.vcpus = vcpus;
+    }
+    if let Some(memory_mb) = args.memory_mb {
+        host.memory_mb = memory_mb;
+        host.reserved_memory_mb = host.reserved_memory_mb.min(memory_mb / 4);
+    }
+    host.disk_gb = args.disk_gb;
+    host.cpu_allocation_ratio = args.cpu_allocation_ratio;
+    host.ram_allocation_ratio = args.ram_allocation_ratio;
+    host.devices = args.devices.into_iter().collect::<BTreeMap<_, _>>();
+    host.traits.extend(args.traits);
+    host.labels.extend(args.labels);
+    host.zone = args.zone;
+    let hosts = match args.simulate {
+        Some(count) => (0..count).map(|index| host.simulated(index)).collect(),
+        None => vec![host],
+    };
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    ronghe_agent::run(
+        client,
+        hosts,
+        Duration::from_secs(args.lease_interval_seconds.max(1)),
+        stop,
+    )
+    .await
+}

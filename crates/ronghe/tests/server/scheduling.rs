@@ -1,0 +1,148 @@
+//! One scheduler over one pool: simulated hosts joined by a real `ronghe agent`, pods
+//! placed by their requests, refused with kube-scheduler's reasons when nothing fits, and
+//! placed as soon as room is freed; the allocation ledger follows.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, PostParams};
+use ronghe_testkit::AgentProcess;
+use serde_json::{Value, json};
+
+use super::{BINARY, server};
+
+fn pod(name: &str, cpu: &str) -> anyhow::Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "main", "image": "busybox",
+            "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}}]},
+    }))?)
+}
+
+/// Polls until `check` returns `Some`, or fails after `within`.
+async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn node_of(pods: &Api<Pod>, name: &str) -> anyhow::Result<Option<String>> {
+    let pod = pods.get(name).await?;
+    Ok(pod.spec.and_then(|s| s.node_name).filter(|n| !n.is_empty()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_share_one_pool_and_wait_for_room() -> anyhow::Result<()> {
+    let server = server().await?;
+    let _agent = AgentProcess::start(
+        std::path::Path::new(BINARY),
+        &server,
+        &[
+            "--node-name",
+            "sim",
+            "--simulate",
+            "2",
+            "--vcpus",
+            "4",
+            "--memory-mb",
+            "4096",
+        ],
+    )?;
+    let client = server.client().await?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    wait_for(Duration::from_secs(20), "two ready nodes", || async {
+        let list = nodes.list(&Default::default()).await?;
+        Ok((list.items.len() == 2).then_some(()))
+    })
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let post = PostParams::default();
+
+    // Four pods of 2 CPUs fill two hosts of 4 CPUs, two each (spread).
+    for name in ["a", "b", "c", "d"] {
+        pods.create(&post, &pod(name, "2")?).await?;
+    }
+    let mut placed = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        let node = wait_for(Duration::from_secs(20), &format!("{name} bound"), || {
+            node_of(&pods, name)
+        })
+        .await?;
+        placed.push(node);
+    }
+    placed.sort();
+    ensure!(
+        placed == ["sim-00000", "sim-00000", "sim-00001", "sim-00001"],
+        "{placed:?}"
+    );
+
+    // A fifth stays pending with the reason, and is placed once a pod goes.
+    pods.create(&post, &pod("e", "1")?).await?;
+    let message = wait_for(Duration::from_secs(20), "e unschedulable", || async {
+        let pod = pods.get("e").await?;
+        let condition = pod
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+        Ok(condition.and_then(|c| c.message))
+    })
+    .await?;
+    ensure!(
+        message == "0/2 nodes are available: 2 Insufficient cpu.",
+        "{message}"
+    );
+    ensure!(node_of(&pods, "e").await?.is_none(), "e must stay pending");
+    let freed = node_of(&pods, "a").await?.context("a's node")?;
+    pods.delete("a", &DeleteParams::default()).await?;
+    let node = wait_for(Duration::from_secs(20), "e bound", || node_of(&pods, "e")).await?;
+    ensure!(
+        node == freed,
+        "e went to {node}, not the host a freed ({freed})"
+    );
+
+    // The ledger on that host holds e and the pod beside it, not a.
+    let providers = ronghe_testkit::raw_request(
+        &client,
+        "GET",
+        &format!("/apis/placement.ronghe.io/v1/resourceproviders/{node}"),
+        None,
+        Vec::new(),
+    )
+    .await?;
+    ensure!(providers.0 == 200, "{}", providers.1);
+    let allocations: Vec<&Value> = providers.1["status"]["allocations"]
+        .as_object()
+        .context("allocations")?
+        .values()
+        .collect();
+    let mut names: Vec<&str> = allocations
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    names.sort();
+    ensure!(
+        names.len() == 2 && names.contains(&"e") && !names.contains(&"a"),
+        "{names:?}"
+    );
+    ensure!(
+        allocations
+            .iter()
+            .any(|a| a["resources"] == json!({"VCPU": "1", "MEMORY_MB": "64"})),
+        "{allocations:?}"
+    );
+    Ok(())
+}
