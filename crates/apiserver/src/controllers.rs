@@ -1,11 +1,12 @@
 //! Controllers that run inside the API server process: garbage collection of dependents,
-//! namespace finalization, pairing projects with namespaces, quota counting, scheduling
-//! and store compaction. Each is level-triggered: a pass reads the state through the engine, acts, and is repeated on a
+//! namespace finalization, pairing projects with namespaces, quota counting, scheduling,
+//! node lifecycle and store compaction. Each is level-triggered: a pass reads the state through the engine, acts, and is repeated on a
 //! timer and when changes arrive, so a missed wake-up costs only latency.
 
 mod compaction;
 mod gc;
 mod namespace;
+pub mod node_lifecycle;
 mod projects;
 mod quota;
 pub mod scheduler;
@@ -31,6 +32,8 @@ pub struct ControllerConfig {
     /// How often store history older than `history` is compacted.
     pub compaction_interval: Duration,
     pub history: Duration,
+    /// How long a node's agent may stay silent before the node is marked not ready.
+    pub node_grace: Duration,
 }
 
 /// Starts every in-process controller on `tasks`; they stop when `stop` flips.
@@ -54,6 +57,11 @@ pub fn start(
         stop.clone(),
     ));
     tasks.spawn(scheduler::run(engine.clone(), scheduler_wake, stop.clone()));
+    tasks.spawn(node_lifecycle::run(
+        engine.clone(),
+        config.node_grace,
+        stop.clone(),
+    ));
     tasks.spawn(quota::run(engine.clone(), quota_changed, stop.clone()));
     tasks.spawn(gc::run(engine.clone(), gc_wake, stop.clone()));
     tasks.spawn(namespace::run(engine.clone(), namespace_wake, stop.clone()));

@@ -33,6 +33,10 @@ pub struct ServerArgs {
     /// Seconds a token lives.
     #[arg(long, default_value_t = 3600)]
     token_lifetime_seconds: u64,
+    /// Seconds a node's agent may go without renewing its lease before the node is marked
+    /// not ready and tainted unreachable.
+    #[arg(long, default_value_t = 40)]
+    node_grace_seconds: u64,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -43,6 +47,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.history = Duration::from_secs(args.history_seconds);
     config.compaction_interval = Duration::from_secs(args.compaction_interval_seconds.max(1));
     config.token_lifetime = Duration::from_secs(args.token_lifetime_seconds.max(1));
+    config.node_grace = Duration::from_secs(args.node_grace_seconds.max(1));
     ronghe_server::run(config, shutdown_signal()).await
 }
 

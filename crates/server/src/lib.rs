@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub token_lifetime: Duration,
     /// The region in the service catalog.
     pub region: String,
+    /// How long a node's agent may stay silent before the node is marked not ready.
+    pub node_grace: Duration,
 }
 
 impl ServerConfig {
@@ -73,6 +75,7 @@ impl ServerConfig {
             history: Duration::from_secs(300),
             token_lifetime: Duration::from_secs(3600),
             region: "RegionOne".to_owned(),
+            node_grace: Duration::from_secs(40),
         }
     }
 }
@@ -176,6 +179,7 @@ pub async fn run(
         &controllers::ControllerConfig {
             compaction_interval: config.compaction_interval,
             history: config.history,
+            node_grace: config.node_grace,
         },
     );
     let openstack = Arc::new(ronghe_openstack::OpenStack {

@@ -146,3 +146,106 @@ async fn pods_share_one_pool_and_wait_for_room() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_node_is_marked_unreachable_and_avoided() -> anyhow::Result<()> {
+    let server = ronghe_testkit::ServerProcess::start(
+        std::path::Path::new(BINARY),
+        &["--node-grace-seconds", "2"],
+    )
+    .await?;
+    let agent = AgentProcess::start(
+        std::path::Path::new(BINARY),
+        &server,
+        &[
+            "--node-name",
+            "quiet",
+            "--simulate",
+            "1",
+            "--lease-interval-seconds",
+            "1",
+        ],
+    )?;
+    let client = server.client().await?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let ready = |wanted: &'static str| {
+        let nodes = nodes.clone();
+        async move {
+            let Ok(node) = nodes.get("quiet-00000").await else {
+                return Ok(None);
+            };
+            let status = node
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| c.status);
+            let tainted = node
+                .spec
+                .and_then(|s| s.taints)
+                .unwrap_or_default()
+                .iter()
+                .any(|t| t.key == "node.kubernetes.io/unreachable");
+            anyhow::Ok(
+                (status.as_deref() == Some(wanted) && tainted == (wanted != "True")).then_some(()),
+            )
+        }
+    };
+    wait_for(Duration::from_secs(20), "a ready node", || ready("True")).await?;
+    // Several renewals go by and the node stays ready.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    ready("True")
+        .await?
+        .context("a heartbeating node must stay ready")?;
+
+    drop(agent);
+    wait_for(
+        Duration::from_secs(30),
+        "the node marked unreachable",
+        || ready("Unknown"),
+    )
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    pods.create(&PostParams::default(), &pod("late", "100m")?)
+        .await?;
+    let message = wait_for(Duration::from_secs(20), "late unschedulable", || async {
+        let pod = pods.get("late").await?;
+        Ok(pod
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+            .and_then(|c| c.message))
+    })
+    .await?;
+    ensure!(
+        message
+            == "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }.",
+        "{message}"
+    );
+
+    // The agent comes back: the node is ready again and takes the pod.
+    let _agent = AgentProcess::start(
+        std::path::Path::new(BINARY),
+        &server,
+        &[
+            "--node-name",
+            "quiet",
+            "--simulate",
+            "1",
+            "--lease-interval-seconds",
+            "1",
+        ],
+    )?;
+    wait_for(Duration::from_secs(30), "the node ready again", || {
+        ready("True")
+    })
+    .await?;
+    wait_for(Duration::from_secs(20), "late bound", || {
+        node_of(&pods, "late")
+    })
+    .await?;
+    Ok(())
+}

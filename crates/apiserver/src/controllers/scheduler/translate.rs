@@ -75,7 +75,9 @@ pub fn host(node: &Value, provider: &Value) -> Host {
     host.traits = spec.traits.into_iter().collect();
     host.labels.extend(object::labels(node));
     host.zone = host.labels.get(ronghe_scheduler::ZONE_LABEL).cloned();
-    host.ready = crate::kinds::node_is_ready(node);
+    // A silent node carries the unreachable taint, which is what Kubernetes reports
+    // (the node-lifecycle controller sets both); otherwise readiness is the condition's.
+    host.ready = crate::kinds::node_is_ready(node) || host_is_tainted_unreachable(node);
     host.unschedulable = node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true);
     host.taints = node
         .pointer("/spec/taints")
@@ -91,6 +93,16 @@ pub fn host(node: &Value, provider: &Value) -> Host {
         })
         .collect();
     host
+}
+
+fn host_is_tainted_unreachable(node: &Value) -> bool {
+    node.pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .is_some_and(|taints| {
+            taints
+                .iter()
+                .any(|t| t["key"] == crate::controllers::node_lifecycle::UNREACHABLE_TAINT)
+        })
 }
 
 fn str_of(value: &Value, key: &str) -> Option<String> {
