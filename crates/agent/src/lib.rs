@@ -9,6 +9,7 @@
 //! runc and QEMU comes with the drivers.
 
 mod host;
+pub mod pods;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 pub use host::Host;
+pub use pods::{FakeDriver, PodDriver};
 
 /// The field manager of everything the agent writes.
 const MANAGER: &str = "ronghe-agent";
@@ -92,12 +94,14 @@ pub async fn heartbeat(client: &kube::Client, host: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Registers the hosts, then renews their leases every `interval` (spread over it) until
-/// `stop` flips. A failed registration is retried at the next renewal.
+/// Registers the hosts, runs the pods bound to them through `driver` (if any), and renews
+/// their leases every `interval` (spread over it) until `stop` flips. A failed
+/// registration is retried at the next renewal.
 pub async fn run(
     client: kube::Client,
     hosts: Vec<Host>,
     interval: Duration,
+    driver: Option<Arc<dyn PodDriver>>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let hosts: Vec<Arc<Host>> = hosts.into_iter().map(Arc::new).collect();
@@ -116,6 +120,15 @@ pub async fn run(
         _ = stop.changed() => return Ok(()),
     }
     tracing::info!(hosts = hosts.len(), "hosts registered");
+    if let Some(driver) = driver {
+        let names = hosts.iter().map(|h| h.name.clone()).collect();
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            if let Err(error) = pods::run(client, names, driver, stop).await {
+                tracing::error!(error = %format!("{error:#}"), "running pods stopped");
+            }
+        });
+    }
     let pause = interval / u32::try_from(hosts.len().max(1)).unwrap_or(u32::MAX);
     loop {
         for host in &hosts {

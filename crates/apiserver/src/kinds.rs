@@ -70,6 +70,7 @@ impl KindSpec {
             undeletable: &[],
             on_deletion: None,
             usage: None,
+            graceful_delete: None,
         }
     }
 

@@ -189,6 +189,11 @@ pub struct KindSpec {
     pub on_deletion: Option<fn(&mut Value)>,
     /// What an object uses that quotas limit, beyond its count.
     pub usage: Option<UsageFn>,
+    /// For objects a host must stop before they go (bound pods): the grace period a
+    /// delete gives by default, or `None` when the object may go at once. The object is
+    /// then kept, marked, until a delete with a grace period of 0 (its host's, or
+    /// `--force`).
+    pub graceful_delete: Option<fn(&Value) -> Option<i64>>,
 }
 
 impl std::fmt::Debug for KindSpec {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -106,9 +107,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     host.traits.extend(args.traits);
     host.labels.extend(args.labels);
     host.zone = args.zone;
-    let hosts = match args.simulate {
-        Some(count) => (0..count).map(|index| host.simulated(index)).collect(),
-        None => vec![host],
+    // Simulated hosts run their pods with the fake driver; this machine's pods wait for
+    // the runc driver.
+    let (hosts, driver): (Vec<Host>, Option<Arc<dyn ronghe_agent::PodDriver>>) = match args.simulate
+    {
+        Some(count) => (
+            (0..count).map(|index| host.simulated(index)).collect(),
+            Some(Arc::new(ronghe_agent::FakeDriver)),
+        ),
+        None => (vec![host], None),
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -119,6 +126,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         client,
         hosts,
         Duration::from_secs(args.lease_interval_seconds.max(1)),
+        driver,
         stop,
     )
     .await

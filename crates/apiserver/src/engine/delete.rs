@@ -78,6 +78,18 @@ impl Engine {
             let (kv, current) = self.get_raw(kind, &key, name).await?;
             check_preconditions(kind, name, &current, options)?;
             let mut marked = current.clone();
+            if let Some(default) = kind.graceful_delete.and_then(|grace| grace(&current)) {
+                // A host holds it: the grace asked for (or the kind's default), never longer
+                // than one already running; 0 lets it go.
+                let running = object::metadata(&current)
+                    .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                    .and_then(Value::as_i64)
+                    .filter(|_| object::deletion_timestamp(&current).is_some());
+                let asked = options.grace_period_seconds.unwrap_or(default).max(0);
+                let grace = running.map_or(asked, |running| running.min(asked));
+                object::metadata_mut(&mut marked)
+                    .insert("deletionGracePeriodSeconds".into(), Value::from(grace));
+            }
             match options.propagation {
                 Some(Propagation::Orphan) => add_finalizer(&mut marked, ORPHAN_FINALIZER),
                 Some(Propagation::Foreground) => add_finalizer(&mut marked, FOREGROUND_FINALIZER),
@@ -114,10 +126,12 @@ impl Engine {
                     "deletionTimestamp".into(),
                     Value::String(object::now_rfc3339()),
                 );
-                metadata.insert(
-                    "deletionGracePeriodSeconds".into(),
-                    Value::from(options.grace_period_seconds.unwrap_or(0)),
-                );
+                if !metadata.contains_key("deletionGracePeriodSeconds") {
+                    metadata.insert(
+                        "deletionGracePeriodSeconds".into(),
+                        Value::from(options.grace_period_seconds.unwrap_or(0)),
+                    );
+                }
                 if let Some(on_deletion) = kind.on_deletion {
                     on_deletion(&mut marked);
                 }

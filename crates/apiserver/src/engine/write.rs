@@ -285,11 +285,17 @@ impl Engine {
         Err(ApiError::conflict(kind, name))
     }
 
-    /// Whether something still holds an object marked for deletion: its finalizers, or the
-    /// kind's own finalization (namespaces).
+    /// Whether something still holds an object marked for deletion: its finalizers, the
+    /// kind's own finalization (namespaces), or a host still stopping it (a grace period).
     pub(crate) fn deletion_pending(&self, kind: &KindSpec, object: &Value) -> bool {
+        let grace = kind.graceful_delete.is_some()
+            && object::metadata(object)
+                .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                .and_then(Value::as_i64)
+                .is_some_and(|seconds| seconds > 0);
         !object::finalizers(object).is_empty()
             || kind.spec_finalizers && !object::spec_finalizers(object).is_empty()
+            || grace
     }
 }
 

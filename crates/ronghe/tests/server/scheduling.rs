@@ -249,3 +249,71 @@ async fn a_silent_node_is_marked_unreachable_and_avoided() -> anyhow::Result<()>
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulated_hosts_run_pods_and_stop_them_on_delete() -> anyhow::Result<()> {
+    let server = server().await?;
+    let agent = AgentProcess::start(
+        std::path::Path::new(BINARY),
+        &server,
+        &["--node-name", "run", "--simulate", "1"],
+    )?;
+    let client = server.client().await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("svc", "100m")?)
+        .await?;
+    wait_for(Duration::from_secs(20), "svc running and ready", || async {
+        let pod = pods.get("svc").await?;
+        let status = pod.status.unwrap_or_default();
+        let ready = status
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        Ok((status.phase.as_deref() == Some("Running") && ready).then_some(()))
+    })
+    .await?;
+
+    // A delete marks the pod; its agent stops it and removes it.
+    let deleted = pods.delete("svc", &DeleteParams::default()).await?;
+    let marked = deleted
+        .left()
+        .context("a bound pod is marked, not removed at once")?;
+    ensure!(marked.metadata.deletion_timestamp.is_some(), "{marked:?}");
+    ensure!(
+        marked.metadata.deletion_grace_period_seconds == Some(30),
+        "{marked:?}"
+    );
+    wait_for(Duration::from_secs(20), "svc gone", || async {
+        Ok(matches!(pods.get_opt("svc").await?, None).then_some(()))
+    })
+    .await?;
+
+    // Without its agent, a bound pod stays marked until a forced delete.
+    drop(agent);
+    pods.create(&PostParams::default(), &pod("stuck", "100m")?)
+        .await?;
+    wait_for(Duration::from_secs(20), "stuck bound", || {
+        node_of(&pods, "stuck")
+    })
+    .await?;
+    pods.delete("stuck", &DeleteParams::default()).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ensure!(
+        pods.get_opt("stuck").await?.is_some(),
+        "nothing stopped stuck yet"
+    );
+    pods.delete(
+        "stuck",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await?;
+    ensure!(
+        pods.get_opt("stuck").await?.is_none(),
+        "a forced delete removes it"
+    );
+    Ok(())
+}

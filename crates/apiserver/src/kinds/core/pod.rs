@@ -65,6 +65,7 @@ pub(super) fn kind() -> KindSpec {
             .wide(),
         ],
         usage: Some(usage),
+        graceful_delete: Some(grace_period),
         ..KindSpec::builtin::<Pod>()
     }
 }
@@ -238,6 +239,21 @@ fn usage(pod: &Value, usage: &mut Usage) {
     for (resource, amount) in limits(pod) {
         quota::add(usage, &format!("limits.{resource}"), amount);
     }
+}
+
+/// A pod on a host is stopped by the host's agent before it goes: by default it has
+/// `spec.terminationGracePeriodSeconds` to exit. A pod on no host, or finished, goes at once.
+fn grace_period(pod: &Value) -> Option<i64> {
+    let bound = object::str_at(pod, &["spec", "nodeName"]).is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        object::str_at(pod, &["status", "phase"]).as_deref(),
+        Some("Succeeded" | "Failed")
+    );
+    (bound && !finished).then(|| {
+        pod.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+    })
 }
 
 /// What the scheduler and the agent rely on: containers with unique DNS-label names and an
