@@ -285,7 +285,7 @@ async fn simulated_hosts_run_pods_and_stop_them_on_delete() -> anyhow::Result<()
         "{marked:?}"
     );
     wait_for(Duration::from_secs(20), "svc gone", || async {
-        Ok(matches!(pods.get_opt("svc").await?, None).then_some(()))
+        Ok(pods.get_opt("svc").await?.is_none().then_some(()))
     })
     .await?;
 
