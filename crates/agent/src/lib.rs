@@ -10,6 +10,7 @@
 
 mod host;
 pub mod pods;
+pub mod vms;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 
 pub use host::Host;
 pub use pods::{FakeDriver, PodDriver};
+pub use vms::{FakeVmDriver, VmDriver};
 
 /// The field manager of everything the agent writes.
 const MANAGER: &str = "ronghe-agent";
@@ -94,14 +96,31 @@ pub async fn heartbeat(client: &kube::Client, host: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Registers the hosts, runs the pods bound to them through `driver` (if any), and renews
+/// The drivers that run a host's workloads.
+#[derive(Clone)]
+pub struct Drivers {
+    pub pods: Arc<dyn PodDriver>,
+    pub vms: Arc<dyn VmDriver>,
+}
+
+impl Drivers {
+    /// Drivers that run nothing, for simulated hosts.
+    pub fn fake() -> Drivers {
+        Drivers {
+            pods: Arc::new(FakeDriver),
+            vms: Arc::new(FakeVmDriver),
+        }
+    }
+}
+
+/// Registers the hosts, runs the workloads placed on them through `drivers` (if any), and renews
 /// their leases every `interval` (spread over it) until `stop` flips. A failed
 /// registration is retried at the next renewal.
 pub async fn run(
     client: kube::Client,
     hosts: Vec<Host>,
     interval: Duration,
-    driver: Option<Arc<dyn PodDriver>>,
+    drivers: Option<Drivers>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let hosts: Vec<Arc<Host>> = hosts.into_iter().map(Arc::new).collect();
@@ -120,12 +139,19 @@ pub async fn run(
         _ = stop.changed() => return Ok(()),
     }
     tracing::info!(hosts = hosts.len(), "hosts registered");
-    if let Some(driver) = driver {
-        let names = hosts.iter().map(|h| h.name.clone()).collect();
-        let (client, stop) = (client.clone(), stop.clone());
+    if let Some(drivers) = drivers {
+        let names: std::collections::HashSet<String> =
+            hosts.iter().map(|h| h.name.clone()).collect();
+        let (pods_client, pods_stop, pod_hosts) = (client.clone(), stop.clone(), names.clone());
         tokio::spawn(async move {
-            if let Err(error) = pods::run(client, names, driver, stop).await {
+            if let Err(error) = pods::run(pods_client, pod_hosts, drivers.pods, pods_stop).await {
                 tracing::error!(error = %format!("{error:#}"), "running pods stopped");
+            }
+        });
+        let (vms_client, vms_stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            if let Err(error) = vms::run(vms_client, names, drivers.vms, vms_stop).await {
+                tracing::error!(error = %format!("{error:#}"), "running VMs stopped");
             }
         });
     }

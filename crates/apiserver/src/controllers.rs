@@ -106,6 +106,7 @@ async fn wake_on_changes(
         engine.kind("v1", "Pod"),
         engine.kind("v1", "Node"),
         engine.kind(crate::kinds::placement::API_VERSION, "ResourceProvider"),
+        engine.kind(crate::kinds::compute::API_VERSION, "VirtualMachine"),
     ]
     .into_iter()
     .filter_map(Result::ok)

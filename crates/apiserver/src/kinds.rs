@@ -3,6 +3,7 @@
 //! (group, version, kind, plural, scope) so a declaration lists only what is particular
 //! to the kind.
 
+pub mod compute;
 mod coordination;
 mod core;
 mod events;
@@ -30,6 +31,7 @@ pub fn builtin_registry() -> Result<Registry, RegistryError> {
         .chain(events::kinds())
         .chain(identity::kinds())
         .chain(placement::kinds())
+        .chain(compute::kinds())
     {
         registry.register(spec)?;
     }
@@ -71,6 +73,7 @@ impl KindSpec {
             on_deletion: None,
             usage: None,
             graceful_delete: None,
+            admit: None,
         }
     }
 

@@ -36,6 +36,13 @@ pub type FieldFn = fn(&Value) -> Option<String>;
 /// object counts as (see `crate::quota`).
 pub type UsageFn = fn(&Value, &mut crate::quota::Usage);
 
+/// Admission that needs other objects: completes a new object from them (a VM's flavor)
+/// or refuses it. Runs on create, after defaulting and validation.
+pub type AdmitFn = for<'a> fn(
+    &'a crate::engine::Engine,
+    &'a mut Value,
+) -> futures::future::BoxFuture<'a, crate::error::ApiResult<()>>;
+
 /// A table column as `kubectl get` shows it.
 #[derive(Clone, Debug)]
 pub struct Column {
@@ -194,6 +201,8 @@ pub struct KindSpec {
     /// then kept, marked, until a delete with a grace period of 0 (its host's, or
     /// `--force`).
     pub graceful_delete: Option<fn(&Value) -> Option<i64>>,
+    /// Admission against other objects, on create.
+    pub admit: Option<AdmitFn>,
 }
 
 impl std::fmt::Debug for KindSpec {

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -109,11 +108,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     host.zone = args.zone;
     // Simulated hosts run their pods with the fake driver; this machine's pods wait for
     // the runc driver.
-    let (hosts, driver): (Vec<Host>, Option<Arc<dyn ronghe_agent::PodDriver>>) = match args.simulate
-    {
+    let (hosts, drivers): (Vec<Host>, Option<ronghe_agent::Drivers>) = match args.simulate {
         Some(count) => (
             (0..count).map(|index| host.simulated(index)).collect(),
-            Some(Arc::new(ronghe_agent::FakeDriver)),
+            Some(ronghe_agent::Drivers::fake()),
         ),
         None => (vec![host], None),
     };
@@ -126,7 +124,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         client,
         hosts,
         Duration::from_secs(args.lease_interval_seconds.max(1)),
-        driver,
+        drivers,
         stop,
     )
     .await

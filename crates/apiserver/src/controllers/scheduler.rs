@@ -1,6 +1,6 @@
-//! The scheduler controller: places pending workloads on hosts with the one scheduler of
-//! `ronghe-scheduler`, and keeps the allocation ledger (each host's resource provider
-//! `status.allocations`) in step with the workloads.
+//! The scheduler controller: places pending workloads — pods and VMs alike — on hosts with
+//! the one scheduler of `ronghe-scheduler`, and keeps the allocation ledger (each host's
+//! resource provider `status.allocations`) in step with the workloads.
 //!
 //! A pass reads nodes, resource providers and pods; releases the allocations of workloads
 //! that are gone or finished; builds the pool (`translate`); decides every pending pod in
@@ -9,7 +9,8 @@
 //! one store transaction with a compare-and-swap on every object — so two schedulers, or a
 //! decision made on stale state, can never over-commit a host: the loser's transaction
 //! fails and the next pass decides again. Pods that fit nowhere get PodScheduled=False with
-//! kube-scheduler's reasons.
+//! kube-scheduler's reasons; VMs go to ERROR with Nova's "No valid host was found" fault.
+//! A VM's binding is `status.host` (with `taskState: spawning`).
 
 mod translate;
 
@@ -25,6 +26,7 @@ use tokio::sync::{Notify, watch};
 use super::wait_for_work;
 use crate::engine::{Engine, ListOptions, PatchKind, Target, WriteOptions};
 use crate::error::ApiResult;
+use crate::kinds::compute::API_VERSION as COMPUTE;
 use crate::kinds::placement::{API_VERSION as PLACEMENT, Allocation, ResourceProviderStatus};
 use crate::object;
 use crate::registry::KindSpec;
@@ -57,6 +59,8 @@ struct Kinds {
     nodes: Arc<KindSpec>,
     providers: Arc<KindSpec>,
     pods: Arc<KindSpec>,
+    vms: Arc<KindSpec>,
+    groups: Arc<KindSpec>,
 }
 
 impl Kinds {
@@ -65,6 +69,8 @@ impl Kinds {
             nodes: engine.kind("v1", "Node").ok()?,
             providers: engine.kind(PLACEMENT, "ResourceProvider").ok()?,
             pods: engine.kind("v1", "Pod").ok()?,
+            vms: engine.kind(COMPUTE, "VirtualMachine").ok()?,
+            groups: engine.kind(COMPUTE, "ServerGroup").ok()?,
         })
     }
 }
@@ -83,6 +89,18 @@ fn is_finished(pod: &Value) -> bool {
     )
 }
 
+/// A VM that is building and not yet placed (nor failed).
+fn is_pending_vm(vm: &Value) -> bool {
+    object::str_at(vm, &["status", "host"]).is_none_or(|h| h.is_empty())
+        && object::str_at(vm, &["status", "status"]).is_none_or(|s| s == "BUILD")
+        && vm.pointer("/status/fault").is_none()
+        && object::deletion_timestamp(vm).is_none()
+}
+
+fn is_failed_vm(vm: &Value) -> bool {
+    object::str_at(vm, &["status", "status"]).as_deref() == Some("ERROR")
+}
+
 fn is_pending(pod: &Value) -> bool {
     let unbound = object::str_at(pod, &["spec", "nodeName"]).is_none_or(|n| n.is_empty());
     let ours = object::str_at(pod, &["spec", "schedulerName"])
@@ -90,8 +108,23 @@ fn is_pending(pod: &Value) -> bool {
     unbound && ours && object::deletion_timestamp(pod).is_none() && !is_finished(pod)
 }
 
-/// A pod decided onto a host and what it is allocated there, in ledger units.
-type Binding = (Value, BTreeMap<String, i64>);
+/// A workload waiting for a host.
+#[derive(Clone, Copy)]
+enum Consumer<'a> {
+    Pod(&'a Value),
+    Vm(&'a Value),
+}
+
+impl<'a> Consumer<'a> {
+    fn object(self) -> &'a Value {
+        match self {
+            Consumer::Pod(object) | Consumer::Vm(object) => object,
+        }
+    }
+}
+
+/// A workload decided onto a host and what it is allocated there, in ledger units.
+type Binding<'a> = (Consumer<'a>, BTreeMap<String, i64>);
 
 /// One pass; returns whether another should follow at once (a commit lost a race).
 async fn pass(engine: &Engine, kinds: &Kinds, start: &mut usize) -> ApiResult<bool> {
@@ -102,10 +135,29 @@ async fn pass(engine: &Engine, kinds: &Kinds, start: &mut usize) -> ApiResult<bo
         .filter_map(|p| Some((object::name(&p)?.to_owned(), p)))
         .collect();
     let pods = list_all(engine, &kinds.pods).await?;
+    let vms = list_all(engine, &kinds.vms).await?;
+    let groups: HashMap<String, (String, Option<u32>)> = list_all(engine, &kinds.groups)
+        .await?
+        .iter()
+        .map(|group| {
+            let key = format!(
+                "{}/{}",
+                object::namespace(group).unwrap_or_default(),
+                object::name(group).unwrap_or_default()
+            );
+            let policy = object::str_at(group, &["spec", "policy"]).unwrap_or_default();
+            let max = group
+                .pointer("/spec/maxServerPerHost")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok());
+            (key, (policy, max))
+        })
+        .collect();
     let live: HashSet<&str> = pods
         .iter()
         .filter(|pod| !is_finished(pod))
-        .filter_map(|pod| object::uid(pod))
+        .chain(vms.iter().filter(|vm| !is_failed_vm(vm)))
+        .filter_map(|workload| object::uid(workload))
         .collect();
     let mut again = release(engine, kinds, &mut providers, &live).await?;
 
@@ -132,14 +184,37 @@ async fn pass(engine: &Engine, kinds: &Kinds, start: &mut usize) -> ApiResult<bo
         }
     }
 
-    let mut pending: Vec<&Value> = pods.iter().filter(|pod| is_pending(pod)).collect();
-    pending.sort_by_key(|pod| object::meta_str(pod, "creationTimestamp").unwrap_or_default());
+    for vm in vms.iter().filter(|vm| !is_failed_vm(vm)) {
+        if let Some(host) = object::str_at(vm, &["status", "host"])
+            && let Some(&at) = index.get(&host)
+        {
+            let namespace = object::namespace(vm).unwrap_or_default().to_owned();
+            let server_group = object::str_at(vm, &["spec", "serverGroup"])
+                .map(|group| format!("{namespace}/{group}"));
+            hosts[at].placed.push(Placed {
+                namespace,
+                labels: object::labels(vm),
+                server_group,
+            });
+        }
+    }
+
+    let mut pending: Vec<Consumer> = pods
+        .iter()
+        .filter(|pod| is_pending(pod))
+        .map(Consumer::Pod)
+        .chain(vms.iter().filter(|vm| is_pending_vm(vm)).map(Consumer::Vm))
+        .collect();
+    pending.sort_by_key(|c| object::meta_str(c.object(), "creationTimestamp").unwrap_or_default());
     let config = Config::default();
     let mut pool = Snapshot::new(hosts);
     let mut bound: BTreeMap<usize, Vec<Binding>> = BTreeMap::new();
     let mut unschedulable = Vec::new();
-    for pod in pending {
-        let workload = translate::pod_workload(pod);
+    for consumer in pending {
+        let workload = match consumer {
+            Consumer::Pod(pod) => translate::pod_workload(pod),
+            Consumer::Vm(vm) => translate::vm_workload(vm, &groups),
+        };
         match pool.schedule(&workload, &config, *start) {
             Ok(decision) => {
                 *start = decision.next_start;
@@ -152,23 +227,34 @@ async fn pass(engine: &Engine, kinds: &Kinds, start: &mut usize) -> ApiResult<bo
                 bound
                     .entry(at)
                     .or_default()
-                    .push((pod.clone(), decision.allocation));
+                    .push((consumer, decision.allocation));
             }
-            Err(refusal) => unschedulable.push((pod, refusal.pod_message())),
+            Err(refusal) => {
+                let message = match consumer {
+                    Consumer::Pod(_) => refusal.pod_message(),
+                    Consumer::Vm(_) => refusal.vm_message(),
+                };
+                unschedulable.push((consumer, message));
+            }
         }
     }
     let hosts = pool.into_hosts();
 
-    let commits = bound.into_iter().filter_map(|(at, pods)| {
-        let provider = providers.get(&hosts[at].name)?.clone();
-        Some(commit(engine, kinds, provider, pods))
-    });
+    let mut commits = Vec::with_capacity(bound.len());
+    for (at, placed) in bound {
+        if let Some(provider) = providers.get(&hosts[at].name) {
+            commits.push(commit(engine, kinds, provider.clone(), placed));
+        }
+    }
     let mut results = futures::stream::iter(commits).buffer_unordered(COMMITS_IN_FLIGHT);
     while let Some(result) = results.next().await {
         again |= result?;
     }
-    for (pod, message) in unschedulable {
-        mark_unschedulable(engine, kinds, pod, &message).await?;
+    for (consumer, message) in unschedulable {
+        match consumer {
+            Consumer::Pod(pod) => mark_unschedulable(engine, kinds, pod, &message).await?,
+            Consumer::Vm(vm) => fail_vm(engine, kinds, vm, &message).await?,
+        }
     }
     Ok(again)
 }
@@ -189,9 +275,9 @@ async fn release(
             .and_then(|s| serde_json::from_value(s).ok())
             .unwrap_or_default();
         let before = status.allocations.len();
-        status.allocations.retain(|consumer, allocation| {
-            allocation.kind != "Pod" || live.contains(consumer.as_str())
-        });
+        status
+            .allocations
+            .retain(|consumer, _| live.contains(consumer.as_str()));
         if status.allocations.len() == before {
             continue;
         }
@@ -214,7 +300,7 @@ async fn commit(
     engine: &Engine,
     kinds: &Kinds,
     mut provider: Value,
-    pods: Vec<Binding>,
+    placed: Vec<Binding<'_>>,
 ) -> ApiResult<bool> {
     let host = object::name(&provider).unwrap_or_default().to_owned();
     let mut status: ResourceProviderStatus = provider
@@ -223,17 +309,33 @@ async fn commit(
         .and_then(|s| serde_json::from_value(s).ok())
         .unwrap_or_default();
     let now = object::now_rfc3339();
-    let mut bindings = Vec::with_capacity(pods.len());
-    for (mut pod, allocation) in pods {
-        let Some(uid) = object::uid(&pod).map(str::to_owned) else {
+    let mut bindings = Vec::with_capacity(placed.len());
+    for (consumer, allocation) in placed {
+        let mut object = consumer.object().clone();
+        let Some(uid) = object::uid(&object).map(str::to_owned) else {
             continue;
+        };
+        let (kind_name, kind) = match consumer {
+            Consumer::Pod(_) => {
+                object["spec"]["nodeName"] = json!(host);
+                set_condition(
+                    &mut object,
+                    json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}),
+                );
+                ("Pod", &*kinds.pods)
+            }
+            Consumer::Vm(_) => {
+                object["status"]["host"] = json!(host);
+                object["status"]["taskState"] = json!("spawning");
+                ("VirtualMachine", &*kinds.vms)
+            }
         };
         status.allocations.insert(
             uid,
             Allocation {
-                kind: "Pod".into(),
-                namespace: object::namespace(&pod).unwrap_or_default().to_owned(),
-                name: object::name(&pod).unwrap_or_default().to_owned(),
+                kind: kind_name.into(),
+                namespace: object::namespace(&object).unwrap_or_default().to_owned(),
+                name: object::name(&object).unwrap_or_default().to_owned(),
                 resources: allocation
                     .iter()
                     .map(|(class, amount)| {
@@ -242,16 +344,11 @@ async fn commit(
                     .collect(),
             },
         );
-        pod["spec"]["nodeName"] = json!(host);
-        set_condition(
-            &mut pod,
-            json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}),
-        );
-        bindings.push(pod);
+        bindings.push((kind, object));
     }
     provider["status"] = serde_json::to_value(&status).unwrap_or(Value::Null);
     let mut writes = vec![(&*kinds.providers, provider)];
-    writes.extend(bindings.into_iter().map(|pod| (&*kinds.pods, pod)));
+    writes.extend(bindings);
     Ok(engine.update_together(writes).await?.is_err())
 }
 
@@ -306,6 +403,34 @@ async fn mark_unschedulable(
         .await;
     match result {
         // Changed or gone meanwhile: the next pass looks again.
+        Err(error) if matches!(error.code(), 404 | 409) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// A VM that fits nowhere goes to ERROR with Nova's fault.
+async fn fail_vm(engine: &Engine, kinds: &Kinds, vm: &Value, message: &str) -> ApiResult<()> {
+    let patch = json!({
+        "metadata": {"resourceVersion": object::resource_version(vm)},
+        "status": {
+            "status": "ERROR",
+            "vmState": "error",
+            "taskState": null,
+            "fault": {"code": 500, "message": message, "created": object::now_rfc3339()},
+        },
+    });
+    let result = engine
+        .patch(
+            &kinds.vms,
+            object::namespace(vm),
+            object::name(vm).unwrap_or_default(),
+            PatchKind::Merge,
+            patch,
+            Target::Status,
+            &WriteOptions::default(),
+        )
+        .await;
+    match result {
         Err(error) if matches!(error.code(), 404 | 409) => Ok(()),
         other => other.map(drop),
     }

@@ -86,6 +86,9 @@ impl Engine {
     ) -> ApiResult<Written> {
         let (mut object, warnings) = prepare::normalize(kind, body, options.field_validation)?;
         prepare::for_create(kind, namespace, &mut object)?;
+        if let Some(admit) = kind.admit {
+            admit(self, &mut object).await?;
+        }
         let name = object::name(&object).unwrap_or_default().to_owned();
         if kind.namespaced()
             && let Some(namespace) = namespace

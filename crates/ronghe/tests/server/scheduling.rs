@@ -317,3 +317,140 @@ async fn simulated_hosts_run_pods_and_stop_them_on_delete() -> anyhow::Result<()
     );
     Ok(())
 }
+
+/// Creates an object of one of Ronghe's own kinds through the Kubernetes face.
+async fn create_own(
+    client: &kube::Client,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<(u16, Value)> {
+    let (status, value, _) = ronghe_testkit::raw_request(
+        client,
+        "POST",
+        path,
+        Some("application/json"),
+        body.to_string().into_bytes(),
+    )
+    .await?;
+    Ok((status, value))
+}
+
+async fn vm_status(client: &kube::Client, name: &str) -> anyhow::Result<Value> {
+    let (status, value, _) = ronghe_testkit::raw_request(
+        client,
+        "GET",
+        &format!("/apis/compute.ronghe.io/v1/namespaces/default/virtualmachines/{name}"),
+        None,
+        Vec::new(),
+    )
+    .await?;
+    ensure!(status == 200, "{value}");
+    Ok(value["status"].clone())
+}
+
+const VMS: &str = "/apis/compute.ronghe.io/v1/namespaces/default/virtualmachines";
+
+fn vm(name: &str, flavor: &str) -> Value {
+    json!({"apiVersion": "compute.ronghe.io/v1", "kind": "VirtualMachine",
+           "metadata": {"name": name}, "spec": {"flavorRef": flavor}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vms_and_pods_share_a_host() -> anyhow::Result<()> {
+    let server = server().await?;
+    let _agent = AgentProcess::start(
+        std::path::Path::new(BINARY),
+        &server,
+        &[
+            "--node-name",
+            "mixed",
+            "--simulate",
+            "1",
+            "--vcpus",
+            "4",
+            "--memory-mb",
+            "8192",
+        ],
+    )?;
+    let client = server.client().await?;
+    for (name, vcpus) in [("m1.medium", 2), ("m1.small", 1)] {
+        let flavor = json!({"apiVersion": "compute.ronghe.io/v1", "kind": "Flavor",
+            "metadata": {"name": name}, "spec": {"vcpus": vcpus, "ram": 1024, "disk": 1}});
+        let (status, body) =
+            create_own(&client, "/apis/compute.ronghe.io/v1/flavors", flavor).await?;
+        ensure!(status == 201, "{body}");
+    }
+    let (status, body) = create_own(&client, VMS, vm("nope", "m9.huge")).await?;
+    ensure!(status == 400, "an unknown flavor: {status} {body}");
+    ensure!(
+        body["message"] == "Flavor m9.huge could not be found.",
+        "{body}"
+    );
+
+    // A 2-vCPU VM and a pod asking for 2 CPUs both run on the 4-VCPU host.
+    let nodes: Api<Node> = Api::all(client.clone());
+    wait_for(Duration::from_secs(20), "the host", || async {
+        Ok((nodes.list(&Default::default()).await?.items.len() == 1).then_some(()))
+    })
+    .await?;
+    let (status, body) = create_own(&client, VMS, vm("big", "m1.medium")).await?;
+    ensure!(status == 201, "{body}");
+    ensure!(
+        body["spec"]["flavor"]["vcpus"] == 2,
+        "the flavor is copied in: {body}"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("half", "2")?)
+        .await?;
+    wait_for(Duration::from_secs(20), "big ACTIVE", || async {
+        let status = vm_status(&client, "big").await?;
+        Ok((status["status"] == "ACTIVE" && status["host"] == "mixed-00000").then_some(()))
+    })
+    .await?;
+    wait_for(Duration::from_secs(20), "half bound", || {
+        node_of(&pods, "half")
+    })
+    .await?;
+
+    // A third workload of either kind asking for 1 CPU is refused, with the reason.
+    let (status, body) = create_own(&client, VMS, vm("third", "m1.small")).await?;
+    ensure!(status == 201, "{body}");
+    let fault = wait_for(Duration::from_secs(20), "third in ERROR", || async {
+        let status = vm_status(&client, "third").await?;
+        Ok((status["status"] == "ERROR").then(|| status["fault"].clone()))
+    })
+    .await?;
+    ensure!(
+        fault["message"]
+            == "No valid host was found. 0/1 hosts are available: 1 Insufficient VCPU.",
+        "{fault}"
+    );
+    pods.create(&PostParams::default(), &pod("fourth", "1")?)
+        .await?;
+    let message = wait_for(Duration::from_secs(20), "fourth unschedulable", || async {
+        let pod = pods.get("fourth").await?;
+        Ok(pod
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+            .and_then(|c| c.message))
+    })
+    .await?;
+    ensure!(
+        message == "0/1 nodes are available: 1 Insufficient cpu.",
+        "{message}"
+    );
+
+    // Deleting the VM frees its share: the pod runs.
+    let (status, _, _) =
+        ronghe_testkit::raw_request(&client, "DELETE", &format!("{VMS}/big"), None, Vec::new())
+            .await?;
+    ensure!(status == 200 || status == 202, "delete big: {status}");
+    wait_for(Duration::from_secs(20), "fourth bound", || {
+        node_of(&pods, "fourth")
+    })
+    .await?;
+    Ok(())
+}

@@ -284,3 +284,94 @@ mod tests {
         assert_eq!(host.taints.len(), 1);
     }
 }
+
+/// The scheduler's view of a VM: its flavor's vCPUs, memory and disk, what the flavor's
+/// extra specs add (`resources:VGPU=1`, `resources:VCPU=0`, `trait:T=required|forbidden`),
+/// its zone and its server group (`groups` by `namespace/name`: policy and per-host limit).
+pub fn vm_workload(
+    vm: &Value,
+    groups: &std::collections::HashMap<String, (String, Option<u32>)>,
+) -> Workload {
+    use crate::kinds::compute::flavor_of;
+    use ronghe_scheduler::{GroupPolicy, ServerGroup};
+    let namespace = object::namespace(vm).unwrap_or_default();
+    let name = object::name(vm).unwrap_or_default();
+    let mut workload = Workload::new(WorkloadKind::VirtualMachine, namespace, name);
+    workload.labels = object::labels(vm);
+    if let Some(flavor) = flavor_of(vm) {
+        let spec = &flavor.spec;
+        let disk = spec.disk + spec.ephemeral + (spec.swap + 1023) / 1024;
+        for (class, amount) in [
+            (ronghe_scheduler::VCPU, spec.vcpus.saturating_mul(1000)),
+            (ronghe_scheduler::MEMORY_MB, spec.ram),
+            (ronghe_scheduler::DISK_GB, disk),
+        ] {
+            workload.resources.insert(class.to_owned(), amount);
+        }
+        for (key, value) in &spec.extra_specs {
+            if let Some(class) = key.strip_prefix("resources:") {
+                let amount: i64 = value.trim().parse().unwrap_or(0);
+                let amount = to_ledger(class, amount.saturating_mul(1000));
+                workload.resources.insert(class.to_owned(), amount);
+            } else if let Some(name) = key.strip_prefix("trait:") {
+                match value.trim() {
+                    "required" => drop(workload.required_traits.insert(name.to_owned())),
+                    "forbidden" => drop(workload.forbidden_traits.insert(name.to_owned())),
+                    _ => {}
+                }
+            }
+        }
+        workload.resources.retain(|_, amount| *amount > 0);
+    }
+    workload.zone = object::str_at(vm, &["spec", "availabilityZone"]).filter(|z| !z.is_empty());
+    if let Some(group) = object::str_at(vm, &["spec", "serverGroup"]) {
+        let key = format!("{namespace}/{group}");
+        if let Some((policy, max_server_per_host)) = groups.get(&key) {
+            let policy = match policy.as_str() {
+                "affinity" => GroupPolicy::Affinity,
+                "soft-affinity" => GroupPolicy::SoftAffinity,
+                "soft-anti-affinity" => GroupPolicy::SoftAntiAffinity,
+                _ => GroupPolicy::AntiAffinity,
+            };
+            workload.server_group = Some(ServerGroup {
+                key,
+                policy,
+                max_server_per_host: *max_server_per_host,
+            });
+        }
+    }
+    workload
+}
+
+#[cfg(test)]
+mod vm_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn vms_ask_for_their_flavor_and_extra_specs() {
+        let vm = json!({"metadata": {"name": "v", "namespace": "n"}, "spec": {
+            "flavorRef": "gpu", "serverGroup": "spread", "availabilityZone": "az1",
+            "flavor": {"name": "gpu", "vcpus": 2, "ram": 2048, "disk": 10, "swap": 512,
+                "extraSpecs": {"resources:VGPU": "1", "trait:HW_CPU_X86_AVX2": "required",
+                               "trait:CUSTOM_SLOW": "forbidden", "resources:DISK_GB": "0"}}}});
+        let groups = std::collections::HashMap::from([(
+            "n/spread".to_owned(),
+            ("anti-affinity".to_owned(), Some(2)),
+        )]);
+        let workload = vm_workload(&vm, &groups);
+        assert_eq!(workload.resources["VCPU"], 2000);
+        assert_eq!(workload.resources["MEMORY_MB"], 2048);
+        assert_eq!(workload.resources["VGPU"], 1);
+        assert!(
+            !workload.resources.contains_key("DISK_GB"),
+            "resources:DISK_GB=0 drops it"
+        );
+        assert!(workload.required_traits.contains("HW_CPU_X86_AVX2"));
+        assert!(workload.forbidden_traits.contains("CUSTOM_SLOW"));
+        assert_eq!(workload.zone.as_deref(), Some("az1"));
+        let group = workload.server_group.expect("a group");
+        assert_eq!(group.key, "n/spread");
+        assert_eq!(group.max_server_per_host, Some(2));
+    }
+}

@@ -1,0 +1,378 @@
+//! `compute.ronghe.io/v1`: Flavor (cluster-scoped: sizes of VMs, with extra specs such as
+//! `resources:VGPU=1` and `trait:HW_CPU_X86_AVX2=required`), ServerGroup (a project's
+//! affinity or anti-affinity policy) and VirtualMachine (a project's VM).
+//!
+//! A VirtualMachine names its flavor in `spec.flavorRef`; on create the server copies the
+//! flavor into `spec.flavor`, as Nova embeds it in the instance, so the VM's size stays what
+//! it was booted with (and quotas and the scheduler read it from the VM alone). `status`
+//! holds Nova's states: `status` (BUILD, ACTIVE, SHUTOFF, ... ERROR), `vmState`,
+//! `taskState`, `powerState`, the `host` it is placed on, and a `fault` when it failed.
+
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+use ronghe_api_types::validation::FieldCause;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::identity::normalize_custom;
+use crate::engine::Engine;
+use crate::error::{ApiError, ApiResult};
+use crate::object;
+use crate::quota::{self, Usage};
+use crate::registry::{Column, KindSpec, Scope, Subresources};
+
+pub const GROUP: &str = "compute.ronghe.io";
+pub const API_VERSION: &str = "compute.ronghe.io/v1";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlavorSpec {
+    pub vcpus: i64,
+    /// MiB.
+    pub ram: i64,
+    /// GiB of root disk.
+    #[serde(default)]
+    pub disk: i64,
+    #[serde(default)]
+    pub ephemeral: i64,
+    /// MiB.
+    #[serde(default)]
+    pub swap: i64,
+    #[serde(default = "yes")]
+    pub is_public: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_specs: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerGroupSpec {
+    /// `affinity`, `anti-affinity`, `soft-affinity` or `soft-anti-affinity`.
+    pub policy: String,
+    /// For anti-affinity: at most this many members per host (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_server_per_host: Option<u32>,
+}
+
+/// The flavor a VM was booted with.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlavorSnapshot {
+    pub name: String,
+    #[serde(flatten)]
+    pub spec: FlavorSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachineSpec {
+    pub flavor_ref: String,
+    /// Filled in by the server from the flavor at create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<FlavorSnapshot>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    /// A ServerGroup in the VM's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Whether the VM should run (stop and start flip it).
+    #[serde(default = "yes")]
+    pub running: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    pub code: i64,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub details: String,
+    pub created: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachineStatus {
+    /// Nova's `status`: BUILD, ACTIVE, SHUTOFF, PAUSED, SUSPENDED, ERROR, DELETED.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub status: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub vm_state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_state: Option<String>,
+    /// 0 NOSTATE, 1 RUNNING, 3 PAUSED, 4 SHUTDOWN, 6 CRASHED, 7 SUSPENDED.
+    #[serde(default)]
+    pub power_state: i64,
+    /// The host it is placed on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launched_at: Option<String>,
+}
+
+pub(super) fn kinds() -> Vec<KindSpec> {
+    vec![flavor(), server_group(), virtual_machine()]
+}
+
+fn flavor() -> KindSpec {
+    KindSpec {
+        normalize: normalize_custom::<FlavorSpec, Value>,
+        validate: Some(|flavor, _| {
+            let mut causes = Vec::new();
+            for (field, minimum) in [
+                ("vcpus", 1),
+                ("ram", 1),
+                ("disk", 0),
+                ("ephemeral", 0),
+                ("swap", 0),
+            ] {
+                let value = flavor
+                    .pointer(&format!("/spec/{field}"))
+                    .and_then(Value::as_i64);
+                if value.is_some_and(|v| v < minimum) {
+                    causes.push(FieldCause::invalid(
+                        format!("spec.{field}"),
+                        value.unwrap_or_default(),
+                        format!("must be at least {minimum}"),
+                    ));
+                }
+            }
+            causes
+        }),
+        columns: vec![
+            Column::name(),
+            Column::text("VCPUs", "Virtual CPUs.", &["spec", "vcpus"]),
+            Column::text("RAM", "Memory in MiB.", &["spec", "ram"]),
+            Column::text("Disk", "Root disk in GiB.", &["spec", "disk"]),
+            Column::text(
+                "Public",
+                "Whether every project may use it.",
+                &["spec", "isPublic"],
+            ),
+            Column::age(),
+        ],
+        ..KindSpec::new(GROUP, "v1", "Flavor", "flavors", Scope::Cluster)
+    }
+}
+
+fn server_group() -> KindSpec {
+    KindSpec {
+        normalize: normalize_custom::<ServerGroupSpec, Value>,
+        validate: Some(|group, _| {
+            let policy = object::str_at(group, &["spec", "policy"]).unwrap_or_default();
+            const POLICIES: &[&str] = &[
+                "affinity",
+                "anti-affinity",
+                "soft-affinity",
+                "soft-anti-affinity",
+            ];
+            if POLICIES.contains(&policy.as_str()) {
+                Vec::new()
+            } else {
+                vec![FieldCause::not_supported("spec.policy", policy, POLICIES)]
+            }
+        }),
+        columns: vec![
+            Column::name(),
+            Column::text("Policy", "Where the members may run.", &["spec", "policy"]),
+            Column::age(),
+        ],
+        ..KindSpec::new(
+            GROUP,
+            "v1",
+            "ServerGroup",
+            "servergroups",
+            Scope::Namespaced,
+        )
+    }
+}
+
+fn virtual_machine() -> KindSpec {
+    KindSpec {
+        short_names: &["vm"],
+        categories: &["all"],
+        subresources: Subresources {
+            status: true,
+            scale: false,
+        },
+        normalize: normalize_custom::<VirtualMachineSpec, VirtualMachineStatus>,
+        default: Some(|vm| {
+            let status = object::ensure_object(
+                object::ensure_object(vm)
+                    .entry("status")
+                    .or_insert_with(|| json!({})),
+            );
+            status.entry("status").or_insert_with(|| json!("BUILD"));
+            status.entry("vmState").or_insert_with(|| json!("building"));
+            status
+                .entry("taskState")
+                .or_insert_with(|| json!("scheduling"));
+            status.entry("powerState").or_insert_with(|| json!(0));
+        }),
+        validate: Some(|vm, old| {
+            let mut causes = Vec::new();
+            if object::str_at(vm, &["spec", "flavorRef"]).is_none_or(|f| f.is_empty()) {
+                causes.push(FieldCause::required("spec.flavorRef", ""));
+            }
+            if let Some(old) = old {
+                for field in [
+                    "flavorRef",
+                    "flavor",
+                    "imageRef",
+                    "serverGroup",
+                    "availabilityZone",
+                ] {
+                    if vm.pointer(&format!("/spec/{field}"))
+                        != old.pointer(&format!("/spec/{field}"))
+                    {
+                        causes.push(FieldCause::forbidden(
+                            format!("spec.{field}"),
+                            "may not change after the VM is created (resize and rebuild are actions)",
+                        ));
+                    }
+                }
+            }
+            causes
+        }),
+        admit: Some(resolve_flavor),
+        usage: Some(usage),
+        graceful_delete: Some(|vm| {
+            let placed = object::str_at(vm, &["status", "host"]).is_some_and(|h| !h.is_empty());
+            placed.then_some(30)
+        }),
+        fields: &[
+            ("status.host", |o| {
+                Some(object::str_at(o, &["status", "host"]).unwrap_or_default())
+            }),
+            ("status.status", |o| {
+                object::str_at(o, &["status", "status"])
+            }),
+        ],
+        columns: vec![
+            Column::name(),
+            Column::text("Status", "Nova's status.", &["status", "status"]),
+            Column::text(
+                "Flavor",
+                "The flavor it was booted with.",
+                &["spec", "flavorRef"],
+            ),
+            Column::text("Host", "The host it runs on.", &["status", "host"]),
+            Column::age(),
+            Column::text("Image", "The image it boots.", &["spec", "imageRef"]).wide(),
+            Column::text(
+                "Task",
+                "What is being done to it.",
+                &["status", "taskState"],
+            )
+            .wide(),
+        ],
+        ..KindSpec::new(
+            GROUP,
+            "v1",
+            "VirtualMachine",
+            "virtualmachines",
+            Scope::Namespaced,
+        )
+    }
+}
+
+/// Copies the named flavor into a new VM (a flavor that does not exist is a 400 naming it;
+/// so is a private one).
+fn resolve_flavor<'a>(engine: &'a Engine, vm: &'a mut Value) -> BoxFuture<'a, ApiResult<()>> {
+    Box::pin(async move {
+        let name = object::str_at(vm, &["spec", "flavorRef"]).unwrap_or_default();
+        let kind = engine.kind(API_VERSION, "Flavor")?;
+        let flavor = match engine.get(&kind, None, &name).await {
+            Ok(flavor) => flavor,
+            Err(error) if error.code() == 404 => {
+                return Err(ApiError::bad_request(format!(
+                    "Flavor {name} could not be found."
+                )));
+            }
+            Err(error) => return Err(error),
+        };
+        let spec: FlavorSpec = serde_json::from_value(flavor["spec"].clone()).unwrap_or_default();
+        if !spec.is_public {
+            return Err(ApiError::bad_request(format!(
+                "Flavor {name} is private and not available to this project."
+            )));
+        }
+        let snapshot = FlavorSnapshot { name, spec };
+        object::ensure_object(
+            object::ensure_object(vm)
+                .entry("spec")
+                .or_insert_with(|| json!({})),
+        )
+        .insert(
+            "flavor".into(),
+            serde_json::to_value(snapshot).unwrap_or(Value::Null),
+        );
+        Ok(())
+    })
+}
+
+/// The flavor a VM carries.
+pub fn flavor_of(vm: &Value) -> Option<FlavorSnapshot> {
+    serde_json::from_value(vm.pointer("/spec/flavor")?.clone()).ok()
+}
+
+/// A VM uses its flavor's vCPUs and memory of its project's quota (`cores` and `ram` on
+/// the OpenStack face), while it is not in error.
+fn usage(vm: &Value, usage: &mut Usage) {
+    if object::str_at(vm, &["status", "status"]).as_deref() == Some("ERROR") {
+        return;
+    }
+    let Some(flavor) = flavor_of(vm) else {
+        return;
+    };
+    let cpu = flavor.spec.vcpus.saturating_mul(quota::ONE);
+    let memory = flavor
+        .spec
+        .ram
+        .saturating_mul(1 << 20)
+        .saturating_mul(quota::ONE);
+    for (resource, amount) in [
+        ("requests.cpu", cpu),
+        ("cpu", cpu),
+        ("requests.memory", memory),
+        ("memory", memory),
+    ] {
+        quota::add(usage, resource, amount);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vm_uses_its_flavor() {
+        let vm =
+            json!({"spec": {"flavorRef": "m1", "flavor": {"name": "m1", "vcpus": 2, "ram": 512}}});
+        let mut used = Usage::new();
+        usage(&vm, &mut used);
+        assert_eq!(used["requests.cpu"], 2000);
+        assert_eq!(used["requests.memory"], 512 * (1 << 20) * 1000);
+        let failed = json!({"spec": vm["spec"], "status": {"status": "ERROR"}});
+        let mut none = Usage::new();
+        usage(&failed, &mut none);
+        assert!(none.is_empty());
+    }
+}
