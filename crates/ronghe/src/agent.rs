@@ -29,6 +29,10 @@ pub struct AgentArgs {
     /// Register this many simulated hosts instead of this machine.
     #[arg(long)]
     simulate: Option<usize>,
+    /// Simulated hosts only register and heartbeat; nothing reports their workloads
+    /// running (for measuring the scheduler alone).
+    #[arg(long, requires = "simulate")]
+    idle: bool,
     /// vCPUs offered (default: detected).
     #[arg(long)]
     vcpus: Option<i64>,
@@ -111,7 +115,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (hosts, drivers): (Vec<Host>, Option<ronghe_agent::Drivers>) = match args.simulate {
         Some(count) => (
             (0..count).map(|index| host.simulated(index)).collect(),
-            Some(ronghe_agent::Drivers::fake()),
+            (!args.idle).then(ronghe_agent::Drivers::fake),
         ),
         None => (vec![host], None),
     };

@@ -334,11 +334,8 @@ pub fn flavor_of(vm: &Value) -> Option<FlavorSnapshot> {
 }
 
 /// A VM uses its flavor's vCPUs and memory of its project's quota (`cores` and `ram` on
-/// the OpenStack face), while it is not in error.
+/// the OpenStack face) until it is deleted, in ERROR too, as Nova counts it.
 fn usage(vm: &Value, usage: &mut Usage) {
-    if object::str_at(vm, &["status", "status"]).as_deref() == Some("ERROR") {
-        return;
-    }
     let Some(flavor) = flavor_of(vm) else {
         return;
     };
@@ -371,8 +368,11 @@ mod tests {
         assert_eq!(used["requests.cpu"], 2000);
         assert_eq!(used["requests.memory"], 512 * (1 << 20) * 1000);
         let failed = json!({"spec": vm["spec"], "status": {"status": "ERROR"}});
-        let mut none = Usage::new();
-        usage(&failed, &mut none);
-        assert!(none.is_empty());
+        let mut still = Usage::new();
+        usage(&failed, &mut still);
+        assert_eq!(
+            still["requests.cpu"], 2000,
+            "a VM in ERROR still counts, as in Nova"
+        );
     }
 }

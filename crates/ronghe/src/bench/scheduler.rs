@@ -1,10 +1,13 @@
 //! `ronghe bench scheduler`: starts a real `ronghe server` and a `ronghe agent --simulate
-//! N`, creates M pods through the API from many clients, and measures how fast they are
-//! bound (placed on a host with their allocation written). Ends with
-//! `scheduler: R workloads/s`.
+//! N`, creates M workloads — a mix of pods and VirtualMachines — through the API from many
+//! clients, and measures how fast they are bound (placed on a host with their allocation
+//! written). Ends with `scheduler: R workloads/s`.
 //!
-//! Workloads are pods only until VirtualMachines land; each asks for 100m of CPU and
-//! 64 MiB, so 1,000 hosts of 4 vCPUs hold 10,000 of them with room to spare.
+//! Pods ask for 100m of CPU and 64 MiB; VMs boot a 1-vCPU, 256 MiB flavor. Hosts have 4
+//! vCPUs at an allocation ratio of 4, so 1,000 of them hold 10,000 workloads with room to
+//! spare. By default the simulated hosts do not report their workloads running, so the
+//! figure is the scheduler's; `--run-workloads` adds the fake drivers' status writes, as
+//! real agents' would share the server.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -13,7 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, DynamicObject, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::discovery::ApiResource;
 use ronghe_testkit::{AgentProcess, ServerProcess};
 use serde_json::json;
 
@@ -25,9 +29,16 @@ pub struct SchedulerBenchArgs {
     /// Workloads to place.
     #[arg(long, default_value_t = 10_000)]
     workloads: usize,
+    /// The share of the workloads that are VMs, in percent.
+    #[arg(long, default_value_t = 50)]
+    vm_percent: usize,
     /// Concurrent clients creating them.
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// Let the simulated hosts report their workloads running (the fake drivers' status
+    /// writes then share the server with the scheduler, as real agents' would).
+    #[arg(long)]
+    run_workloads: bool,
 }
 
 pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
@@ -36,22 +47,24 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
     let hosts = args.hosts.to_string();
     let registering = Instant::now();
     // Leases renewed every minute, so heartbeats do not weigh on the figure.
-    let _agent = AgentProcess::start(
-        Path::new(&binary),
-        &server,
-        &[
-            "--node-name",
-            "sim",
-            "--simulate",
-            &hosts,
-            "--vcpus",
-            "4",
-            "--memory-mb",
-            "8192",
-            "--lease-interval-seconds",
-            "60",
-        ],
-    )?;
+    let mut agent_args = vec![
+        "--node-name",
+        "sim",
+        "--simulate",
+        &hosts,
+        "--vcpus",
+        "4",
+        "--memory-mb",
+        "8192",
+        "--cpu-allocation-ratio",
+        "4",
+        "--lease-interval-seconds",
+        "60",
+    ];
+    if !args.run_workloads {
+        agent_args.push("--idle");
+    }
+    let _agent = AgentProcess::start(Path::new(&binary), &server, &agent_args)?;
     let client = server.client().await?;
     let nodes: Api<Node> = Api::all(client.clone());
     loop {
@@ -79,28 +92,69 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
         registering.elapsed().as_secs_f64()
     );
 
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let watch_from = pods
-        .list_metadata(&ListParams::default())
-        .await?
-        .metadata
-        .resource_version;
-    let watcher = {
-        let pods = pods.clone();
-        let expected = args.workloads;
-        tokio::spawn(async move { bound_at(pods, watch_from.unwrap_or_default(), expected).await })
-    };
+    let flavors: Api<DynamicObject> = Api::all_with(client.clone(), &compute("Flavor", "flavors"));
+    let flavor: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "compute.ronghe.io/v1", "kind": "Flavor",
+        "metadata": {"name": "bench.small"}, "spec": {"vcpus": 1, "ram": 256, "disk": 1},
+    }))?;
+    flavors.create(&PostParams::default(), &flavor).await?;
+    let pods: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &ApiResource::erase::<Pod>(&()));
+    let vms: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &compute("VirtualMachine", "virtualmachines"),
+    );
+    // VMs spread evenly through the sequence: the index is a VM when it carries the share.
+    let share = args.vm_percent.min(100);
+    let is_vm = move |index: usize| (index + 1) * share / 100 > index * share / 100;
+    let vm_count = (0..args.workloads).filter(|i| is_vm(*i)).count();
+    let pod_count = args.workloads - vm_count;
+    let mut watchers = Vec::new();
+    for (api, expected, bound) in [
+        (
+            pods.clone(),
+            pod_count,
+            pod_bound as fn(&DynamicObject) -> bool,
+        ),
+        (vms.clone(), vm_count, vm_bound),
+    ] {
+        let from = api
+            .list_metadata(&ListParams::default())
+            .await?
+            .metadata
+            .resource_version;
+        watchers.push(tokio::spawn(async move {
+            bound_at(api, from.unwrap_or_default(), expected, bound).await
+        }));
+    }
+
     let started = Instant::now();
     futures::stream::iter(0..args.workloads)
         .map(|index| {
-            let pods = pods.clone();
+            let (api, body) = if is_vm(index) {
+                (
+                    vms.clone(),
+                    json!({
+                        "apiVersion": "compute.ronghe.io/v1", "kind": "VirtualMachine",
+                        "metadata": {"name": format!("w-{index:06}")},
+                        "spec": {"flavorRef": "bench.small"},
+                    }),
+                )
+            } else {
+                (
+                    pods.clone(),
+                    json!({
+                        "apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": format!("w-{index:06}")},
+                        "spec": {"containers": [{"name": "main", "image": "busybox",
+                            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
+                    }),
+                )
+            };
             async move {
-                let pod: Pod = serde_json::from_value(json!({
-                    "metadata": {"name": format!("w-{index:06}")},
-                    "spec": {"containers": [{"name": "main", "image": "busybox",
-                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
-                }))?;
-                pods.create(&PostParams::default(), &pod).await?;
+                let object: DynamicObject = serde_json::from_value(body)?;
+                api.create(&PostParams::default(), &object).await?;
                 anyhow::Ok(())
             }
         })
@@ -109,12 +163,14 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
         .await?;
     let created = started.elapsed();
     println!(
-        "{} pods created in {:.2} s ({:.0} creates/s)",
-        args.workloads,
+        "{pod_count} pods and {vm_count} VMs created in {:.2} s ({:.0} creates/s)",
         created.as_secs_f64(),
         args.workloads as f64 / created.as_secs_f64()
     );
-    let finished = watcher.await??;
+    let mut finished = started;
+    for watcher in watchers {
+        finished = finished.max(watcher.await??);
+    }
     let elapsed = finished.duration_since(started);
     let rate = args.workloads as f64 / elapsed.as_secs_f64();
     println!(
@@ -127,17 +183,47 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Watches pods from `from` until `expected` distinct ones are bound; returns when.
-async fn bound_at(pods: Api<Pod>, from: String, expected: usize) -> anyhow::Result<Instant> {
+fn compute(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: "compute.ronghe.io".into(),
+        version: "v1".into(),
+        api_version: "compute.ronghe.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn pod_bound(pod: &DynamicObject) -> bool {
+    pod.data["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty())
+}
+
+fn vm_bound(vm: &DynamicObject) -> bool {
+    vm.data["status"]["host"]
+        .as_str()
+        .is_some_and(|h| !h.is_empty())
+}
+
+/// Watches workloads from `from` until `expected` distinct ones are bound; returns when.
+async fn bound_at(
+    workloads: Api<DynamicObject>,
+    from: String,
+    expected: usize,
+    is_bound: fn(&DynamicObject) -> bool,
+) -> anyhow::Result<Instant> {
+    if expected == 0 {
+        return Ok(Instant::now());
+    }
     let mut bound = HashSet::new();
     let mut version = from;
     let deadline = Instant::now() + Duration::from_secs(1800);
     while Instant::now() < deadline {
         let params = WatchParams::default().timeout(290);
-        let mut stream = pods.watch(&params, &version).await?.boxed();
+        let mut stream = workloads.watch(&params, &version).await?.boxed();
         while let Some(event) = stream.try_next().await? {
-            let pod = match event {
-                WatchEvent::Added(pod) | WatchEvent::Modified(pod) => pod,
+            let workload = match event {
+                WatchEvent::Added(workload) | WatchEvent::Modified(workload) => workload,
                 WatchEvent::Bookmark(mark) => {
                     version = mark.metadata.resource_version;
                     continue;
@@ -145,15 +231,12 @@ async fn bound_at(pods: Api<Pod>, from: String, expected: usize) -> anyhow::Resu
                 WatchEvent::Deleted(_) => continue,
                 WatchEvent::Error(error) => bail!("the watch failed: {error:?}"),
             };
-            if let Some(v) = &pod.metadata.resource_version {
+            if let Some(v) = &workload.metadata.resource_version {
                 version.clone_from(v);
             }
-            let on_a_node = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_deref())
-                .is_some_and(|n| !n.is_empty());
-            if on_a_node && let Some(name) = pod.metadata.name {
+            if is_bound(&workload)
+                && let Some(name) = workload.metadata.name
+            {
                 bound.insert(name);
                 if bound.len() >= expected {
                     return Ok(Instant::now());

@@ -454,3 +454,45 @@ async fn vms_and_pods_share_a_host() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vms_count_against_the_projects_cores_on_both_faces() -> anyhow::Result<()> {
+    let server = server().await?;
+    let client = server.client().await?;
+    let flavor = json!({"apiVersion": "compute.ronghe.io/v1", "kind": "Flavor",
+        "metadata": {"name": "m1.medium"}, "spec": {"vcpus": 2, "ram": 1024}});
+    let (status, body) = create_own(&client, "/apis/compute.ronghe.io/v1/flavors", flavor).await?;
+    ensure!(status == 201, "{body}");
+    let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "cores"}, "spec": {"hard": {"requests.cpu": "3"}}});
+    let (status, body) =
+        create_own(&client, "/api/v1/namespaces/default/resourcequotas", quota).await?;
+    ensure!(status == 201, "{body}");
+
+    let (status, body) = create_own(&client, VMS, vm("first", "m1.medium")).await?;
+    ensure!(status == 201, "{body}");
+    let (status, body) = create_own(&client, VMS, vm("second", "m1.medium")).await?;
+    ensure!(status == 403, "a VM past the quota: {status} {body}");
+    let message = body["message"].as_str().context("message")?;
+    ensure!(
+        message.contains("exceeded quota: cores, requested: requests.cpu=2, used: requests.cpu=2, limited: requests.cpu=3"),
+        "{message}"
+    );
+
+    // The OpenStack face counts the same VM as 2 cores in use.
+    let (status, detail, _) = ronghe_testkit::raw_request(
+        &client,
+        "GET",
+        "/compute/v2.1/os-quota-sets/default/detail",
+        None,
+        Vec::new(),
+    )
+    .await?;
+    ensure!(status == 200, "{detail}");
+    ensure!(
+        detail["quota_set"]["cores"] == json!({"in_use": 2, "limit": 3, "reserved": 0}),
+        "{detail}"
+    );
+    ensure!(detail["quota_set"]["instances"]["in_use"] == 1, "{detail}");
+    Ok(())
+}
