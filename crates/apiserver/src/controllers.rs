@@ -1,14 +1,17 @@
 //! Controllers that run inside the API server process: garbage collection of dependents,
 //! namespace finalization, pairing projects with namespaces, quota counting, scheduling,
-//! node lifecycle and store compaction. Each is level-triggered: a pass reads the state through the engine, acts, and is repeated on a
+//! ReplicaSets and Deployments, node lifecycle and store compaction. Each is
+//! level-triggered: a pass reads the state through the engine, acts, and is repeated on a
 //! timer and when changes arrive, so a missed wake-up costs only latency.
 
 mod compaction;
+mod deployment;
 mod gc;
 mod namespace;
 pub mod node_lifecycle;
 mod projects;
 mod quota;
+mod replicaset;
 pub mod scheduler;
 
 use std::sync::Arc;
@@ -48,12 +51,25 @@ pub fn start(
     let projects_wake = Arc::new(Notify::new());
     let quota_changed = Arc::new(quota::Changed::default());
     let scheduler_wake = Arc::new(Notify::new());
+    let replicaset_wake = Arc::new(Notify::new());
+    let deployment_wake = Arc::new(Notify::new());
     tasks.spawn(wake_on_changes(
         engine.clone(),
         vec![gc_wake.clone(), namespace_wake.clone()],
         projects_wake.clone(),
         quota_changed.clone(),
         scheduler_wake.clone(),
+        vec![replicaset_wake.clone(), deployment_wake.clone()],
+        stop.clone(),
+    ));
+    tasks.spawn(replicaset::run(
+        engine.clone(),
+        replicaset_wake,
+        stop.clone(),
+    ));
+    tasks.spawn(deployment::run(
+        engine.clone(),
+        deployment_wake,
         stop.clone(),
     ));
     tasks.spawn(scheduler::run(engine.clone(), scheduler_wake, stop.clone()));
@@ -76,7 +92,8 @@ pub fn start(
 
 /// Wakes the controllers in `wake` (and the projects controller) whenever anything is
 /// deleted or marked for deletion, the projects controller also when a namespace or a
-/// project is created, and the quota controller on any change in a namespace. The change
+/// project is created, the quota controller on any change in a namespace, and the
+/// workload controllers on changes to pods, ReplicaSets and Deployments. The change
 /// feed is only a wake-up call: controllers read state through the engine.
 async fn wake_on_changes(
     engine: Engine,
@@ -84,6 +101,7 @@ async fn wake_on_changes(
     projects_wake: Arc<Notify>,
     quota_changed: Arc<quota::Changed>,
     scheduler_wake: Arc<Notify>,
+    workload_wake: Vec<Arc<Notify>>,
     mut stop: watch::Receiver<bool>,
 ) {
     // `notify_one` keeps a permit when the controller is busy with a pass, so a change made
@@ -107,6 +125,16 @@ async fn wake_on_changes(
         engine.kind("v1", "Node"),
         engine.kind(crate::kinds::placement::API_VERSION, "ResourceProvider"),
         engine.kind(crate::kinds::compute::API_VERSION, "VirtualMachine"),
+    ]
+    .into_iter()
+    .filter_map(Result::ok)
+    .map(|kind| kind.key_prefix())
+    .collect();
+    // The keys whose changes the workload controllers (ReplicaSets, Deployments) act on.
+    let workload_prefixes: Vec<String> = [
+        engine.kind("v1", "Pod"),
+        engine.kind("apps/v1", "ReplicaSet"),
+        engine.kind("apps/v1", "Deployment"),
     ]
     .into_iter()
     .filter_map(Result::ok)
@@ -140,6 +168,9 @@ async fn wake_on_changes(
                         quota_changed.key(&event.key);
                         if scheduling_prefixes.iter().any(|p| event.key.starts_with(p.as_str())) {
                             scheduler_wake.notify_one();
+                        }
+                        if workload_prefixes.iter().any(|p| event.key.starts_with(p.as_str())) {
+                            workload_wake.iter().for_each(|w| w.notify_one());
                         }
                         let deleting = event.kind == ronghe_store::EventKind::Delete
                             || event.value.as_ref().is_some_and(|v| {

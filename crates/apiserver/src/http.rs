@@ -5,6 +5,7 @@ mod body;
 mod path;
 mod query;
 mod resource;
+mod scale;
 mod watch;
 
 use std::sync::Arc;

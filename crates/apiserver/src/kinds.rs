@@ -3,6 +3,7 @@
 //! (group, version, kind, plural, scope) so a declaration lists only what is particular
 //! to the kind.
 
+pub mod apps;
 pub mod compute;
 mod coordination;
 mod core;
@@ -27,6 +28,7 @@ pub fn builtin_registry() -> Result<Registry, RegistryError> {
     let mut registry = Registry::new();
     for spec in core::kinds()
         .into_iter()
+        .chain(apps::kinds())
         .chain(coordination::kinds())
         .chain(events::kinds())
         .chain(identity::kinds())

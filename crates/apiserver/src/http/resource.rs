@@ -125,11 +125,11 @@ fn authorize(
     }
 }
 
-struct Parts {
-    method: Method,
-    headers: HeaderMap,
-    query: Query,
-    body: Body,
+pub(super) struct Parts {
+    pub(super) method: Method,
+    pub(super) headers: HeaderMap,
+    pub(super) query: Query,
+    pub(super) body: Body,
 }
 
 /// Finds the kind a resource path names, checking its scope.
@@ -169,6 +169,13 @@ async fn serve(
         header_str(&request.headers, header::ACCEPT),
         request.query.get("includeObject"),
     );
+    if resource.subresource == Some("scale")
+        && kind.subresources.scale
+        && let Some(name) = resource.name
+    {
+        let options = write_options(&request.query)?;
+        return super::scale::serve(state, &kind, namespace, name, request, options).await;
+    }
     let target = match resource.subresource {
         None => Target::Main,
         Some("status") if kind.subresources.status => Target::Status,

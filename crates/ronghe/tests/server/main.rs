@@ -3,6 +3,7 @@
 //! requests.
 
 mod api;
+mod apps;
 mod identity;
 mod kube_rs;
 mod kubectl;
