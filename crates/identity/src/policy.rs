@@ -227,7 +227,8 @@ pub fn kubernetes_rule(group: &str, resource: &str, namespaced: bool) -> &'stati
 
 /// The OpenStack face's operations and their rules: Keystone's named as in its policy
 /// file, quotas (one ledger behind the compute, block-storage, network and load-balancer
-/// quota APIs) as `quota:*`. Where the target can be checked (a project, a user), the
+/// quota APIs) as `quota:*`, Placement's as in its policy file (`placement:*`). Where the
+/// target can be checked (a project, a user), the
 /// handler passes it.
 pub const OPENSTACK_RULES: &[(&str, Rule)] = &[
     // The target user is the subject token's: one's own tokens, or anyone's for readers.
@@ -282,6 +283,70 @@ pub const OPENSTACK_RULES: &[(&str, Rule)] = &[
     ("quota:defaults", Rule::Authenticated),
     ("quota:update", Rule::CloudAdmin),
     ("quota:delete", Rule::CloudAdmin),
+    // Placement is an admin API: cloud readers read, cloud admins write; a project's
+    // total usage is also for its readers (as in Placement).
+    ("placement:resource_providers:list", Rule::CloudReader),
+    ("placement:resource_providers:show", Rule::CloudReader),
+    ("placement:resource_providers:create", Rule::CloudAdmin),
+    ("placement:resource_providers:update", Rule::CloudAdmin),
+    ("placement:resource_providers:delete", Rule::CloudAdmin),
+    (
+        "placement:resource_providers:inventories:list",
+        Rule::CloudReader,
+    ),
+    (
+        "placement:resource_providers:inventories:show",
+        Rule::CloudReader,
+    ),
+    (
+        "placement:resource_providers:inventories:create",
+        Rule::CloudAdmin,
+    ),
+    (
+        "placement:resource_providers:inventories:update",
+        Rule::CloudAdmin,
+    ),
+    (
+        "placement:resource_providers:inventories:delete",
+        Rule::CloudAdmin,
+    ),
+    ("placement:resource_providers:usages", Rule::CloudReader),
+    (
+        "placement:resource_providers:aggregates:list",
+        Rule::CloudReader,
+    ),
+    (
+        "placement:resource_providers:aggregates:update",
+        Rule::CloudAdmin,
+    ),
+    (
+        "placement:resource_providers:traits:list",
+        Rule::CloudReader,
+    ),
+    (
+        "placement:resource_providers:traits:update",
+        Rule::CloudAdmin,
+    ),
+    (
+        "placement:resource_providers:traits:delete",
+        Rule::CloudAdmin,
+    ),
+    (
+        "placement:resource_providers:allocations:list",
+        Rule::CloudReader,
+    ),
+    ("placement:allocations:list", Rule::CloudReader),
+    ("placement:allocation_candidates:list", Rule::CloudReader),
+    ("placement:usages", Rule::Project(Level::Reader)),
+    ("placement:traits:list", Rule::CloudReader),
+    ("placement:traits:show", Rule::CloudReader),
+    ("placement:traits:update", Rule::CloudAdmin),
+    ("placement:traits:delete", Rule::CloudAdmin),
+    ("placement:resource_classes:list", Rule::CloudReader),
+    ("placement:resource_classes:show", Rule::CloudReader),
+    ("placement:resource_classes:create", Rule::CloudAdmin),
+    ("placement:resource_classes:update", Rule::CloudAdmin),
+    ("placement:resource_classes:delete", Rule::CloudAdmin),
 ];
 
 /// The rule of an OpenStack operation; one missing from the table is for cloud admins.

@@ -14,6 +14,7 @@ pub const SERVICES: &[(&str, &str, &str)] = &[
     ("volumev3", "cinderv3", "/volume/v3"),
     ("network", "neutron", "/networking"),
     ("load-balancer", "octavia", "/load-balancer"),
+    ("placement", "placement", "/placement"),
 ];
 
 /// The catalog for tokens and `GET /v3/auth/catalog`.

@@ -1,7 +1,9 @@
 //! Errors in each OpenStack service's own shape: Keystone's `{"error": {"code", "title",
 //! "message"}}`, Nova's and Cinder's `{"badRequest": {"code", "message"}}`, Neutron's
 //! `{"NeutronError": {"type", "message", "detail"}}` and Octavia's `{"faultcode",
-//! "faultstring", "debuginfo"}`. The OpenStack SDK finds the message in any of them.
+//! "faultstring", "debuginfo"}`, and Placement's `{"errors": [{"status", "title", "detail",
+//! "request_id", "code"}]}`. The OpenStack SDK finds the message in any of them;
+//! osc-placement prints the last line of `errors[0].detail`.
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -27,6 +29,45 @@ pub enum Style {
     Nova,
     Neutron,
     Octavia,
+    /// Placement's, with the error code it names the condition by.
+    Placement(PlacementCode),
+}
+
+impl Style {
+    /// Placement's shape with no more precise code.
+    pub const PLACEMENT: Style = Style::Placement(PlacementCode::Undefined);
+}
+
+/// Placement's error codes (`errors[].code`), which clients branch on rather than on the
+/// message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PlacementCode {
+    #[default]
+    Undefined,
+    ConcurrentUpdate,
+    InventoryInUse,
+    DuplicateName,
+    ProviderInUse,
+    ProviderCannotDeleteParent,
+    DuplicateQueryKey,
+    QueryBadValue,
+}
+
+impl PlacementCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlacementCode::Undefined => "placement.undefined_code",
+            PlacementCode::ConcurrentUpdate => "placement.concurrent_update",
+            PlacementCode::InventoryInUse => "placement.inventory.inuse",
+            PlacementCode::DuplicateName => "placement.duplicate_name",
+            PlacementCode::ProviderInUse => "placement.resource_provider.inuse",
+            PlacementCode::ProviderCannotDeleteParent => {
+                "placement.resource_provider.cannot_delete_parent"
+            }
+            PlacementCode::DuplicateQueryKey => "placement.query.duplicate_key",
+            PlacementCode::QueryBadValue => "placement.query.bad_value",
+        }
+    }
 }
 
 pub type FaultResult<T> = Result<T, Fault>;
@@ -47,7 +88,7 @@ impl Fault {
         self
     }
 
-    fn body(&self) -> serde_json::Value {
+    fn body(&self, request_id: &str) -> serde_json::Value {
         let code = self.code.as_u16();
         match self.style {
             Style::Keystone => {
@@ -82,6 +123,23 @@ impl Fault {
             Style::Octavia => {
                 let side = if code < 500 { "Client" } else { "Server" };
                 json!({"faultcode": side, "faultstring": self.message, "debuginfo": null})
+            }
+            Style::Placement(placement_code) => {
+                let title = self.code.canonical_reason().unwrap_or("Error");
+                let mut error = json!({
+                    "status": code,
+                    "title": title,
+                    "detail": self.message,
+                    "request_id": request_id,
+                    "code": placement_code.as_str(),
+                });
+                // Placement names its range whenever the version asked for is refused, and
+                // osc-placement falls back to `max_version`.
+                if self.code == StatusCode::NOT_ACCEPTABLE {
+                    error["max_version"] = json!(crate::placement::microversion::MAX.to_string());
+                    error["min_version"] = json!(crate::placement::microversion::MIN.to_string());
+                }
+                json!({"errors": [error]})
             }
         }
     }
@@ -141,7 +199,15 @@ impl From<ApiError> for Fault {
 
 impl IntoResponse for Fault {
     fn into_response(self) -> Response {
-        let mut response = (self.code, axum::Json(self.body())).into_response();
+        let request_id = format!("req-{}", uuid::Uuid::new_v4());
+        let mut response = (self.code, axum::Json(self.body(&request_id))).into_response();
+        if matches!(self.style, Style::Placement(_))
+            && let Ok(value) = http::HeaderValue::from_str(&request_id)
+        {
+            response
+                .headers_mut()
+                .insert(http::HeaderName::from_static("openstack-request-id"), value);
+        }
         if self.code == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,

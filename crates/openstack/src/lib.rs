@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod discovery;
 pub mod fault;
 pub mod identity;
+pub mod placement;
 pub mod quota;
 
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +51,7 @@ impl ClientAddr {
 pub fn router(state: Arc<OpenStack>) -> Router {
     identity::router(state.clone())
         .merge(discovery::router(state.clone()))
+        .merge(placement::router(state.clone()))
         .merge(quota::router(state))
 }
 
@@ -57,14 +59,24 @@ pub fn router(state: Arc<OpenStack>) -> Router {
 /// with a Keystone-style 401 otherwise.
 pub(crate) async fn authenticate(
     axum::extract::State(state): axum::extract::State<Arc<OpenStack>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    authenticate_as(&state, request, next, fault::Style::Keystone).await
+}
+
+/// Authenticates a request, refusing it with a 401 in `style`.
+pub(crate) async fn authenticate_as(
+    state: &OpenStack,
     mut request: Request,
     next: Next,
+    style: fault::Style,
 ) -> Response {
     match state.identity.authenticate(request.headers()) {
         Some(user) => {
             request.extensions_mut().insert::<User>(user);
             next.run(request).await
         }
-        None => Fault::unauthorized().into_response(),
+        None => Fault::unauthorized().styled(style).into_response(),
     }
 }

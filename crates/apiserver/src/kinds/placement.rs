@@ -5,6 +5,11 @@
 //! resourceVersion, which serves as Placement's generation: two schedulers allocating on
 //! one host conflict, and the loser retries against the new ledger.
 //!
+//! Trait and ResourceClass hold the custom (`CUSTOM_*`) traits and resource classes
+//! created through Placement; the standard ones are built into the Placement face. Object
+//! names must be DNS subdomains, so `CUSTOM_FOO_BAR` is stored as `custom-foo-bar` with the
+//! canonical name in `spec.name` (the mapping is one to one on Placement's alphabet).
+//!
 //! Amounts follow Placement: inventories are integers in each class's unit (`VCPU` 4,
 //! `MEMORY_MB` 8192); allocations are quantities so that a pod may hold `500m` of a VCPU.
 
@@ -95,8 +100,107 @@ impl ResourceProviderStatus {
     }
 }
 
+/// A custom trait (`CUSTOM_*`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TraitSpec {
+    /// The canonical name, `CUSTOM_...`.
+    pub name: String,
+}
+
+/// A custom resource class (`CUSTOM_*`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceClassSpec {
+    /// The canonical name, `CUSTOM_...`.
+    pub name: String,
+}
+
+/// What every custom trait and resource class name starts with.
+pub const CUSTOM_PREFIX: &str = "CUSTOM_";
+
+/// The longest trait or resource class name Placement takes.
+pub const MAX_CUSTOM_NAME: usize = 255;
+
+/// The object name of a custom trait or class: `CUSTOM_FOO_BAR` → `custom-foo-bar`.
+pub fn custom_object_name(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// The canonical name of a custom trait or class object: `custom-foo-bar` → `CUSTOM_FOO_BAR`.
+pub fn custom_name_of_object(object_name: &str) -> String {
+    object_name.to_ascii_uppercase().replace('-', "_")
+}
+
+/// Whether a name is a valid custom trait or class name.
+pub fn is_custom_name(name: &str) -> bool {
+    name.len() <= MAX_CUSTOM_NAME
+        && name
+            .strip_prefix(CUSTOM_PREFIX)
+            .is_some_and(is_placement_name)
+}
+
 pub(super) fn kinds() -> Vec<KindSpec> {
-    vec![KindSpec {
+    let custom_columns = || {
+        vec![
+            Column::name(),
+            Column::text("Placement Name", "The canonical name.", &["spec", "name"]),
+            Column::age(),
+        ]
+    };
+    vec![
+        KindSpec {
+            normalize: normalize_custom::<TraitSpec, Value>,
+            validate: Some(validate_custom_name),
+            columns: custom_columns(),
+            ..KindSpec::new(GROUP, "v1", "Trait", "traits", Scope::Cluster)
+        },
+        KindSpec {
+            normalize: normalize_custom::<ResourceClassSpec, Value>,
+            validate: Some(validate_custom_name),
+            columns: custom_columns(),
+            ..KindSpec::new(
+                GROUP,
+                "v1",
+                "ResourceClass",
+                "resourceclasses",
+                Scope::Cluster,
+            )
+        },
+        resource_provider_kind(),
+    ]
+}
+
+/// A custom trait or class: a `CUSTOM_` name, and the object named after it.
+fn validate_custom_name(object: &Value, _old: Option<&Value>) -> Vec<FieldCause> {
+    let name = object
+        .pointer("/spec/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !is_custom_name(name) {
+        return vec![FieldCause::invalid(
+            "spec.name",
+            name,
+            "must start with CUSTOM_, use only upper-case letters, digits and underscores, and be at most 255 characters",
+        )];
+    }
+    let object_name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let expected = custom_object_name(name);
+    if object_name != expected {
+        return vec![FieldCause::invalid(
+            "metadata.name",
+            object_name,
+            format!("must be {expected}, the object name of {name}"),
+        )];
+    }
+    Vec::new()
+}
+
+fn resource_provider_kind() -> KindSpec {
+    KindSpec {
         short_names: &["rp"],
         subresources: Subresources {
             status: true,
@@ -145,7 +249,7 @@ pub(super) fn kinds() -> Vec<KindSpec> {
             "resourceproviders",
             Scope::Cluster,
         )
-    }]
+    }
 }
 
 /// Placement's rules for inventories: sane totals and units, a known-looking class name.
@@ -227,6 +331,25 @@ mod tests {
         let usages = status.usages();
         assert_eq!(usages["VCPU"], 2500);
         assert_eq!(usages["MEMORY_MB"], 64_000);
+    }
+
+    #[test]
+    fn custom_names_map_to_object_names_and_back() {
+        assert_eq!(custom_object_name("CUSTOM_FOO_BAR2"), "custom-foo-bar2");
+        assert_eq!(custom_name_of_object("custom-foo-bar2"), "CUSTOM_FOO_BAR2");
+        assert!(is_custom_name("CUSTOM_X"));
+        assert!(!is_custom_name("CUSTOM_"));
+        assert!(!is_custom_name("HW_CPU_X86_AVX"));
+        assert!(!is_custom_name("CUSTOM_lower"));
+        let good = json!({"metadata": {"name": "custom-a-b"}, "spec": {"name": "CUSTOM_A_B"}});
+        assert!(validate_custom_name(&good, None).is_empty());
+        let mismatched = json!({"metadata": {"name": "custom-a"}, "spec": {"name": "CUSTOM_A_B"}});
+        assert_eq!(
+            validate_custom_name(&mismatched, None)[0].field,
+            "metadata.name"
+        );
+        let standard = json!({"metadata": {"name": "vcpu"}, "spec": {"name": "VCPU"}});
+        assert_eq!(validate_custom_name(&standard, None)[0].field, "spec.name");
     }
 
     #[test]

@@ -230,7 +230,10 @@ async fn a_deployment_scales_heals_and_rolls_out() -> anyhow::Result<()> {
         .items
         .iter()
         .any(reports_readiness);
-    ensure!(any_readiness, "the simulated hosts' fake driver reports pods ready");
+    ensure!(
+        any_readiness,
+        "the simulated hosts' fake driver reports pods ready"
+    );
 
     let status = kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=60s"])?;
     ensure!(

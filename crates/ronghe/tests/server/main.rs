@@ -8,6 +8,7 @@ mod identity;
 mod kube_rs;
 mod kubectl;
 mod openstack;
+mod placement;
 mod quota;
 mod scheduling;
 
