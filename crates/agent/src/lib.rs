@@ -172,6 +172,27 @@ pub async fn run(
     }
 }
 
+/// Removes a workload its driver has stopped, for good: a delete with no grace period,
+/// only of this very object (by uid); one already gone is fine.
+pub(crate) async fn remove_stopped<K>(api: &Api<K>, name: &str, uid: &str) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = kube::api::DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..kube::api::DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// Now, as Kubernetes writes times (`2026-01-02T03:04:05.000000Z` for MicroTime).
 fn now() -> String {
     jiff::Timestamp::now()

@@ -5,12 +5,12 @@
 //! [`FakeDriver`] runs nothing: its containers are running and ready at once, for
 //! simulated hosts. The runc driver comes with images.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -96,7 +96,7 @@ pub async fn run(
         _ => watcher::Config::default(),
     };
     // What this agent started, by pod uid, so a restart of the watch does not start twice.
-    let mut started: HashMap<String, ()> = HashMap::new();
+    let mut started: HashSet<String> = HashSet::new();
     let mut stream = std::pin::pin!(watcher(pods.clone(), config));
     loop {
         let event = tokio::select! {
@@ -130,7 +130,7 @@ async fn reconcile(
     host: &str,
     pod: &Pod,
     driver: &dyn PodDriver,
-    started: &mut HashMap<String, ()>,
+    started: &mut HashSet<String>,
 ) -> anyhow::Result<()> {
     let (Some(name), Some(namespace), Some(uid)) = (
         pod.metadata.name.as_deref(),
@@ -144,24 +144,11 @@ async fn reconcile(
         let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
         driver.stop(host, pod, grace).await?;
         started.remove(uid);
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(kube::api::Preconditions {
-                uid: Some(uid.to_owned()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match namespaced.delete(name, &params).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(error) => return Err(error.into()),
-        }
-        return Ok(());
+        return crate::remove_stopped(&namespaced, name, uid).await;
     }
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    if started.contains_key(uid) || matches!(phase, Some("Running" | "Succeeded" | "Failed")) {
-        started.insert(uid.to_owned(), ());
+    if started.contains(uid) || matches!(phase, Some("Running" | "Succeeded" | "Failed")) {
+        started.insert(uid.to_owned());
         return Ok(());
     }
     let status = driver.start(host, pod).await?;
@@ -172,6 +159,6 @@ async fn reconcile(
             &Patch::Merge(json!({"status": status})),
         )
         .await?;
-    started.insert(uid.to_owned(), ());
+    started.insert(uid.to_owned());
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
@@ -100,20 +100,7 @@ async fn reconcile(
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource());
     if vm.metadata.deletion_timestamp.is_some() {
         driver.destroy(host, vm).await?;
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(kube::api::Preconditions {
-                uid: Some(uid.to_owned()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match api.delete(name, &params).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(error) => return Err(error.into()),
-        }
-        return Ok(());
+        return crate::remove_stopped(&api, name, uid).await;
     }
     if vm.data["status"]["taskState"] != "spawning" {
         return Ok(());

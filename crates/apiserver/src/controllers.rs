@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
@@ -205,6 +206,31 @@ async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) -> bool {
     tokio::select! {
         () = tokio::time::sleep(duration) => *stop.borrow(),
         _ = stop.changed() => true,
+    }
+}
+
+/// Runs `pass` until `stop` flips: again after a wake-up, after the delay a pass asks for
+/// (at least 100 ms), or after `resync`. A failed pass is logged as `what`'s.
+async fn run_requeuing<'a>(
+    what: &str,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+    resync: Duration,
+    mut pass: impl FnMut() -> BoxFuture<'a, crate::error::ApiResult<Option<Duration>>>,
+) {
+    const MIN_REQUEUE: Duration = Duration::from_millis(100);
+    loop {
+        let requeue = match pass().await {
+            Ok(requeue) => requeue,
+            Err(error) => {
+                tracing::warn!(%error, "a {what} pass failed");
+                None
+            }
+        };
+        let wait = requeue.map_or(resync, |r| r.clamp(MIN_REQUEUE, resync));
+        if wait_for_work(&wake, &mut stop, wait).await {
+            return;
+        }
     }
 }
 

@@ -25,7 +25,6 @@ use tokio::sync::{Notify, watch};
 
 use self::rollout::{Params, Set};
 use super::replicaset::claim::{self, Claim};
-use super::wait_for_work;
 use crate::engine::{Engine, ListOptions, Target, WriteOptions};
 use crate::error::ApiResult;
 use crate::kinds::apps::{REVISION_ANNOTATION, int_at, selector_of};
@@ -34,26 +33,15 @@ use crate::registry::KindSpec;
 
 /// How often a pass runs without a wake-up.
 const RESYNC: Duration = Duration::from_secs(10);
-/// The shortest wait a pass may ask for before the next.
-const MIN_REQUEUE: Duration = Duration::from_millis(100);
 
-pub(super) async fn run(engine: Engine, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn run(engine: Engine, wake: Arc<Notify>, stop: watch::Receiver<bool>) {
     let Some(kinds) = Kinds::of(&engine) else {
         return;
     };
-    loop {
-        let requeue = match pass(&engine, &kinds, Timestamp::now()).await {
-            Ok(requeue) => requeue,
-            Err(error) => {
-                tracing::warn!(%error, "a deployment pass failed");
-                None
-            }
-        };
-        let wait = requeue.map_or(RESYNC, |r| r.clamp(MIN_REQUEUE, RESYNC));
-        if wait_for_work(&wake, &mut stop, wait).await {
-            return;
-        }
-    }
+    super::run_requeuing("deployment", wake, stop, RESYNC, || {
+        Box::pin(pass(&engine, &kinds, Timestamp::now()))
+    })
+    .await;
 }
 
 struct Kinds {

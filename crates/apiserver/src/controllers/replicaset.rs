@@ -21,7 +21,6 @@ use tokio::sync::{Notify, watch};
 
 use self::claim::Claim;
 use self::status::Failure;
-use super::wait_for_work;
 use crate::engine::{DeleteOptions, Engine, ListOptions, Target, WriteOptions};
 use crate::error::ApiResult;
 use crate::kinds::apps::{int_at, selector_of};
@@ -34,26 +33,15 @@ const RESYNC: Duration = Duration::from_secs(10);
 const BURST_REPLICAS: usize = 500;
 /// How soon creating or deleting pods is tried again after it failed.
 const FAILURE_RETRY: Duration = Duration::from_secs(2);
-/// The shortest wait between passes asked for by a pass (pods about to become available).
-const MIN_REQUEUE: Duration = Duration::from_millis(100);
 
-pub(super) async fn run(engine: Engine, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn run(engine: Engine, wake: Arc<Notify>, stop: watch::Receiver<bool>) {
     let Some(kinds) = Kinds::of(&engine) else {
         return;
     };
-    loop {
-        let requeue = match pass(&engine, &kinds, Timestamp::now()).await {
-            Ok(requeue) => requeue,
-            Err(error) => {
-                tracing::warn!(%error, "a replicaset pass failed");
-                None
-            }
-        };
-        let wait = requeue.map_or(RESYNC, |r| r.clamp(MIN_REQUEUE, RESYNC));
-        if wait_for_work(&wake, &mut stop, wait).await {
-            return;
-        }
-    }
+    super::run_requeuing("replicaset", wake, stop, RESYNC, || {
+        Box::pin(pass(&engine, &kinds, Timestamp::now()))
+    })
+    .await;
 }
 
 struct Kinds {

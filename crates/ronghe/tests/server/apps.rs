@@ -4,33 +4,15 @@
 //! garbage collector taking ReplicaSets and pods with their Deployment.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use ronghe_testkit::{AgentProcess, Kubectl, ServerProcess};
 
-use super::BINARY;
-
-/// Polls until `check` returns `Some`, or fails after `within`.
-async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use super::{BINARY, wait_for};
 
 /// A server, two simulated hosts and a kubectl; `None` (loudly) without kubectl.
 async fn setup() -> anyhow::Result<Option<(ServerProcess, AgentProcess, Kubectl)>> {

@@ -22,3 +22,25 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_ronghe");
 pub async fn server() -> anyhow::Result<ServerProcess> {
     ServerProcess::start(Path::new(BINARY), &[]).await
 }
+
+/// Polls until `check` returns `Some`, or fails after `within`.
+pub async fn wait_for<T, F, Fut>(
+    within: std::time::Duration,
+    what: &str,
+    mut check: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -4,7 +4,7 @@
 //! bad input in its own error shape.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::core::v1::Pod;
@@ -13,25 +13,7 @@ use ronghe_testkit::{AgentProcess, Openstack};
 use serde_json::{Value, json};
 
 use super::identity::{Response, World, expect};
-use super::{BINARY, server};
-
-/// Polls `check` until it returns `Some`, or fails after 30 s.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use super::{BINARY, server, wait_for};
 
 /// The values of one column of a `-f json` listing.
 fn column(rows: &Value, name: &str) -> Vec<String> {
@@ -100,10 +82,14 @@ async fn osc_placement_sees_hosts_usage_and_candidates() -> anyhow::Result<()> {
     )?;
 
     // Both hosts are providers.
-    let providers = wait_for("two resource providers", || async {
-        let rows = os.json(&["resource", "provider", "list"])?;
-        Ok((column(&rows, "name").len() == 2).then_some(rows))
-    })
+    let providers = wait_for(
+        Duration::from_secs(30),
+        "two resource providers",
+        || async {
+            let rows = os.json(&["resource", "provider", "list"])?;
+            Ok((column(&rows, "name").len() == 2).then_some(rows))
+        },
+    )
     .await?;
     let mut names = column(&providers, "name");
     names.sort();
@@ -129,10 +115,14 @@ async fn osc_placement_sees_hosts_usage_and_candidates() -> anyhow::Result<()> {
     let mut milli_cpu: BTreeMap<String, i64> = BTreeMap::new();
     let mut count: BTreeMap<String, i64> = BTreeMap::new();
     for (name, milli) in [("half", 500), ("whole", 1000)] {
-        let node = wait_for(&format!("{name} bound"), || async {
-            let pod = pods.get(name).await?;
-            Ok(pod.spec.and_then(|s| s.node_name).filter(|n| !n.is_empty()))
-        })
+        let node = wait_for(
+            Duration::from_secs(30),
+            &format!("{name} bound"),
+            || async {
+                let pod = pods.get(name).await?;
+                Ok(pod.spec.and_then(|s| s.node_name).filter(|n| !n.is_empty()))
+            },
+        )
         .await?;
         *milli_cpu.entry(node.clone()).or_default() += milli;
         *count.entry(node).or_default() += 1;

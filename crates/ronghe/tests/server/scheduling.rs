@@ -2,15 +2,15 @@
 //! placed by their requests, refused with kube-scheduler's reasons when nothing fits, and
 //! placed as soon as room is freed; the allocation ledger follows.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use ronghe_testkit::AgentProcess;
 use serde_json::{Value, json};
 
-use super::{BINARY, server};
+use super::{BINARY, server, wait_for};
 
 fn pod(name: &str, cpu: &str) -> anyhow::Result<Pod> {
     Ok(serde_json::from_value(json!({
@@ -18,24 +18,6 @@ fn pod(name: &str, cpu: &str) -> anyhow::Result<Pod> {
         "spec": {"containers": [{"name": "main", "image": "busybox",
             "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}}]},
     }))?)
-}
-
-/// Polls until `check` returns `Some`, or fails after `within`.
-async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn node_of(pods: &Api<Pod>, name: &str) -> anyhow::Result<Option<String>> {
