@@ -163,6 +163,24 @@ fn object(kind: &str, name: &str, spec: Value) -> Value {
     new_object(kind, json!({"name": name}), spec)
 }
 
+/// Creates an identity object of `kind`, waits until the directory holds it, and answers
+/// 201 with its Keystone form (`show`), under the kind's name in lower case.
+async fn create_and_show(
+    state: &OpenStack,
+    kind: &str,
+    name: &str,
+    spec: serde_json::Map<String, Value>,
+    show: impl FnOnce(&Directory) -> Option<Value>,
+) -> FaultResult<Response> {
+    let what = kind.to_ascii_lowercase();
+    create_object(state, object(kind, name, Value::Object(spec)))
+        .await
+        .map_err(write_fault(&what, name))?;
+    sync(state).await?;
+    let shown = show(&state.identity.directory()).ok_or_else(|| Fault::not_found(&what, name))?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ what: shown }))).into_response())
+}
+
 async fn merge_spec(state: &OpenStack, kind: &str, name: &str, spec: Value) -> FaultResult<()> {
     patch_spec(state, kind, name, spec)
         .await
@@ -295,19 +313,10 @@ pub async fn create_project(
     if let Some(tags) = project.get("tags").filter(|t| !t.is_null()) {
         spec.insert("tags".into(), tags.clone());
     }
-    create_object(&state, object("Project", &name, Value::Object(spec)))
-        .await
-        .map_err(write_fault("project", &name))?;
-    sync(&state).await?;
-    let directory = state.identity.directory();
-    let created = directory
-        .project(&name)
-        .ok_or_else(|| Fault::not_found("project", &name))?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({"project": project_json(&state, created)})),
-    )
-        .into_response())
+    create_and_show(&state, "Project", &name, spec, |directory| {
+        Some(project_json(&state, directory.project(&name)?))
+    })
+    .await
 }
 
 pub async fn update_project(
@@ -457,19 +466,10 @@ pub async fn create_user(
         .ok_or_else(|| Fault::bad_request("'name' is a required property"))?;
     sync(&state).await?;
     let spec = user_spec(&state, fields)?;
-    create_object(&state, object("User", &name, Value::Object(spec)))
-        .await
-        .map_err(write_fault("user", &name))?;
-    sync(&state).await?;
-    let directory = state.identity.directory();
-    let created = directory
-        .user(&name)
-        .ok_or_else(|| Fault::not_found("user", &name))?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({"user": user_json(&state, &directory, created)})),
-    )
-        .into_response())
+    create_and_show(&state, "User", &name, spec, |directory| {
+        Some(user_json(&state, directory, directory.user(&name)?))
+    })
+    .await
 }
 
 pub async fn update_user(
@@ -664,19 +664,10 @@ pub async fn create_role(
     if let Some(description) = text_field(fields, "description")? {
         spec.insert("description".into(), Value::String(description));
     }
-    create_object(&state, object("Role", &name, Value::Object(spec)))
-        .await
-        .map_err(write_fault("role", &name))?;
-    sync(&state).await?;
-    let directory = state.identity.directory();
-    let role = directory
-        .role(&name)
-        .ok_or_else(|| Fault::not_found("role", &name))?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({"role": role_json(&state, role)})),
-    )
-        .into_response())
+    create_and_show(&state, "Role", &name, spec, |directory| {
+        Some(role_json(&state, directory.role(&name)?))
+    })
+    .await
 }
 
 pub async fn update_role(
