@@ -21,6 +21,8 @@ pub trait VmDriver: Send + Sync + 'static {
     async fn boot(&self, host: &str, vm: &DynamicObject) -> anyhow::Result<()>;
     /// Stops and removes a VM.
     async fn destroy(&self, host: &str, vm: &DynamicObject) -> anyhow::Result<()>;
+    /// The last `lines` lines (all when `None`) of a VM's serial console, by the VM's uid.
+    async fn console_output(&self, uid: &str, lines: Option<usize>) -> anyhow::Result<String>;
 }
 
 /// A driver that boots nothing: VMs are ACTIVE at once.
@@ -35,6 +37,10 @@ impl VmDriver for FakeVmDriver {
 
     async fn destroy(&self, _host: &str, _vm: &DynamicObject) -> anyhow::Result<()> {
         Ok(())
+    }
+
+    async fn console_output(&self, _uid: &str, _lines: Option<usize>) -> anyhow::Result<String> {
+        Ok(String::new())
     }
 }
 

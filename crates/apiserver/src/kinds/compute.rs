@@ -93,6 +93,30 @@ pub struct VirtualMachineSpec {
     /// Whether the VM should run (stop and start flip it).
     #[serde(default = "yes")]
     pub running: bool,
+    /// Whether a running VM should be paused (its vCPUs stopped, memory kept).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
+    /// Whether a running VM should be suspended (its state saved to disk, its process gone).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub suspended: bool,
+    /// The latest reboot asked for; the agent reboots when it differs from
+    /// `status.lastReboot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot: Option<RebootRequest>,
+}
+
+/// A reboot asked for: `SOFT` (ACPI shutdown, then boot again) or `HARD` (reset).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RebootRequest {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When it was asked for (RFC 3339): what tells one reboot from the next.
+    pub requested_at: String,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -125,6 +149,9 @@ pub struct VirtualMachineStatus {
     pub fault: Option<Fault>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launched_at: Option<String>,
+    /// `spec.reboot.requestedAt` of the last reboot done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reboot: Option<String>,
 }
 
 pub(super) fn kinds() -> Vec<KindSpec> {

@@ -1,0 +1,1 @@
+//! The `busybox` container image: a rootfs tarball from busybox-static.

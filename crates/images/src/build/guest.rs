@@ -1,0 +1,1 @@
+//! The `test-guest` VM image: Debian's kernel and a busybox initramfs.
