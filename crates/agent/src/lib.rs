@@ -25,7 +25,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 pub use host::Host;
-pub use pods::{FakeDriver, PodDriver};
+pub use pods::{ExecRequest, FakeDriver, LogOptions, PodDriver, PodRef};
 pub use vms::{FakeVmDriver, VmDriver};
 
 /// The field manager of everything the agent writes.

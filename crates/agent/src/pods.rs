@@ -8,12 +8,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use futures::TryStreamExt;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// What runs a host's pods.
 #[async_trait::async_trait]
@@ -22,6 +24,54 @@ pub trait PodDriver: Send + Sync + 'static {
     async fn start(&self, host: &str, pod: &Pod) -> anyhow::Result<Value>;
     /// Stops a pod, giving its containers `grace_seconds` to exit.
     async fn stop(&self, host: &str, pod: &Pod, grace_seconds: i64) -> anyhow::Result<()>;
+    /// A container's log, as `kubectl logs` shows it (`GET .../pods/NAME/log`).
+    async fn logs(
+        &self,
+        pod: &PodRef,
+        container: &str,
+        options: &LogOptions,
+    ) -> anyhow::Result<BoxStream<'static, std::io::Result<Bytes>>>;
+    /// Runs a command in a container (`kubectl exec`); returns its exit code.
+    async fn exec(&self, pod: &PodRef, container: &str, exec: ExecRequest) -> anyhow::Result<i32>;
+}
+
+/// Which pod: the agent's endpoints look pods up by namespace and name, drivers keep them
+/// by uid.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// The options of a log request (kubelet's `PodLogOptions`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep the stream open and send new lines as they are written.
+    pub follow: bool,
+    /// Only the last so many lines.
+    pub tail_lines: Option<usize>,
+    /// The log of the previous (terminated) instance of the container.
+    pub previous: bool,
+    /// Prefix each line with its RFC 3339 timestamp.
+    pub timestamps: bool,
+    /// Only lines newer than so many seconds.
+    pub since_seconds: Option<i64>,
+    /// Stop after so many bytes.
+    pub limit_bytes: Option<usize>,
+}
+
+/// A command to run in a container, with its streams. A stream the client did not ask for
+/// is `None`; the driver closes `stdout`/`stderr` (drops the senders) when the command ends.
+#[derive(Debug)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    pub tty: bool,
+    pub stdin: Option<mpsc::Receiver<Bytes>>,
+    pub stdout: Option<mpsc::Sender<Bytes>>,
+    pub stderr: Option<mpsc::Sender<Bytes>>,
+    /// Terminal size changes (columns, rows), with `tty`.
+    pub resize: Option<mpsc::Receiver<(u16, u16)>>,
 }
 
 /// A driver that runs nothing and reports every container running and ready.
@@ -67,6 +117,32 @@ impl PodDriver for FakeDriver {
 
     async fn stop(&self, _host: &str, _pod: &Pod, _grace_seconds: i64) -> anyhow::Result<()> {
         Ok(())
+    }
+
+    /// A simulated container writes one line: `fake log of CONTAINER`.
+    async fn logs(
+        &self,
+        _pod: &PodRef,
+        container: &str,
+        _options: &LogOptions,
+    ) -> anyhow::Result<BoxStream<'static, std::io::Result<Bytes>>> {
+        let line = Bytes::from(format!("fake log of {container}\n"));
+        Ok(futures::stream::once(async move { Ok(line) }).boxed())
+    }
+
+    /// A simulated container echoes the command it was given on stdout and exits 0.
+    async fn exec(
+        &self,
+        _pod: &PodRef,
+        _container: &str,
+        exec: ExecRequest,
+    ) -> anyhow::Result<i32> {
+        if let Some(stdout) = exec.stdout {
+            let line = format!("{}\n", exec.command.join(" "));
+            // A client gone before the echo is no failure of the command.
+            let _ = stdout.send(Bytes::from(line)).await;
+        }
+        Ok(0)
     }
 }
 

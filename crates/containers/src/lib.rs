@@ -1,0 +1,2 @@
+//! The container driver: a pod's containers run through runc (the OCI runtime), each from
+//! its image unpacked into read-only overlayfs layers.
