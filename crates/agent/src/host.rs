@@ -23,7 +23,11 @@ pub struct Host {
     pub traits: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub zone: Option<String>,
+    /// Where the API server reaches the host's agent (the Node's `InternalIP`).
     pub address: String,
+    /// The port of the agent's endpoint (`daemonEndpoints.kubeletEndpoint.Port`); 0 when
+    /// it serves none.
+    pub agent_port: u16,
     pub simulated: bool,
     pub kernel_version: String,
     pub os_image: String,
@@ -61,6 +65,7 @@ impl Host {
             labels: BTreeMap::new(),
             zone: None,
             address: "127.0.0.1".into(),
+            agent_port: 0,
             simulated: false,
             kernel_version,
             os_image,
@@ -68,17 +73,13 @@ impl Host {
     }
 
     /// The `index`th of a set of simulated hosts shaped like `self`, named `<name>-<index>`
-    /// (zero-padded), with an address of its own.
+    /// (zero-padded). They share `self`'s address: the one agent process that simulates
+    /// them all answers there for each of them (the API server connects to it for logs and
+    /// exec, so it must be an address this machine really has).
     pub fn simulated(&self, index: usize) -> Host {
         let mut host = self.clone();
         host.name = format!("{}-{index:05}", self.name);
         host.simulated = true;
-        host.address = format!(
-            "10.{}.{}.{}",
-            (index >> 16) & 0xff,
-            (index >> 8) & 0xff,
-            index & 0xff
-        );
         host.labels
             .insert("node.ronghe.io/simulated".into(), "true".into());
         host
@@ -131,6 +132,7 @@ impl Host {
             "runc://ronghe"
         };
         json!({"status": {
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.agent_port}},
             "capacity": capacity,
             "allocatable": allocatable,
             "conditions": [{
@@ -247,14 +249,20 @@ mod tests {
     fn simulated_hosts_are_distinct() {
         let mut template = Host::detect("sim");
         template.devices.insert("VGPU".into(), 2);
+        template.agent_port = 10250;
         let a = template.simulated(1);
         let b = template.simulated(258);
         assert_eq!(a.name, "sim-00001");
-        assert_ne!(a.address, b.address);
+        assert_ne!(a.name, b.name);
+        assert_eq!(a.address, template.address, "their agent's address");
         let provider = b.resource_provider();
         assert_eq!(provider["spec"]["inventories"]["VGPU"]["total"], 2);
         let status = b.node_status("2026-01-01T00:00:00.123456Z".into());
         assert_eq!(status["status"]["capacity"]["ronghe.io/vgpu"], "2");
+        assert_eq!(
+            status["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
+            10250
+        );
         assert_eq!(
             status["status"]["conditions"][0]["lastHeartbeatTime"],
             "2026-01-01T00:00:00Z"

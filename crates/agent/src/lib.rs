@@ -2,14 +2,17 @@
 //! (capacity, allocatable, addresses, conditions, node info) and as a placement resource
 //! provider (inventories and traits), then keeps a Lease in `kube-node-lease` renewed so
 //! the node-lifecycle controller knows it is alive. It talks only to the API server, with
-//! the node credential (`DIR/node-token`).
+//! the node credential (`DIR/node-token`); the API server comes to its endpoint
+//! (`serve.rs`, with the same credential) for logs, exec and VM consoles.
 //!
 //! `--simulate N` registers N fake hosts from one process (no workloads run on them), so
 //! scale tests and benchmarks can stand in for a thousand hosts. Running workloads through
 //! runc and QEMU comes with the drivers.
 
 mod host;
+pub mod images;
 pub mod pods;
+pub mod serve;
 pub mod vms;
 
 use std::sync::Arc;
@@ -115,14 +118,23 @@ impl Drivers {
 
 /// Registers the hosts, runs the workloads placed on them through `drivers` (if any), and renews
 /// their leases every `interval` (spread over it) until `stop` flips. A failed
-/// registration is retried at the next renewal.
+/// registration is retried at the next renewal. With drivers, `endpoint` (if any) serves
+/// their logs, exec and consoles to the API server, and every host reports its port.
 pub async fn run(
     client: kube::Client,
-    hosts: Vec<Host>,
+    mut hosts: Vec<Host>,
     interval: Duration,
     drivers: Option<Drivers>,
+    endpoint: Option<serve::Endpoint>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let endpoint = endpoint.filter(|_| drivers.is_some());
+    if let Some(endpoint) = &endpoint {
+        let port = endpoint.local_addr()?.port();
+        for host in &mut hosts {
+            host.agent_port = port;
+        }
+    }
     let hosts: Vec<Arc<Host>> = hosts.into_iter().map(Arc::new).collect();
     let registered = futures::stream::iter(hosts.iter().cloned())
         .map(|host| {
@@ -142,6 +154,21 @@ pub async fn run(
     if let Some(drivers) = drivers {
         let names: std::collections::HashSet<String> =
             hosts.iter().map(|h| h.name.clone()).collect();
+        if let Some(endpoint) = endpoint {
+            let workloads = Arc::new(serve::ApiWorkloads(client.clone()));
+            let serving = serve::serve(
+                endpoint,
+                workloads,
+                names.clone(),
+                drivers.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(error) = serving.await {
+                    tracing::error!(error = %format!("{error:#}"), "the agent endpoint stopped");
+                }
+            });
+        }
         let (pods_client, pods_stop, pod_hosts) = (client.clone(), stop.clone(), names.clone());
         tokio::spawn(async move {
             if let Err(error) = pods::run(pods_client, pod_hosts, drivers.pods, pods_stop).await {

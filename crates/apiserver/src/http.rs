@@ -2,6 +2,7 @@
 //! cross-cutting layers every request passes (authentication, metrics, tracing).
 
 mod body;
+mod node_proxy;
 mod path;
 mod query;
 mod resource;
@@ -28,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::openapi::OpenApi;
 
 pub use body::{MAX_BODY_BYTES, decode_object};
+pub use node_proxy::{AgentAccess, console_output};
 
 /// What every request handler shares.
 pub struct ApiState {
@@ -41,6 +43,8 @@ pub struct ApiState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Interval between bookmarks on watches that ask for them.
     pub bookmark_interval: std::time::Duration,
+    /// How the server reaches node agents (pod logs and exec).
+    pub agents: AgentAccess,
 }
 
 /// The router for the whole Kubernetes face.

@@ -9,6 +9,7 @@ mod coordination;
 mod core;
 mod events;
 mod identity;
+pub mod image;
 pub mod placement;
 
 use k8s_openapi::{Metadata, Resource, ResourceScope};
@@ -34,6 +35,7 @@ pub fn builtin_registry() -> Result<Registry, RegistryError> {
         .chain(identity::kinds())
         .chain(placement::kinds())
         .chain(compute::kinds())
+        .chain(image::kinds())
     {
         registry.register(spec)?;
     }

@@ -189,6 +189,12 @@ pub const KUBERNETES_CLUSTER_RULES: &[KubernetesRule] = &[
     // Kinds every tenant reads and only admins change (nodes, flavors, public images)
     // join here as they are served.
     row("", "nodes", Rule::Authenticated, Rule::CloudAdmin),
+    row(
+        "compute.ronghe.io",
+        "flavors",
+        Rule::Authenticated,
+        Rule::CloudAdmin,
+    ),
 ];
 
 /// Namespaced resources: project readers read, members write, unless a row says otherwise.
@@ -283,6 +289,134 @@ pub const OPENSTACK_RULES: &[(&str, Rule)] = &[
     ("quota:defaults", Rule::Authenticated),
     ("quota:update", Rule::CloudAdmin),
     ("quota:delete", Rule::CloudAdmin),
+    // Nova: a project's readers read its servers, members act on them; flavors are read
+    // by everyone and managed by cloud admins; keypairs are each user's own; hosts
+    // (hypervisors, zone details) are for cloud readers.
+    ("os_compute_api:servers:index", Rule::Project(Level::Reader)),
+    (
+        "os_compute_api:servers:detail",
+        Rule::Project(Level::Reader),
+    ),
+    ("os_compute_api:servers:show", Rule::Project(Level::Reader)),
+    (
+        "os_compute_api:servers:index:get_all_tenants",
+        Rule::CloudReader,
+    ),
+    (
+        "os_compute_api:servers:create",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "os_compute_api:servers:update",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "os_compute_api:servers:delete",
+        Rule::Project(Level::Member),
+    ),
+    ("os_compute_api:servers:start", Rule::Project(Level::Member)),
+    ("os_compute_api:servers:stop", Rule::Project(Level::Member)),
+    (
+        "os_compute_api:servers:reboot",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "os_compute_api:os-pause-server:pause",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "os_compute_api:os-pause-server:unpause",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "os_compute_api:os-suspend-server:suspend",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "os_compute_api:os-suspend-server:resume",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "os_compute_api:os-console-output",
+        Rule::Project(Level::Member),
+    ),
+    ("os_compute_api:flavors:list", Rule::Authenticated),
+    ("os_compute_api:flavors:show", Rule::Authenticated),
+    ("os_compute_api:os-flavor-manage:create", Rule::CloudAdmin),
+    ("os_compute_api:os-flavor-manage:update", Rule::CloudAdmin),
+    ("os_compute_api:os-flavor-manage:delete", Rule::CloudAdmin),
+    (
+        "os_compute_api:os-flavor-extra-specs:index",
+        Rule::Authenticated,
+    ),
+    (
+        "os_compute_api:os-flavor-extra-specs:show",
+        Rule::Authenticated,
+    ),
+    (
+        "os_compute_api:os-flavor-extra-specs:create",
+        Rule::CloudAdmin,
+    ),
+    (
+        "os_compute_api:os-flavor-extra-specs:update",
+        Rule::CloudAdmin,
+    ),
+    (
+        "os_compute_api:os-flavor-extra-specs:delete",
+        Rule::CloudAdmin,
+    ),
+    (
+        "os_compute_api:os-keypairs:index",
+        Rule::Project(Level::Reader),
+    ),
+    (
+        "os_compute_api:os-keypairs:show",
+        Rule::Project(Level::Reader),
+    ),
+    (
+        "os_compute_api:os-keypairs:create",
+        Rule::Project(Level::Reader),
+    ),
+    (
+        "os_compute_api:os-keypairs:delete",
+        Rule::Project(Level::Reader),
+    ),
+    ("os_compute_api:os-keypairs:other_user", Rule::CloudAdmin),
+    (
+        "os_compute_api:os-server-groups:index",
+        Rule::Project(Level::Reader),
+    ),
+    (
+        "os_compute_api:os-server-groups:index:all_projects",
+        Rule::CloudReader,
+    ),
+    (
+        "os_compute_api:os-server-groups:show",
+        Rule::Project(Level::Reader),
+    ),
+    (
+        "os_compute_api:os-server-groups:create",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "os_compute_api:os-server-groups:delete",
+        Rule::Project(Level::Member),
+    ),
+    ("os_compute_api:os-hypervisors:list", Rule::CloudReader),
+    (
+        "os_compute_api:os-hypervisors:list-detail",
+        Rule::CloudReader,
+    ),
+    ("os_compute_api:os-hypervisors:show", Rule::CloudReader),
+    (
+        "os_compute_api:os-availability-zone:list",
+        Rule::Authenticated,
+    ),
+    (
+        "os_compute_api:os-availability-zone:detail",
+        Rule::CloudReader,
+    ),
+    ("os_compute_api:limits", Rule::Project(Level::Reader)),
     // Placement is an admin API: cloud readers read, cloud admins write; a project's
     // total usage is also for its readers (as in Placement).
     ("placement:resource_providers:list", Rule::CloudReader),

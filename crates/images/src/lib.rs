@@ -1,9 +1,13 @@
 //! Images on disk, with no API: the content-addressed blob store both the server (Glance
 //! uploads) and the agents (their image caches) keep, container images unpacked into
-//! read-only overlayfs layers, and the builders of the two bootstrap images.
+//! read-only overlayfs layers, the builders of the two bootstrap images, and the Image
+//! kind's model (spec, status, visibility, references) that the API server, the Glance
+//! face and the agents share.
 
 pub mod blob;
 pub mod build;
+pub mod model;
+pub mod stream;
 pub mod unpack;
 
 use std::path::PathBuf;

@@ -15,6 +15,7 @@ pub const SERVICES: &[(&str, &str, &str)] = &[
     ("network", "neutron", "/networking"),
     ("load-balancer", "octavia", "/load-balancer"),
     ("placement", "placement", "/placement"),
+    ("image", "glance", "/image"),
 ];
 
 /// The catalog for tokens and `GET /v3/auth/catalog`.

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use crate::OpenStack;
 
-/// Nova's base microversion; the compute API serves nothing beyond it yet.
-pub const COMPUTE_MAX_MICROVERSION: &str = "2.1";
+/// The newest compute microversion served (see `compute::microversion::MAX`).
+pub const COMPUTE_MAX_MICROVERSION: &str = "2.96";
 /// Cinder's base microversion.
 pub const VOLUME_MAX_MICROVERSION: &str = "3.0";
 

@@ -1,8 +1,8 @@
 //! Errors in each OpenStack service's own shape: Keystone's `{"error": {"code", "title",
 //! "message"}}`, Nova's and Cinder's `{"badRequest": {"code", "message"}}`, Neutron's
 //! `{"NeutronError": {"type", "message", "detail"}}` and Octavia's `{"faultcode",
-//! "faultstring", "debuginfo"}`, and Placement's `{"errors": [{"status", "title", "detail",
-//! "request_id", "code"}]}`. The OpenStack SDK finds the message in any of them;
+//! "faultstring", "debuginfo"}`, Placement's `{"errors": [{"status", "title", "detail",
+//! "request_id", "code"}]}`, and Glance's `{"message", "code": "404 Not Found", "title"}`. The OpenStack SDK finds the message in any of them;
 //! osc-placement prints the last line of `errors[0].detail`.
 
 use axum::response::{IntoResponse, Response};
@@ -31,6 +31,8 @@ pub enum Style {
     Octavia,
     /// Placement's, with the error code it names the condition by.
     Placement(PlacementCode),
+    /// Glance's (webob's JSON error body).
+    Glance,
 }
 
 impl Style {
@@ -123,6 +125,10 @@ impl Fault {
             Style::Octavia => {
                 let side = if code < 500 { "Client" } else { "Server" };
                 json!({"faultcode": side, "faultstring": self.message, "debuginfo": null})
+            }
+            Style::Glance => {
+                let title = self.code.canonical_reason().unwrap_or("Error");
+                json!({"message": self.message, "code": format!("{code} {title}"), "title": title})
             }
             Style::Placement(placement_code) => {
                 let title = self.code.canonical_reason().unwrap_or("Error");

@@ -5,9 +5,12 @@
 //! load balancing (one ledger, `quota`); each further service joins `router` and `catalog`.
 
 pub mod catalog;
+pub mod compute;
 pub mod discovery;
 pub mod fault;
 pub mod identity;
+pub mod image;
+pub mod microversion;
 pub mod placement;
 pub mod quota;
 
@@ -32,6 +35,10 @@ pub struct OpenStack {
     /// service catalog.
     pub public_url: String,
     pub region: String,
+    /// Where image data is kept (`DIR/blobs`); without one, the image API serves no data.
+    pub images: Option<Arc<ronghe_images::blob::BlobStore>>,
+    /// How the server reaches the agents on the hosts (VM consoles).
+    pub agents: ronghe_apiserver::http::AgentAccess,
 }
 
 /// The peer address of a connection, put into each request's extensions by the server
@@ -50,7 +57,9 @@ impl ClientAddr {
 /// Every OpenStack route.
 pub fn router(state: Arc<OpenStack>) -> Router {
     identity::router(state.clone())
+        .merge(compute::router(state.clone()))
         .merge(discovery::router(state.clone()))
+        .merge(image::router(state.clone()))
         .merge(placement::router(state.clone()))
         .merge(quota::router(state))
 }

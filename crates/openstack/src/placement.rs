@@ -15,7 +15,7 @@ mod candidates;
 mod classes;
 mod inventories;
 pub mod microversion;
-mod model;
+pub(crate) mod model;
 mod providers;
 mod query;
 mod standard;

@@ -698,3 +698,39 @@ async fn reset(
     };
     Ok(status.into_response())
 }
+
+/// Nova's absolute limits (`GET /compute/v2.1/limits`) of a project: its limits and use
+/// of instances, cores, RAM, keypairs and server groups (-1: unlimited), and the limits
+/// Ronghe does not keep as unlimited.
+pub(crate) async fn compute_limits(state: &OpenStack, namespace: &str) -> ApiResult<Value> {
+    let ledger = Ledger::read(state, namespace, true).await?;
+    let by_name = |quota: &str| {
+        names_of(Service::Compute)
+            .find(|n| n.name == quota)
+            .map_or((-1, 0), |n| (ledger.limit(n), ledger.in_use(n)))
+    };
+    let mut absolute = Map::new();
+    for (quota, max, total) in [
+        ("instances", "maxTotalInstances", Some("totalInstancesUsed")),
+        ("cores", "maxTotalCores", Some("totalCoresUsed")),
+        ("ram", "maxTotalRAMSize", Some("totalRAMUsed")),
+        ("key_pairs", "maxTotalKeypairs", None),
+        (
+            "server_groups",
+            "maxServerGroups",
+            Some("totalServerGroupsUsed"),
+        ),
+        ("server_group_members", "maxServerGroupMembers", None),
+        ("metadata_items", "maxServerMeta", None),
+        ("metadata_items", "maxImageMeta", None),
+        ("injected_files", "maxPersonality", None),
+        ("injected_file_content_bytes", "maxPersonalitySize", None),
+    ] {
+        let (limit, used) = by_name(quota);
+        absolute.insert(max.into(), json!(limit));
+        if let Some(total) = total {
+            absolute.insert(total.into(), json!(used));
+        }
+    }
+    Ok(Value::Object(absolute))
+}

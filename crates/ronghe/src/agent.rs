@@ -1,5 +1,6 @@
 //! `ronghe agent`: joins a server with its node credential and registers this host (or,
-//! with `--simulate N`, N fake hosts) as Nodes and resource providers, then heartbeats.
+//! with `--simulate N`, N fake hosts) as Nodes and resource providers, then heartbeats; it
+//! serves logs, exec and VM consoles to the server on `--listen`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -60,6 +61,11 @@ pub struct AgentArgs {
     /// How often each host's lease is renewed.
     #[arg(long, default_value_t = 10)]
     lease_interval_seconds: u64,
+    /// Where the agent's endpoint listens for the API server (logs, exec, VM consoles),
+    /// plain HTTP behind the node token. A specific address also becomes the Node's
+    /// InternalIP. Simulated hosts share one endpoint. The last one given counts.
+    #[arg(long, default_value = "0.0.0.0:10250", overrides_with = "listen")]
+    listen: std::net::SocketAddr,
 }
 
 fn parse_pair<T: std::str::FromStr>(text: &str) -> Result<(String, T), String> {
@@ -110,6 +116,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     host.traits.extend(args.traits);
     host.labels.extend(args.labels);
     host.zone = args.zone;
+    if !args.listen.ip().is_unspecified() {
+        host.address = args.listen.ip().to_string();
+    }
     // Simulated hosts run their pods with the fake driver; this machine's pods wait for
     // the runc driver.
     let (hosts, drivers): (Vec<Host>, Option<ronghe_agent::Drivers>) = match args.simulate {
@@ -118,6 +127,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             (!args.idle).then(ronghe_agent::Drivers::fake),
         ),
         None => (vec![host], None),
+    };
+    // Only hosts whose workloads run have logs, exec and consoles to serve.
+    let endpoint = match &drivers {
+        Some(_) => Some(ronghe_agent::serve::Endpoint::bind(args.listen, token.trim()).await?),
+        None => None,
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -129,6 +143,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         hosts,
         Duration::from_secs(args.lease_interval_seconds.max(1)),
         drivers,
+        endpoint,
         stop,
     )
     .await

@@ -4,6 +4,7 @@
 mod agent;
 mod bench;
 mod client;
+mod images;
 mod login;
 mod server;
 
@@ -36,6 +37,9 @@ enum Command {
     Login(login::LoginArgs),
     /// Print a kubeconfig for a user in a project, holding a new application credential.
     Kubeconfig(login::KubeconfigArgs),
+    /// Manage the images Ronghe ships (`bootstrap` imports busybox and test-guest).
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +56,7 @@ fn main() -> anyhow::Result<()> {
             Command::Version(args) => client::version(args).await,
             Command::Login(args) => login::login(args).await,
             Command::Kubeconfig(args) => login::kubeconfig(args).await,
+            Command::Images(command) => images::run(command).await,
         }
     })
 }

@@ -32,6 +32,8 @@ pub const KUBECONFIG_FILE: &str = "kubeconfig";
 /// The Fernet key repository, as Keystone keeps it.
 pub const FERNET_KEYS_DIR: &str = "fernet-keys";
 const STORE_FILE: &str = "state.db";
+/// Image data (Glance uploads), content-addressed: `DIR/blobs/sha256/<hex>`.
+pub const IMAGE_BLOBS_DIR: &str = "blobs";
 
 /// How long a new connection may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -129,6 +131,9 @@ pub async fn run(
     let admin_token = bootstrap::run(&engine, &identity, &config.data_dir)
         .await
         .context("bootstrapping identity")?;
+    // The server calls agents (logs, exec) with the secret they join with.
+    let node_token = std::fs::read_to_string(config.data_dir.join(bootstrap::NODE_TOKEN_FILE))
+        .context("reading the node token")?;
     controllers::pair_projects(&engine)
         .await
         .context("pairing projects with namespaces")?;
@@ -171,6 +176,7 @@ pub async fn run(
         metrics: Arc::new(Metrics::new()),
         shutdown: stop.clone(),
         bookmark_interval: config.bookmark_interval,
+        agents: ronghe_apiserver::http::AgentAccess::new(&node_token),
     });
     controllers::start(
         &mut background,
@@ -182,11 +188,16 @@ pub async fn run(
             node_grace: config.node_grace,
         },
     );
+    let blobs_dir = config.data_dir.join(IMAGE_BLOBS_DIR);
+    let image_blobs = ronghe_images::blob::BlobStore::open(&blobs_dir)
+        .with_context(|| format!("opening the image blob store {}", blobs_dir.display()))?;
     let openstack = Arc::new(ronghe_openstack::OpenStack {
         engine: engine.clone(),
         identity: identity.clone(),
         public_url: server_url.clone(),
         region: config.region.clone(),
+        images: Some(Arc::new(image_blobs)),
+        agents: state.agents.clone(),
     });
     let router = ronghe_apiserver::http::router(state).merge(ronghe_openstack::router(openstack));
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);

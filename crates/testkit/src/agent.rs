@@ -26,6 +26,9 @@ impl AgentProcess {
             .arg(server.url()?)
             .arg("--token-file")
             .arg(server.data_dir().join("node-token"))
+            // Its endpoint on a free loopback port, so agents of tests running side by
+            // side do not fight over 10250 (`args` may still name another).
+            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

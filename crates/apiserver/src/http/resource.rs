@@ -56,6 +56,22 @@ async fn dispatch(state: Arc<ApiState>, request: Request) -> ApiResult<Response>
                 &parts.method,
                 &query,
             )?;
+            if kind.group.is_empty()
+                && kind.plural == "pods"
+                && let (Some(namespace), Some(name), Some(subresource)) =
+                    (resource.namespace, resource.name, resource.subresource)
+                && super::node_proxy::serves(subresource)
+            {
+                return super::node_proxy::serve(
+                    &state,
+                    namespace,
+                    name,
+                    subresource,
+                    &query,
+                    parts,
+                )
+                .await;
+            }
             let request = Parts {
                 method: parts.method,
                 headers: parts.headers,
@@ -94,6 +110,12 @@ fn authorize(
         (&Method::DELETE, Some(_)) => "delete",
         _ => "unknown",
     };
+    // Streams into a container are `create` whatever the method, as Kubernetes 1.32
+    // checks a WebSocket GET: a reader may not get a shell by asking with GET.
+    let verb = match resource.subresource {
+        Some("exec" | "attach" | "portforward") => "create",
+        _ => verb,
+    };
     let attributes = Attributes {
         verb,
         group: kind.group,
@@ -112,12 +134,16 @@ fn authorize(
                 Some(namespace) => format!(" in the namespace \"{namespace}\""),
                 None => " at the cluster scope".to_owned(),
             };
+            let named = match resource.subresource {
+                Some(subresource) => format!("{}/{subresource}", kind.plural),
+                None => kind.plural.to_owned(),
+            };
             Err(ApiError::forbidden(
                 &kind.qualified_plural(),
                 resource.name.unwrap_or_default(),
                 format!(
-                    "User \"{}\" cannot {verb} resource \"{}\" in API group \"{}\"{scope}",
-                    user.name, kind.plural, kind.group
+                    "User \"{}\" cannot {verb} resource \"{named}\" in API group \"{}\"{scope}",
+                    user.name, kind.group
                 ),
             ))
         }

@@ -61,6 +61,29 @@ pub struct ServerGroupSpec {
     pub max_server_per_host: Option<u32>,
 }
 
+/// An SSH public key a user keeps to boot VMs with (Nova's keypair). Nova's keypairs
+/// belong to a user; here they live in the project where they were made, and `userId` says
+/// whose they are (names are unique per user and project).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeypairSpec {
+    /// Nova's name of the keypair.
+    pub name: String,
+    /// The Keystone id of the user it belongs to.
+    pub user_id: String,
+    /// OpenSSH form (`ssh-ed25519 AAAA... comment`).
+    pub public_key: String,
+    /// MD5 of the key, colon separated, as Nova shows it.
+    pub fingerprint: String,
+    /// `ssh` or `x509`.
+    #[serde(rename = "type", default = "ssh")]
+    pub kind: String,
+}
+
+fn ssh() -> String {
+    "ssh".into()
+}
+
 /// The flavor a VM was booted with.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -90,6 +113,8 @@ pub struct VirtualMachineSpec {
     pub user_data: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// Whether the VM should run (stop and start flip it).
     #[serde(default = "yes")]
     pub running: bool,
@@ -155,7 +180,38 @@ pub struct VirtualMachineStatus {
 }
 
 pub(super) fn kinds() -> Vec<KindSpec> {
-    vec![flavor(), server_group(), virtual_machine()]
+    vec![flavor(), server_group(), virtual_machine(), keypair()]
+}
+
+fn keypair() -> KindSpec {
+    KindSpec {
+        normalize: normalize_custom::<KeypairSpec, Value>,
+        validate: Some(|keypair, old| {
+            let mut causes = Vec::new();
+            for field in ["name", "userId", "publicKey"] {
+                if object::str_at(keypair, &["spec", field]).is_none_or(|v| v.is_empty()) {
+                    causes.push(FieldCause::required(format!("spec.{field}"), ""));
+                }
+            }
+            if let Some(old) = old
+                && keypair.get("spec") != old.get("spec")
+            {
+                causes.push(FieldCause::forbidden(
+                    "spec",
+                    "a keypair does not change; delete it and make another",
+                ));
+            }
+            causes
+        }),
+        columns: vec![
+            Column::name(),
+            Column::text("Key name", "Nova's name of the key.", &["spec", "name"]),
+            Column::text("User", "Whose key it is.", &["spec", "userId"]),
+            Column::text("Fingerprint", "MD5 of the key.", &["spec", "fingerprint"]),
+            Column::age(),
+        ],
+        ..KindSpec::new(GROUP, "v1", "Keypair", "keypairs", Scope::Namespaced)
+    }
 }
 
 fn flavor() -> KindSpec {
@@ -246,11 +302,13 @@ fn virtual_machine() -> KindSpec {
                     .entry("status")
                     .or_insert_with(|| json!({})),
             );
-            status.entry("status").or_insert_with(|| json!("BUILD"));
-            status.entry("vmState").or_insert_with(|| json!("building"));
-            status
-                .entry("taskState")
-                .or_insert_with(|| json!("scheduling"));
+            // A new VM is building and waits to be scheduled; later writes keep what the
+            // scheduler and the agent say (a cleared task state stays cleared).
+            if !status.contains_key("status") {
+                status.insert("status".into(), json!("BUILD"));
+                status.insert("vmState".into(), json!("building"));
+                status.insert("taskState".into(), json!("scheduling"));
+            }
             status.entry("powerState").or_insert_with(|| json!(0));
         }),
         validate: Some(|vm, old| {

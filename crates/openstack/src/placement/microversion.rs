@@ -53,36 +53,14 @@ pub enum Refusal {
 /// The version a request asks for: the `placement` entry of its `OpenStack-API-Version`
 /// headers (`latest` is the newest), or the oldest when there is none.
 pub fn requested(headers: &HeaderMap) -> Result<Microversion, Refusal> {
-    let entry = headers
-        .get_all("openstack-api-version")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|entry| {
-            let mut parts = entry.split_whitespace();
-            let service = parts.next()?;
-            service
-                .eq_ignore_ascii_case("placement")
-                .then(|| parts.collect::<Vec<_>>().join(" "))
-        })
-        .next();
-    let Some(text) = entry else {
+    let Some(text) = crate::microversion::requested_text(headers, "placement", None) else {
         return Ok(MIN);
     };
     if text.eq_ignore_ascii_case("latest") {
         return Ok(MAX);
     }
-    let malformed = || Refusal::Malformed(text.clone());
-    let (major, minor) = text.split_once('.').ok_or_else(malformed)?;
-    let number = |part: &str| -> Option<u32> {
-        (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| part.parse().ok())
-            .flatten()
-    };
-    let (major, minor) = (
-        number(major).ok_or_else(malformed)?,
-        number(minor).ok_or_else(malformed)?,
-    );
+    let (major, minor) =
+        crate::microversion::parse(&text).ok_or_else(|| Refusal::Malformed(text.clone()))?;
     match u16::try_from(minor) {
         Ok(minor) if major == 1 && (MIN.0..=MAX.0).contains(&minor) => Ok(Microversion(minor)),
         _ => Err(Refusal::Unacceptable(text)),

@@ -4,9 +4,11 @@
 
 mod api;
 mod apps;
+mod compute;
 mod identity;
 mod kube_rs;
 mod kubectl;
+mod logs_exec;
 mod openstack;
 mod placement;
 mod quota;
