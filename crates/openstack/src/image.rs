@@ -18,6 +18,7 @@ mod query;
 mod schemas;
 mod view;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Router;
@@ -33,7 +34,7 @@ use ronghe_apiserver::error::ApiError;
 use ronghe_apiserver::identity::{Principal, PrincipalScope};
 use ronghe_apiserver::registry::KindSpec;
 use ronghe_identity::policy::{Level, Rule, Subject, Target};
-use ronghe_images::blob::{BlobStore, Digest};
+use ronghe_images::blob::BlobStore;
 use ronghe_images::model;
 
 use self::view::Image;
@@ -42,6 +43,11 @@ use crate::fault::{Fault, FaultResult, Style};
 
 /// Where Glance lives under the server's URL (the catalog's `image` endpoint).
 pub const BASE: &str = "/image";
+
+/// Uploads hold this shared from before their data is stored until the image names it;
+/// sweeping unused blobs holds it alone, so it never deletes a blob an upload is about to
+/// name. (One blob store per server process, so one gate.)
+static BLOB_GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// How many times a read-modify-write of an image is tried against concurrent writers.
 const WRITE_ATTEMPTS: usize = 8;
@@ -407,24 +413,36 @@ impl Caller {
         Ok(entry.map(|e| (e.name.clone(), e.uid.simple().to_string())))
     }
 
-    /// Deletes a blob unless an image still names it.
-    async fn release_blob(&self, digest: &str) {
-        let Ok(digest) = Digest::parse(digest) else {
+    /// Deletes the blobs no image names any more (the one an image just let go, and any
+    /// left by images deleted through the Kubernetes face). Skipped while an upload is in
+    /// flight (it may be about to name a blob no image names yet); a later delete collects
+    /// what is left.
+    async fn release_blobs(&self) {
+        let Ok(_sweeping) = BLOB_GATE.try_write() else {
+            tracing::debug!("an upload is in flight; unused blobs are kept for now");
             return;
         };
         let Ok(images) = self.all_images().await else {
             return;
         };
-        let still_used = images
-            .iter()
-            .any(|image| image.status.digest.as_deref() == Some(&digest.to_string()));
-        if still_used {
+        let used: HashSet<String> = images
+            .into_iter()
+            .filter_map(|image| image.status.digest)
+            .collect();
+        let Ok(blobs) = self.blobs().cloned() else {
             return;
-        }
-        if let Ok(blobs) = self.blobs()
-            && let Err(error) = blobs.delete(&digest)
-        {
-            tracing::warn!(%digest, error = %error, "deleting an unused image blob failed");
+        };
+        let sweep = move || {
+            for digest in blobs.list().unwrap_or_default() {
+                if !used.contains(&digest.to_string())
+                    && let Err(error) = blobs.delete(&digest)
+                {
+                    tracing::warn!(%digest, %error, "deleting an unused image blob failed");
+                }
+            }
+        };
+        if let Err(error) = tokio::task::spawn_blocking(sweep).await {
+            tracing::warn!(%error, "sweeping unused image blobs failed");
         }
     }
 

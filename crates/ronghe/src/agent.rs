@@ -20,6 +20,13 @@ pub struct AgentArgs {
     /// The join credential: the server's `DIR/node-token`.
     #[arg(long)]
     token_file: PathBuf,
+    /// Where this host keeps its images, containers and VMs.
+    #[arg(
+        long,
+        env = "RONGHE_AGENT_DATA_DIR",
+        default_value = "/var/lib/ronghe-agent"
+    )]
+    data_dir: PathBuf,
     /// The server's CA certificate; default: `ca.crt` beside the token file.
     #[arg(long)]
     ca_file: Option<PathBuf>,
@@ -78,7 +85,60 @@ fn parse_pair<T: std::str::FromStr>(text: &str) -> Result<(String, T), String> {
     Ok((key.to_owned(), value))
 }
 
+/// `ronghe agent`: runs until SIGTERM or SIGINT.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    run_until(args, stop).await
+}
+
+/// The agent `ronghe server` embeds: this host joins the server at `url` with the node
+/// token in `data_dir`, keeps its own state in `data_dir/agent`, and serves logs, exec
+/// and consoles on `listen`.
+pub async fn embedded(
+    url: &str,
+    data_dir: &std::path::Path,
+    node_name: Option<&str>,
+    listen: std::net::SocketAddr,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    #[derive(clap::Parser)]
+    struct Embedded {
+        #[command(flatten)]
+        args: AgentArgs,
+    }
+    let token_file = data_dir.join("node-token");
+    let agent_dir = data_dir.join("agent");
+    let listen = listen.to_string();
+    let mut argv = vec![
+        "agent",
+        "--server",
+        url,
+        "--token-file",
+        token_file
+            .to_str()
+            .context("the data directory is not UTF-8")?,
+        "--data-dir",
+        agent_dir
+            .to_str()
+            .context("the data directory is not UTF-8")?,
+        "--listen",
+        &listen,
+    ];
+    if let Some(name) = node_name {
+        argv.extend(["--node-name", name]);
+    }
+    let parsed = <Embedded as clap::Parser>::try_parse_from(argv)?;
+    run_until(parsed.args, stop).await
+}
+
+async fn run_until(
+    args: AgentArgs,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let token = std::fs::read_to_string(&args.token_file)
         .with_context(|| format!("reading {}", args.token_file.display()))?;
     let ca_file = match &args.ca_file {
@@ -119,25 +179,23 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if !args.listen.ip().is_unspecified() {
         host.address = args.listen.ip().to_string();
     }
-    // Simulated hosts run their pods with the fake driver; this machine's pods wait for
-    // the runc driver.
+    // Simulated hosts run their workloads with the fake drivers; this machine's run
+    // through runc and QEMU.
     let (hosts, drivers): (Vec<Host>, Option<ronghe_agent::Drivers>) = match args.simulate {
         Some(count) => (
             (0..count).map(|index| host.simulated(index)).collect(),
             (!args.idle).then(ronghe_agent::Drivers::fake),
         ),
-        None => (vec![host], None),
+        None => {
+            let drivers = crate::drivers::for_this_host(&client, &args.data_dir, &host).await?;
+            (vec![host], Some(drivers))
+        }
     };
     // Only hosts whose workloads run have logs, exec and consoles to serve.
     let endpoint = match &drivers {
         Some(_) => Some(ronghe_agent::serve::Endpoint::bind(args.listen, token.trim()).await?),
         None => None,
     };
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        crate::server::shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
     ronghe_agent::run(
         client,
         hosts,

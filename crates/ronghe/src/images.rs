@@ -76,65 +76,43 @@ async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<()> {
         })
         .await?;
 
-    match build_test_guest(work.path())? {
-        Some(guest) => {
-            let kernel = glance
-                .ensure(&Upload {
-                    name: "test-guest-kernel",
-                    path: &guest.kernel,
-                    disk_format: "aki",
-                    container_format: "aki",
-                    properties: BTreeMap::new(),
-                })
-                .await?;
-            let ramdisk = glance
-                .ensure(&Upload {
-                    name: "test-guest-initramfs",
-                    path: &guest.initramfs,
-                    disk_format: "ari",
-                    container_format: "ari",
-                    properties: BTreeMap::new(),
-                })
-                .await?;
-            // The machine image itself holds no data: the kernel and ramdisk are the guest.
-            let empty = work.path().join("test-guest.ami");
-            std::fs::write(&empty, b"").context("writing the empty machine image")?;
-            let mut properties = BTreeMap::from([
+    let guest = ronghe_images::build::guest::build(&work.path().join("test-guest"))
+        .context("building the test guest")?;
+    let kernel = glance
+        .ensure(&Upload {
+            name: "test-guest-kernel",
+            path: &guest.kernel,
+            disk_format: "aki",
+            container_format: "aki",
+            properties: BTreeMap::new(),
+        })
+        .await?;
+    let ramdisk = glance
+        .ensure(&Upload {
+            name: "test-guest-initramfs",
+            path: &guest.initramfs,
+            disk_format: "ari",
+            container_format: "ari",
+            properties: BTreeMap::new(),
+        })
+        .await?;
+    // The machine image itself holds no data: the kernel and ramdisk are the guest, booted
+    // with the hypervisor's own command line.
+    let empty = work.path().join("test-guest.ami");
+    std::fs::write(&empty, b"").context("writing the empty machine image")?;
+    glance
+        .ensure(&Upload {
+            name: "test-guest",
+            path: &empty,
+            disk_format: "ami",
+            container_format: "ami",
+            properties: BTreeMap::from([
                 ("kernel_id".to_owned(), kernel),
                 ("ramdisk_id".to_owned(), ramdisk),
-            ]);
-            if let Some(command_line) = guest.command_line {
-                properties.insert("os_command_line".to_owned(), command_line);
-            }
-            glance
-                .ensure(&Upload {
-                    name: "test-guest",
-                    path: &empty,
-                    disk_format: "ami",
-                    container_format: "ami",
-                    properties,
-                })
-                .await?;
-        }
-        None => eprintln!(
-            "test-guest: skipped: the guest builder (ronghe_images::build::guest) is not available yet"
-        ),
-    }
+            ]),
+        })
+        .await?;
     Ok(())
-}
-
-/// The files of the test guest.
-struct GuestFiles {
-    kernel: PathBuf,
-    initramfs: PathBuf,
-    command_line: Option<String>,
-}
-
-/// Builds the test guest's kernel and initramfs into `dir`.
-// TODO(#4): call `ronghe_images::build::guest::build(dir)` here once the guest builder
-// lands (it returns the kernel and initramfs paths); until then test-guest is skipped.
-fn build_test_guest(_dir: &Path) -> anyhow::Result<Option<GuestFiles>> {
-    Ok(None)
 }
 
 /// Makes sure the packages are installed, installing the missing ones when allowed.

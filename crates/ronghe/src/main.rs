@@ -4,6 +4,7 @@
 mod agent;
 mod bench;
 mod client;
+mod drivers;
 mod images;
 mod login;
 mod server;

@@ -37,6 +37,16 @@ pub struct ServerArgs {
     /// not ready and tainted unreachable.
     #[arg(long, default_value_t = 40)]
     node_grace_seconds: u64,
+    /// Run no agent in the server: this machine runs no workloads (a control-plane-only
+    /// server; hosts join with `ronghe agent`).
+    #[arg(long)]
+    no_agent: bool,
+    /// The node name of the embedded agent's host (default: the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Where the embedded agent serves logs, exec and consoles to the server.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    agent_listen: SocketAddr,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -48,7 +58,39 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.compaction_interval = Duration::from_secs(args.compaction_interval_seconds.max(1));
     config.token_lifetime = Duration::from_secs(args.token_lifetime_seconds.max(1));
     config.node_grace = Duration::from_secs(args.node_grace_seconds.max(1));
-    ronghe_server::run(config, shutdown_signal()).await
+    if args.no_agent {
+        return ronghe_server::run(config, shutdown_signal()).await;
+    }
+    // The embedded agent joins once the server serves, and stops before it.
+    let data_dir = config.data_dir.clone();
+    let (ready_tx, ready) = tokio::sync::oneshot::channel::<ronghe_server::Serving>();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(async move {
+        let Ok(serving) = ready.await else {
+            return Ok(());
+        };
+        crate::agent::embedded(
+            &serving.url,
+            &data_dir,
+            args.node_name.as_deref(),
+            args.agent_listen,
+            stop,
+        )
+        .await
+    });
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    let served = ronghe_server::run_and_tell(config, shutdown, Some(ready_tx)).await;
+    match agent.await {
+        Ok(Err(error)) => {
+            tracing::error!(error = %format!("{error:#}"), "the embedded agent failed")
+        }
+        Err(error) => tracing::error!(%error, "the embedded agent panicked"),
+        Ok(Ok(())) => {}
+    }
+    served
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -82,11 +82,31 @@ impl ServerConfig {
     }
 }
 
+/// Where a running server can be reached, for what runs beside it (the embedded agent).
+#[derive(Clone, Debug)]
+pub struct Serving {
+    /// `https://host:port`.
+    pub url: String,
+    /// The CA certificate that signed the serving certificate (PEM).
+    pub ca_pem: String,
+    /// The credential agents join with (`DIR/node-token`).
+    pub node_token: String,
+}
+
 /// Runs the server until `shutdown` resolves; then stops accepting, ends watches, lets
 /// in-flight requests finish (for a bounded time) and closes the store.
 pub async fn run(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    run_and_tell(config, shutdown, None).await
+}
+
+/// [`run`], saying where it serves on `ready` once it accepts connections.
+pub async fn run_and_tell(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    ready: Option<tokio::sync::oneshot::Sender<Serving>>,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
 
@@ -202,6 +222,14 @@ pub async fn run(
     let router = ronghe_apiserver::http::router(state).merge(ronghe_openstack::router(openstack));
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
     tracing::info!(url = %server_url, data_dir = %config.data_dir.display(), "serving the Kubernetes API");
+    if let Some(ready) = ready {
+        // Nobody listening any more is no reason to stop serving.
+        let _ = ready.send(Serving {
+            url: server_url.clone(),
+            ca_pem: tls.ca_pem.clone(),
+            node_token: node_token.trim().to_owned(),
+        });
+    }
 
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);

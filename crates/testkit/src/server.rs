@@ -11,20 +11,38 @@ use http_body_util::BodyExt;
 pub struct ServerProcess {
     binary: PathBuf,
     extra_args: Vec<String>,
+    /// Whether the server runs its embedded agent (real drivers on this machine).
+    embedded_agent: bool,
     data_dir: tempfile::TempDir,
     child: Option<Child>,
     log_path: PathBuf,
 }
 
 impl ServerProcess {
-    /// Starts `binary server` with a fresh data directory on a free loopback port, plus
-    /// `extra_args`, and waits until it answers `/readyz`.
+    /// Starts `binary server --no-agent` with a fresh data directory on a free loopback
+    /// port, plus `extra_args`, and waits until it answers `/readyz`. Its hosts are the
+    /// agents a test starts.
     pub async fn start(binary: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
+        Self::launch(binary, extra_args, false).await
+    }
+
+    /// Like [`ServerProcess::start`], with the embedded agent: this machine is a host
+    /// whose workloads run through runc and QEMU (root only).
+    pub async fn start_with_agent(binary: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
+        Self::launch(binary, extra_args, true).await
+    }
+
+    async fn launch(
+        binary: &Path,
+        extra_args: &[&str],
+        embedded_agent: bool,
+    ) -> anyhow::Result<Self> {
         let data_dir = tempfile::Builder::new().prefix("ronghe-test-").tempdir()?;
         let log_path = data_dir.path().join("server.log");
         let mut server = Self {
             binary: binary.to_owned(),
             extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+            embedded_agent,
             data_dir,
             child: None,
             log_path,
@@ -47,6 +65,7 @@ impl ServerProcess {
             .arg(self.data_dir.path())
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .args(self.agent_args())
             .args(&self.extra_args)
             .env(
                 "RUST_LOG",
@@ -78,6 +97,14 @@ impl ServerProcess {
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn agent_args(&self) -> &'static [&'static str] {
+        if self.embedded_agent {
+            &[]
+        } else {
+            &["--no-agent"]
         }
     }
 

@@ -56,12 +56,17 @@ pub struct GuestImage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
-    #[error("no kernel with modules is installed (install {KERNEL_PACKAGE}; looked for {BOOT_DIR}/vmlinuz-* with {MODULES_DIR}/*/modules.dep)")]
+    #[error(
+        "no kernel with modules is installed (install {KERNEL_PACKAGE}; looked for {BOOT_DIR}/vmlinuz-* with {MODULES_DIR}/*/modules.dep)"
+    )]
     NoKernel,
     #[error(transparent)]
     Busybox(#[from] BusyboxError),
     #[error("module {module} is not in {}", modules_dep.display())]
-    MissingModule { module: String, modules_dep: PathBuf },
+    MissingModule {
+        module: String,
+        modules_dep: PathBuf,
+    },
     #[error("module {} is compressed; the guest's busybox insmod loads only plain .ko files", path.display())]
     CompressedModule { path: PathBuf },
     #[error("cannot read {}", path.display())]
@@ -146,7 +151,9 @@ pub fn build_from(sources: &GuestSources, out_dir: &Path) -> Result<GuestImage, 
     let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
     gzip.write_all(&archive)
         .map_err(|source| write_error(out_dir, source))?;
-    let initramfs_bytes = gzip.finish().map_err(|source| write_error(out_dir, source))?;
+    let initramfs_bytes = gzip
+        .finish()
+        .map_err(|source| write_error(out_dir, source))?;
     let kernel_bytes = read(&sources.kernel)?;
     fs::create_dir_all(out_dir).map_err(|source| write_error(out_dir, source))?;
     let image = GuestImage {
@@ -200,12 +207,11 @@ pub fn initramfs_tree(sources: &GuestSources) -> Result<cpio::Tree, GuestError> 
         .unwrap_or_default();
     let modules_dep = sources.modules.join("modules.dep");
     let dependencies = parse_modules_dep(&String::from_utf8_lossy(&read(&modules_dep)?));
-    let order = load_order(&dependencies, GUEST_MODULES).map_err(|module| {
-        GuestError::MissingModule {
+    let order =
+        load_order(&dependencies, GUEST_MODULES).map_err(|module| GuestError::MissingModule {
             module,
             modules_dep: modules_dep.clone(),
-        }
-    })?;
+        })?;
     for module in &order {
         if !module.ends_with(".ko") {
             return Err(GuestError::CompressedModule {
@@ -213,11 +219,7 @@ pub fn initramfs_tree(sources: &GuestSources) -> Result<cpio::Tree, GuestError> 
             });
         }
         let content = read(&sources.modules.join(module))?;
-        tree.file(
-            &format!("lib/modules/{release}/{module}"),
-            0o644,
-            content,
-        );
+        tree.file(&format!("lib/modules/{release}/{module}"), 0o644, content);
     }
     let mut load_list = String::new();
     for module in &order {
@@ -228,10 +230,22 @@ pub fn initramfs_tree(sources: &GuestSources) -> Result<cpio::Tree, GuestError> 
     tree.file("etc/init.d/rcS", 0o755, RC_S.into());
     tree.file("etc/acpi/PWRF/00000080", 0o755, POWER_BUTTON.into());
     tree.file("usr/share/udhcpc/default.script", 0o755, DHCP_SCRIPT.into());
-    tree.file("etc/hostname", 0o644, format!("{DEFAULT_HOSTNAME}\n").into_bytes());
-    tree.file("etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\n".into());
+    tree.file(
+        "etc/hostname",
+        0o644,
+        format!("{DEFAULT_HOSTNAME}\n").into_bytes(),
+    );
+    tree.file(
+        "etc/passwd",
+        0o644,
+        "root:x:0:0:root:/root:/bin/sh\n".into(),
+    );
     tree.file("etc/group", 0o644, "root:x:0:\n".into());
-    tree.file("www/index.html", 0o644, format!("{DEFAULT_HOSTNAME}\n").into_bytes());
+    tree.file(
+        "www/index.html",
+        0o644,
+        format!("{DEFAULT_HOSTNAME}\n").into_bytes(),
+    );
     Ok(tree)
 }
 
@@ -272,13 +286,15 @@ if [ -e /sys/class/net/eth0 ]; then
     udhcpc -i eth0 -s /usr/share/udhcpc/default.script -b -t 5 -T 1 -x "hostname:$name"
 fi
 httpd -p 80 -h /www
-acpid -c /etc/acpi
+# acpid logs each event it acts on; without -l it wants /var/log, which is not here.
+acpid -c /etc/acpi -l /dev/console
 echo "ronghe-guest: hostname $name"
 echo ronghe-guest-ready
 "#;
 
 /// The power button (acpid's `PWRF/00000080` event): a clean power-off through init.
-const POWER_BUTTON: &str = "#!/bin/sh\necho ronghe-guest: power button\nexec /sbin/poweroff\n";
+const POWER_BUTTON: &str =
+    "#!/bin/sh\necho ronghe-guest: power button > /dev/console\nexec /sbin/poweroff\n";
 
 /// udhcpc's event script: configures the interface from the lease.
 const DHCP_SCRIPT: &str = r#"#!/bin/sh
@@ -452,7 +468,13 @@ kernel/drivers/acpi/button.ko:
             }
         };
         let tree = initramfs_tree(&sources).unwrap();
-        for path in ["init", "bin/sh", "sbin/udhcpc", "dev/console", "etc/init.d/rcS"] {
+        for path in [
+            "init",
+            "bin/sh",
+            "sbin/udhcpc",
+            "dev/console",
+            "etc/init.d/rcS",
+        ] {
             assert!(tree.get(path).is_some(), "{path} in the initramfs");
         }
         let modules = match tree.get("etc/modules-load") {

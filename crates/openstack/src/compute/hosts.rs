@@ -204,9 +204,10 @@ pub async fn hypervisor(
     Path(id): Path<String>,
 ) -> FaultResult<Json<Value>> {
     Caller::of(&user)?.allow("os_compute_api:os-hypervisors:show")?;
-    let found = hypervisors_of(&state).await?.into_iter().find(|h| {
-        same_uid(&id, uid_of(&h.node)) || h.name() == id || h.id(version) == id.as_str()
-    });
+    let found = hypervisors_of(&state)
+        .await?
+        .into_iter()
+        .find(|h| same_uid(&id, uid_of(&h.node)) || h.name() == id || h.id(version) == id.as_str());
     match found {
         Some(hypervisor) => Ok(Json(json!({"hypervisor": hypervisor.detail(version)}))),
         None => Err(not_found(format!(

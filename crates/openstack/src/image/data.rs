@@ -21,7 +21,7 @@ use ronghe_images::stream::chunk_channel;
 use tokio::io::AsyncReadExt;
 
 use super::view::{Image, OWNER_SPECIFIED_HASHES};
-use super::{Caller, bad_request, conflict, forbidden, glance, internal, now};
+use super::{BLOB_GATE, Caller, bad_request, conflict, forbidden, glance, internal, now};
 use crate::fault::{Fault, FaultResult};
 
 /// How many chunks of an upload may wait for the writer.
@@ -110,6 +110,7 @@ async fn receive(
     blobs: BlobStore,
     expected: Expected,
 ) -> FaultResult<()> {
+    let uploading = BLOB_GATE.read().await;
     let (sender, reader) = chunk_channel(UPLOAD_QUEUE);
     let writer = tokio::task::spawn_blocking(move || blobs.put(reader, &expected));
     let mut stream = body.into_data_stream();
@@ -143,7 +144,13 @@ async fn receive(
             return Err(internal("an image writer task failed", error));
         }
     };
-    activate(&caller, &image.id, &info).await
+    let activated = activate(&caller, &image.id, &info).await;
+    drop(uploading);
+    if activated.is_err() {
+        // The image went away or changed meanwhile: its blob may be unused now.
+        caller.release_blobs().await;
+    }
+    activated
 }
 
 /// Why data was not stored, for the client.
@@ -182,8 +189,7 @@ async fn requeue(caller: &Caller, id: &str) {
     }
 }
 
-/// Records stored data on the image; if the image went away meanwhile, its blob goes
-/// too (unless another image has the same data).
+/// Records stored data on the image.
 async fn activate(caller: &Caller, id: &str, info: &BlobInfo) -> FaultResult<()> {
     let digest = info.digest.to_string();
     let result = caller
@@ -211,10 +217,7 @@ async fn activate(caller: &Caller, id: &str, info: &BlobInfo) -> FaultResult<()>
             tracing::info!(id, digest = %digest, size = info.size, namespace = %image.namespace, "image data stored");
             Ok(())
         }
-        Err(fault) => {
-            caller.release_blob(&digest).await;
-            Err(fault)
-        }
+        Err(fault) => Err(fault),
     }
 }
 

@@ -210,9 +210,7 @@ pub(super) async fn delete(caller: Caller, Path(id): Path<String>) -> Result<Res
     }
     caller.delete_object(&image).await?;
     tracing::info!(id = %image.id, namespace = %image.namespace, "deleted image");
-    if let Some(digest) = &image.status.digest {
-        caller.release_blob(digest).await;
-    }
+    caller.release_blobs().await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -6,6 +6,7 @@ mod api;
 mod apps;
 mod compute;
 mod identity;
+mod images;
 mod kube_rs;
 mod kubectl;
 mod logs_exec;

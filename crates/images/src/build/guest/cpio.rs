@@ -34,8 +34,12 @@ impl Tree {
     /// Adds a directory and any missing parents (a later add of the same path wins).
     pub fn directory(&mut self, path: &str, mode: u32) {
         self.parents(path);
-        self.nodes
-            .insert(clean(path), Node::Directory { mode: mode & 0o7777 });
+        self.nodes.insert(
+            clean(path),
+            Node::Directory {
+                mode: mode & 0o7777,
+            },
+        );
     }
 
     pub fn file(&mut self, path: &str, mode: u32, content: Vec<u8>) {
@@ -103,9 +107,7 @@ impl Tree {
                 Node::Directory { mode } => (S_IFDIR | mode, &[], (0, 0)),
                 Node::File { mode, content } => (S_IFREG | mode, content, (0, 0)),
                 Node::Symlink { target } => (S_IFLNK | 0o777, target.as_bytes(), (0, 0)),
-                Node::CharDevice { mode, major, minor } => {
-                    (S_IFCHR | mode, &[], (*major, *minor))
-                }
+                Node::CharDevice { mode, major, minor } => (S_IFCHR | mode, &[], (*major, *minor)),
             };
             let nlink = if matches!(node, Node::Directory { .. }) {
                 2
@@ -175,8 +177,11 @@ mod tests {
         loop {
             assert_eq!(&bytes[..6], b"070701", "magic at {}", total - bytes.len());
             let field = |i: usize| {
-                u32::from_str_radix(std::str::from_utf8(&bytes[6 + i * 8..14 + i * 8]).unwrap(), 16)
-                    .unwrap()
+                u32::from_str_radix(
+                    std::str::from_utf8(&bytes[6 + i * 8..14 + i * 8]).unwrap(),
+                    16,
+                )
+                .unwrap()
             };
             let (mode, size, rdev, name_size) =
                 (field(1), field(6), (field(9), field(10)), field(11));
@@ -190,7 +195,10 @@ mod tests {
             let data = bytes[data_start..data_end].to_vec();
             bytes = &bytes[data_end.div_ceil(4) * 4..];
             if name == "TRAILER!!!" {
-                assert!(bytes.iter().all(|b| *b == 0), "only padding after the trailer");
+                assert!(
+                    bytes.iter().all(|b| *b == 0),
+                    "only padding after the trailer"
+                );
                 return entries;
             }
             entries.push((name, mode, rdev, data));
@@ -211,7 +219,15 @@ mod tests {
         let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(
             names,
-            ["dev", "dev/console", "etc", "etc/init.d", "etc/init.d/rcS", "init", "tmp"],
+            [
+                "dev",
+                "dev/console",
+                "etc",
+                "etc/init.d",
+                "etc/init.d/rcS",
+                "init",
+                "tmp"
+            ],
             "parents first, created as needed"
         );
         assert_eq!(entries[0].1, 0o040755);
