@@ -420,6 +420,11 @@ async fn reconcile(shared: &Shared, uid: &str) -> anyhow::Result<()> {
         let action = plan::plan(&observed, state.power);
         tracing::debug!(vm = %spec.name, ?action, power = ?state.power, status = %observed.status, "reconciling a VM");
         match action {
+            Action::Leave if observed.task_state.is_some() => {
+                // An action this state does not take: it is over.
+                patch_status(shared, &api, &current, json!({"taskState": null})).await?;
+                return Ok(());
+            }
             Action::Leave => return Ok(()),
             Action::Report => {
                 return report(shared, &api, &current, &observed, &state, reboot_done).await;

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sha2::Digest as _;
+
 #[derive(Clone, Debug)]
 pub struct RuncConfig {
     /// The driver's directory: `runc/` (runc's state) and `pods/<uid>/`.
@@ -25,6 +27,23 @@ pub struct RuncConfig {
 }
 
 impl RuncConfig {
+    /// kubelet's defaults for an agent keeping its state under `root_dir`, with a cgroup
+    /// parent of its own (`ronghe-<hash of the directory>`), so that several agents on one
+    /// machine (tests, simulations beside a real host) never touch each other's pods.
+    pub fn for_agent(root_dir: impl Into<PathBuf>, host_ip: impl Into<String>) -> RuncConfig {
+        let mut config = RuncConfig::new(root_dir, host_ip);
+        let digest = sha2::Sha256::digest(config.root_dir.as_os_str().as_encoded_bytes());
+        config.cgroup_parent = format!(
+            "ronghe-{}",
+            digest
+                .iter()
+                .take(4)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        config
+    }
+
     /// kubelet's defaults, with state under `root_dir`.
     pub fn new(root_dir: impl Into<PathBuf>, host_ip: impl Into<String>) -> RuncConfig {
         RuncConfig {

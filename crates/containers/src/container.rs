@@ -354,10 +354,6 @@ impl Instance {
             .map_err(Error::io("write", &config_path))?;
         let log_dir = layout.log_dir(&pod.uid, &container.name);
         std::fs::create_dir_all(&log_dir).map_err(Error::io("create", &log_dir))?;
-        // kubelet keeps the logs of the latest instance and the one before.
-        if let Some(older) = number.checked_sub(2) {
-            let _ = std::fs::remove_file(layout.log_file(&pod.uid, &container.name, older));
-        }
         let log_path = layout.log_file(&pod.uid, &container.name, number);
         let runc_log = bundle.join("runc.log");
         let pid_file = bundle.join("pid");
@@ -445,6 +441,11 @@ impl Instance {
             slot.view.container_id = Some(container_id.clone());
             slot.view.state = waiting("ContainerCreating", None);
         });
+        // kubelet keeps the logs of the latest instance and the one before; the older one
+        // goes only now that readers are pointed at the new one.
+        if let Some(older) = instance.number.checked_sub(2) {
+            let _ = std::fs::remove_file(context.layout.log_file(&pod.uid, &container.name, older));
+        }
         let started = instance.wait_started().await;
         let started_at = Timestamp::now();
         let ended = match started {

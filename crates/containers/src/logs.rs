@@ -299,9 +299,9 @@ mod tests {
             out.write_all(b"one\ntwo\nthree\nno newline")
                 .await
                 .expect("write");
-            drop(out);
+            out.shutdown().await.expect("close");
             let mut err = stderr_writer;
-            err.write_all(b"").await.expect("write");
+            err.shutdown().await.expect("close");
         }
         writer.await.expect("writer");
         let raw = std::fs::read_to_string(&path).expect("log");
@@ -319,7 +319,7 @@ mod tests {
             limit_bytes: Some(5),
             ..LogOptions::default()
         };
-        assert_eq!(collect(&path, limit).await, "one\ntw");
+        assert_eq!(collect(&path, limit).await, "one\nt");
         let stamped = collect(
             &path,
             LogOptions {

@@ -178,7 +178,13 @@ pub fn user(
         .and_then(|c| c.run_as_group)
         .or_else(|| pod_context.and_then(|c| c.run_as_group));
     let (mut uid, mut gid) = (0_u32, 0_u32);
-    if let Some(spec) = image.config.user.as_deref().filter(|u| !u.is_empty()) {
+    // A `runAsUser` replaces the image's user altogether.
+    let image_user = image
+        .config
+        .user
+        .as_deref()
+        .filter(|u| !u.is_empty() && run_as_user.is_none());
+    if let Some(spec) = image_user {
         let (user_part, group_part) = match spec.split_once(':') {
             Some((user, group)) => (user, Some(group)),
             None => (spec, None),
@@ -383,7 +389,6 @@ pub fn config(
         "env": env.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>(),
         "cwd": cwd,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1_048_576_u64, "soft": 1_048_576_u64}],
         "noNewPrivileges": context.and_then(|c| c.allow_privilege_escalation) == Some(false),
     });
     if let Some(group) = pod

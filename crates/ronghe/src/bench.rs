@@ -3,6 +3,7 @@
 mod api;
 mod identity;
 mod scheduler;
+mod start;
 
 use clap::Subcommand;
 
@@ -14,6 +15,9 @@ pub enum BenchCommand {
     Identity(identity::IdentityBenchArgs),
     /// Workloads bound per second on simulated hosts, through the API.
     Scheduler(scheduler::SchedulerBenchArgs),
+    /// Real pods (runc) and VMs (QEMU) on this machine: time from create to Running, to
+    /// ACTIVE and to the guest's ready line.
+    Start(start::StartBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -21,5 +25,6 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Api(args) => api::run(args).await,
         BenchCommand::Identity(args) => identity::run(args).await,
         BenchCommand::Scheduler(args) => scheduler::run(args).await,
+        BenchCommand::Start(args) => start::run(args).await,
     }
 }

@@ -17,13 +17,17 @@ pub async fn for_this_host(
 ) -> anyhow::Result<Drivers> {
     let images = ImageCache::new(client.clone(), &data_dir.join("images"))
         .with_context(|| format!("opening the image cache in {}", data_dir.display()))?;
-    let config = ronghe_containers::RuncConfig::new(data_dir.join("containers"), &host.address);
+    let config =
+        ronghe_containers::RuncConfig::for_agent(data_dir.join("containers"), &host.address);
     let pods = ronghe_containers::RuncDriver::new(config, Arc::new(CachedImages(images.clone())))
         .await
         .context("starting the container driver (runc)")?;
+    let vms = ronghe_hypervisor::QemuDriver::new(data_dir.join("vms"), Arc::new(images))
+        .await
+        .context("starting the VM driver (QEMU)")?;
     Ok(Drivers {
         pods: Arc::new(pods),
-        vms: Arc::new(ronghe_agent::FakeVmDriver),
+        vms: Arc::new(vms),
     })
 }
 

@@ -27,12 +27,15 @@ fn set(uid: &str, power: Power) {
         .insert(uid.to_owned(), power);
 }
 
+/// A VM this process never saw is running: a simulated host has nothing to lose, so a
+/// new VM is ACTIVE at once and a restarted agent finds its VMs as they were (the loop
+/// then stops, pauses or suspends the ones whose spec says so).
 fn get(uid: &str) -> Power {
     VMS.lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .get(uid)
         .copied()
-        .unwrap_or(Power::Absent)
+        .unwrap_or(Power::Running)
 }
 
 /// Moves a VM that is in one of `from` to `to`; anything else is the error.
@@ -61,9 +64,7 @@ impl VmDriver for FakeVmDriver {
     }
 
     async fn stop(&self, uid: &str, _grace: Duration) -> anyhow::Result<()> {
-        if get(uid) != Power::Absent {
-            set(uid, Power::Shutdown);
-        }
+        set(uid, Power::Shutdown);
         Ok(())
     }
 

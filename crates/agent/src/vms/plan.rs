@@ -104,10 +104,14 @@ pub fn plan(observed: &Observed, power: Power) -> Action {
             Some(RebootKind::Hard) if observed.running && up => Action::Reboot(RebootKind::Hard),
             Some(RebootKind::Hard) if observed.running => Action::Start,
             _ if !observed.running && (up || power == Power::Suspended) => Action::Stop,
+            // Stopped in ERROR with nothing running: it is SHUTOFF now, as in Nova.
+            _ if !observed.running => Action::Report,
             _ => Action::Leave,
         };
     }
     match power {
+        // Stopped after a failure, then asked to start: boot it again.
+        Power::Failed if observed.running && observed.status == "SHUTOFF" => Action::Start,
         Power::Failed => Action::Report,
         Power::Absent | Power::Shutdown | Power::Crashed => {
             if !observed.running {
@@ -189,7 +193,8 @@ pub fn nova_state(power: Power, observed: &Observed) -> (&'static str, &'static 
         Power::Shutdown => ("SHUTOFF", "stopped", 4),
         Power::Crashed => ("SHUTOFF", "stopped", 6),
         Power::Suspended => ("SUSPENDED", "suspended", 7),
-        Power::Failed => ("ERROR", "error", 0),
+        Power::Failed if observed.running => ("ERROR", "error", 0),
+        Power::Failed => ("SHUTOFF", "stopped", 0),
         Power::Absent if observed.status == "BUILD" && observed.running => ("BUILD", "building", 0),
         Power::Absent => ("SHUTOFF", "stopped", 0),
     }
@@ -337,7 +342,10 @@ mod tests {
             ..observed("ERROR")
         };
         assert_eq!(plan(&stop, Power::Running), Action::Stop);
-        assert_eq!(plan(&stop, Power::Failed), Action::Leave);
+        assert_eq!(plan(&stop, Power::Failed), Action::Report);
+        assert_eq!(nova_state(Power::Failed, &stop), ("SHUTOFF", "stopped", 0));
+        // Started again after that stop: another try at booting.
+        assert_eq!(plan(&observed("SHUTOFF"), Power::Failed), Action::Start);
     }
 
     #[test]

@@ -94,12 +94,19 @@ pub async fn action(
                     spec,
                     status: Some("REBOOT"),
                 },
+                // A hard reboot brings a stopped, paused or suspended server back running,
+                // as in Nova.
                 "HARD" => Transition {
                     name: "reboot",
                     operation: "os_compute_api:servers:reboot",
                     from: &["active", "stopped", "paused", "suspended", "error"],
                     task: "rebooting_hard",
-                    spec,
+                    spec: json!({
+                        "reboot": spec["reboot"],
+                        "running": true,
+                        "paused": false,
+                        "suspended": false,
+                    }),
                     status: Some("HARD_REBOOT"),
                 },
                 _ => {
