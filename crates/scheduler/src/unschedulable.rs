@@ -51,11 +51,11 @@ impl Unschedulable {
 
     /// The "count reason" items, in the wording for `kind`, sorted as text.
     fn breakdown(&self, kind: WorkloadKind) -> Vec<String> {
-        let mut worded: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut worded: BTreeMap<String, usize> = BTreeMap::new();
         for (reason, hosts) in &self.reasons {
             let reason = match kind {
                 WorkloadKind::Pod => kubernetes_wording(reason),
-                WorkloadKind::VirtualMachine => reason.as_str(),
+                WorkloadKind::VirtualMachine => reason.clone(),
             };
             *worded.entry(reason).or_insert(0) += hosts;
         }
@@ -77,13 +77,19 @@ fn availability(hosts: usize, what: &str, items: &[String]) -> String {
     }
 }
 
-/// A reason as kube-scheduler words it for a pod: Kubernetes names the CPU and memory
-/// resources `cpu` and `memory`.
-fn kubernetes_wording(reason: &str) -> &str {
+/// A reason as kube-scheduler words it for a pod, with the resource named as the pod asks
+/// for it: `cpu`, `memory`, `ephemeral-storage`, and devices as the extended resources
+/// `ronghe.io/<class>` (`VGPU` → `ronghe.io/vgpu`); other vendors' names are kept.
+fn kubernetes_wording(reason: &str) -> String {
     match reason.strip_prefix("Insufficient ") {
-        Some(class) if class == VCPU => "Insufficient cpu",
-        Some(class) if class == MEMORY_MB => "Insufficient memory",
-        _ => reason,
+        Some(class) if class == VCPU => "Insufficient cpu".into(),
+        Some(class) if class == MEMORY_MB => "Insufficient memory".into(),
+        Some(class) if class == crate::DISK_GB => "Insufficient ephemeral-storage".into(),
+        Some(class) if !class.contains('/') => format!(
+            "Insufficient ronghe.io/{}",
+            class.to_ascii_lowercase().replace('_', "-")
+        ),
+        _ => reason.to_owned(),
     }
 }
 
@@ -142,7 +148,7 @@ mod tests {
         ]);
         assert_eq!(
             failure.pod_message(),
-            "0/14 nodes are available: 10 Insufficient memory, 2 Insufficient VGPU, 2 node(s) were not ready."
+            "0/14 nodes are available: 10 Insufficient memory, 2 Insufficient ronghe.io/vgpu, 2 node(s) were not ready."
         );
     }
 

@@ -5,6 +5,7 @@
 mod api;
 mod apps;
 mod compute;
+mod hundred_hosts;
 mod identity;
 mod images;
 mod kube_rs;

@@ -301,7 +301,7 @@ async fn simulated_hosts_run_pods_and_stop_them_on_delete() -> anyhow::Result<()
 }
 
 /// Creates an object of one of Ronghe's own kinds through the Kubernetes face.
-async fn create_own(
+pub(super) async fn create_own(
     client: &kube::Client,
     path: &str,
     body: Value,
@@ -317,7 +317,7 @@ async fn create_own(
     Ok((status, value))
 }
 
-async fn vm_status(client: &kube::Client, name: &str) -> anyhow::Result<Value> {
+pub(super) async fn vm_status(client: &kube::Client, name: &str) -> anyhow::Result<Value> {
     let (status, value, _) = ronghe_testkit::raw_request(
         client,
         "GET",
@@ -330,7 +330,7 @@ async fn vm_status(client: &kube::Client, name: &str) -> anyhow::Result<Value> {
     Ok(value["status"].clone())
 }
 
-const VMS: &str = "/apis/compute.ronghe.io/v1/namespaces/default/virtualmachines";
+pub(super) const VMS: &str = "/apis/compute.ronghe.io/v1/namespaces/default/virtualmachines";
 
 fn vm(name: &str, flavor: &str) -> Value {
     json!({"apiVersion": "compute.ronghe.io/v1", "kind": "VirtualMachine",
