@@ -399,6 +399,7 @@ fn resolve_flavor<'a>(engine: &'a Engine, vm: &'a mut Value) -> BoxFuture<'a, Ap
                 "Flavor {name} is private and not available to this project."
             )));
         }
+        check_references(engine, vm).await?;
         let snapshot = FlavorSnapshot { name, spec };
         object::ensure_object(
             object::ensure_object(vm)
@@ -411,6 +412,50 @@ fn resolve_flavor<'a>(engine: &'a Engine, vm: &'a mut Value) -> BoxFuture<'a, Ap
         );
         Ok(())
     })
+}
+
+/// Refuses a new VM whose image its project cannot see, or whose server group does not
+/// exist in its namespace, naming what is missing (a 400, as Nova answers).
+async fn check_references(engine: &Engine, vm: &Value) -> ApiResult<()> {
+    let namespace = object::namespace(vm).unwrap_or_default().to_owned();
+    if let Some(image) = object::str_at(vm, &["spec", "imageRef"]).filter(|i| !i.is_empty()) {
+        let missing = || ApiError::bad_request(format!("Image {image} could not be found."));
+        let kind = engine.kind(
+            ronghe_images::model::API_VERSION,
+            ronghe_images::model::KIND,
+        )?;
+        let options = crate::engine::ListOptions {
+            selectors: crate::engine::Selectors::parse(
+                &kind,
+                None,
+                Some(&format!("metadata.name={image}")),
+            )
+            .map_err(|_| missing())?,
+            ..crate::engine::ListOptions::default()
+        };
+        let found = engine.list(&kind, None, &options).await?.items;
+        let visible = found.iter().any(|candidate| {
+            let owner = object::namespace(candidate).unwrap_or_default();
+            serde_json::from_value::<ronghe_images::model::ImageSpec>(candidate["spec"].clone())
+                .is_ok_and(|spec| ronghe_images::model::can_see(owner, &spec, Some(&namespace)))
+        });
+        if !visible {
+            return Err(missing());
+        }
+    }
+    if let Some(group) = object::str_at(vm, &["spec", "serverGroup"]).filter(|g| !g.is_empty()) {
+        let kind = engine.kind(API_VERSION, "ServerGroup")?;
+        match engine.get(&kind, Some(&namespace), &group).await {
+            Ok(_) => {}
+            Err(error) if error.code() == 404 => {
+                return Err(ApiError::bad_request(format!(
+                    "Server group {group} could not be found in namespace {namespace}."
+                )));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// The flavor a VM carries.

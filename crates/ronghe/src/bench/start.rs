@@ -244,8 +244,13 @@ async fn vms(client: &kube::Client, server: &ServerProcess, count: usize) -> any
     Ok(())
 }
 
-/// Whether a VM's console log (in the agent's directory) shows the guest ready.
+/// Whether a VM's console log (in the agent's directory: the QEMU driver's root is
+/// `agent/vms`, its VMs under `vms/<uid>`) shows the guest ready.
 fn console_says_ready(agent_dir: &std::path::Path, uid: &str) -> bool {
-    let log = agent_dir.join("vms").join(uid).join("console.log");
+    let log = agent_dir
+        .join("vms")
+        .join("vms")
+        .join(uid)
+        .join("console.log");
     std::fs::read_to_string(log).is_ok_and(|text| text.contains("ronghe-guest-ready"))
 }

@@ -270,6 +270,37 @@ async fn servers_are_scoped_to_their_project_and_refuse_bad_input() -> anyhow::R
         response.1
     );
 
+    // The Kubernetes face refuses unknown images and server groups the same way.
+    for (spec, message) in [
+        (
+            json!({"flavorRef": "m1.tiny", "imageRef": "nope"}),
+            "Image nope could not be found",
+        ),
+        (
+            json!({"flavorRef": "m1.tiny", "imageRef": image, "serverGroup": "nope"}),
+            "Server group nope could not be found",
+        ),
+    ] {
+        let vm = json!({"apiVersion": "compute.ronghe.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": "refused"}, "spec": spec});
+        let refused = face
+            .kube(
+                &alice,
+                "POST",
+                "/apis/compute.ronghe.io/v1/namespaces/team-a/virtualmachines",
+                Some(&vm),
+            )
+            .await?;
+        expect(&refused, 400, "a VM with a missing reference");
+        assert!(
+            refused.1["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(message)),
+            "{}",
+            refused.1
+        );
+    }
+
     // A VM made on the Kubernetes face is a server on Nova's, in its project only.
     let vm = json!({"apiVersion": "compute.ronghe.io/v1", "kind": "VirtualMachine",
         "metadata": {"name": "web"}, "spec": {"flavorRef": "m1.tiny", "imageRef": image}});
