@@ -46,8 +46,26 @@ pub async fn run(args: StartBenchArgs) -> anyhow::Result<()> {
         bail!("ronghe images bootstrap failed");
     }
     let client = server.client().await?;
-    if args.pods > 0 {
-        pods(&client, &args).await?;
+    if args.pods > 0
+        && let Err(error) = pods(&client, &args).await
+    {
+        // The agent stops containers only for deleted pods: delete them before the server
+        // goes, so nothing is left running on this machine.
+        let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let _ = api
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline
+            && !api
+                .list_metadata(&ListParams::default())
+                .await?
+                .items
+                .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        return Err(error);
     }
     if args.vms > 0 {
         vms(&client, &server, args.vms).await?;
@@ -208,6 +226,36 @@ async fn vms(client: &kube::Client, server: &ServerProcess, count: usize) -> any
         &compute("VirtualMachine", "virtualmachines"),
     );
     let console = server.data_dir().join("agent");
+    let booted = boot_each(&vms, &console, &image, count).await;
+    // Whatever happened, the VMs go before the server does: the agent stops their QEMUs
+    // only when they are deleted.
+    let deleting = Instant::now();
+    for index in 0..count {
+        let _ = vms
+            .delete(&format!("guest-{index}"), &DeleteParams::default())
+            .await;
+    }
+    while !vms
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .is_empty()
+    {
+        if deleting.elapsed() > Duration::from_secs(120) {
+            bail!("VMs still there 2 minutes after deleting them");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    booted
+}
+
+/// Boots `count` VMs one after another, printing each one's times.
+async fn boot_each(
+    vms: &Api<DynamicObject>,
+    console: &std::path::Path,
+    image: &str,
+    count: usize,
+) -> anyhow::Result<()> {
     for index in 0..count {
         let name = format!("guest-{index}");
         let vm: DynamicObject = serde_json::from_value(json!({
@@ -229,7 +277,7 @@ async fn vms(client: &kube::Client, server: &ServerProcess, count: usize) -> any
                 Some("ACTIVE") if active.is_none() => active = Some(created.elapsed()),
                 _ => {}
             }
-            if active.is_some() && console_says_ready(&console, &uid) {
+            if active.is_some() && console_says_ready(console, &uid) {
                 break created.elapsed();
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -239,7 +287,6 @@ async fn vms(client: &kube::Client, server: &ServerProcess, count: usize) -> any
             millis(active.unwrap_or_default()),
             millis(ready)
         );
-        vms.delete(&name, &DeleteParams::default()).await?;
     }
     Ok(())
 }
