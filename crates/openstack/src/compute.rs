@@ -258,6 +258,52 @@ pub(crate) async fn create(
         .map_err(engine_fault)
 }
 
+/// Nova's paging of a sorted listing: the items after the one `marker` names (by
+/// `is_marker`), at most `limit` of them.
+pub(crate) fn paginate(
+    mut items: Vec<Value>,
+    query: &std::collections::HashMap<String, String>,
+    is_marker: impl Fn(&Value, &str) -> bool,
+) -> FaultResult<Vec<Value>> {
+    if let Some(marker) = query.get("marker") {
+        let Some(at) = items.iter().position(|item| is_marker(item, marker)) else {
+            return Err(bad_request(format!("marker [{marker}] not found")));
+        };
+        items.drain(..=at);
+    }
+    if let Some(limit) = query.get("limit") {
+        let limit: usize = limit
+            .parse()
+            .map_err(|_| bad_request(format!("Invalid limit [{limit}]")))?;
+        items.truncate(limit);
+    }
+    Ok(items)
+}
+
+/// Deletes an object through the engine; one already gone is a 404 with `missing`.
+pub(crate) async fn delete_object(
+    state: &OpenStack,
+    kind: &KindSpec,
+    namespace: Option<&str>,
+    name: &str,
+    missing: String,
+) -> FaultResult<()> {
+    match state
+        .engine
+        .delete(
+            kind,
+            namespace,
+            name,
+            &ronghe_apiserver::engine::DeleteOptions::default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.code() == 404 => Err(not_found(missing)),
+        Err(error) => Err(engine_fault(error)),
+    }
+}
+
 /// `self` and `bookmark` links of a compute resource.
 pub(crate) fn links(state: &OpenStack, collection: &str, id: &str) -> Value {
     json!([

@@ -434,13 +434,18 @@ async fn check_references(engine: &Engine, vm: &Value) -> ApiResult<()> {
             ..crate::engine::ListOptions::default()
         };
         let found = engine.list(&kind, None, &options).await?.items;
-        let visible = found.iter().any(|candidate| {
+        let visible = found.iter().find(|candidate| {
             let owner = object::namespace(candidate).unwrap_or_default();
             serde_json::from_value::<ronghe_images::model::ImageSpec>(candidate["spec"].clone())
                 .is_ok_and(|spec| ronghe_images::model::can_see(owner, &spec, Some(&namespace)))
         });
-        if !visible {
+        let Some(visible) = visible else {
             return Err(missing());
+        };
+        if visible["status"]["status"] != ronghe_images::model::STATUS_ACTIVE {
+            return Err(ApiError::bad_request(format!(
+                "Image {image} is not active."
+            )));
         }
     }
     if let Some(group) = object::str_at(vm, &["spec", "serverGroup"]).filter(|g| !g.is_empty()) {

@@ -12,7 +12,7 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use http::StatusCode;
 use ronghe_apiserver::auth::User;
-use ronghe_apiserver::engine::{DeleteOptions, PatchKind, Target, WriteOptions};
+use ronghe_apiserver::engine::{PatchKind, Target, WriteOptions};
 use serde_json::{Map, Value, json};
 
 use super::{Caller, Microversion, bad_request, engine_fault, links, not_found};
@@ -127,22 +127,9 @@ async fn visible(
     if query.get("sort_dir").is_some_and(|d| d == "desc") {
         shown.reverse();
     }
-    if let Some(marker) = query.get("marker") {
-        let Some(at) = shown
-            .iter()
-            .position(|f| f["metadata"]["name"].as_str() == Some(marker.as_str()))
-        else {
-            return Err(bad_request(format!("marker [{marker}] not found")));
-        };
-        shown.drain(..=at);
-    }
-    if let Some(limit) = query.get("limit") {
-        let limit: usize = limit
-            .parse()
-            .map_err(|_| bad_request(format!("Invalid limit [{limit}]")))?;
-        shown.truncate(limit);
-    }
-    Ok(shown)
+    super::paginate(shown, query, |flavor, marker| {
+        flavor["metadata"]["name"].as_str() == Some(marker)
+    })
 }
 
 async fn listing(
@@ -356,17 +343,15 @@ pub async fn delete(
     let caller = Caller::of(&user)?;
     caller.allow("os_compute_api:os-flavor-manage:delete")?;
     let kind = super::kind(&state, "Flavor")?;
-    match state
-        .engine
-        .delete(&kind, None, &id, &DeleteOptions::default())
-        .await
-    {
-        Ok(_) => Ok(StatusCode::ACCEPTED),
-        Err(error) if error.code() == 404 => {
-            Err(not_found(format!("Flavor {id} could not be found.")))
-        }
-        Err(error) => Err(engine_fault(error)),
-    }
+    super::delete_object(
+        &state,
+        &kind,
+        None,
+        &id,
+        format!("Flavor {id} could not be found."),
+    )
+    .await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// `GET /flavors/{id}/os-extra_specs`.

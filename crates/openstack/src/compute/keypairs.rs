@@ -13,10 +13,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use md5::{Digest, Md5};
 use ronghe_apiserver::auth::User;
-use ronghe_apiserver::engine::DeleteOptions;
 use serde_json::{Value, json};
 
-use super::{Caller, Microversion, bad_request, conflict, engine_fault, not_found, nova_time};
+use super::{Caller, Microversion, bad_request, conflict, not_found, nova_time};
 use crate::OpenStack;
 use crate::fault::FaultResult;
 
@@ -255,21 +254,13 @@ pub async fn delete(
         .as_str()
         .unwrap_or_default();
     let object = keypair["metadata"]["name"].as_str().unwrap_or_default();
-    match state
-        .engine
-        .delete(&kind, Some(namespace), object, &DeleteOptions::default())
-        .await
-    {
-        Ok(_) => Ok(if version.at_least(2) {
-            StatusCode::NO_CONTENT
-        } else {
-            StatusCode::ACCEPTED
-        }),
-        Err(error) if error.code() == 404 => Err(not_found(format!(
-            "Keypair {name} not found for user {user}"
-        ))),
-        Err(error) => Err(engine_fault(error)),
-    }
+    let missing = format!("Keypair {name} not found for user {user}");
+    super::delete_object(&state, &kind, Some(namespace), object, missing).await?;
+    Ok(if version.at_least(2) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::ACCEPTED
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use http::StatusCode;
 use ronghe_apiserver::auth::User;
-use ronghe_apiserver::engine::DeleteOptions;
 use serde_json::{Value, json};
 
 use super::servers::view::USER_ANNOTATION;
@@ -259,15 +258,7 @@ pub async fn delete(
     caller.allow_in("os_compute_api:os-server-groups:delete", namespace)?;
     let name = group["metadata"]["name"].as_str().unwrap_or_default();
     let kind = super::kind(&state, "ServerGroup")?;
-    match state
-        .engine
-        .delete(&kind, Some(namespace), name, &DeleteOptions::default())
-        .await
-    {
-        Ok(_) => Ok(StatusCode::NO_CONTENT),
-        Err(error) if error.code() == 404 => Err(not_found(format!(
-            "Instance group {id} could not be found."
-        ))),
-        Err(error) => Err(engine_fault(error)),
-    }
+    let missing = format!("Instance group {id} could not be found.");
+    super::delete_object(&state, &kind, Some(namespace), name, missing).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -15,7 +15,7 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use http::StatusCode;
 use ronghe_apiserver::auth::User;
-use ronghe_apiserver::engine::{DeleteOptions, PatchKind, Target, WriteOptions};
+use ronghe_apiserver::engine::{PatchKind, Target, WriteOptions};
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -110,19 +110,7 @@ fn filtered(
             .cmp(&created(a))
             .then_with(|| uid_of(b).cmp(uid_of(a)))
     });
-    if let Some(marker) = query.get("marker") {
-        let Some(at) = vms.iter().position(|vm| same_uid(marker, uid_of(vm))) else {
-            return Err(bad_request(format!("marker [{marker}] not found")));
-        };
-        vms.drain(..=at);
-    }
-    if let Some(limit) = query.get("limit") {
-        let limit: usize = limit
-            .parse()
-            .map_err(|_| bad_request(format!("Invalid limit [{limit}]")))?;
-        vms.truncate(limit);
-    }
-    Ok(vms)
+    super::paginate(vms, query, |vm, marker| same_uid(marker, uid_of(vm)))
 }
 
 /// `GET /servers`.
@@ -328,9 +316,6 @@ pub async fn create(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    if let Some(image) = &request.image_ref {
-        check_image(&state, &caller, image).await?;
-    }
     if let Some(key_name) = &request.key_name
         && super::keypairs::find(&state, &caller, key_name)
             .await
@@ -575,37 +560,6 @@ fn random_password() -> String {
         .collect()
 }
 
-/// Refuses an image the caller cannot see, or one not yet active (the image reference is
-/// a Glance id: the Image's object name).
-async fn check_image(state: &OpenStack, caller: &Caller, image: &str) -> FaultResult<()> {
-    let missing = || bad_request(format!("Image {image} could not be found."));
-    let kind = state
-        .engine
-        .kind(
-            ronghe_images::model::API_VERSION,
-            ronghe_images::model::KIND,
-        )
-        .map_err(engine_fault)?;
-    let images = super::list_all(state, &kind, None).await?;
-    let Some(found) = images.iter().find(|i| i["metadata"]["name"] == *image) else {
-        return Err(missing());
-    };
-    let owner = found["metadata"]["namespace"].as_str().unwrap_or_default();
-    let spec: ronghe_images::model::ImageSpec =
-        serde_json::from_value(found["spec"].clone()).map_err(|_| missing())?;
-    let project = caller
-        .project
-        .as_ref()
-        .map(|(namespace, _)| namespace.as_str());
-    if !caller.is_admin() && !ronghe_images::model::can_see(owner, &spec, project) {
-        return Err(missing());
-    }
-    if found["status"]["status"] != ronghe_images::model::STATUS_ACTIVE {
-        return Err(bad_request(format!("Image {image} is not active.")));
-    }
-    Ok(())
-}
-
 /// `PUT /servers/{id}`: the description (2.19) and, unchanged, the name.
 pub async fn update(
     State(state): State<Arc<OpenStack>>,
@@ -671,15 +625,7 @@ pub async fn delete(
     caller.allow_in("os_compute_api:servers:delete", namespace)?;
     let name = vm["metadata"]["name"].as_str().unwrap_or_default();
     let kind = super::kind(&state, "VirtualMachine")?;
-    match state
-        .engine
-        .delete(&kind, Some(namespace), name, &DeleteOptions::default())
-        .await
-    {
-        Ok(_) => Ok(StatusCode::NO_CONTENT),
-        Err(error) if error.code() == 404 => {
-            Err(not_found(format!("Instance {id} could not be found.")))
-        }
-        Err(error) => Err(engine_fault(error)),
-    }
+    let missing = format!("Instance {id} could not be found.");
+    super::delete_object(&state, &kind, Some(namespace), name, missing).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
