@@ -15,6 +15,7 @@
 mod quote;
 
 pub mod duration;
+pub mod network;
 pub mod quantity;
 pub mod selector;
 pub mod status;

@@ -6,6 +6,7 @@
 //! Objects are stored as JSON without `metadata.resourceVersion`; the resourceVersion a
 //! client sees is the store's modification revision of the key.
 
+pub mod claims;
 mod delete;
 mod list;
 mod prepare;
@@ -23,6 +24,7 @@ use serde_json::Value;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{KindSpec, Registry};
 
+pub use claims::Claim;
 pub use delete::{
     DeleteOptions, DeleteOutcome, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Propagation,
 };

@@ -10,6 +10,7 @@ mod core;
 mod events;
 mod identity;
 pub mod image;
+pub mod network;
 pub mod placement;
 
 use k8s_openapi::{Metadata, Resource, ResourceScope};
@@ -36,6 +37,7 @@ pub fn builtin_registry() -> Result<Registry, RegistryError> {
         .chain(placement::kinds())
         .chain(compute::kinds())
         .chain(image::kinds())
+        .chain(network::kinds())
     {
         registry.register(spec)?;
     }
@@ -78,6 +80,7 @@ impl KindSpec {
             usage: None,
             graceful_delete: None,
             admit: None,
+            claims: None,
         }
     }
 

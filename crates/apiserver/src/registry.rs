@@ -36,12 +36,17 @@ pub type FieldFn = fn(&Value) -> Option<String>;
 /// object counts as (see `crate::quota`).
 pub type UsageFn = fn(&Value, &mut crate::quota::Usage);
 
-/// Admission that needs other objects: completes a new object from them (a VM's flavor)
-/// or refuses it. Runs on create, after defaulting and validation.
+/// Admission that needs other objects: completes an object from them (a VM's flavor, a
+/// port's addresses) or refuses it. Runs on create (`old` is `None`) and on updates of the
+/// object itself (not of its status), after defaulting and validation.
 pub type AdmitFn = for<'a> fn(
     &'a crate::engine::Engine,
     &'a mut Value,
+    Option<&'a Value>,
 ) -> futures::future::BoxFuture<'a, crate::error::ApiResult<()>>;
+
+/// The unique keys an object holds while it exists (see `crate::engine::claims`).
+pub type ClaimsFn = fn(&Value) -> Vec<crate::engine::Claim>;
 
 /// A table column as `kubectl get` shows it.
 #[derive(Clone, Debug)]
@@ -201,8 +206,10 @@ pub struct KindSpec {
     /// then kept, marked, until a delete with a grace period of 0 (its host's, or
     /// `--force`).
     pub graceful_delete: Option<fn(&Value) -> Option<i64>>,
-    /// Admission against other objects, on create.
+    /// Admission against other objects, on create and update.
     pub admit: Option<AdmitFn>,
+    /// Unique keys its objects hold (addresses, MACs, VNIs), created and removed with them.
+    pub claims: Option<ClaimsFn>,
 }
 
 impl std::fmt::Debug for KindSpec {

@@ -5,10 +5,12 @@
 
 mod agent;
 mod kubectl;
+mod netlab;
 mod openstack;
 mod server;
 
 pub use agent::AgentProcess;
 pub use kubectl::{Kubectl, KubectlOutput};
+pub use netlab::{LabExternal, LabHost, NetLab};
 pub use openstack::Openstack;
 pub use server::{ServerProcess, raw_request};

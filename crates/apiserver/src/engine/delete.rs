@@ -102,7 +102,10 @@ impl Engine {
                         removed: true,
                     });
                 }
-                match self.store.delete(&key, Some(kv.mod_revision)).await {
+                match self
+                    .delete_with_claims(kind, &key, kv.mod_revision, &current)
+                    .await?
+                {
                     Ok(_) => {
                         return Ok(DeleteOutcome {
                             object: current,

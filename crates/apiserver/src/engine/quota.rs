@@ -118,26 +118,29 @@ impl Engine {
 
     /// Writes an object of `kind` whose write makes its namespace use `growth` more,
     /// charging that to every quota of the namespace that limits it, atomically with the
-    /// write. Refuses with 403 naming the quota when the growth does not fit. With
-    /// `dry_run`, checks and writes nothing.
+    /// write (and with `claims`, the ops that move the object's claims). Refuses with 403
+    /// naming the quota when the growth does not fit. With `dry_run`, checks and writes
+    /// nothing.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn write_charged(
         &self,
         kind: &KindSpec,
         namespace: Option<&str>,
         name: &str,
         write: ChargedWrite,
+        claims: Vec<TxnOp>,
         growth: &Usage,
         dry_run: bool,
     ) -> ApiResult<Stored> {
         let namespace = namespace.filter(|_| kind.namespaced() && !growth.is_empty());
         let Some(namespace) = namespace else {
-            return Ok(self.write_uncharged(write, dry_run).await);
+            return Ok(self.write_uncharged(write, claims, dry_run).await);
         };
         for _ in 0..MAX_QUOTA_RETRIES {
             let (quotas, revision) = self.quotas_in(namespace, None).await?;
             let limiting: Vec<&Quota> = quotas.iter().filter(|q| q.limits_any(growth)).collect();
             if limiting.is_empty() {
-                return Ok(self.write_uncharged(write, dry_run).await);
+                return Ok(self.write_uncharged(write, claims, dry_run).await);
             }
             // Counted afresh at most once per attempt: for a quota not yet counted, or
             // when the stored counts refuse (they may still include deleted objects).
@@ -170,6 +173,7 @@ impl Engine {
             if dry_run {
                 return Ok(Ok(None));
             }
+            ops.extend(claims.iter().cloned());
             ops.push(write.to_op());
             match self.store.txn(ops).await {
                 Ok(mut outcomes) => {
@@ -198,9 +202,22 @@ impl Engine {
         Err(ApiError::conflict(kind, name))
     }
 
-    async fn write_uncharged(&self, write: ChargedWrite, dry_run: bool) -> Stored {
+    async fn write_uncharged(
+        &self,
+        write: ChargedWrite,
+        claims: Vec<TxnOp>,
+        dry_run: bool,
+    ) -> Stored {
         if dry_run {
             return Ok(None);
+        }
+        if !claims.is_empty() {
+            let mut ops = claims;
+            ops.push(write.to_op());
+            return match self.store.txn(ops).await?.pop() {
+                Some(TxnOutcome::Put(stored)) => Ok(Some(stored)),
+                _ => Ok(None),
+            };
         }
         let stored = match write {
             ChargedWrite::Create { key, value } => self.store.create(&key, value).await,

@@ -9,7 +9,7 @@ use ronghe_store::{KeyValue, StoreError};
 use serde_json::Value;
 
 use super::quota::ChargedWrite;
-use super::{Engine, WriteOptions, Written, encode_for_store, prepare};
+use super::{Engine, WriteOptions, Written, claims, encode_for_store, prepare};
 use crate::error::{ApiError, ApiResult};
 use crate::object;
 use crate::quota;
@@ -17,6 +17,10 @@ use crate::registry::KindSpec;
 
 /// How many times a read-modify-write is retried after losing a compare-and-swap race.
 const MAX_CONFLICT_RETRIES: usize = 16;
+
+/// How many times a create is admitted again when a claim its admission chose (a free
+/// address) was taken meanwhile by a concurrent create.
+const MAX_CLAIM_RETRIES: usize = 64;
 
 /// Which part of an object a write targets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,12 +88,9 @@ impl Engine {
         body: Value,
         options: &WriteOptions,
     ) -> ApiResult<Written> {
-        let (mut object, warnings) = prepare::normalize(kind, body, options.field_validation)?;
-        prepare::for_create(kind, namespace, &mut object)?;
-        if let Some(admit) = kind.admit {
-            admit(self, &mut object).await?;
-        }
-        let name = object::name(&object).unwrap_or_default().to_owned();
+        let (mut prepared, warnings) = prepare::normalize(kind, body, options.field_validation)?;
+        prepare::for_create(kind, namespace, &mut prepared)?;
+        let name = object::name(&prepared).unwrap_or_default().to_owned();
         if kind.namespaced()
             && let Some(namespace) = namespace
         {
@@ -104,24 +105,61 @@ impl Engine {
                 Err(error) => return Err(ApiError::from_store(error, kind, &name)),
             }
         }
-        let write = ChargedWrite::Create {
-            key,
-            value: encode_for_store(&object)?,
-        };
-        let growth = quota::usage_of(kind, &object);
-        let stored = self
-            .write_charged(kind, namespace, &name, write, &growth, options.dry_run)
-            .await?
-            .map_err(|error| ApiError::from_store(error, kind, &name))?;
-        let object = match stored {
-            Some(stored) => with_revision(object, &stored),
-            None => object,
-        };
-        Ok(Written {
-            object,
-            created: true,
-            warnings,
-        })
+        // Claims the client asked for (a fixed IP it named) are refused when taken; those
+        // admission chose (the next free address) are chosen again.
+        let asked = claims::claims_of(kind, &prepared);
+        let mut attempt = 0;
+        loop {
+            let mut object = prepared.clone();
+            if let Some(admit) = kind.admit {
+                admit(self, &mut object, None).await?;
+            }
+            let held = claims::claims_of(kind, &object);
+            let claim_ops = claims::transition(kind, &key, &[], &held, &[]);
+            let write = ChargedWrite::Create {
+                key: key.clone(),
+                value: encode_for_store(&object)?,
+            };
+            let growth = quota::usage_of(kind, &object);
+            let stored = self
+                .write_charged(
+                    kind,
+                    namespace,
+                    &name,
+                    write,
+                    claim_ops,
+                    &growth,
+                    options.dry_run,
+                )
+                .await?;
+            match stored {
+                Ok(stored) => {
+                    let object = match stored {
+                        Some(stored) => with_revision(object, &stored),
+                        None => object,
+                    };
+                    return Ok(Written {
+                        object,
+                        created: true,
+                        warnings,
+                    });
+                }
+                Err(StoreError::AlreadyExists { key: taken })
+                    if taken.starts_with(claims::CLAIMS_PREFIX) =>
+                {
+                    let chosen_by_client = asked
+                        .iter()
+                        .any(|claim| claims::claim_key(kind.group, &claim.key) == taken);
+                    attempt += 1;
+                    if !chosen_by_client && attempt < MAX_CLAIM_RETRIES {
+                        continue;
+                    }
+                    return Err(claims::taken(kind, &name, &held, &taken)
+                        .unwrap_or_else(|| ApiError::conflict(kind, &name)));
+                }
+                Err(error) => return Err(ApiError::from_store(error, kind, &name)),
+            }
+        }
     }
 
     /// Replaces an object (`PUT`), honouring a resourceVersion in the body as a precondition.
@@ -228,9 +266,15 @@ impl Engine {
                 return Err(ApiError::conflict(kind, name));
             }
             let desired = mutate(&current)?;
-            let desired = prepare::for_update(kind, &current, desired, target)?;
+            let mut desired = prepare::for_update(kind, &current, desired, target)?;
             if object::same_content(&desired, &current) {
                 return Ok(unchanged(current));
+            }
+            if let Some(admit) = kind.admit
+                && target == Target::Main
+                && object::deletion_timestamp(&desired).is_none()
+            {
+                admit(self, &mut desired, Some(&current)).await?;
             }
             if options.dry_run {
                 // A dry run is refused where the real write would be over quota.
@@ -240,7 +284,7 @@ impl Engine {
                     value: bytes::Bytes::new(),
                     expected: kv.mod_revision,
                 };
-                self.write_charged(kind, namespace, name, write, &growth, true)
+                self.write_charged(kind, namespace, name, write, Vec::new(), &growth, true)
                     .await?
                     .map_err(|error| ApiError::from_store(error, kind, name))?;
                 return Ok(Written {
@@ -251,19 +295,23 @@ impl Engine {
             }
             let finished = object::deletion_timestamp(&desired).is_some()
                 && !self.deletion_pending(kind, &desired);
+            let mut held = Vec::new();
             let outcome = if finished {
-                self.store
-                    .delete(&key, Some(kv.mod_revision))
-                    .await
-                    .map(|deleted| with_revision_number(desired, deleted.revision))
+                self.delete_with_claims(kind, &key, kv.mod_revision, &current)
+                    .await?
+                    .map(|revision| with_revision_number(desired, revision))
             } else {
                 let write = ChargedWrite::Update {
                     key: key.clone(),
                     value: encode_for_store(&desired)?,
                     expected: kv.mod_revision,
                 };
+                let before = claims::claims_of(kind, &current);
+                held = claims::claims_of(kind, &desired);
+                let stored_claims = self.held_claims(kind, &key, &before).await?;
+                let claim_ops = claims::transition(kind, &key, &before, &held, &stored_claims);
                 let growth = quota::update_growth(kind, &current, &desired);
-                self.write_charged(kind, namespace, name, write, &growth, false)
+                self.write_charged(kind, namespace, name, write, claim_ops, &growth, false)
                     .await?
                     .map(|stored| match stored {
                         Some(stored) => with_revision(desired, &stored),
@@ -277,6 +325,12 @@ impl Engine {
                         created: false,
                         warnings: Vec::new(),
                     });
+                }
+                Err(StoreError::AlreadyExists { key: taken })
+                    if taken.starts_with(claims::CLAIMS_PREFIX) =>
+                {
+                    return Err(claims::taken(kind, name, &held, &taken)
+                        .unwrap_or_else(|| ApiError::conflict(kind, name)));
                 }
                 Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
                 Err(StoreError::NotFound { .. }) if precondition.is_none() => {

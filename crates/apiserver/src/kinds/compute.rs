@@ -380,8 +380,16 @@ fn virtual_machine() -> KindSpec {
 
 /// Copies the named flavor into a new VM (a flavor that does not exist is a 400 naming it;
 /// so is a private one).
-fn resolve_flavor<'a>(engine: &'a Engine, vm: &'a mut Value) -> BoxFuture<'a, ApiResult<()>> {
+fn resolve_flavor<'a>(
+    engine: &'a Engine,
+    vm: &'a mut Value,
+    old: Option<&'a Value>,
+) -> BoxFuture<'a, ApiResult<()>> {
     Box::pin(async move {
+        if old.is_some() {
+            // The flavor, image and group cannot change (validation says so).
+            return Ok(());
+        }
         let name = object::str_at(vm, &["spec", "flavorRef"]).unwrap_or_default();
         let kind = engine.kind(API_VERSION, "Flavor")?;
         let flavor = match engine.get(&kind, None, &name).await {
