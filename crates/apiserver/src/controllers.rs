@@ -9,6 +9,7 @@ mod deployment;
 mod gc;
 mod namespace;
 pub mod node_lifecycle;
+pub mod ports;
 mod projects;
 mod quota;
 mod replicaset;
@@ -54,15 +55,21 @@ pub fn start(
     let scheduler_wake = Arc::new(Notify::new());
     let replicaset_wake = Arc::new(Notify::new());
     let deployment_wake = Arc::new(Notify::new());
+    let ports_wake = Arc::new(Notify::new());
     tasks.spawn(wake_on_changes(
         engine.clone(),
         vec![gc_wake.clone(), namespace_wake.clone()],
         projects_wake.clone(),
         quota_changed.clone(),
         scheduler_wake.clone(),
-        vec![replicaset_wake.clone(), deployment_wake.clone()],
+        vec![
+            replicaset_wake.clone(),
+            deployment_wake.clone(),
+            ports_wake.clone(),
+        ],
         stop.clone(),
     ));
+    tasks.spawn(ports::run(engine.clone(), ports_wake, stop.clone()));
     tasks.spawn(replicaset::run(
         engine.clone(),
         replicaset_wake,
@@ -134,6 +141,8 @@ async fn wake_on_changes(
     // The keys whose changes the workload controllers (ReplicaSets, Deployments) act on.
     let workload_prefixes: Vec<String> = [
         engine.kind("v1", "Pod"),
+        engine.kind(crate::kinds::compute::API_VERSION, "VirtualMachine"),
+        engine.kind(ronghe_api_types::network::API_VERSION, "Port"),
         engine.kind("apps/v1", "ReplicaSet"),
         engine.kind("apps/v1", "Deployment"),
     ]

@@ -128,6 +128,25 @@ pub struct VirtualMachineSpec {
     /// `status.lastReboot`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reboot: Option<RebootRequest>,
+    /// Its network interfaces, in order (none: the VM has no network, Nova's `--nic none`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<VmNetwork>,
+}
+
+/// One network interface of a VM: a new port on a network, or a port made beforehand.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmNetwork {
+    /// A network of the VM's project (uid or name) or a shared one; `default` with no such
+    /// network names the project's default network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// A port of the VM's project (uid or name) the VM takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// The address the new port asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_ip: Option<String>,
 }
 
 /// A reboot asked for: `SOFT` (ACPI shutdown, then boot again) or `HARD` (reset).
@@ -454,6 +473,40 @@ async fn check_references(engine: &Engine, vm: &Value) -> ApiResult<()> {
             return Err(ApiError::bad_request(format!(
                 "Image {image} is not active."
             )));
+        }
+    }
+    let spec: VirtualMachineSpec = serde_json::from_value(vm["spec"].clone()).unwrap_or_default();
+    for nic in &spec.networks {
+        if let Some(network) = nic.network.as_deref().filter(|n| *n != "default") {
+            let found = crate::kinds::network::resolve(
+                engine,
+                "Network",
+                &namespace,
+                network,
+                crate::kinds::network::network_is_public,
+            )
+            .await?;
+            if found.is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "Network {network} could not be found."
+                )));
+            }
+        }
+        if let Some(port) = nic.port.as_deref() {
+            let found = crate::kinds::network::resolve(engine, "Port", &namespace, port, |_| false)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("Port id {port} could not be found."))
+                })?;
+            if found["spec"]["deviceId"]
+                .as_str()
+                .is_some_and(|device| !device.is_empty())
+            {
+                let mut error = ApiError::bad_request(format!("Port {port} is still in use."));
+                error.status.code = 409;
+                error.status.reason = "Conflict".into();
+                return Err(error);
+            }
         }
     }
     if let Some(group) = object::str_at(vm, &["spec", "serverGroup"]).filter(|g| !g.is_empty()) {

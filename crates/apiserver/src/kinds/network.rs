@@ -23,7 +23,10 @@ use super::normalize_custom;
 use crate::object;
 use crate::registry::{Column, KindSpec, Scope, Subresources};
 
-pub use admit::default_security_group;
+pub use admit::{
+    DEFAULT_CIDR, default_network, default_security_group, network_is_public, resolve,
+    router_reaching, subnets_of,
+};
 
 pub(super) fn kinds() -> Vec<KindSpec> {
     vec![

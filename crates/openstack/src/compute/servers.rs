@@ -149,6 +149,8 @@ struct Surroundings {
     hosts: HashMap<String, (Option<String>, Option<bool>)>,
     /// `namespace/group name` → group uid.
     groups: HashMap<String, String>,
+    /// VM uid → its addresses by network name.
+    addresses: HashMap<String, Value>,
 }
 
 impl Surroundings {
@@ -156,6 +158,7 @@ impl Surroundings {
         let mut surroundings = Surroundings {
             hosts: HashMap::new(),
             groups: HashMap::new(),
+            addresses: HashMap::new(),
         };
         if vms.is_empty() {
             return Ok(surroundings);
@@ -181,6 +184,16 @@ impl Surroundings {
             .filter(|vm| vm.pointer("/spec/serverGroup").is_some())
             .filter_map(|vm| vm["metadata"]["namespace"].as_str())
             .collect();
+        let networked: HashSet<&str> = vms
+            .iter()
+            .filter(|vm| vm.pointer("/spec/networks").is_some())
+            .filter_map(|vm| vm["metadata"]["namespace"].as_str())
+            .collect();
+        for namespace in networked {
+            surroundings
+                .addresses
+                .extend(addresses_in(state, namespace).await?);
+        }
         let groups = super::kind(state, "ServerGroup")?;
         for namespace in namespaces {
             for group in super::list_all(state, &groups, Some(namespace)).await? {
@@ -218,9 +231,68 @@ impl Surroundings {
                 host_zone: zone,
                 host_up: ready,
                 group_id: group.map(String::as_str),
+                addresses: self.addresses.get(uid_of(vm)),
             },
         )
     }
+}
+
+/// The addresses of the VMs of a namespace, by VM uid: Nova's `addresses`, each network's
+/// name with its fixed and floating addresses.
+async fn addresses_in(state: &OpenStack, namespace: &str) -> FaultResult<HashMap<String, Value>> {
+    use ronghe_api_types::network::{self as net, FloatingIpSpec, PortSpec};
+    let kind = |name: &str| {
+        state
+            .engine
+            .kind(net::API_VERSION, name)
+            .map_err(engine_fault)
+    };
+    let networks: HashMap<String, String> = super::list_all(state, &*kind("Network")?, None)
+        .await?
+        .iter()
+        .map(|network| (uid_of(network).to_owned(), net::display_name(network)))
+        .collect();
+    let floating: Vec<FloatingIpSpec> =
+        super::list_all(state, &*kind("FloatingIP")?, Some(namespace))
+            .await?
+            .iter()
+            .map(net::spec_of)
+            .collect();
+    let mut out: HashMap<String, Value> = HashMap::new();
+    let mut ports = super::list_all(state, &*kind("Port")?, Some(namespace)).await?;
+    ports.sort_by_key(|port| {
+        port.pointer("/metadata/annotations/network.ronghe.io~1nic-index")
+            .and_then(Value::as_str)
+            .and_then(|i| i.parse::<usize>().ok())
+            .unwrap_or(0)
+    });
+    for port in &ports {
+        let spec: PortSpec = net::spec_of(port);
+        if spec.device_owner != net::owner::VM || spec.device_id.is_empty() {
+            continue;
+        }
+        let name = networks.get(&spec.network_id).cloned().unwrap_or_default();
+        let entry = out
+            .entry(spec.device_id.clone())
+            .or_insert_with(|| json!({}));
+        let list = entry
+            .as_object_mut()
+            .map(|map| map.entry(name).or_insert_with(|| json!([])));
+        let Some(Value::Array(list)) = list else {
+            continue;
+        };
+        for fixed in &spec.fixed_ips {
+            let version = if fixed.ip_address.contains(':') { 6 } else { 4 };
+            list.push(json!({"version": version, "addr": fixed.ip_address, "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": spec.mac_address}));
+            for fip in floating.iter().filter(|f| {
+                f.port_id.as_deref() == Some(uid_of(port))
+                    && f.fixed_ip_address.as_deref() == Some(fixed.ip_address.as_str())
+            }) {
+                list.push(json!({"version": 4, "addr": fip.floating_ip_address, "OS-EXT-IPS:type": "floating", "OS-EXT-IPS-MAC:mac_addr": spec.mac_address}));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A server the caller may see, by id (or, in its own project, by name).
@@ -358,6 +430,9 @@ pub async fn create(
     if !request.tags.is_empty() {
         spec["tags"] = json!(request.tags);
     }
+    if !request.networks.is_empty() {
+        spec["networks"] = json!(request.networks);
+    }
     let object = json!({
         "apiVersion": super::API_VERSION,
         "kind": "VirtualMachine",
@@ -371,11 +446,14 @@ pub async fn create(
         .await
     {
         Ok(written) => written.object,
-        Err(error) if error.code() == 409 => {
+        Err(error) if error.code() == 409 && error.status.reason == "AlreadyExists" => {
             return Err(conflict(format!(
                 "Server with name {} already exists in this project; server names are unique per project.",
                 request.name
             )));
+        }
+        Err(error) if error.code() == 409 => {
+            return Err(conflict(error.status.message.clone()));
         }
         Err(error) if error.code() == 422 => {
             return Err(bad_request(error.status.message.clone()));
@@ -414,6 +492,8 @@ struct CreateRequest {
     admin_pass: String,
     /// `networks: "none"`.
     networks_none: bool,
+    /// The VM's `spec.networks`.
+    networks: Vec<Value>,
 }
 
 impl CreateRequest {
@@ -471,31 +551,28 @@ impl CreateRequest {
         })?;
         let networks = server.get("networks");
         let networks_none = matches!(networks, Some(Value::String(s)) if s == "none");
-        match networks {
+        // `auto` (and, before 2.37, no networks at all) is the project's default network,
+        // which Ronghe makes on first use as Neutron's auto-allocated topology.
+        let auto = || vec![json!({"network": "default"})];
+        let networks = match networks {
             None if version.at_least(37) => {
                 return Err(bad_request(
                     "Invalid input for field/attribute server. 'networks' is a required property",
                 ));
             }
-            None => {}
-            Some(Value::String(s)) if s == "none" => {}
-            Some(Value::String(s)) if s == "auto" => {
-                return Err(bad_request(
-                    "Unable to automatically allocate a network: this cloud has no networks yet; use --nic none.",
-                ));
-            }
-            Some(Value::Array(list)) if list.is_empty() => {}
-            Some(Value::Array(_)) => {
-                return Err(bad_request(
-                    "Networks cannot be attached yet: this cloud has no networking service; use --nic none.",
-                ));
-            }
+            None => auto(),
+            Some(Value::String(s)) if s == "none" => Vec::new(),
+            Some(Value::String(s)) if s == "auto" => auto(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(network_request)
+                .collect::<FaultResult<Vec<_>>>()?,
             Some(other) => {
                 return Err(bad_request(format!(
                     "Invalid input for field/attribute networks. Value: {other}."
                 )));
             }
-        }
+        };
         for key in ["min_count", "max_count"] {
             if let Some(count) = server.get(key) {
                 let count = count
@@ -545,8 +622,43 @@ impl CreateRequest {
             description: string("description")?,
             admin_pass: string("adminPass")?.unwrap_or_else(random_password),
             networks_none,
+            networks,
         })
     }
+}
+
+/// One entry of a create's `networks`: `{"uuid": network}`, `{"port": port}`, with an
+/// optional `fixed_ip`, as a VirtualMachine's `spec.networks` entry.
+fn network_request(entry: &Value) -> FaultResult<Value> {
+    let text = |key: &str| {
+        entry
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let mut nic = serde_json::Map::new();
+    match (text("uuid"), text("port")) {
+        (_, Some(port)) => {
+            nic.insert("port".into(), json!(port));
+        }
+        (Some(network), None) => {
+            nic.insert("network".into(), json!(network));
+        }
+        (None, None) => {
+            return Err(bad_request(format!(
+                "Invalid input for field/attribute networks. Value: {entry}. Each network needs a uuid or a port."
+            )));
+        }
+    }
+    if let Some(address) = text("fixed_ip") {
+        if address.parse::<std::net::IpAddr>().is_err() {
+            return Err(bad_request(format!(
+                "Invalid input for field/attribute fixed_ip. Value: {address}. '{address}' is not a 'ip-address'"
+            )));
+        }
+        nic.insert("fixedIp".into(), json!(address));
+    }
+    Ok(Value::Object(nic))
 }
 
 /// A password as Nova makes one for `adminPass` (the guest never learns it here: there is no

@@ -222,8 +222,12 @@ async fn servers_are_scoped_to_their_project_and_refuse_bad_input() -> anyhow::R
             "'networks' is a required property",
         ),
         (
-            json!({"name": "vm", "flavorRef": "m1.tiny", "imageRef": image, "networks": "auto"}),
-            "automatically allocate",
+            json!({"name": "vm", "flavorRef": "m1.tiny", "imageRef": image, "networks": [{"uuid": "no-such-network"}]}),
+            "Network no-such-network could not be found",
+        ),
+        (
+            json!({"name": "vm", "flavorRef": "m1.tiny", "imageRef": image, "networks": [{"uuid": "x", "fixed_ip": "10.0.0.999"}]}),
+            "fixed_ip",
         ),
         (
             json!({"name": "vm", "flavorRef": "m1.tiny", "imageRef": image, "networks": "none", "key_name": "nokey"}),

@@ -205,6 +205,56 @@ pub(super) fn subnet<'a>(
     })
 }
 
+/// The address range of a project's default network (each project's network is its own
+/// VXLAN segment, so every project may use the same one).
+pub const DEFAULT_CIDR: &str = "10.0.0.0/16";
+
+/// The project's default network (the one its pods use unless they name another), made
+/// with a subnet of [`DEFAULT_CIDR`] when it does not exist yet.
+pub async fn default_network(engine: &Engine, namespace: &str) -> ApiResult<Value> {
+    let kind = engine.kind(API_VERSION, "Network")?;
+    let find = || async {
+        let options = ListOptions {
+            selectors: Selectors::parse(&kind, None, Some("spec.isDefault=true"))?,
+            ..ListOptions::default()
+        };
+        let listed = engine.list(&kind, Some(namespace), &options).await?;
+        ApiResult::Ok(listed.items.into_iter().next())
+    };
+    if let Some(found) = find().await? {
+        return Ok(found);
+    }
+    let body = json!({
+        "apiVersion": API_VERSION,
+        "kind": "Network",
+        "metadata": {"generateName": "default-", "namespace": namespace},
+        "spec": {"name": "default", "isDefault": true, "description": "The project's default network"},
+    });
+    let network = match engine
+        .create(&kind, Some(namespace), body, &WriteOptions::default())
+        .await
+    {
+        Ok(written) => written.object,
+        Err(error) if error.code() == 409 => {
+            return find()
+                .await?
+                .ok_or_else(|| conflict("The default network is being made."));
+        }
+        Err(error) => return Err(error),
+    };
+    let subnets = engine.kind(API_VERSION, "Subnet")?;
+    let body = json!({
+        "apiVersion": API_VERSION,
+        "kind": "Subnet",
+        "metadata": {"generateName": "default-", "namespace": namespace},
+        "spec": {"name": "default", "networkId": uid_of(&network), "cidr": DEFAULT_CIDR},
+    });
+    engine
+        .create(&subnets, Some(namespace), body, &WriteOptions::default())
+        .await?;
+    Ok(network)
+}
+
 /// The project's `default` security group, made (with Neutron's two egress rules and its
 /// rules letting in traffic from the group itself) when it does not exist yet.
 pub async fn default_security_group(engine: &Engine, namespace: &str) -> ApiResult<Value> {
@@ -317,6 +367,24 @@ async fn address_on(
             )));
         }
         return Ok(address);
+    }
+    // A few random addresses first, each checked with one read: in a big pool that is
+    // mostly free this finds one without reading every claim of the subnet.
+    for _ in 0..4 {
+        let Some(candidate) = pools.pick_free(&HashSet::new(), rand::rng().random()) else {
+            break;
+        };
+        let candidate = candidate.to_string();
+        if engine
+            .claim_holder(
+                ronghe_api_types::network::GROUP,
+                &ip_claim(&subnet_id, &candidate),
+            )
+            .await?
+            .is_none()
+        {
+            return Ok(candidate);
+        }
     }
     let prefix = ips_of(&subnet_id);
     let used: HashSet<IpAddr> = engine

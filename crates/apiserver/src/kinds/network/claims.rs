@@ -47,6 +47,16 @@ pub fn identity(object: &Value) -> Vec<Claim> {
 pub fn network(object: &Value) -> Vec<Claim> {
     let mut claims = identity(object);
     let spec: NetworkSpec = spec(object);
+    if spec.is_default
+        && let Some(namespace) = object::namespace(object)
+    {
+        claims.push(Claim {
+            key: format!("default-networks/{namespace}"),
+            field: "spec.isDefault".into(),
+            reason: "DefaultNetworkExists",
+            message: format!("Project {namespace} already has a default network."),
+        });
+    }
     if spec.is_flat() {
         if let Some(physical) = spec.physical_network.filter(|p| !p.is_empty()) {
             claims.push(Claim {

@@ -96,6 +96,8 @@ pub struct Context<'a> {
     pub host_up: Option<bool>,
     /// The uid of the VM's server group, if any.
     pub group_id: Option<&'a str>,
+    /// Its addresses by network name, in Nova's shape.
+    pub addresses: Option<&'a Value>,
 }
 
 /// A server's full form (`GET /servers/{id}`, `/servers/detail`).
@@ -153,7 +155,10 @@ pub fn detail(state: &OpenStack, vm: &Value, context: &Context<'_>) -> Value {
     put("flavor", flavor(state, vm, version));
     put("created", json!(created));
     put("updated", json!(created));
-    put("addresses", json!({}));
+    put(
+        "addresses",
+        context.addresses.cloned().unwrap_or_else(|| json!({})),
+    );
     put("accessIPv4", json!(""));
     put("accessIPv6", json!(""));
     put("links", links(state, "servers", id));
