@@ -1,7 +1,8 @@
 # The Debian packages Ronghe runs workloads with (sourced by scripts/up and scripts/test):
 # runc for containers, QEMU for VMs, busybox-static and Debian's kernel for the bootstrap
-# images (`ronghe images bootstrap`), the end-to-end tests and the benchmarks.
-RONGHE_PACKAGES=(gcc pkg-config ca-certificates runc qemu-system-x86 qemu-utils busybox-static linux-image-amd64 iproute2)
+# images (`ronghe images bootstrap`), the end-to-end tests and the benchmarks; iproute2,
+# nftables, conntrack and dnsmasq-base (DHCP for VMs) for the hosts' virtual networks.
+RONGHE_PACKAGES=(gcc pkg-config ca-certificates runc qemu-system-x86 qemu-utils busybox-static linux-image-amd64 iproute2 nftables conntrack dnsmasq-base)
 
 # Installs the missing ones with apt-get when running as root on Debian; says what is
 # missing otherwise (the tests that need them then say what they skip).
