@@ -11,6 +11,7 @@
 
 mod host;
 pub mod images;
+pub mod network;
 pub mod pods;
 pub mod serve;
 pub mod vms;
