@@ -143,6 +143,7 @@ async fn wake_on_changes(
         engine.kind("v1", "Pod"),
         engine.kind(crate::kinds::compute::API_VERSION, "VirtualMachine"),
         engine.kind(ronghe_api_types::network::API_VERSION, "Port"),
+        engine.kind(ronghe_api_types::network::API_VERSION, "Subnet"),
         engine.kind("apps/v1", "ReplicaSet"),
         engine.kind("apps/v1", "Deployment"),
     ]

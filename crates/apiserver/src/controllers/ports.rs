@@ -71,6 +71,10 @@ pub(super) async fn pass(engine: &Engine) -> ApiResult<Option<Duration>> {
         wired.entry(spec.device_id).or_default().insert(index);
     }
     let mut retry = None;
+    if let Err(error) = dhcp_ports(engine, &ports).await {
+        tracing::warn!(%error, "making networks' DHCP ports failed");
+        retry = Some(RETRY);
+    }
     for workload in workloads(engine).await? {
         let uid = object::uid(&workload.object).unwrap_or_default().to_owned();
         for nic in &workload.nics {
@@ -93,6 +97,107 @@ pub(super) async fn pass(engine: &Engine) -> ApiResult<Option<Duration>> {
         }
     }
     Ok(retry)
+}
+
+/// Every network with a DHCP-enabled subnet has one DHCP port (Neutron's
+/// `network:dhcp` port) holding an address on each such subnet: the hosts answer DHCP and
+/// metadata with its MAC and addresses. It belongs to the network, so it goes with it.
+async fn dhcp_ports(engine: &Engine, ports: &[Value]) -> ApiResult<()> {
+    let networks = engine.kind(net::API_VERSION, "Network")?;
+    let subnets = engine.kind(net::API_VERSION, "Subnet")?;
+    let ports_kind = engine.kind(net::API_VERSION, "Port")?;
+    let all_subnets = engine
+        .list(&subnets, None, &ListOptions::default())
+        .await?
+        .items;
+    for network in engine
+        .list(&networks, None, &ListOptions::default())
+        .await?
+        .items
+    {
+        if object::deletion_timestamp(&network).is_some() {
+            continue;
+        }
+        let network_id = object::uid(&network).unwrap_or_default().to_owned();
+        let namespace = object::namespace(&network).unwrap_or_default().to_owned();
+        let wanted: Vec<String> = all_subnets
+            .iter()
+            .filter(|s| {
+                let spec: net::SubnetSpec = net::spec_of(s);
+                spec.network_id == network_id && spec.enable_dhcp && !spec.cidr.contains(':')
+            })
+            .filter_map(|s| object::uid(s).map(str::to_owned))
+            .collect();
+        let existing = ports.iter().find(|p| {
+            let spec: PortSpec = net::spec_of(p);
+            spec.network_id == network_id && spec.device_owner == owner::DHCP
+        });
+        match existing {
+            None if wanted.is_empty() => {}
+            None => {
+                let fixed: Vec<Value> = wanted.iter().map(|s| json!({"subnetId": s})).collect();
+                let body = json!({
+                    "apiVersion": net::API_VERSION,
+                    "kind": "Port",
+                    "metadata": {
+                        "generateName": "dhcp-",
+                        "namespace": namespace,
+                        "ownerReferences": [{
+                            "apiVersion": net::API_VERSION,
+                            "kind": "Network",
+                            "name": object::name(&network).unwrap_or_default(),
+                            "uid": network_id,
+                        }],
+                    },
+                    "spec": {
+                        "networkId": network_id,
+                        "deviceOwner": owner::DHCP,
+                        "deviceId": format!("dhcp-{network_id}"),
+                        "fixedIps": fixed,
+                        "portSecurityEnabled": false,
+                        "securityGroups": [],
+                    },
+                });
+                engine
+                    .create(
+                        &ports_kind,
+                        Some(&namespace),
+                        body,
+                        &WriteOptions::default(),
+                    )
+                    .await?;
+            }
+            Some(port) => {
+                // A subnet added later gets an address on it too.
+                let spec: PortSpec = net::spec_of(port);
+                let missing: Vec<&String> = wanted
+                    .iter()
+                    .filter(|s| !spec.fixed_ips.iter().any(|f| &f.subnet_id == *s))
+                    .collect();
+                if missing.is_empty() {
+                    continue;
+                }
+                let mut fixed: Vec<Value> = spec
+                    .fixed_ips
+                    .iter()
+                    .map(|f| json!({"subnetId": f.subnet_id, "ipAddress": f.ip_address}))
+                    .collect();
+                fixed.extend(missing.iter().map(|s| json!({"subnetId": s})));
+                engine
+                    .patch(
+                        &ports_kind,
+                        object::namespace(port),
+                        object::name(port).unwrap_or_default(),
+                        PatchKind::Merge,
+                        json!({"spec": {"fixedIps": fixed}}),
+                        Target::Main,
+                        &WriteOptions::default(),
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn workloads(engine: &Engine) -> ApiResult<Vec<Workload>> {
@@ -331,6 +436,11 @@ mod tests {
                 .await
                 .is_empty()
         );
+        let network_id = port["spec"]["networkId"].as_str().unwrap();
+        let dhcp = ports_of(&engine, &format!("dhcp-{network_id}")).await;
+        assert_eq!(dhcp.len(), 1, "the default network's DHCP port");
+        assert_eq!(dhcp[0]["spec"]["deviceOwner"], owner::DHCP);
+        assert_eq!(dhcp[0]["spec"]["fixedIps"].as_array().unwrap().len(), 1);
 
         // A VM on the default network and on a second one with a fixed address.
         let networks = engine.kind(net::API_VERSION, "Network").unwrap();
