@@ -417,6 +417,145 @@ pub const OPENSTACK_RULES: &[(&str, Rule)] = &[
         Rule::CloudReader,
     ),
     ("os_compute_api:limits", Rule::Project(Level::Reader)),
+    // Neutron: a project's readers read its network objects, members write them; what
+    // reaches beyond a project (shared and external networks, provider segments, host
+    // bindings) is for cloud admins. Shared and external networks are readable by all:
+    // the handlers let them through.
+    ("get_network", Rule::Project(Level::Reader)),
+    ("create_network", Rule::Project(Level::Member)),
+    ("update_network", Rule::Project(Level::Member)),
+    ("delete_network", Rule::Project(Level::Member)),
+    ("get_subnet", Rule::Project(Level::Reader)),
+    ("create_subnet", Rule::Project(Level::Member)),
+    ("update_subnet", Rule::Project(Level::Member)),
+    ("delete_subnet", Rule::Project(Level::Member)),
+    ("get_port", Rule::Project(Level::Reader)),
+    ("create_port", Rule::Project(Level::Member)),
+    ("update_port", Rule::Project(Level::Member)),
+    ("delete_port", Rule::Project(Level::Member)),
+    ("get_router", Rule::Project(Level::Reader)),
+    ("create_router", Rule::Project(Level::Member)),
+    ("update_router", Rule::Project(Level::Member)),
+    ("delete_router", Rule::Project(Level::Member)),
+    ("get_security_group", Rule::Project(Level::Reader)),
+    ("create_security_group", Rule::Project(Level::Member)),
+    ("update_security_group", Rule::Project(Level::Member)),
+    ("delete_security_group", Rule::Project(Level::Member)),
+    ("get_security_group_rule", Rule::Project(Level::Reader)),
+    ("create_security_group_rule", Rule::Project(Level::Member)),
+    ("delete_security_group_rule", Rule::Project(Level::Member)),
+    ("get_floatingip", Rule::Project(Level::Reader)),
+    ("create_floatingip", Rule::Project(Level::Member)),
+    ("update_floatingip", Rule::Project(Level::Member)),
+    ("delete_floatingip", Rule::Project(Level::Member)),
+    (
+        "get_floatingip_port_forwarding",
+        Rule::Project(Level::Reader),
+    ),
+    (
+        "create_floatingip_port_forwarding",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "update_floatingip_port_forwarding",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "delete_floatingip_port_forwarding",
+        Rule::Project(Level::Member),
+    ),
+    ("get_policy", Rule::Project(Level::Reader)),
+    ("create_policy", Rule::Project(Level::Member)),
+    ("update_policy", Rule::Project(Level::Member)),
+    ("delete_policy", Rule::Project(Level::Member)),
+    ("create_network:shared", Rule::CloudAdmin),
+    ("create_network:router:external", Rule::CloudAdmin),
+    ("create_network:provider:network_type", Rule::CloudAdmin),
+    ("create_network:provider:physical_network", Rule::CloudAdmin),
+    ("create_network:provider:segmentation_id", Rule::CloudAdmin),
+    ("create_network:is_default", Rule::CloudAdmin),
+    ("create_port:binding:host_id", Rule::CloudAdmin),
+    ("create_port:binding:profile", Rule::CloudAdmin),
+    ("create_port:mac_address", Rule::Project(Level::Member)),
+    (
+        "create_router:external_gateway_info:enable_snat",
+        Rule::CloudAdmin,
+    ),
+    (
+        "create_router:external_gateway_info:external_fixed_ips",
+        Rule::CloudAdmin,
+    ),
+    ("create_policy:shared", Rule::CloudAdmin),
+    ("update_network:shared", Rule::CloudAdmin),
+    ("update_network:router:external", Rule::CloudAdmin),
+    ("update_network:provider:network_type", Rule::CloudAdmin),
+    ("update_network:provider:physical_network", Rule::CloudAdmin),
+    ("update_network:provider:segmentation_id", Rule::CloudAdmin),
+    ("update_network:is_default", Rule::CloudAdmin),
+    ("update_port:binding:host_id", Rule::CloudAdmin),
+    ("update_port:binding:profile", Rule::CloudAdmin),
+    ("update_port:mac_address", Rule::Project(Level::Member)),
+    (
+        "update_router:external_gateway_info:enable_snat",
+        Rule::CloudAdmin,
+    ),
+    (
+        "update_router:external_gateway_info:external_fixed_ips",
+        Rule::CloudAdmin,
+    ),
+    ("update_policy:shared", Rule::CloudAdmin),
+    (
+        "create_floatingip:floating_ip_address",
+        Rule::Project(Level::Member),
+    ),
+    ("add_router_interface", Rule::Project(Level::Member)),
+    ("remove_router_interface", Rule::Project(Level::Member)),
+    ("get_rule_type", Rule::Authenticated),
+    (
+        "get_policy_bandwidth_limit_rule",
+        Rule::Project(Level::Reader),
+    ),
+    (
+        "create_policy_bandwidth_limit_rule",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "update_policy_bandwidth_limit_rule",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "delete_policy_bandwidth_limit_rule",
+        Rule::Project(Level::Member),
+    ),
+    ("get_policy_dscp_marking_rule", Rule::Project(Level::Reader)),
+    (
+        "create_policy_dscp_marking_rule",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "update_policy_dscp_marking_rule",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "delete_policy_dscp_marking_rule",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "get_policy_minimum_bandwidth_rule",
+        Rule::Project(Level::Reader),
+    ),
+    (
+        "create_policy_minimum_bandwidth_rule",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "update_policy_minimum_bandwidth_rule",
+        Rule::Project(Level::Member),
+    ),
+    (
+        "delete_policy_minimum_bandwidth_rule",
+        Rule::Project(Level::Member),
+    ),
     // Placement is an admin API: cloud readers read, cloud admins write; a project's
     // total usage is also for its readers (as in Placement).
     ("placement:resource_providers:list", Rule::CloudReader),
@@ -563,6 +702,31 @@ mod tests {
         // Unlisted cluster kinds are for cloud readers and admins.
         let unknown = kubernetes_rule("example.com", "widgets", false);
         assert!(!unknown.read.allows(&member_of("a"), &Target::default()));
+    }
+
+    #[test]
+    fn neutron_readers_read_members_write_admins_share() {
+        let alice = member_of("a");
+        let carol = Subject {
+            user: "carol".into(),
+            cloud: None,
+            project: Some(("a".into(), Level::Reader)),
+        };
+        let in_a = Target {
+            project: Some("a"),
+            user: None,
+        };
+        assert!(openstack_rule("create_network").allows(&alice, &in_a));
+        assert!(openstack_rule("add_router_interface").allows(&alice, &in_a));
+        assert!(!openstack_rule("create_network:shared").allows(&alice, &in_a));
+        assert!(!openstack_rule("create_port:binding:host_id").allows(&alice, &in_a));
+        assert!(openstack_rule("get_port").allows(&carol, &in_a));
+        assert!(!openstack_rule("create_port").allows(&carol, &in_a));
+        let in_b = Target {
+            project: Some("b"),
+            user: None,
+        };
+        assert!(!openstack_rule("get_network").allows(&alice, &in_b));
     }
 
     #[test]

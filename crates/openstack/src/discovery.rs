@@ -84,13 +84,19 @@ async fn network_versions(State(state): State<Arc<OpenStack>>) -> Json<Value> {
     }]}))
 }
 
-/// The Neutron resources served: only quotas so far.
+/// The Neutron resources served (see `network::COLLECTIONS`).
 async fn network_resources(State(state): State<Arc<OpenStack>>) -> Json<Value> {
-    Json(json!({"resources": [{
-        "name": "quota",
-        "collection": "quotas",
-        "links": [{"rel": "self", "href": format!("{}/networking/v2.0/quotas", state.public_url)}],
-    }]}))
+    let resources: Vec<Value> = crate::network::COLLECTIONS
+        .iter()
+        .map(|(name, collection)| {
+            json!({
+                "name": name,
+                "collection": collection,
+                "links": [{"rel": "self", "href": format!("{}/networking/v2.0/{collection}", state.public_url)}],
+            })
+        })
+        .collect();
+    Json(json!({"resources": resources}))
 }
 
 async fn load_balancer_versions(State(state): State<Arc<OpenStack>>) -> Json<Value> {

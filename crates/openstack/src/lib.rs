@@ -1,8 +1,10 @@
 //! The OpenStack face: OpenStack's REST APIs translated onto the same objects the
 //! Kubernetes face serves. It owns no state: an OpenStack `id` is an object's uid (without
 //! dashes), a `project_id` is the project paired with a namespace. Today it serves
-//! Keystone v3 (`/identity`) and the quota APIs of compute, block storage, networking and
-//! load balancing (one ledger, `quota`); each further service joins `router` and `catalog`.
+//! Keystone v3 (`/identity`), Nova (`/compute/v2.1`), Glance (`/image/v2`), Neutron
+//! (`/networking/v2.0`), Placement, and the quota APIs of compute, block storage,
+//! networking and load balancing (one ledger, `quota`); each further service joins
+//! `router` and `catalog`.
 
 pub mod catalog;
 pub mod compute;
@@ -11,6 +13,7 @@ pub mod fault;
 pub mod identity;
 pub mod image;
 pub mod microversion;
+pub mod network;
 pub mod placement;
 pub mod quota;
 
@@ -60,6 +63,7 @@ pub fn router(state: Arc<OpenStack>) -> Router {
         .merge(compute::router(state.clone()))
         .merge(discovery::router(state.clone()))
         .merge(image::router(state.clone()))
+        .merge(network::router(state.clone()))
         .merge(placement::router(state.clone()))
         .merge(quota::router(state))
 }

@@ -168,18 +168,24 @@ async fn dhcp_ports(engine: &Engine, ports: &[Value]) -> ApiResult<()> {
                     .await?;
             }
             Some(port) => {
-                // A subnet added later gets an address on it too.
+                // A subnet added later gets an address on it too; one deleted (or no longer
+                // serving DHCP) gives its address back.
                 let spec: PortSpec = net::spec_of(port);
                 let missing: Vec<&String> = wanted
                     .iter()
                     .filter(|s| !spec.fixed_ips.iter().any(|f| &f.subnet_id == *s))
                     .collect();
-                if missing.is_empty() {
+                let stale = spec
+                    .fixed_ips
+                    .iter()
+                    .any(|f| !wanted.contains(&f.subnet_id));
+                if missing.is_empty() && !stale {
                     continue;
                 }
                 let mut fixed: Vec<Value> = spec
                     .fixed_ips
                     .iter()
+                    .filter(|f| wanted.contains(&f.subnet_id))
                     .map(|f| json!({"subnetId": f.subnet_id, "ipAddress": f.ip_address}))
                     .collect();
                 fixed.extend(missing.iter().map(|s| json!({"subnetId": s})));

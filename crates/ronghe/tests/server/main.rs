@@ -11,6 +11,7 @@ mod images;
 mod kube_rs;
 mod kubectl;
 mod logs_exec;
+mod network;
 mod openstack;
 mod placement;
 mod quota;
