@@ -275,6 +275,11 @@ impl Engine {
                 && object::deletion_timestamp(&desired).is_none()
             {
                 admit(self, &mut desired, Some(&current)).await?;
+                // Admission may turn the change back into what is stored (a name given
+                // for a reference that was already its uid): then there is nothing to write.
+                if object::same_content(&desired, &current) {
+                    return Ok(unchanged(current));
+                }
             }
             if options.dry_run {
                 // A dry run is refused where the real write would be over quota.
