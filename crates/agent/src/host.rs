@@ -31,6 +31,12 @@ pub struct Host {
     pub simulated: bool,
     pub kernel_version: String,
     pub os_image: String,
+    /// Where other hosts send VXLAN traffic for this one (the Node's
+    /// `network.ronghe.io/tunnel-ip` annotation).
+    pub tunnel_ip: Option<std::net::Ipv4Addr>,
+    /// Flat physical networks and their interfaces (the
+    /// `network.ronghe.io/physical-networks` annotation, `name=interface,...`).
+    pub physical_networks: BTreeMap<String, String>,
 }
 
 impl Host {
@@ -69,6 +75,8 @@ impl Host {
             simulated: false,
             kernel_version,
             os_image,
+            tunnel_ip: None,
+            physical_networks: BTreeMap::new(),
         }
     }
 
@@ -98,11 +106,43 @@ impl Host {
 
     /// The Node, as applied by the agent (metadata and spec).
     pub fn node(&self) -> Value {
-        json!({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": self.name, "labels": self.all_labels()},
-        })
+        let mut annotations = serde_json::Map::new();
+        if let Some(tunnel_ip) = self.tunnel_ip {
+            annotations.insert(
+                ronghe_api_types::network::annotation::TUNNEL_IP.into(),
+                json!(tunnel_ip.to_string()),
+            );
+        }
+        if !self.physical_networks.is_empty() {
+            let pairs: Vec<String> = self
+                .physical_networks
+                .iter()
+                .map(|(name, interface)| format!("{name}={interface}"))
+                .collect();
+            annotations.insert(
+                ronghe_api_types::network::annotation::PHYSICAL_NETWORKS.into(),
+                json!(pairs.join(",")),
+            );
+        }
+        let mut metadata = json!({"name": self.name, "labels": self.all_labels()});
+        if !annotations.is_empty() {
+            metadata["annotations"] = Value::Object(annotations);
+        }
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": metadata})
+    }
+
+    /// The flat physical networks a Node says it has (its
+    /// `network.ronghe.io/physical-networks` annotation).
+    pub fn physical_networks_of(node: &Value) -> BTreeMap<String, String> {
+        node.pointer("/metadata/annotations")
+            .and_then(|a| a.get(ronghe_api_types::network::annotation::PHYSICAL_NETWORKS))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(name, interface)| (name.trim().to_owned(), interface.trim().to_owned()))
+            .filter(|(name, interface)| !name.is_empty() && !interface.is_empty())
+            .collect()
     }
 
     /// The Node's status at `now` (RFC 3339).
@@ -243,6 +283,24 @@ mod tests {
             ["HW_CPU_X86_AVX2", "HW_CPU_X86_SSE42", "HW_CPU_X86_AESNI"]
         );
         assert_eq!(meminfo_total_mb("MemTotal:       2048000 kB\n"), Some(2000));
+    }
+
+    #[test]
+    fn the_node_says_where_its_tunnel_and_physical_networks_are() {
+        let mut host = Host::detect("h");
+        assert!(host.node()["metadata"].get("annotations").is_none());
+        host.tunnel_ip = Some("10.200.0.1".parse().unwrap());
+        host.physical_networks
+            .insert("public".into(), "eth1".into());
+        host.physical_networks.insert("lab".into(), "eth2".into());
+        let node = host.node();
+        let annotations = &node["metadata"]["annotations"];
+        assert_eq!(annotations["network.ronghe.io/tunnel-ip"], "10.200.0.1");
+        assert_eq!(
+            annotations["network.ronghe.io/physical-networks"],
+            "lab=eth2,public=eth1"
+        );
+        assert_eq!(Host::physical_networks_of(&node), host.physical_networks);
     }
 
     #[test]

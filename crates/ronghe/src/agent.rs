@@ -73,6 +73,14 @@ pub struct AgentArgs {
     /// InternalIP. Simulated hosts share one endpoint. The last one given counts.
     #[arg(long, default_value = "0.0.0.0:10250", overrides_with = "listen")]
     listen: std::net::SocketAddr,
+    /// The address other hosts send this host's VXLAN traffic to (its underlay address);
+    /// the endpoint's address when that is a specific one.
+    #[arg(long)]
+    tunnel_ip: Option<std::net::Ipv4Addr>,
+    /// A flat physical network this host has, and its interface (`public=eth1`;
+    /// repeatable): external networks of that `provider:physical_network` are bridged to it.
+    #[arg(long = "physical-network", value_parser = parse_pair::<String>)]
+    physical_networks: Vec<(String, String)>,
 }
 
 fn parse_pair<T: std::str::FromStr>(text: &str) -> Result<(String, T), String> {
@@ -176,6 +184,11 @@ async fn run_until(
     host.traits.extend(args.traits);
     host.labels.extend(args.labels);
     host.zone = args.zone;
+    host.tunnel_ip = args.tunnel_ip.or_else(|| match args.listen.ip() {
+        std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+        _ => None,
+    });
+    host.physical_networks = args.physical_networks.into_iter().collect();
     if !args.listen.ip().is_unspecified() {
         host.address = args.listen.ip().to_string();
     }
