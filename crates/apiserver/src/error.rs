@@ -78,6 +78,16 @@ impl ApiError {
         Self::new(Status::bad_request(message.into()))
     }
 
+    /// A 404 with its own message (something the object names does not exist).
+    pub fn not_found_message(message: impl Into<String>) -> Self {
+        Self::new(Status::not_found_message(message))
+    }
+
+    /// A 409 with its own message (the object conflicts with others).
+    pub fn conflict_message(message: impl Into<String>) -> Self {
+        Self::new(Status::conflict_message(message))
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(Status::unauthorized("Unauthorized"))
     }

@@ -153,6 +153,30 @@ impl Netlink {
         }
     }
 
+    /// Creates a link; `what` names it in the error.
+    async fn send_new_link(&self, message: LinkMessage, what: String) -> Result<(), HostNetError> {
+        self.handle
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(self.error(what))
+    }
+
+    /// Changes a link; `what` names the change in the error.
+    async fn send_link_change(
+        &self,
+        message: LinkMessage,
+        what: String,
+    ) -> Result<(), HostNetError> {
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(self.error(what))
+    }
+
     pub async fn links(&self) -> Result<Vec<Link>, HostNetError> {
         let messages: Vec<LinkMessage> = self
             .handle
@@ -181,12 +205,8 @@ impl Netlink {
             .nf_call_ip6tables(true)
             .mtu(mtu)
             .build();
-        self.handle
-            .link()
-            .add(message)
-            .execute()
+        self.send_new_link(message, format!("add bridge {name}"))
             .await
-            .map_err(self.error(format!("add bridge {name}")))
     }
 
     /// Turns br_netfilter back on for an existing bridge.
@@ -199,12 +219,8 @@ impl Netlink {
                 InfoBridge::NfCallIp6Tables(true),
             ]))
             .build();
-        self.handle
-            .link()
-            .set(message)
-            .execute()
+        self.send_link_change(message, format!("set br_netfilter on link {index}"))
             .await
-            .map_err(self.error(format!("set br_netfilter on link {index}")))
     }
 
     /// A VXLAN device on UDP 4789 with learning off (forwarding entries are static).
@@ -224,22 +240,14 @@ impl Netlink {
         if let Some(underlay) = underlay {
             builder = builder.dev(underlay);
         }
-        self.handle
-            .link()
-            .add(builder.build())
-            .execute()
+        self.send_new_link(builder.build(), format!("add vxlan {name}"))
             .await
-            .map_err(self.error(format!("add vxlan {name}")))
     }
 
     pub async fn add_veth(&self, name: &str, peer: &str, mtu: u32) -> Result<(), HostNetError> {
         let message = LinkVeth::new(name, peer).mtu(mtu).build();
-        self.handle
-            .link()
-            .add(message)
-            .execute()
-            .await
-            .map_err(self.error(format!("add veth {name}/{peer}")))?;
+        self.send_new_link(message, format!("add veth {name}/{peer}"))
+            .await?;
         // The peer takes the default MTU; match it so both ends agree.
         if let Some(peer_link) = self.link(peer).await? {
             self.set_link(
@@ -279,23 +287,15 @@ impl Netlink {
         if let Some(name) = &change.name {
             builder = builder.name(name.clone());
         }
-        self.handle
-            .link()
-            .set(builder.build())
-            .execute()
+        self.send_link_change(builder.build(), format!("set link {index} {change:?}"))
             .await
-            .map_err(self.error(format!("set link {index} {change:?}")))
     }
 
     /// Takes a link off its bridge.
     pub async fn set_link_nocontroller(&self, index: u32) -> Result<(), HostNetError> {
         let message = LinkUnspec::new_with_index(index).nocontroller().build();
-        self.handle
-            .link()
-            .set(message)
-            .execute()
+        self.send_link_change(message, format!("release link {index} from its bridge"))
             .await
-            .map_err(self.error(format!("release link {index} from its bridge")))
     }
 
     /// Moves a link into the netns open as `target`.
@@ -303,12 +303,8 @@ impl Netlink {
         let message = LinkUnspec::new_with_index(index)
             .setns_by_fd(target.as_raw_fd())
             .build();
-        self.handle
-            .link()
-            .set(message)
-            .execute()
+        self.send_link_change(message, format!("move link {index} to another netns"))
             .await
-            .map_err(self.error(format!("move link {index} to another netns")))
     }
 
     pub async fn delete_link(&self, index: u32) -> Result<(), HostNetError> {

@@ -111,6 +111,18 @@ impl Status {
         failure(400, reason::BAD_REQUEST, message.into(), None)
     }
 
+    /// 404 with a message of its own, for something a request names that does not exist
+    /// (admission's "Network X could not be found.").
+    pub fn not_found_message(message: impl Into<String>) -> Self {
+        failure(404, reason::NOT_FOUND, message.into(), None)
+    }
+
+    /// 409 with a message of its own, for a request that conflicts with other objects
+    /// (an address already allocated, a port in use).
+    pub fn conflict_message(message: impl Into<String>) -> Self {
+        failure(409, reason::CONFLICT, message.into(), None)
+    }
+
     /// 401; an empty message becomes `not authorized`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         let mut message = message.into();

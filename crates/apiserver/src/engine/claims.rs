@@ -40,37 +40,6 @@ pub fn claims_of(kind: &KindSpec, object: &Value) -> Vec<Claim> {
     kind.claims.map(|claims| claims(object)).unwrap_or_default()
 }
 
-/// The ops that move an object's claims from `old` to `new`: creates for the claims only
-/// `new` holds, deletes for those only `old` held (only where the store still has them as
-/// this object's, read by the caller into `held`).
-pub(super) fn transition(
-    kind: &KindSpec,
-    object_key: &str,
-    old: &[Claim],
-    new: &[Claim],
-    held: &[String],
-) -> Vec<TxnOp> {
-    let mut ops = Vec::new();
-    for claim in new {
-        if !old.iter().any(|o| o.key == claim.key) {
-            ops.push(TxnOp::Create {
-                key: claim_key(kind.group, &claim.key),
-                value: bytes::Bytes::from(object_key.to_owned()),
-            });
-        }
-    }
-    for claim in old {
-        let key = claim_key(kind.group, &claim.key);
-        if !new.iter().any(|n| n.key == claim.key) && held.contains(&key) {
-            ops.push(TxnOp::Delete {
-                key,
-                expected_mod_revision: None,
-            });
-        }
-    }
-    ops
-}
-
 /// The 409 for a write whose claim (store key `taken`) another object holds.
 pub(super) fn taken(
     kind: &KindSpec,
@@ -93,24 +62,41 @@ pub(super) fn taken(
 }
 
 impl Engine {
-    /// Which of `claims` the store holds for the object at `object_key` (claims missing or
-    /// held by another object are left alone).
-    pub(super) async fn held_claims(
+    /// The ops that move an object's claims from `old` to `new`: creates for the claims
+    /// only `new` holds, deletes for those only `old` held. Only the released claims are
+    /// read, to delete just those the store still has as this object's.
+    pub(super) async fn claim_ops(
         &self,
         kind: &KindSpec,
         object_key: &str,
-        claims: &[Claim],
-    ) -> ApiResult<Vec<String>> {
-        let mut held = Vec::new();
-        for claim in claims {
+        old: &[Claim],
+        new: &[Claim],
+    ) -> ApiResult<Vec<TxnOp>> {
+        let mut ops: Vec<TxnOp> = new
+            .iter()
+            .filter(|claim| !old.iter().any(|o| o.key == claim.key))
+            .map(|claim| TxnOp::Create {
+                key: claim_key(kind.group, &claim.key),
+                value: bytes::Bytes::from(object_key.to_owned()),
+            })
+            .collect();
+        for claim in old
+            .iter()
+            .filter(|claim| !new.iter().any(|n| n.key == claim.key))
+        {
             let key = claim_key(kind.group, &claim.key);
             match self.store.get(&key).await {
-                Ok(Some(kv)) if kv.value.as_ref() == object_key.as_bytes() => held.push(key),
+                Ok(Some(kv)) if kv.value.as_ref() == object_key.as_bytes() => {
+                    ops.push(TxnOp::Delete {
+                        key,
+                        expected_mod_revision: None,
+                    });
+                }
                 Ok(_) => {}
                 Err(error) => return Err(ApiError::from_store(error, kind, "")),
             }
         }
-        Ok(held)
+        Ok(ops)
     }
 
     /// Removes an object at `mod_revision` together with the claims it holds.
@@ -129,12 +115,11 @@ impl Engine {
                 .await
                 .map(|deleted| deleted.revision));
         }
-        let held = self.held_claims(kind, key, &claims).await?;
         let mut ops = vec![TxnOp::Delete {
             key: key.to_owned(),
             expected_mod_revision: Some(mod_revision),
         }];
-        ops.extend(transition(kind, key, &claims, &[], &held));
+        ops.extend(self.claim_ops(kind, key, &claims, &[]).await?);
         Ok(self
             .store
             .txn(ops)

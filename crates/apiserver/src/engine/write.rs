@@ -115,7 +115,7 @@ impl Engine {
                 admit(self, &mut object, None).await?;
             }
             let held = claims::claims_of(kind, &object);
-            let claim_ops = claims::transition(kind, &key, &[], &held, &[]);
+            let claim_ops = self.claim_ops(kind, &key, &[], &held).await?;
             let write = ChargedWrite::Create {
                 key: key.clone(),
                 value: encode_for_store(&object)?,
@@ -313,8 +313,7 @@ impl Engine {
                 };
                 let before = claims::claims_of(kind, &current);
                 held = claims::claims_of(kind, &desired);
-                let stored_claims = self.held_claims(kind, &key, &before).await?;
-                let claim_ops = claims::transition(kind, &key, &before, &held, &stored_claims);
+                let claim_ops = self.claim_ops(kind, &key, &before, &held).await?;
                 let growth = quota::update_growth(kind, &current, &desired);
                 self.write_charged(kind, namespace, name, write, claim_ops, &growth, false)
                     .await?

@@ -502,10 +502,9 @@ async fn check_references(engine: &Engine, vm: &Value) -> ApiResult<()> {
                 .as_str()
                 .is_some_and(|device| !device.is_empty())
             {
-                let mut error = ApiError::bad_request(format!("Port {port} is still in use."));
-                error.status.code = 409;
-                error.status.reason = "Conflict".into();
-                return Err(error);
+                return Err(ApiError::conflict_message(format!(
+                    "Port {port} is still in use."
+                )));
             }
         }
     }

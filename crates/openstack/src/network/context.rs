@@ -419,6 +419,18 @@ impl Ctx {
     }
 
     /// The URL of a collection, for paging links.
+    /// A list answer for `resource`: its views filtered, sorted, trimmed to `fields` and
+    /// paged as the query asks.
+    pub fn list_answer(
+        &self,
+        resource: &crate::network::Resource,
+        views: Vec<Value>,
+        query: &query::Query,
+    ) -> NeutronResult<axum::Json<Value>> {
+        let collection = self.collection(resource.path, resource.plural);
+        Ok(axum::Json(query::respond(collection, views, query)?))
+    }
+
     pub fn collection(&self, path: &str, key: &'static str) -> query::Collection<'static> {
         query::Collection {
             key,

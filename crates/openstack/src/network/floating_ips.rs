@@ -158,8 +158,7 @@ pub async fn list(
             )
         })
         .collect();
-    let collection = ctx.collection(FLOATING_IP.path, FLOATING_IP.plural);
-    Ok(Json(query::respond(collection, views, &query)?))
+    ctx.list_answer(&FLOATING_IP, views, &query)
 }
 
 /// `GET /floatingips/{id}`.

@@ -204,8 +204,7 @@ pub async fn list(
             view(&ctx, network, ids)
         })
         .collect();
-    let collection = ctx.collection(NETWORK.path, NETWORK.plural);
-    Ok(Json(query::respond(collection, views, &query)?))
+    ctx.list_answer(&NETWORK, views, &query)
 }
 
 /// `GET /networks/{id}`.

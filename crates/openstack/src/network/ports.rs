@@ -174,8 +174,7 @@ pub async fn list(
         .iter()
         .map(|port| view(&ctx, port))
         .collect();
-    let collection = ctx.collection(PORT.path, PORT.plural);
-    Ok(Json(query::respond(collection, views, &query)?))
+    ctx.list_answer(&PORT, views, &query)
 }
 
 /// `GET /ports/{id}`.

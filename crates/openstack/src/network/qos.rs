@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use super::body::Attributes;
 use super::fault::{NeutronFault, NeutronResult};
 use super::networks::fresh;
-use super::query::{self, Query};
+use super::query::Query;
 use super::{Ctx, FLOATING_IP, NETWORK, PORT, QOS_POLICY, answer, no_content, uid_of};
 use crate::OpenStack;
 
@@ -182,12 +182,7 @@ pub async fn list(
         .filter(|policy| ctx.owns(policy) || is_shared(policy))
         .map(|policy| view(&ctx, policy))
         .collect();
-    let collection = ctx.collection(QOS_POLICY.path, QOS_POLICY.plural);
-    Ok(Json(query::respond(
-        collection,
-        views,
-        &Query::parse(raw.as_deref()),
-    )?))
+    ctx.list_answer(&QOS_POLICY, views, &Query::parse(raw.as_deref()))
 }
 
 /// `GET /qos/policies/{id}`.

@@ -114,8 +114,7 @@ pub async fn list(
         .iter()
         .map(|router| view(&ctx, router))
         .collect();
-    let collection = ctx.collection(ROUTER.path, ROUTER.plural);
-    Ok(Json(query::respond(collection, views, &query)?))
+    ctx.list_answer(&ROUTER, views, &query)
 }
 
 /// `GET /routers/{id}`.

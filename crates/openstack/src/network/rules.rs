@@ -105,8 +105,7 @@ pub async fn list(
             view(&ctx, rule, defaults.get(&group).copied().unwrap_or(false))
         })
         .collect();
-    let collection = ctx.collection(SECURITY_GROUP_RULE.path, SECURITY_GROUP_RULE.plural);
-    Ok(Json(query::respond(collection, views, &query)?))
+    ctx.list_answer(&SECURITY_GROUP_RULE, views, &query)
 }
 
 /// `GET /security-group-rules/{id}`.

@@ -106,8 +106,7 @@ pub async fn list(
             view(&ctx, group, rules)
         })
         .collect();
-    let collection = ctx.collection(SECURITY_GROUP.path, SECURITY_GROUP.plural);
-    Ok(Json(query::respond(collection, views, &query)?))
+    ctx.list_answer(&SECURITY_GROUP, views, &query)
 }
 
 /// `GET /security-groups/{id}`.

@@ -155,8 +155,7 @@ pub async fn list(
         .filter(|subnet| visible(&ctx, subnet, &public))
         .map(|subnet| view(&ctx, subnet))
         .collect();
-    let collection = ctx.collection(SUBNET.path, SUBNET.plural);
-    Ok(Json(query::respond(collection, views, &query)?))
+    ctx.list_answer(&SUBNET, views, &query)
 }
 
 /// `GET /subnets/{id}`.

@@ -32,20 +32,16 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::bad_request(message)
 }
 
-/// A Neutron-style 404 for something named that does not exist.
-fn missing(what: &str, reference: &str) -> ApiError {
-    let mut error = ApiError::bad_request(format!("{what} {reference} could not be found."));
-    error.status.code = 404;
-    error.status.reason = "NotFound".into();
-    error
-}
-
 /// A 409 with Neutron's words.
 fn conflict(message: impl Into<String>) -> ApiError {
-    let mut error = ApiError::bad_request(message);
-    error.status.code = 409;
-    error.status.reason = "Conflict".into();
-    error
+    ApiError::conflict_message(message)
+}
+
+/// Writes a typed spec back into the object being admitted.
+fn put_spec<T: serde::Serialize>(object: &mut Value, spec: &T) {
+    if let Ok(value) = serde_json::to_value(spec) {
+        object::ensure_object(object).insert("spec".into(), value);
+    }
 }
 
 fn set_spec(object: &mut Value, field: &str, value: Value) {
@@ -87,6 +83,28 @@ pub async fn resolve(
         return Ok(Some(found.clone()));
     }
     Ok(listed.iter().filter(|c| anywhere(c)).find(by_name).cloned())
+}
+
+/// Like [`resolve`], refusing with Neutron's 404 (`Network x could not be found.`) when
+/// nothing is found.
+async fn require(
+    engine: &Engine,
+    kind_name: &str,
+    namespace: &str,
+    reference: &str,
+    anywhere: fn(&Value) -> bool,
+) -> ApiResult<Value> {
+    let what = match kind_name {
+        "SecurityGroup" => "Security group",
+        "QosPolicy" => "QoS policy",
+        "FloatingIP" => "Floating IP",
+        other => other,
+    };
+    resolve(engine, kind_name, namespace, reference, anywhere)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found_message(format!("{what} {reference} could not be found."))
+        })
 }
 
 fn nowhere(_: &Value) -> bool {
@@ -166,9 +184,7 @@ pub(super) fn subnet<'a>(
     Box::pin(async move {
         let namespace = namespace_of(subnet);
         let mut spec: SubnetSpec = spec(subnet);
-        let network = resolve(engine, "Network", &namespace, &spec.network_id, nowhere)
-            .await?
-            .ok_or_else(|| missing("Network", &spec.network_id))?;
+        let network = require(engine, "Network", &namespace, &spec.network_id, nowhere).await?;
         spec.network_id = uid_of(&network);
         let net = ipam::parse_cidr(&spec.cidr).map_err(bad)?;
         spec.ip_version = Some(if net.addr().is_ipv6() { 6 } else { 4 });
@@ -198,9 +214,7 @@ pub(super) fn subnet<'a>(
                 }
             }
         }
-        if let Ok(value) = serde_json::to_value(&spec) {
-            object::ensure_object(subnet).insert("spec".into(), value);
-        }
+        put_spec(subnet, &spec);
         Ok(())
     })
 }
@@ -413,15 +427,14 @@ pub(super) fn port<'a>(
         let namespace = namespace_of(port);
         let mut spec: PortSpec = spec(port);
         let previous: Option<PortSpec> = old.map(super::spec);
-        let network = resolve(
+        let network = require(
             engine,
             "Network",
             &namespace,
             &spec.network_id,
             network_is_public,
         )
-        .await?
-        .ok_or_else(|| missing("Network", &spec.network_id))?;
+        .await?;
         spec.network_id = uid_of(&network);
         let network_spec: NetworkSpec = super::spec(&network);
         if spec.mac_address.is_empty() {
@@ -517,9 +530,8 @@ pub(super) fn port<'a>(
                 Some(groups) => {
                     let mut resolved = Vec::with_capacity(groups.len());
                     for group in groups {
-                        let found = resolve(engine, "SecurityGroup", &namespace, &group, nowhere)
-                            .await?
-                            .ok_or_else(|| missing("Security group", &group))?;
+                        let found =
+                            require(engine, "SecurityGroup", &namespace, &group, nowhere).await?;
                         resolved.push(uid_of(&found));
                     }
                     resolved
@@ -530,14 +542,10 @@ pub(super) fn port<'a>(
             spec.security_groups = Some(Vec::new());
         }
         if let Some(policy) = spec.qos_policy_id.clone() {
-            let found = resolve(engine, "QosPolicy", &namespace, &policy, qos_is_shared)
-                .await?
-                .ok_or_else(|| missing("QoS policy", &policy))?;
+            let found = require(engine, "QosPolicy", &namespace, &policy, qos_is_shared).await?;
             spec.qos_policy_id = Some(uid_of(&found));
         }
-        if let Ok(value) = serde_json::to_value(&spec) {
-            object::ensure_object(port).insert("spec".into(), value);
-        }
+        put_spec(port, &spec);
         Ok(())
     })
 }
@@ -558,15 +566,14 @@ pub(super) fn router<'a>(
         let namespace = namespace_of(router);
         let mut spec: RouterSpec = spec(router);
         if let Some(gateway) = spec.external_gateway_info.as_mut() {
-            let network = resolve(
+            let network = require(
                 engine,
                 "Network",
                 &namespace,
                 &gateway.network_id,
                 network_is_public,
             )
-            .await?
-            .ok_or_else(|| missing("Network", &gateway.network_id))?;
+            .await?;
             if !super::spec::<NetworkSpec>(&network).external {
                 return Err(bad(format!(
                     "Bad router request: Network {} is not an external network.",
@@ -579,9 +586,7 @@ pub(super) fn router<'a>(
             ipam::parse_prefix(&route.destination).map_err(bad)?;
             ipam::parse_address(&route.nexthop).map_err(bad)?;
         }
-        if let Ok(value) = serde_json::to_value(&spec) {
-            object::ensure_object(router).insert("spec".into(), value);
-        }
+        put_spec(router, &spec);
         Ok(())
     })
 }
@@ -597,20 +602,17 @@ pub(super) fn security_group_rule<'a>(
         }
         let namespace = namespace_of(rule);
         let mut spec: SecurityGroupRuleSpec = spec(rule);
-        let group = resolve(
+        let group = require(
             engine,
             "SecurityGroup",
             &namespace,
             &spec.security_group_id,
             nowhere,
         )
-        .await?
-        .ok_or_else(|| missing("Security group", &spec.security_group_id))?;
+        .await?;
         spec.security_group_id = uid_of(&group);
         if let Some(remote) = spec.remote_group_id.clone() {
-            let found = resolve(engine, "SecurityGroup", &namespace, &remote, nowhere)
-                .await?
-                .ok_or_else(|| missing("Security group", &remote))?;
+            let found = require(engine, "SecurityGroup", &namespace, &remote, nowhere).await?;
             spec.remote_group_id = Some(uid_of(&found));
         }
         if let Some(prefix) = spec.remote_ip_prefix.as_deref() {
@@ -619,9 +621,7 @@ pub(super) fn security_group_rule<'a>(
                 spec.remote_ip_prefix = Some(net.to_string());
             }
         }
-        if let Ok(value) = serde_json::to_value(&spec) {
-            object::ensure_object(rule).insert("spec".into(), value);
-        }
+        put_spec(rule, &spec);
         Ok(())
     })
 }
@@ -677,15 +677,14 @@ pub(super) fn floating_ip<'a>(
     Box::pin(async move {
         let namespace = namespace_of(fip);
         let mut spec: FloatingIpSpec = spec(fip);
-        let network = resolve(
+        let network = require(
             engine,
             "Network",
             &namespace,
             &spec.floating_network_id,
             network_is_public,
         )
-        .await?
-        .ok_or_else(|| missing("Network", &spec.floating_network_id))?;
+        .await?;
         if !super::spec::<NetworkSpec>(&network).external {
             return Err(bad(format!(
                 "Bad floatingip request: Network {} is not a valid external network.",
@@ -727,9 +726,7 @@ pub(super) fn floating_ip<'a>(
                 spec.router_id = None;
             }
             Some(port_ref) => {
-                let port = resolve(engine, "Port", &namespace, &port_ref, nowhere)
-                    .await?
-                    .ok_or_else(|| missing("Port", &port_ref))?;
+                let port = require(engine, "Port", &namespace, &port_ref, nowhere).await?;
                 let port_spec: PortSpec = super::spec(&port);
                 let fixed = match spec.fixed_ip_address.as_deref() {
                     Some(asked) => port_spec
@@ -755,12 +752,10 @@ pub(super) fn floating_ip<'a>(
                 let router = router_reaching(engine, &namespace, &spec.floating_network_id, &fixed.subnet_id)
                     .await?
                     .ok_or_else(|| {
-                        let mut error = bad(format!(
+                        ApiError::not_found_message(format!(
                             "External network {} is not reachable from subnet {}.  Therefore, cannot associate Port {} with a Floating IP.",
                             spec.floating_network_id, fixed.subnet_id, uid_of(&port)
-                        ));
-                        error.status.code = 404;
-                        error
+                        ))
                     })?;
                 let forwardings = engine.kind(API_VERSION, "PortForwarding")?;
                 let options = ListOptions {
@@ -787,9 +782,7 @@ pub(super) fn floating_ip<'a>(
                 spec.router_id = Some(router);
             }
         }
-        if let Ok(value) = serde_json::to_value(&spec) {
-            object::ensure_object(fip).insert("spec".into(), value);
-        }
+        put_spec(fip, &spec);
         Ok(())
     })
 }
@@ -802,15 +795,14 @@ pub(super) fn port_forwarding<'a>(
     Box::pin(async move {
         let namespace = namespace_of(forwarding);
         let mut spec: PortForwardingSpec = spec(forwarding);
-        let fip = resolve(
+        let fip = require(
             engine,
             "FloatingIP",
             &namespace,
             &spec.floating_ip_id,
             nowhere,
         )
-        .await?
-        .ok_or_else(|| missing("Floating IP", &spec.floating_ip_id))?;
+        .await?;
         let fip_spec: FloatingIpSpec = super::spec(&fip);
         if fip_spec.port_id.is_some() {
             return Err(conflict(format!(
@@ -818,9 +810,7 @@ pub(super) fn port_forwarding<'a>(
                 fip_spec.floating_ip_address
             )));
         }
-        let port = resolve(engine, "Port", &namespace, &spec.internal_port_id, nowhere)
-            .await?
-            .ok_or_else(|| missing("Port", &spec.internal_port_id))?;
+        let port = require(engine, "Port", &namespace, &spec.internal_port_id, nowhere).await?;
         let port_spec: PortSpec = super::spec(&port);
         let fixed = port_spec
             .fixed_ips
@@ -841,18 +831,14 @@ pub(super) fn port_forwarding<'a>(
         .await?
         .is_none()
         {
-            let mut error = bad(format!(
+            return Err(ApiError::not_found_message(format!(
                 "External network {} is not reachable from subnet {}.",
                 fip_spec.floating_network_id, fixed.subnet_id
-            ));
-            error.status.code = 404;
-            return Err(error);
+            )));
         }
         spec.floating_ip_id = uid_of(&fip);
         spec.internal_port_id = uid_of(&port);
-        if let Ok(value) = serde_json::to_value(&spec) {
-            object::ensure_object(forwarding).insert("spec".into(), value);
-        }
+        put_spec(forwarding, &spec);
         Ok(())
     })
 }

@@ -46,6 +46,24 @@ async fn create(
         .map(|written| written.object)
 }
 
+/// Associates project a's floating IP `fip` with `port`.
+async fn associate(engine: &Engine, port: &Value) -> ApiResult<Value> {
+    let kind = engine.kind(API, "FloatingIP")?;
+    let patch = json!({"spec": {"portId": uid(port)}});
+    engine
+        .patch(
+            &kind,
+            Some("a"),
+            "fip",
+            crate::engine::PatchKind::Merge,
+            patch,
+            crate::engine::Target::Main,
+            &WriteOptions::default(),
+        )
+        .await
+        .map(|written| written.object)
+}
+
 fn uid(object: &Value) -> String {
     object["metadata"]["uid"].as_str().unwrap().to_owned()
 }
@@ -293,19 +311,7 @@ async fn floating_ips_need_an_external_network_and_a_router() {
         .await
         .unwrap();
     // No router reaches the port's subnet yet.
-    let kind = engine.kind(API, "FloatingIP").unwrap();
-    let unreachable = engine
-        .patch(
-            &kind,
-            Some("a"),
-            "fip",
-            crate::engine::PatchKind::Merge,
-            json!({"spec": {"portId": uid(&port)}}),
-            crate::engine::Target::Main,
-            &WriteOptions::default(),
-        )
-        .await
-        .unwrap_err();
+    let unreachable = associate(&engine, &port).await.unwrap_err();
     assert_eq!(unreachable.code(), 404, "{unreachable}");
     let router = create(
         &engine,
@@ -319,19 +325,7 @@ async fn floating_ips_need_an_external_network_and_a_router() {
     create(&engine, "Port", "a", "r1-if", json!({"networkId": "net", "deviceOwner": "network:router_interface", "deviceId": uid(&router), "fixedIps": [{"subnetId": uid(&subnet), "ipAddress": "10.0.0.1"}]}))
         .await
         .unwrap();
-    let associated = engine
-        .patch(
-            &kind,
-            Some("a"),
-            "fip",
-            crate::engine::PatchKind::Merge,
-            json!({"spec": {"portId": uid(&port)}}),
-            crate::engine::Target::Main,
-            &WriteOptions::default(),
-        )
-        .await
-        .unwrap()
-        .object;
+    let associated = associate(&engine, &port).await.unwrap();
     assert_eq!(associated["spec"]["routerId"], uid(&router));
     assert_eq!(
         associated["spec"]["fixedIpAddress"],
