@@ -100,11 +100,12 @@ pub async fn heartbeat(client: &kube::Client, host: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The drivers that run a host's workloads.
+/// The drivers that run a host's workloads, and the network they plug them into.
 #[derive(Clone)]
 pub struct Drivers {
     pub pods: Arc<dyn PodDriver>,
     pub vms: Arc<dyn VmDriver>,
+    pub network: Arc<dyn network::WorkloadNetwork>,
 }
 
 impl Drivers {
@@ -113,6 +114,7 @@ impl Drivers {
         Drivers {
             pods: Arc::new(FakeDriver),
             vms: Arc::new(FakeVmDriver),
+            network: Arc::new(network::NoNetwork),
         }
     }
 }
@@ -131,7 +133,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let endpoint = endpoint.filter(|_| drivers.is_some());
     if let Some(endpoint) = &endpoint {
-        let port = endpoint.local_addr()?.port();
+        let port = endpoint.advertised_port()?;
         for host in &mut hosts {
             host.agent_port = port;
         }
@@ -178,7 +180,9 @@ pub async fn run(
         });
         let (vms_client, vms_stop) = (client.clone(), stop.clone());
         tokio::spawn(async move {
-            if let Err(error) = vms::run(vms_client, names, drivers.vms, vms_stop).await {
+            if let Err(error) =
+                vms::run(vms_client, names, drivers.vms, drivers.network, vms_stop).await
+            {
                 tracing::error!(error = %format!("{error:#}"), "running VMs stopped");
             }
         });

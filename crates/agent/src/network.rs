@@ -1,6 +1,66 @@
 //! The host's virtual network, as the agent keeps it: `plan.rs` computes what the host
 //! should have from the API's objects (ports bound here, their networks, security groups,
-//! the routers this host runs); the host-network driver (`ronghe-hostnet`) makes Linux
-//! match it.
+//! the routers this host runs); `wiring.rs` keeps the objects in watch-fed caches
+//! (`objects.rs`), binds the ports of the workloads placed here, hands the plan to the
+//! host-network driver (`ronghe-hostnet`, which makes Linux match it) after every change,
+//! and reports ports `ACTIVE`.
+//!
+//! The workload drivers reach the network through [`WorkloadNetwork`]: the container
+//! driver plugs a pod into its port between making the pod's network namespace and
+//! starting its containers (as a CNI plugin does), and the VM loop asks for a VM's NICs
+//! (TAP devices already on their bridges) before it boots the VM.
 
+pub mod metadata;
+mod objects;
 pub mod plan;
+mod wiring;
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::vms::VmSpec;
+
+pub use wiring::{Wiring, WiringConfig};
+
+/// A VM's network interface: the TAP device on the host (on its network's bridge) and
+/// the guest's MAC address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct VmNic {
+    pub tap: String,
+    pub mac: String,
+}
+
+/// How workloads get onto tenant networks.
+#[async_trait::async_trait]
+pub trait WorkloadNetwork: Send + Sync + 'static {
+    /// Plugs a pod (one not on the host network) into its port inside `netns`, the network
+    /// namespace its runtime made, once the port exists, is bound to this host and is
+    /// wired; returns the pod's addresses (the first is its `podIP`). Fails after a while
+    /// if the port never comes; calling it again is fine.
+    async fn attach_pod(&self, pod: &Pod, netns: &Path) -> anyhow::Result<Vec<IpAddr>>;
+    /// The pod is gone from this host: its wiring is removed.
+    async fn detach_pod(&self, uid: &str);
+    /// The NICs of a VM placed on this host, in the order of its `spec.networks`, once
+    /// each of its ports is bound here and its TAP is on the bridge.
+    async fn vm_nics(&self, vm: &VmSpec) -> anyhow::Result<Vec<VmNic>>;
+}
+
+/// No tenant networking: pods have loopback only and VMs no NICs (simulated hosts, and
+/// agents started with `--network none`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoNetwork;
+
+#[async_trait::async_trait]
+impl WorkloadNetwork for NoNetwork {
+    async fn attach_pod(&self, _pod: &Pod, _netns: &Path) -> anyhow::Result<Vec<IpAddr>> {
+        Ok(Vec::new())
+    }
+
+    async fn detach_pod(&self, _uid: &str) {}
+
+    async fn vm_nics(&self, _vm: &VmSpec) -> anyhow::Result<Vec<VmNic>> {
+        Ok(Vec::new())
+    }
+}

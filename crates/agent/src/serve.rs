@@ -86,6 +86,9 @@ struct EndpointState {
 pub struct Endpoint {
     listener: TcpListener,
     token: String,
+    /// The port the API server reaches the endpoint at, when not the one listened on (a
+    /// relay or NAT in between).
+    advertised_port: Option<u16>,
 }
 
 impl Endpoint {
@@ -97,6 +100,7 @@ impl Endpoint {
         Ok(Endpoint {
             listener,
             token: token.trim().to_owned(),
+            advertised_port: None,
         })
     }
 
@@ -106,6 +110,20 @@ impl Endpoint {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Tells the API server to come to `port` instead of the one listened on.
+    pub fn advertise_port(mut self, port: u16) -> Endpoint {
+        self.advertised_port = Some(port);
+        self
+    }
+
+    /// The port the Node advertises (`daemonEndpoints.kubeletEndpoint.Port`).
+    pub fn advertised_port(&self) -> std::io::Result<u16> {
+        match self.advertised_port {
+            Some(port) => Ok(port),
+            None => Ok(self.local_addr()?.port()),
+        }
     }
 }
 

@@ -58,6 +58,11 @@ pub struct VmSpec {
     pub memory_mb: u64,
     /// The flavor's root disk; 0 means the image's own size.
     pub disk_gb: u64,
+    /// How many network interfaces it has (entries of its `spec.networks`).
+    pub nic_count: usize,
+    /// Its network interfaces, filled in by the agent from the host network before the
+    /// driver boots it.
+    pub nics: Vec<crate::network::VmNic>,
 }
 
 impl VmSpec {
@@ -76,6 +81,8 @@ impl VmSpec {
                 .unwrap_or(1),
             memory_mb: number("ram").unwrap_or(512),
             disk_gb: number("disk").unwrap_or(0),
+            nic_count: vm.data["spec"]["networks"].as_array().map_or(0, Vec::len),
+            nics: Vec::new(),
         })
     }
 }
@@ -167,6 +174,7 @@ fn resource() -> ApiResource {
 struct Shared {
     client: kube::Client,
     driver: Arc<dyn VmDriver>,
+    network: Arc<dyn crate::network::WorkloadNetwork>,
     /// The latest object of every VM on this agent's hosts, by uid.
     objects: Mutex<HashMap<String, DynamicObject>>,
     /// Failed reconciles in a row, by uid.
@@ -287,6 +295,7 @@ pub async fn run(
     client: kube::Client,
     hosts: HashSet<String>,
     driver: Arc<dyn VmDriver>,
+    network: Arc<dyn crate::network::WorkloadNetwork>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let vms: Api<DynamicObject> = Api::all_with(client.clone(), &resource());
@@ -300,6 +309,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         client,
         driver,
+        network,
         objects: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
     });
@@ -450,6 +460,15 @@ async fn reconcile(shared: &Shared, uid: &str) -> anyhow::Result<()> {
             }
         }
         tracing::info!(vm = %spec.name, ?action, "acting on a VM");
+        // A VM boots with its NICs on their networks (Nova waits for Neutron's
+        // vif-plugged events likewise).
+        let mut spec = spec.clone();
+        if matches!(action, Action::Start | Action::Reboot(_) | Action::Resume) {
+            match shared.network.vm_nics(&spec).await {
+                Ok(nics) => spec.nics = nics,
+                Err(error) => return failed(shared, &api, &current, action, error).await,
+            }
+        }
         let result = match action {
             Action::Start => driver.start(&spec).await,
             Action::Stop => driver.stop(uid, SHUTDOWN_GRACE).await,

@@ -52,6 +52,8 @@ pub mod annotation {
     pub const TUNNEL_IP: &str = "network.ronghe.io/tunnel-ip";
     /// On a Node: the flat physical networks it has, as `name=interface,name=interface`.
     pub const PHYSICAL_NETWORKS: &str = "network.ronghe.io/physical-networks";
+    /// On a VM's port: which entry of the VM's `spec.networks` it is (its NIC's index).
+    pub const NIC_INDEX: &str = "network.ronghe.io/nic-index";
 }
 
 /// Labels on objects the system makes for a workload.

@@ -1,8 +1,9 @@
 //! Controllers that run inside the API server process: garbage collection of dependents,
 //! namespace finalization, pairing projects with namespaces, quota counting, scheduling,
-//! ReplicaSets and Deployments, node lifecycle and store compaction. Each is
-//! level-triggered: a pass reads the state through the engine, acts, and is repeated on a
-//! timer and when changes arrive, so a missed wake-up costs only latency.
+//! ReplicaSets and Deployments, node lifecycle, workload ports, router scheduling and
+//! store compaction. Each is level-triggered: a pass reads the state through the engine,
+//! acts, and is repeated on a timer and when changes arrive, so a missed wake-up costs
+//! only latency.
 
 mod compaction;
 mod deployment;
@@ -13,6 +14,7 @@ pub mod ports;
 mod projects;
 mod quota;
 mod replicaset;
+mod routers;
 pub mod scheduler;
 
 use std::sync::Arc;
@@ -56,6 +58,7 @@ pub fn start(
     let replicaset_wake = Arc::new(Notify::new());
     let deployment_wake = Arc::new(Notify::new());
     let ports_wake = Arc::new(Notify::new());
+    let routers_wake = Arc::new(Notify::new());
     tasks.spawn(wake_on_changes(
         engine.clone(),
         vec![gc_wake.clone(), namespace_wake.clone()],
@@ -67,8 +70,10 @@ pub fn start(
             deployment_wake.clone(),
             ports_wake.clone(),
         ],
+        routers_wake.clone(),
         stop.clone(),
     ));
+    tasks.spawn(routers::run(engine.clone(), routers_wake, stop.clone()));
     tasks.spawn(ports::run(engine.clone(), ports_wake, stop.clone()));
     tasks.spawn(replicaset::run(
         engine.clone(),
@@ -101,8 +106,10 @@ pub fn start(
 /// Wakes the controllers in `wake` (and the projects controller) whenever anything is
 /// deleted or marked for deletion, the projects controller also when a namespace or a
 /// project is created, the quota controller on any change in a namespace, and the
-/// workload controllers on changes to pods, ReplicaSets and Deployments. The change
-/// feed is only a wake-up call: controllers read state through the engine.
+/// workload controllers on changes to pods, ReplicaSets and Deployments, and the router
+/// scheduler on changes to routers, nodes, ports and networks. The change feed is only a
+/// wake-up call: controllers read state through the engine.
+#[allow(clippy::too_many_arguments)]
 async fn wake_on_changes(
     engine: Engine,
     wake: Vec<Arc<Notify>>,
@@ -110,6 +117,7 @@ async fn wake_on_changes(
     quota_changed: Arc<quota::Changed>,
     scheduler_wake: Arc<Notify>,
     workload_wake: Vec<Arc<Notify>>,
+    routers_wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
     // `notify_one` keeps a permit when the controller is busy with a pass, so a change made
@@ -151,6 +159,17 @@ async fn wake_on_changes(
     .filter_map(Result::ok)
     .map(|kind| kind.key_prefix())
     .collect();
+    // The keys whose changes may move a router or its ports' binding.
+    let router_prefixes: Vec<String> = [
+        engine.kind(ronghe_api_types::network::API_VERSION, "Router"),
+        engine.kind("v1", "Node"),
+        engine.kind(ronghe_api_types::network::API_VERSION, "Port"),
+        engine.kind(ronghe_api_types::network::API_VERSION, "Network"),
+    ]
+    .into_iter()
+    .filter_map(Result::ok)
+    .map(|kind| kind.key_prefix())
+    .collect();
     loop {
         let after = match engine.store().current_revision().await {
             Ok(revision) => revision,
@@ -182,6 +201,9 @@ async fn wake_on_changes(
                         }
                         if workload_prefixes.iter().any(|p| event.key.starts_with(p.as_str())) {
                             workload_wake.iter().for_each(|w| w.notify_one());
+                        }
+                        if router_prefixes.iter().any(|p| event.key.starts_with(p.as_str())) {
+                            routers_wake.notify_one();
                         }
                         let deleting = event.kind == ronghe_store::EventKind::Delete
                             || event.value.as_ref().is_some_and(|v| {

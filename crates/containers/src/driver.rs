@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Pod;
+use ronghe_agent::network::{NoNetwork, WorkloadNetwork};
 use ronghe_agent::pods::StatusSender;
 use ronghe_agent::{ExecRequest, LogOptions, PodDriver, PodRef};
 use tokio::task::JoinHandle;
@@ -30,6 +31,8 @@ pub struct DriverContext {
     pub images: Arc<dyn ImageSource>,
     /// Whether memory limits cover swap too (cgroup v1 with `memory.memsw.*`).
     pub limit_swap: bool,
+    /// What plugs pods into their networks.
+    pub network: Arc<dyn WorkloadNetwork>,
 }
 
 struct PodEntry {
@@ -70,9 +73,20 @@ impl RuncDriver {
                 seam,
                 images,
                 limit_swap,
+                network: Arc::new(NoNetwork),
             }),
             pods: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Plugs each pod not on the host network into its tenant network through `network`
+    /// (between making its network namespace and starting its containers); without it
+    /// pods have loopback only.
+    pub fn with_network(mut self, network: Arc<dyn WorkloadNetwork>) -> RuncDriver {
+        if let Some(context) = Arc::get_mut(&mut self.context) {
+            context.network = network;
+        }
+        self
     }
 
     /// Where the driver keeps pod `uid` (for tests and diagnostics).
@@ -220,6 +234,38 @@ async fn run_pod(context: Arc<DriverContext>, runtime: Arc<PodRuntime>) {
             }
         }
     }
+    if let Some(netns) = &runtime.netns {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            let attached = tokio::select! {
+                attached = context.network.attach_pod(&runtime.pod, netns) => attached,
+                // Stopped before its network came: nothing to start.
+                _ = stop.changed() => return,
+            };
+            match attached {
+                Ok(ips) => {
+                    runtime.set_pod_ips(&ips);
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(pod = %runtime.name, error = %format!("{error:#}"), "plugging a pod into its network failed");
+                    let message = format!("failed to set up the pod's network: {error:#}");
+                    for index in 0..containers {
+                        runtime.update(index, |slot| {
+                            slot.view.state = State::Waiting {
+                                reason: "ContainerCreating".into(),
+                                message: Some(message.clone()),
+                            };
+                        });
+                    }
+                    if !crate::container::wait_unless_stopped(delay, &mut stop).await {
+                        return;
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
     let mut supervisors = tokio::task::JoinSet::new();
     for index in 0..containers {
         supervisors.spawn(crate::container::supervise(
@@ -277,6 +323,7 @@ impl PodDriver for RuncDriver {
             }
         }
         sandbox::remove(&self.context.seam, &self.context.layout, &uid, false).await?;
+        self.context.network.detach_pod(&uid).await;
         tracing::info!(pod = ?pod.metadata.name, %uid, "pod stopped and removed");
         Ok(())
     }

@@ -79,7 +79,11 @@ impl PodRuntime {
             .map_or_else(Timestamp::now, |time| time.0);
         let view = PodView {
             host_ip: host_ip.to_owned(),
-            pod_ip: host_network.then(|| host_ip.to_owned()),
+            pod_ips: if host_network {
+                vec![host_ip.to_owned()]
+            } else {
+                Vec::new()
+            },
             start_time,
             restart_policy: spec
                 .restart_policy
@@ -123,6 +127,13 @@ impl PodRuntime {
         if let Some(slot) = state.containers.get_mut(index) {
             change(slot);
         }
+        self.publish(&mut state);
+    }
+
+    /// Sets the pod's addresses (once its network is plugged in) and publishes them.
+    pub fn set_pod_ips(&self, ips: &[std::net::IpAddr]) {
+        let mut state = self.lock();
+        state.view.pod_ips = ips.iter().map(ToString::to_string).collect();
         self.publish(&mut state);
     }
 

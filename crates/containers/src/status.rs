@@ -71,7 +71,8 @@ pub struct PodView {
     pub host_ip: String,
     /// The pod's address: the host's with `hostNetwork`; none while pods have only
     /// loopback.
-    pub pod_ip: Option<String>,
+    /// The pod's addresses (`podIP` is the first); the host's with `hostNetwork`.
+    pub pod_ips: Vec<String>,
     pub start_time: Timestamp,
     /// `Always`, `OnFailure` or `Never`.
     pub restart_policy: String,
@@ -227,9 +228,14 @@ pub fn pod_status(view: &PodView, containers: &[ContainerView], previous: &Value
         "startTime": time(view.start_time),
         "containerStatuses": containers.iter().map(container_json).collect::<Vec<_>>(),
     });
-    if let Some(pod_ip) = &view.pod_ip {
+    if let Some(pod_ip) = view.pod_ips.first() {
         status["podIP"] = json!(pod_ip);
-        status["podIPs"] = json!([{"ip": pod_ip}]);
+        status["podIPs"] = json!(
+            view.pod_ips
+                .iter()
+                .map(|ip| json!({"ip": ip}))
+                .collect::<Vec<_>>()
+        );
     }
     status
 }
@@ -241,7 +247,7 @@ mod tests {
     fn view(policy: &str) -> PodView {
         PodView {
             host_ip: "10.0.0.1".into(),
-            pod_ip: None,
+            pod_ips: Vec::new(),
             start_time: Timestamp::UNIX_EPOCH,
             restart_policy: policy.into(),
             terminal_phase: None,

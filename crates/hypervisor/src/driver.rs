@@ -399,8 +399,15 @@ impl QemuDriver {
             kernel: image.kernel,
             initrd: image.initrd,
             disk,
-            // The host network (the networking issue) fills these with the VM's TAPs.
-            nics: Vec::new(),
+            // TAPs the host network made and put on their bridges.
+            nics: spec
+                .nics
+                .iter()
+                .map(|nic| launch::Nic {
+                    tap: nic.tap.clone(),
+                    mac: nic.mac.clone(),
+                })
+                .collect(),
             console_log: files.console_log,
             qmp_socket: files.qmp_socket,
             pidfile: files.pidfile,

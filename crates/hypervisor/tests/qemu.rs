@@ -66,6 +66,7 @@ fn spec(uid: &str, name: &str, image: &str) -> VmSpec {
         vcpus: 1,
         memory_mb: 256,
         disk_gb: 0,
+        ..VmSpec::default()
     }
 }
 

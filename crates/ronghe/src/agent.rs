@@ -73,6 +73,10 @@ pub struct AgentArgs {
     /// InternalIP. Simulated hosts share one endpoint. The last one given counts.
     #[arg(long, default_value = "0.0.0.0:10250", overrides_with = "listen")]
     listen: std::net::SocketAddr,
+    /// Where the API server reaches the endpoint, when not at `--listen` (a relay or NAT
+    /// in between): the Node's InternalIP and endpoint port.
+    #[arg(long)]
+    advertise: Option<std::net::SocketAddr>,
     /// The address other hosts send this host's VXLAN traffic to (its underlay address);
     /// the endpoint's address when that is a specific one.
     #[arg(long)]
@@ -81,6 +85,24 @@ pub struct AgentArgs {
     /// repeatable): external networks of that `provider:physical_network` are bridged to it.
     #[arg(long = "physical-network", value_parser = parse_pair::<String>)]
     physical_networks: Vec<(String, String)>,
+    /// How this host's workloads reach tenant networks: `linux` (bridges, VXLAN, veths,
+    /// TAPs, nftables, in this process's network namespace) or `none` (pods have loopback
+    /// only, VMs no NICs). Simulated hosts have none.
+    #[arg(long, value_enum, default_value_t = NetworkMode::Linux)]
+    pub network: NetworkMode,
+    /// The prefix of every named network namespace this agent makes (pods', DHCP
+    /// services', routers'), so that agents sharing a machine never touch each other's.
+    #[arg(long, default_value = "ronghe-")]
+    netns_prefix: String,
+    /// The interface VXLAN traffic leaves by (default: the route to each peer decides).
+    #[arg(long)]
+    underlay_interface: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkMode {
+    Linux,
+    None,
 }
 
 fn parse_pair<T: std::str::FromStr>(text: &str) -> Result<(String, T), String> {
@@ -111,6 +133,7 @@ pub async fn embedded(
     data_dir: &std::path::Path,
     node_name: Option<&str>,
     listen: std::net::SocketAddr,
+    network: NetworkMode,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     #[derive(clap::Parser)]
@@ -138,6 +161,9 @@ pub async fn embedded(
     ];
     if let Some(name) = node_name {
         argv.extend(["--node-name", name]);
+    }
+    if network == NetworkMode::None {
+        argv.extend(["--network", "none"]);
     }
     let parsed = <Embedded as clap::Parser>::try_parse_from(argv)?;
     run_until(parsed.args, stop).await
@@ -192,6 +218,9 @@ async fn run_until(
     if !args.listen.ip().is_unspecified() {
         host.address = args.listen.ip().to_string();
     }
+    if let Some(advertise) = args.advertise {
+        host.address = advertise.ip().to_string();
+    }
     // Simulated hosts run their workloads with the fake drivers; this machine's run
     // through runc and QEMU.
     let (hosts, drivers): (Vec<Host>, Option<ronghe_agent::Drivers>) = match args.simulate {
@@ -200,13 +229,33 @@ async fn run_until(
             (!args.idle).then(ronghe_agent::Drivers::fake),
         ),
         None => {
-            let drivers = crate::drivers::for_this_host(&client, &args.data_dir, &host).await?;
+            let network = match args.network {
+                NetworkMode::Linux => Some(crate::drivers::LinuxNetwork {
+                    netns_prefix: args.netns_prefix.clone(),
+                    underlay_interface: args.underlay_interface.clone(),
+                }),
+                NetworkMode::None => None,
+            };
+            let drivers = crate::drivers::for_this_host(
+                &client,
+                &args.data_dir,
+                &host,
+                network,
+                stop.clone(),
+            )
+            .await?;
             (vec![host], Some(drivers))
         }
     };
     // Only hosts whose workloads run have logs, exec and consoles to serve.
     let endpoint = match &drivers {
-        Some(_) => Some(ronghe_agent::serve::Endpoint::bind(args.listen, token.trim()).await?),
+        Some(_) => {
+            let endpoint = ronghe_agent::serve::Endpoint::bind(args.listen, token.trim()).await?;
+            Some(match args.advertise {
+                Some(advertise) => endpoint.advertise_port(advertise.port()),
+                None => endpoint,
+            })
+        }
         None => None,
     };
     ronghe_agent::run(

@@ -27,7 +27,7 @@ enum Command {
     /// Run the API server (and its controllers).
     Server(server::ServerArgs),
     /// Join a server as a host (or as N simulated hosts) and heartbeat.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Run a benchmark and print its figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server::run(args).await,
-            Command::Agent(args) => agent::run(args).await,
+            Command::Agent(args) => agent::run(*args).await,
             Command::Bench(command) => bench::run(command).await,
             Command::Version(args) => client::version(args).await,
             Command::Login(args) => login::login(args).await,

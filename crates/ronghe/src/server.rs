@@ -47,6 +47,10 @@ pub struct ServerArgs {
     /// Where the embedded agent serves logs, exec and consoles to the server.
     #[arg(long, default_value = "127.0.0.1:0")]
     agent_listen: SocketAddr,
+    /// The embedded agent's tenant networking (`linux` or `none`), as `ronghe agent
+    /// --network`.
+    #[arg(long, value_enum, default_value_t = crate::agent::NetworkMode::Linux)]
+    agent_network: crate::agent::NetworkMode,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -74,6 +78,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             &data_dir,
             args.node_name.as_deref(),
             args.agent_listen,
+            args.agent_network,
             stop,
         )
         .await

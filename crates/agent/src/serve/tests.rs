@@ -113,6 +113,7 @@ async fn endpoint() -> anyhow::Result<(SocketAddr, watch::Sender<bool>)> {
     let drivers = Drivers {
         pods: Arc::new(CatDriver),
         vms: Arc::new(FakeVmDriver),
+        network: Arc::new(crate::network::NoNetwork),
     };
     let hosts = ["here".to_owned()].into_iter().collect();
     let endpoint = Endpoint::bind("127.0.0.1:0".parse()?, TOKEN).await?;

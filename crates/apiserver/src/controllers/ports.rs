@@ -26,7 +26,7 @@ const RESYNC: Duration = Duration::from_secs(10);
 /// How soon a workload whose port could not be made is tried again.
 const RETRY: Duration = Duration::from_secs(2);
 /// The annotation on a VM's port saying which of its `spec.networks` it is.
-pub const NIC_INDEX: &str = "network.ronghe.io/nic-index";
+pub const NIC_INDEX: &str = annotation::NIC_INDEX;
 
 pub(super) async fn run(engine: Engine, wake: Arc<Notify>, stop: watch::Receiver<bool>) {
     super::run_requeuing("workload ports", wake, stop, RESYNC, || {

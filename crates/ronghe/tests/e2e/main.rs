@@ -5,6 +5,7 @@
 //! one they say what they skip and why. nextest runs them one at a time
 //! (`.config/nextest.toml`): they share this machine's cgroups and CPU.
 
+mod network;
 mod pods;
 mod pool;
 mod vms;
@@ -86,7 +87,10 @@ impl Drop for Cloud {
 
 /// A server with its embedded agent and the bootstrap images imported.
 pub async fn cloud() -> anyhow::Result<Cloud> {
-    let server = ServerProcess::start_with_agent(Path::new(BINARY), &[]).await?;
+    // Tenant networks are tested in network namespaces of their own (`network.rs`): this
+    // agent, in the machine's own namespace, wires none.
+    let server =
+        ServerProcess::start_with_agent(Path::new(BINARY), &["--agent-network", "none"]).await?;
     let agent_dir = server.data_dir().join("agent");
     let cloud = Cloud {
         server,
@@ -106,7 +110,7 @@ pub async fn cloud_with_agent(args: &[&str]) -> anyhow::Result<Cloud> {
         .to_str()
         .context("a UTF-8 data directory")?
         .to_owned();
-    let mut all = vec!["--data-dir", &dir];
+    let mut all = vec!["--data-dir", &dir, "--network", "none"];
     all.extend_from_slice(args);
     let agent = AgentProcess::start(Path::new(BINARY), &server, &all)?;
     let cloud = Cloud {
