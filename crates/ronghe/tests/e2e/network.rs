@@ -38,8 +38,9 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
-    /// `hosts` hosts, host `i` named after its namespace, in zone `zone<i>`.
-    async fn start(hosts: usize) -> anyhow::Result<Cluster> {
+    /// `hosts` hosts, host `i` named after its namespace, in zone `zone<i>`, its agent
+    /// started with `extra` arguments too.
+    async fn start(hosts: usize, extra: &[&str]) -> anyhow::Result<Cluster> {
         let lab = NetLab::new(hosts)?;
         let server = ServerProcess::start(Path::new(BINARY), &[]).await?;
         let mut agent_dirs = Vec::new();
@@ -48,22 +49,23 @@ impl Cluster {
             let endpoint = SocketAddr::from((host.underlay_ip, AGENT_PORT));
             let advertised = lab.relay_from_root(&host.netns, endpoint)?;
             let dir = server.data_dir().join(format!("agent-{}", host.netns));
-            let zone = format!("zone{index}");
-            lab.start_agent(
-                index,
-                Path::new(BINARY),
-                &server,
-                &[
-                    "--data-dir",
-                    dir.to_str().context("a UTF-8 directory")?,
-                    "--netns-prefix",
-                    &lab.prefix_for_host(index),
-                    "--advertise",
-                    &advertised.to_string(),
-                    "--zone",
-                    &zone,
-                ],
-            )?;
+            let (zone, prefix, advertised) = (
+                format!("zone{index}"),
+                lab.prefix_for_host(index),
+                advertised.to_string(),
+            );
+            let mut args = vec![
+                "--data-dir",
+                dir.to_str().context("a UTF-8 directory")?,
+                "--netns-prefix",
+                &prefix,
+                "--advertise",
+                &advertised,
+                "--zone",
+                &zone,
+            ];
+            args.extend_from_slice(extra);
+            lab.start_agent(index, Path::new(BINARY), &server, &args)?;
             agent_dirs.push(dir);
         }
         let kubectl = kubectl(&server)?;
@@ -207,7 +209,7 @@ async fn a_pod_and_a_vm_on_two_hosts_reach_each_other_over_vxlan() -> anyhow::Re
         eprintln!("SKIPPED a_pod_and_a_vm_on_two_hosts_reach_each_other_over_vxlan: {why}");
         return Ok(());
     }
-    let cluster = Cluster::start(2).await?;
+    let cluster = Cluster::start(2, &[]).await?;
     let os = &cluster.os;
     os.ok(&["network", "create", "net1"])?;
     os.ok(&[
@@ -265,5 +267,219 @@ async fn a_pod_and_a_vm_on_two_hosts_reach_each_other_over_vxlan() -> anyhow::Re
             .with_context(|| format!("no port has {ip}: {ports:?}"))?;
         assert_eq!(port["Status"], "ACTIVE", "{port}");
     }
+    Ok(())
+}
+
+impl Cluster {
+    /// An HTTP GET from the external namespace; `None` when it gets no answer within a few
+    /// seconds.
+    fn get_from_outside(&self, url: &str) -> anyhow::Result<Option<String>> {
+        let external = self.lab().external().netns.clone();
+        let output = self.lab().exec(
+            &external,
+            &["timeout", "5", "busybox", "wget", "-q", "-O", "-", url],
+        )?;
+        Ok(output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned()))
+    }
+
+    /// The id of the port holding `ip`.
+    fn port_with(&self, ip: &str) -> anyhow::Result<String> {
+        let ports = self
+            .os
+            .json(&["port", "list", "--fixed-ip", &format!("ip-address={ip}")])?;
+        ports
+            .as_array()
+            .and_then(|ports| ports.first())
+            .and_then(|port| port["ID"].as_str())
+            .map(str::to_owned)
+            .with_context(|| format!("no port holds {ip}: {ports}"))
+    }
+
+    fn create_floating_ip(&self) -> anyhow::Result<String> {
+        let created = self.os.json(&["floating", "ip", "create", "public"])?;
+        created["floating_ip_address"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("a floating IP: {created}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routers_floating_ips_port_forwardings_and_security_groups_work_from_outside()
+-> anyhow::Result<()> {
+    let test = "routers_floating_ips_port_forwardings_and_security_groups_work_from_outside";
+    require_real_drivers!(test);
+    if let Err(why) = NetLab::available() {
+        eprintln!("SKIPPED {test}: {why}");
+        return Ok(());
+    }
+    let cluster = Cluster::start(2, &["--physical-network", "public=eth1"]).await?;
+    let os = &cluster.os;
+    os.ok(&[
+        "network",
+        "create",
+        "--external",
+        "--provider-network-type",
+        "flat",
+        "--provider-physical-network",
+        "public",
+        "public",
+    ])?;
+    os.ok(&[
+        "subnet",
+        "create",
+        "--network",
+        "public",
+        "--subnet-range",
+        "172.24.4.0/24",
+        "--gateway",
+        "172.24.4.1",
+        "--no-dhcp",
+        "--allocation-pool",
+        "start=172.24.4.100,end=172.24.4.200",
+        "public-subnet",
+    ])?;
+    os.ok(&["network", "create", "net1"])?;
+    os.ok(&[
+        "subnet",
+        "create",
+        "--network",
+        "net1",
+        "--subnet-range",
+        "10.1.0.0/24",
+        "sub1",
+    ])?;
+    os.ok(&["router", "create", "r1"])?;
+    os.ok(&["router", "set", "--external-gateway", "public", "r1"])?;
+    os.ok(&["router", "add", "subnet", "r1", "sub1"])?;
+    os.ok(&[
+        "flavor", "create", "--vcpus", "1", "--ram", "256", "--disk", "1", "m1.tiny",
+    ])?;
+    let pod_ip = cluster.web_pod("web", 0, "net1", "pod-says-hi").await?;
+    let vm_ip = cluster.guest("guest", 1, "net1").await?;
+
+    // Port forwarding: FIP:8080 → the pod's 8080, allowed by a rule for 8080.
+    os.ok(&[
+        "security",
+        "group",
+        "rule",
+        "create",
+        "--protocol",
+        "tcp",
+        "--dst-port",
+        "8080",
+        "--remote-ip",
+        "0.0.0.0/0",
+        "default",
+    ])?;
+    let forwarded = cluster.create_floating_ip()?;
+    let pod_port = cluster.port_with(&pod_ip)?;
+    os.ok(&[
+        "floating",
+        "ip",
+        "port",
+        "forwarding",
+        "create",
+        "--internal-ip-address",
+        &pod_ip,
+        "--port",
+        &pod_port,
+        "--internal-protocol-port",
+        "8080",
+        "--external-protocol-port",
+        "8080",
+        "--protocol",
+        "tcp",
+        &forwarded,
+    ])?;
+    let url = format!("http://{forwarded}:8080/");
+    let body = wait_for(
+        Duration::from_secs(120),
+        "the pod through its port forwarding",
+        || async { cluster.get_from_outside(&url) },
+    )
+    .await?;
+    assert!(body.contains("pod-says-hi"), "{body:?}");
+
+    // SNAT: the pod reaches the external network from the router's gateway address.
+    let external_ip = cluster.lab().external().gateway_ip;
+    let listener = cluster.lab().tcp_listen_in(
+        &cluster.lab().external().netns,
+        SocketAddr::from((external_ip, 8000)),
+    )?;
+    let accepting = std::thread::spawn(move || -> anyhow::Result<std::net::IpAddr> {
+        use std::io::{Read, Write};
+        let (mut stream, peer) = listener.accept()?;
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request)?;
+        stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\noutside")?;
+        Ok(peer.ip())
+    });
+    let outside = format!("http://{external_ip}:8000/");
+    let (code, out) = cluster.exec("web", &["timeout", "10", "wget", "-q", "-O", "-", &outside])?;
+    assert_eq!(code, 0, "the pod reaches the external network: {out}");
+    assert_eq!(out, "outside");
+    let seen = accepting
+        .join()
+        .map_err(|_| anyhow::anyhow!("the listener panicked"))??;
+    let gateway = os.json(&["router", "show", "r1"])?;
+    assert!(
+        gateway["external_gateway_info"]
+            .to_string()
+            .contains(&seen.to_string()),
+        "the external network saw the router's gateway address {seen}, not the pod's: {gateway}"
+    );
+
+    // A floating IP on the VM: port 80 is closed by the default group until a rule opens
+    // it, and closed again once the rule is removed.
+    let floating = cluster.create_floating_ip()?;
+    let vm_port = cluster.port_with(&vm_ip)?;
+    os.ok(&["floating", "ip", "set", "--port", &vm_port, &floating])?;
+    let vm_url = format!("http://{floating}/");
+    assert_eq!(
+        cluster.get_from_outside(&vm_url)?,
+        None,
+        "no rule allows port 80 from outside yet"
+    );
+    let rule = os.json(&[
+        "security",
+        "group",
+        "rule",
+        "create",
+        "--protocol",
+        "tcp",
+        "--dst-port",
+        "80",
+        "--remote-ip",
+        "0.0.0.0/0",
+        "default",
+    ])?;
+    let rule_id = rule["id"].as_str().context("a rule id")?.to_owned();
+    let body = wait_for(
+        Duration::from_secs(240),
+        "the VM through its floating IP",
+        || async { cluster.get_from_outside(&vm_url) },
+    )
+    .await?;
+    assert!(body.contains("guest"), "{body:?}");
+    os.ok(&["security", "group", "rule", "delete", &rule_id])?;
+    wait_for(Duration::from_secs(60), "port 80 closed again", || async {
+        Ok(cluster.get_from_outside(&vm_url)?.is_none().then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        cluster.get_from_outside(&vm_url)?,
+        None,
+        "port 80 stays closed"
+    );
+    // The forwarding to the pod, under its own rule, is untouched.
+    assert!(
+        cluster
+            .get_from_outside(&url)?
+            .is_some_and(|b| b.contains("pod-says-hi"))
+    );
     Ok(())
 }
