@@ -121,13 +121,25 @@ impl Cluster {
         network: &str,
         body: &str,
     ) -> anyhow::Result<String> {
+        self.web_pod_in("admin", name, index, network, body).await
+    }
+
+    /// [`Cluster::web_pod`] in the namespace (project) `namespace`.
+    async fn web_pod_in(
+        &self,
+        namespace: &str,
+        name: &str,
+        index: usize,
+        network: &str,
+        body: &str,
+    ) -> anyhow::Result<String> {
         let host = self.host(index).netns.clone();
         let pod = serde_json::json!({
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {
                 "name": name,
-                "namespace": "admin",
+                "namespace": namespace,
                 "annotations": {"network.ronghe.io/network": network},
             },
             "spec": {
@@ -150,7 +162,7 @@ impl Cluster {
                 let pod: Value = serde_json::from_str(
                     &self
                         .kubectl
-                        .ok(&["get", "pod", name, "-n", "admin", "-o", "json"])?,
+                        .ok(&["get", "pod", name, "-n", namespace, "-o", "json"])?,
                 )?;
                 let ip = pod["status"]["podIP"].as_str().map(str::to_owned);
                 Ok((pod["status"]["phase"] == "Running")
@@ -480,6 +492,126 @@ async fn routers_floating_ips_port_forwardings_and_security_groups_work_from_out
         cluster
             .get_from_outside(&url)?
             .is_some_and(|b| b.contains("pod-says-hi"))
+    );
+    Ok(())
+}
+
+/// The uid of pod `name` in namespace `namespace`.
+fn pod_uid(cluster: &Cluster, namespace: &str, name: &str) -> anyhow::Result<String> {
+    cluster.kubectl.ok(&[
+        "get",
+        "pod",
+        name,
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_with_one_cidr_stay_apart_and_a_spoofing_pod_is_contained() -> anyhow::Result<()> {
+    let test = "tenants_with_one_cidr_stay_apart_and_a_spoofing_pod_is_contained";
+    require_real_drivers!(test);
+    if let Err(why) = NetLab::available() {
+        eprintln!("SKIPPED {test}: {why}");
+        return Ok(());
+    }
+    let cluster = Cluster::start(2, &[]).await?;
+    let os = &cluster.os;
+    os.ok(&["project", "create", "other"])?;
+    os.ok(&["network", "create", "net-a"])?;
+    os.ok(&[
+        "subnet",
+        "create",
+        "--network",
+        "net-a",
+        "--subnet-range",
+        "10.5.0.0/24",
+        "sub-a",
+    ])?;
+    os.ok(&["network", "create", "--project", "other", "net-b"])?;
+    os.ok(&[
+        "subnet",
+        "create",
+        "--project",
+        "other",
+        "--network",
+        "net-b",
+        "--subnet-range",
+        "10.5.0.0/24",
+        "sub-b",
+    ])?;
+    wait_for(
+        Duration::from_secs(30),
+        "the other project's namespace",
+        || async {
+            Ok(cluster
+                .kubectl
+                .ok(&["get", "namespace", "other"])
+                .is_ok()
+                .then_some(()))
+        },
+    )
+    .await?;
+    let a1 = cluster.web_pod("a1", 0, "net-a", "pod-a1").await?;
+    let a2 = cluster.web_pod("a2", 1, "net-a", "pod-a2").await?;
+    let b1 = cluster
+        .web_pod_in("other", "b1", 1, "net-b", "pod-b1")
+        .await?;
+    for ip in [&a1, &a2, &b1] {
+        assert!(ip.starts_with("10.5.0."), "{ip} is on 10.5.0.0/24");
+    }
+
+    // Same tenant, across hosts: through.
+    let url = format!("http://{a2}:8080/");
+    let body = wait_for(Duration::from_secs(60), "a1 reaching a2", || async {
+        let (code, out) = cluster.exec("a1", &["timeout", "5", "wget", "-q", "-O", "-", &url])?;
+        Ok((code == 0).then_some(out))
+    })
+    .await?;
+    assert!(body.contains("pod-a2"), "{body:?}");
+
+    // The other tenant's pod, by its address on the same CIDR: never the other tenant's
+    // answer (the address is either free on net-a, or another net-a port's).
+    let url = format!("http://{b1}:8080/");
+    for _ in 0..3 {
+        let (_, out) = cluster.exec("a1", &["timeout", "3", "wget", "-q", "-O", "-", &url])?;
+        assert!(
+            !out.contains("pod-b1"),
+            "a1 reached the other tenant's pod: {out:?}"
+        );
+    }
+
+    // a1 sends from an address not its own (added behind its back, in its namespace):
+    // nothing gets through, while its own address still does.
+    let netns = format!(
+        "{}{}",
+        cluster.lab().prefix_for_host(0),
+        pod_uid(&cluster, "admin", "a1")?
+    );
+    let lab = cluster.lab();
+    let spoofed = "10.5.0.250";
+    lab.exec(
+        &netns,
+        &["ip", "addr", "add", &format!("{spoofed}/24"), "dev", "eth0"],
+    )
+    .and_then(|output| {
+        anyhow::ensure!(output.status.success(), "adding {spoofed}: {output:?}");
+        Ok(())
+    })?;
+    let own = lab.exec(&netns, &["busybox", "ping", "-c", "2", "-W", "2", &a2])?;
+    assert!(
+        own.status.success(),
+        "a1 pings a2 from its own address: {own:?}"
+    );
+    let spoof = lab.exec(
+        &netns,
+        &["busybox", "ping", "-c", "2", "-W", "2", "-I", spoofed, &a2],
+    )?;
+    assert!(
+        !spoof.status.success(),
+        "a1's spoofed pings got through: {spoof:?}"
     );
     Ok(())
 }
