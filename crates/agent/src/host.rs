@@ -134,15 +134,12 @@ impl Host {
     /// The flat physical networks a Node says it has (its
     /// `network.ronghe.io/physical-networks` annotation).
     pub fn physical_networks_of(node: &Value) -> BTreeMap<String, String> {
-        node.pointer("/metadata/annotations")
-            .and_then(|a| a.get(ronghe_api_types::network::annotation::PHYSICAL_NETWORKS))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(name, interface)| (name.trim().to_owned(), interface.trim().to_owned()))
-            .filter(|(name, interface)| !name.is_empty() && !interface.is_empty())
-            .collect()
+        ronghe_api_types::network::physical_networks(
+            node.pointer("/metadata/annotations")
+                .and_then(|a| a.get(ronghe_api_types::network::annotation::PHYSICAL_NETWORKS))
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        )
     }
 
     /// The Node's status at `now` (RFC 3339).

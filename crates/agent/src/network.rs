@@ -19,10 +19,29 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
 
 use crate::vms::VmSpec;
 
 pub use wiring::{Wiring, WiringConfig};
+
+/// An object's `metadata.uid` ("" without one).
+fn uid(object: &Value) -> &str {
+    metadata_text(object, "uid")
+}
+
+/// An object's `metadata.name` ("" without one).
+fn name(object: &Value) -> &str {
+    metadata_text(object, "name")
+}
+
+fn metadata_text<'a>(object: &'a Value, field: &str) -> &'a str {
+    object
+        .get("metadata")
+        .and_then(|metadata| metadata.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
 
 /// A VM's network interface: the TAP device on the host (on its network's bridge) and
 /// the guest's MAC address.

@@ -56,6 +56,17 @@ pub mod annotation {
     pub const NIC_INDEX: &str = "network.ronghe.io/nic-index";
 }
 
+/// The pairs of a Node's physical-networks annotation (`name=interface,...`), by name;
+/// pairs lacking either half are ignored.
+pub fn physical_networks(annotation: &str) -> std::collections::BTreeMap<String, String> {
+    annotation
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, interface)| (name.trim().to_owned(), interface.trim().to_owned()))
+        .filter(|(name, interface)| !name.is_empty() && !interface.is_empty())
+        .collect()
+}
+
 /// Labels on objects the system makes for a workload.
 pub mod label {
     /// On a port made for a pod or VM: the uid of the workload.

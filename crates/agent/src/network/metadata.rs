@@ -25,6 +25,8 @@ use ronghe_api_types::network::{FloatingIpSpec, PortSpec, annotation, owner, spe
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::uid;
+
 pub use serve::serve;
 
 /// The zone a VM is in when it asked for none, as Nova names its default.
@@ -149,10 +151,6 @@ fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
         .pointer(pointer)
         .and_then(Value::as_str)
         .unwrap_or_default()
-}
-
-fn uid(object: &Value) -> &str {
-    text(object, "/metadata/uid")
 }
 
 fn namespace(object: &Value) -> &str {

@@ -75,6 +75,11 @@ impl Kind {
     }
 }
 
+/// The Port kind, which the wiring loop also writes.
+pub(super) fn port_resource() -> ApiResource {
+    Kind::Ports.resource()
+}
+
 /// Everything the wiring loop reads, as of one moment.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Cluster {

@@ -21,6 +21,8 @@ use ronghe_hostnet::{
 };
 use serde_json::Value;
 
+use super::uid;
+
 /// The objects the plan is computed from, as the API serves them.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -54,13 +56,6 @@ const LEASE_SECONDS: u32 = 86_400;
 
 /// The metadata address, routed by DHCP to each network's service port.
 pub const METADATA_ADDRESS: &str = "169.254.169.254";
-
-fn uid(object: &Value) -> &str {
-    object
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
 
 fn mac(text: &str) -> Option<MacAddr> {
     text.parse().ok()

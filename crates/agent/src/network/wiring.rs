@@ -19,7 +19,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::discovery::ApiResource;
 use ronghe_api_types::network::{self as net, PortSpec, PortStatus, owner, spec_of, status_of};
 use ronghe_hostnet::{Applied, Attachment, HostNetwork, names};
 use serde_json::{Value, json};
@@ -28,7 +27,7 @@ use tokio::sync::{Notify, watch};
 use super::metadata::{self, MetadataIndex};
 use super::objects::{Cluster, Objects};
 use super::plan::{self, Local};
-use super::{VmNic, WorkloadNetwork};
+use super::{VmNic, WorkloadNetwork, name, uid};
 use crate::vms::VmSpec;
 
 /// How often the plan is applied again with nothing changed (drift repair).
@@ -244,20 +243,6 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         // Let a burst of changes land before the next pass.
         tokio::time::sleep(DEBOUNCE).await;
     }
-}
-
-fn uid(object: &Value) -> &str {
-    object
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-fn name(object: &Value) -> &str {
-    object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 /// One pass: plan, apply, publish, then bind and report.
@@ -501,13 +486,7 @@ impl Shared {
     }
 
     async fn write_port(&self, port: &Value, write: Write) -> Result<(), kube::Error> {
-        let resource = ApiResource {
-            group: net::GROUP.into(),
-            version: "v1".into(),
-            api_version: net::API_VERSION.into(),
-            kind: "Port".into(),
-            plural: "ports".into(),
-        };
+        let resource = super::objects::port_resource();
         let namespace = port
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)

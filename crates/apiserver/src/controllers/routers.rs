@@ -98,15 +98,10 @@ impl Candidate {
     }
 }
 
-/// The names in a `name=interface,name=interface` annotation (parsed as the agent's
-/// `Host::physical_networks_of` does: pairs lacking either half are ignored).
+/// The names in a `name=interface,name=interface` annotation.
 fn physical_network_names(annotation: &str) -> BTreeSet<String> {
-    annotation
-        .split(',')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(name, interface)| (name.trim(), interface.trim()))
-        .filter(|(name, interface)| !name.is_empty() && !interface.is_empty())
-        .map(|(name, _)| name.to_owned())
+    ronghe_api_types::network::physical_networks(annotation)
+        .into_keys()
         .collect()
 }
 
