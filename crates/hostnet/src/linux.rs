@@ -105,8 +105,8 @@ async fn ensure_br_netfilter(host_netns: Option<&std::path::Path>) -> Result<(),
 impl LinuxHostNetwork {
     pub fn new(config: LinuxConfig) -> Self {
         LinuxHostNetwork {
+            state: tokio::sync::Mutex::new(firewall::InstalledRulesets::load(&config.state_dir)),
             config,
-            state: tokio::sync::Mutex::default(),
         }
     }
 
@@ -224,6 +224,11 @@ impl HostNetwork for LinuxHostNetwork {
         }
         let wanted_netns = cleanup::wanted_netns(config, plan);
         installed.retain(|key, _| key == "host" || wanted_netns.contains(key));
+        if let Err(error) = installed.save(&config.state_dir) {
+            applied
+                .failures
+                .insert("nftables state".into(), describe(&error));
+        }
         if let Err(error) =
             cleanup::remove_netns_leftovers(config, &wanted_netns, &mut applied).await
         {
@@ -247,6 +252,7 @@ impl HostNetwork for LinuxHostNetwork {
         firewall::delete(host_netns, &HOST_FAMILIES).await?;
         cleanup::remove_netns_leftovers(&self.config, &BTreeSet::new(), &mut applied).await?;
         installed.clear();
+        installed.save(&self.config.state_dir)?;
         Ok(())
     }
 

@@ -49,6 +49,12 @@ impl Kubectl {
         candidates.iter().map(PathBuf::from).find(|p| p.exists())
     }
 
+    /// The kubectl [`Kubectl::find`] finds, with `server`'s admin kubeconfig.
+    pub fn for_server(server: &crate::ServerProcess) -> anyhow::Result<Self> {
+        let binary = Self::find().context("kubectl is not installed")?;
+        Self::new(binary, &server.kubeconfig_path())
+    }
+
     pub fn new(binary: PathBuf, kubeconfig: &Path) -> anyhow::Result<Self> {
         Ok(Self {
             binary,

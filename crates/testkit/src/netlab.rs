@@ -450,6 +450,62 @@ impl NetLab {
         })
     }
 
+    /// Runs `work` on a thread inside `netns` (the caller's thread never moves): sockets
+    /// it opens belong to that namespace.
+    pub fn run_in<T: Send>(
+        &self,
+        netns: &str,
+        work: impl FnOnce() -> anyhow::Result<T> + Send,
+    ) -> anyhow::Result<T> {
+        self.check_ours(netns)?;
+        netns::in_netns(&netns::netns_path(netns), work)
+    }
+
+    /// GETs `path` from `target` over HTTP/1.0 from inside `netns` and reads the whole
+    /// answer (a read stalling for 60 s fails); returns the body's length and how long the
+    /// exchange took from connect to the last byte.
+    pub fn http_get_in(
+        &self,
+        netns: &str,
+        target: SocketAddr,
+        path: &str,
+    ) -> anyhow::Result<(u64, Duration)> {
+        use std::io::{Read, Write};
+        let started = Instant::now();
+        let mut stream = self.tcp_connect_in(netns, target)?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {target}\r\n\r\n")?;
+        let mut head = Vec::new();
+        let mut buffer = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        let mut header_len = None;
+        loop {
+            let read = stream
+                .read(&mut buffer)
+                .with_context(|| format!("reading {path} from {target} in {netns}"))?;
+            if read == 0 {
+                break;
+            }
+            total += read as u64;
+            if header_len.is_none() {
+                head.extend_from_slice(&buffer[..read]);
+                if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                    header_len = Some(end as u64 + 4);
+                    let status = String::from_utf8_lossy(&head[..end]);
+                    let status = status.lines().next().unwrap_or_default().to_owned();
+                    ensure!(
+                        status.split_whitespace().nth(1) == Some("200"),
+                        "GET {path} from {target} in {netns}: {status}"
+                    );
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        let header_len =
+            header_len.with_context(|| format!("no HTTP answer from {target} in {netns}"))?;
+        Ok((total - header_len, elapsed))
+    }
+
     /// Binds a TCP listener at `address` inside `netns`; it can be used from any thread.
     pub fn tcp_listen_in(
         &self,

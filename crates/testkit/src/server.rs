@@ -154,6 +154,24 @@ impl ServerProcess {
         Ok(kube::Client::try_from(config)?)
     }
 
+    /// Runs `ronghe images bootstrap` against this server: the public `busybox` and
+    /// `test-guest` images.
+    pub fn bootstrap_images(&self) -> anyhow::Result<()> {
+        let output = Command::new(&self.binary)
+            .args(["images", "bootstrap", "--data-dir"])
+            .arg(self.data_dir())
+            .output()
+            .context("running ronghe images bootstrap")?;
+        if !output.status.success() {
+            bail!(
+                "ronghe images bootstrap failed:\n{}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// The server's pid.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

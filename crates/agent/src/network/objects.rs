@@ -142,12 +142,22 @@ impl Objects {
         Ok(())
     }
 
+    /// The cached objects of `kind`, in a stable order (by namespace, then name): a cache
+    /// filled in another order (after a restart) must plan the same host, rule for rule.
     fn values(&self, kind: Kind) -> Vec<Value> {
-        self.stores
+        let mut objects: Vec<_> = self
+            .stores
             .iter()
             .filter(|(k, _)| *k == kind)
             .flat_map(|(_, store)| store.state())
-            .filter_map(|object| serde_json::to_value(&*object).ok())
+            .collect();
+        objects.sort_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        objects
+            .iter()
+            .filter_map(|object| serde_json::to_value(&**object).ok())
             .collect()
     }
 

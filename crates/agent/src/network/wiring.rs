@@ -227,9 +227,13 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         _ = stop.changed() => return,
     }
     tracing::info!(host = %shared.config.host, "host network: watching; wiring");
+    let mut first = true;
     loop {
-        let wait = match pass(&shared).await {
-            Ok(()) => RESYNC,
+        let wait = match pass(&shared, first).await {
+            Ok(()) => {
+                first = false;
+                RESYNC
+            }
             Err(error) => {
                 tracing::warn!(error = %format!("{error:#}"), "applying the host network failed; retrying");
                 RETRY
@@ -245,13 +249,26 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One pass: plan, apply, publish, then bind and report.
-async fn pass(shared: &Shared) -> anyhow::Result<()> {
+/// One pass: plan, apply, publish, then bind and report. The first pass says what it found
+/// to change (after an agent restart: nothing, when the host was left as it was).
+async fn pass(shared: &Shared, first: bool) -> anyhow::Result<()> {
     let cluster = shared.objects.cluster();
     let local = shared.local(&cluster);
     let plan = plan::host_plan(&cluster.plan, &local);
     let applied = shared.config.driver.apply(&plan).await?;
-    if !applied.unchanged() || !applied.failures.is_empty() {
+    if first {
+        let changed: Vec<String> = applied
+            .changes
+            .iter()
+            .map(|change| format!("{:?} {}", change.action, change.object))
+            .collect();
+        tracing::info!(
+            changes = changed.len(),
+            ?changed,
+            failures = ?applied.failures,
+            "host network: first pass applied"
+        );
+    } else if !applied.unchanged() || !applied.failures.is_empty() {
         tracing::info!(
             changes = applied.changes.len(),
             failures = ?applied.failures,

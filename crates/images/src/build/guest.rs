@@ -1,8 +1,10 @@
 //! The `test-guest` VM image: Debian's kernel (`linux-image-amd64`) and a busybox
 //! initramfs that loads the virtio and ACPI button modules, names itself from the kernel
-//! command line (`ronghe.hostname=NAME`), configures eth0 by DHCP when there is one,
-//! serves its hostname over HTTP on port 80, prints `ronghe-guest-ready` on the console
-//! and powers off on the ACPI power button.
+//! command line (`ronghe.hostname=NAME`), configures eth0 by DHCP when there is one
+//! (with classless static routes, so the metadata service is reachable), serves its
+//! hostname over HTTP on port 80, prints `ronghe-guest-ready` on the console, runs a
+//! user-data script from the metadata service (as cloud-init does) and powers off on the
+//! ACPI power button.
 //!
 //! The initramfs is a `newc` cpio archive written here (`guest/cpio.rs`), gzipped, with
 //! every time set to 0, so one machine builds the same bytes every time.
@@ -230,6 +232,7 @@ pub fn initramfs_tree(sources: &GuestSources) -> Result<cpio::Tree, GuestError> 
     tree.file("etc/init.d/rcS", 0o755, RC_S.into());
     tree.file("etc/acpi/PWRF/00000080", 0o755, POWER_BUTTON.into());
     tree.file("usr/share/udhcpc/default.script", 0o755, DHCP_SCRIPT.into());
+    tree.file("usr/libexec/ronghe-user-data", 0o755, USER_DATA.into());
     tree.file(
         "etc/hostname",
         0o644,
@@ -283,9 +286,15 @@ echo "$name" > /www/index.html
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then
     ip link set eth0 up
-    udhcpc -i eth0 -s /usr/share/udhcpc/default.script -b -t 5 -T 1 -x "hostname:$name"
+    # Classless routes (121: the metadata service's) and the MTU (26: VXLAN's overhead)
+    # come only when asked for.
+    udhcpc -i eth0 -s /usr/share/udhcpc/default.script -b -t 5 -T 1 -x "hostname:$name" \
+        -O staticroutes -O mtu
 fi
 httpd -p 80 -h /www
+if [ -e /sys/class/net/eth0 ]; then
+    /usr/libexec/ronghe-user-data > /dev/console 2>&1 &
+fi
 # acpid logs each event it acts on; without -l it wants /var/log, which is not here.
 acpid -c /etc/acpi -l /dev/console
 echo "ronghe-guest: hostname $name"
@@ -306,9 +315,18 @@ case "$1" in
         ;;
     bound|renew)
         ip -4 addr flush dev "$interface"
+        [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
         ip -4 addr add "$ip/${mask:-24}" dev "$interface"
-        if [ -n "$router" ]; then
-            while ip -4 route del default dev "$interface" 2>/dev/null; do :; done
+        while ip -4 route del default dev "$interface" 2>/dev/null; do :; done
+        if [ -n "$staticroutes" ]; then
+            # RFC 3442: with classless routes (121) the router option (3) is ignored;
+            # the default route, if any, is among them.
+            set -- $staticroutes
+            while [ $# -ge 2 ]; do
+                ip -4 route replace "$1" via "$2" dev "$interface"
+                shift 2
+            done
+        elif [ -n "$router" ]; then
             for gateway in $router; do
                 ip -4 route add default via "$gateway" dev "$interface"
                 break
@@ -317,11 +335,39 @@ case "$1" in
         : > /etc/resolv.conf
         [ -n "$domain" ] && echo "search $domain" >> /etc/resolv.conf
         for server in $dns; do echo "nameserver $server" >> /etc/resolv.conf; done
-        echo "ronghe-guest: $interface $ip/${mask:-24}"
+        echo "ronghe-guest: $interface $ip/${mask:-24} mtu ${mtu:-1500}"
         ;;
 esac
 exit 0
 "#;
+
+/// User data as cloud-init treats a script: fetched from the metadata service once the
+/// guest is up and run if it starts with `#!`, its output on the console. No answer is
+/// retried for a minute (DHCP may still be on its way); 404 means there is none.
+const USER_DATA: &str = r##"#!/bin/sh
+url=http://169.254.169.254/openstack/latest/user_data
+tries=0
+while [ $tries -lt 60 ]; do
+    tries=$((tries + 1))
+    if answer=$(timeout 5 wget -q -O /run/user-data "$url" 2>&1); then
+        if [ "$(head -c 2 /run/user-data)" = "#!" ]; then
+            chmod 700 /run/user-data
+            echo "ronghe-guest: running user data"
+            /run/user-data
+            echo "ronghe-guest: user data exited $?"
+        else
+            echo "ronghe-guest: user data is not a script"
+        fi
+        exit 0
+    fi
+    case "$answer" in
+        *404*) echo "ronghe-guest: no user data"; exit 0 ;;
+    esac
+    [ $((tries % 20)) -eq 1 ] && echo "ronghe-guest: asking for user data: ${answer:-no answer}"
+    sleep 1
+done
+echo "ronghe-guest: no answer from the metadata service"
+"##;
 
 /// `modules.dep`: module path → its dependencies (paths relative to the modules
 /// directory), as listed.

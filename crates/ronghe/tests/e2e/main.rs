@@ -6,47 +6,24 @@
 //! (`.config/nextest.toml`): they share this machine's cgroups and CPU.
 
 mod network;
+mod network_operations;
 mod pods;
 mod pool;
 mod vms;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use ronghe_testkit::host::clean_host;
+pub use ronghe_testkit::host::leftovers;
+pub use ronghe_testkit::wait_for;
 use ronghe_testkit::{AgentProcess, Kubectl, ServerProcess};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_ronghe");
 
 /// What this machine lacks for real workloads, if anything.
 pub fn missing_prerequisite() -> Option<String> {
-    if !is_root() {
-        return Some("not running as root".into());
-    }
-    for program in [
-        "/usr/sbin/runc",
-        "/usr/bin/qemu-system-x86_64",
-        "/usr/bin/qemu-img",
-    ] {
-        if !Path::new(program).exists() {
-            return Some(format!("{program} is not installed"));
-        }
-    }
-    if ronghe_images::build::busybox::find_static_busybox().is_err() {
-        return Some("busybox-static is not installed".into());
-    }
-    None
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            == Some("0")
-    })
+    ronghe_testkit::host::real_drivers_missing()
 }
 
 /// Skips the calling test, loudly, when a prerequisite is missing.
@@ -122,120 +99,13 @@ pub async fn cloud_with_agent(args: &[&str]) -> anyhow::Result<Cloud> {
     Ok(cloud)
 }
 
-/// Removes what an agent with its state in `agent_dir` left: its QEMU processes (by pid,
-/// found by their command line naming the directory), and through a fresh container
-/// driver on the same directory, its containers, mounts, network namespaces and cgroups.
-fn clean_host(agent_dir: &Path) {
-    let prefix = agent_dir.to_string_lossy().into_owned();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains("qemu-system") && cmdline.contains(&prefix) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
-    let containers = agent_dir.join("containers");
-    if !containers.exists() {
-        return;
-    }
-    let recovered = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async {
-            let config = ronghe_containers::RuncConfig::for_agent(containers, "127.0.0.1");
-            let images = std::sync::Arc::new(ronghe_containers::StaticImages::new());
-            ronghe_containers::RuncDriver::new(config, images).await?;
-            anyhow::Ok(())
-        })
-    })
-    .join();
-    if !matches!(recovered, Ok(Ok(()))) {
-        eprintln!("cleaning up {} failed: {recovered:?}", agent_dir.display());
-    }
-}
-
 /// `ronghe images bootstrap` against a server.
 pub fn bootstrap_images(server: &ServerProcess) -> anyhow::Result<()> {
-    let output = Command::new(BINARY)
-        .args(["images", "bootstrap", "--data-dir"])
-        .arg(server.data_dir())
-        .output()
-        .context("running ronghe images bootstrap")?;
-    if !output.status.success() {
-        bail!(
-            "ronghe images bootstrap failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
+    server.bootstrap_images()
 }
 
 pub fn kubectl(server: &ServerProcess) -> anyhow::Result<Kubectl> {
-    let binary = Kubectl::find().context("kubectl is not installed")?;
-    Kubectl::new(binary, &server.kubeconfig_path())
-}
-
-/// Polls until `check` returns `Some`, or fails after `within`.
-pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {within:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// What the agent in `data_dir` left on this machine: runc containers, mounts under its
-/// directory, and QEMU processes whose command line names it.
-pub fn leftovers(agent_dir: &Path) -> anyhow::Result<Vec<String>> {
-    let mut found = Vec::new();
-    let root = agent_dir.join("containers").join("runc");
-    if root.exists() {
-        let output = Command::new("/usr/sbin/runc")
-            .arg("--root")
-            .arg(&root)
-            .args(["list", "-q"])
-            .output()?;
-        for id in String::from_utf8_lossy(&output.stdout).lines() {
-            if !id.trim().is_empty() {
-                found.push(format!("runc container {id}"));
-            }
-        }
-    }
-    let prefix = agent_dir.to_string_lossy().into_owned();
-    for line in std::fs::read_to_string("/proc/self/mountinfo")?.lines() {
-        if let Some(mount_point) = line.split_whitespace().nth(4)
-            && mount_point.starts_with(&prefix)
-        {
-            found.push(format!("mount {mount_point}"));
-        }
-    }
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains("qemu-system") && cmdline.contains(&prefix) {
-            found.push(format!(
-                "qemu process {}",
-                entry.file_name().to_string_lossy()
-            ));
-        }
-    }
-    Ok(found)
+    Kubectl::for_server(server)
 }
 
 impl Cloud {

@@ -4,215 +4,13 @@
 //! openstack CLIs. Test traffic never leaves the lab's namespaces.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use ronghe_testkit::{Kubectl, NetLab, Openstack, ServerProcess};
-use serde_json::Value;
+use ronghe_testkit::{LabCluster, NetLab};
 
-use super::{BINARY, bootstrap_images, clean_host, kubectl, require_real_drivers, wait_for};
-
-/// The port agents in the lab listen on (on their underlay address).
-const AGENT_PORT: u16 = 10250;
-
-/// A server, a lab of hosts with an agent each, and the CLIs; dropping it stops the agents,
-/// removes the lab's namespaces, then whatever the agents left (QEMU processes, runc
-/// containers, cgroups), and stops the server.
-struct Cluster {
-    lab: Option<NetLab>,
-    agent_dirs: Vec<PathBuf>,
-    server: ServerProcess,
-    kubectl: Kubectl,
-    os: Openstack,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        drop(self.lab.take());
-        for dir in &self.agent_dirs {
-            clean_host(dir);
-        }
-        let _ = self.server.stop();
-    }
-}
-
-impl Cluster {
-    /// `hosts` hosts, host `i` named after its namespace, in zone `zone<i>`, its agent
-    /// started with `extra` arguments too.
-    async fn start(hosts: usize, extra: &[&str]) -> anyhow::Result<Cluster> {
-        let lab = NetLab::new(hosts)?;
-        let server = ServerProcess::start(Path::new(BINARY), &[]).await?;
-        let mut agent_dirs = Vec::new();
-        for index in 0..hosts {
-            let host = lab.host(index).clone();
-            let endpoint = SocketAddr::from((host.underlay_ip, AGENT_PORT));
-            let advertised = lab.relay_from_root(&host.netns, endpoint)?;
-            let dir = server.data_dir().join(format!("agent-{}", host.netns));
-            let (zone, prefix, advertised) = (
-                format!("zone{index}"),
-                lab.prefix_for_host(index),
-                advertised.to_string(),
-            );
-            let mut args = vec![
-                "--data-dir",
-                dir.to_str().context("a UTF-8 directory")?,
-                "--netns-prefix",
-                &prefix,
-                "--advertise",
-                &advertised,
-                "--zone",
-                &zone,
-            ];
-            args.extend_from_slice(extra);
-            lab.start_agent(index, Path::new(BINARY), &server, &args)?;
-            agent_dirs.push(dir);
-        }
-        let kubectl = kubectl(&server)?;
-        let os = Openstack::new(
-            Openstack::find().context("the openstack CLI is missing: run ./scripts/test")?,
-            server.data_dir(),
-        )?;
-        let cluster = Cluster {
-            lab: Some(lab),
-            agent_dirs,
-            server,
-            kubectl,
-            os,
-        };
-        for index in 0..hosts {
-            let name = cluster.host(index).netns.clone();
-            wait_for(
-                Duration::from_secs(60),
-                &format!("node {name} Ready"),
-                || async {
-                    let ready = cluster.kubectl.ok(&[
-                        "get",
-                        "node",
-                        &name,
-                        "-o",
-                        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-                    ]);
-                    Ok(ready.is_ok_and(|r| r == "True").then_some(()))
-                },
-            )
-            .await?;
-        }
-        bootstrap_images(&cluster.server)?;
-        Ok(cluster)
-    }
-
-    fn lab(&self) -> &NetLab {
-        self.lab
-            .as_ref()
-            .expect("the lab lives as long as the cluster")
-    }
-
-    fn host(&self, index: usize) -> &ronghe_testkit::LabHost {
-        self.lab().host(index)
-    }
-
-    /// A busybox pod in the admin project on host `index`, on network `network`, serving
-    /// `body` over HTTP on port 8080; returns its IP once it runs.
-    async fn web_pod(
-        &self,
-        name: &str,
-        index: usize,
-        network: &str,
-        body: &str,
-    ) -> anyhow::Result<String> {
-        self.web_pod_in("admin", name, index, network, body).await
-    }
-
-    /// [`Cluster::web_pod`] in the namespace (project) `namespace`.
-    async fn web_pod_in(
-        &self,
-        namespace: &str,
-        name: &str,
-        index: usize,
-        network: &str,
-        body: &str,
-    ) -> anyhow::Result<String> {
-        let host = self.host(index).netns.clone();
-        let pod = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "annotations": {"network.ronghe.io/network": network},
-            },
-            "spec": {
-                "nodeSelector": {"kubernetes.io/hostname": host},
-                "containers": [{
-                    "name": "web",
-                    "image": "busybox",
-                    "command": ["sh", "-c", format!(
-                        "mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 8080 -h /www"
-                    )],
-                }],
-            },
-        });
-        self.kubectl
-            .with_stdin(&["apply", "-f", "-"], &pod.to_string())?;
-        wait_for(
-            Duration::from_secs(120),
-            &format!("pod {name} Running with an IP"),
-            || async {
-                let pod: Value = serde_json::from_str(
-                    &self
-                        .kubectl
-                        .ok(&["get", "pod", name, "-n", namespace, "-o", "json"])?,
-                )?;
-                let ip = pod["status"]["podIP"].as_str().map(str::to_owned);
-                Ok((pod["status"]["phase"] == "Running")
-                    .then_some(ip)
-                    .flatten())
-            },
-        )
-        .await
-    }
-
-    /// A `test-guest` VM on network `network` in zone `zone<index>`; returns its IP once
-    /// it is ACTIVE.
-    async fn guest(&self, name: &str, index: usize, network: &str) -> anyhow::Result<String> {
-        let zone = format!("zone{index}");
-        self.os.ok(&[
-            "server",
-            "create",
-            "--flavor",
-            "m1.tiny",
-            "--image",
-            "test-guest",
-            "--nic",
-            &format!("net-id={network}"),
-            "--availability-zone",
-            &zone,
-            "--wait",
-            name,
-        ])?;
-        let shown = self.os.json(&["server", "show", name])?;
-        anyhow::ensure!(shown["status"] == "ACTIVE", "{name} is not ACTIVE: {shown}");
-        let addresses = &shown["addresses"];
-        addresses
-            .as_object()
-            .and_then(|networks| networks.values().next())
-            .and_then(|ips| ips.as_array()?.first()?.as_str().map(str::to_owned))
-            .or_else(|| {
-                // Older views show "net=ip".
-                addresses.as_str()?.split('=').nth(1).map(str::to_owned)
-            })
-            .with_context(|| format!("{name} shows no address: {shown}"))
-    }
-
-    /// Runs `command` in pod `name` (namespace admin); returns (exit code, stdout).
-    fn exec(&self, name: &str, command: &[&str]) -> anyhow::Result<(i32, String)> {
-        let mut args = vec!["exec", "-n", "admin", name, "--"];
-        args.extend_from_slice(command);
-        let output = self.kubectl.run(&args, None)?;
-        Ok((output.code.unwrap_or(-1), output.stdout))
-    }
-}
+use super::{BINARY, require_real_drivers, wait_for};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_and_a_vm_on_two_hosts_reach_each_other_over_vxlan() -> anyhow::Result<()> {
@@ -221,21 +19,10 @@ async fn a_pod_and_a_vm_on_two_hosts_reach_each_other_over_vxlan() -> anyhow::Re
         eprintln!("SKIPPED a_pod_and_a_vm_on_two_hosts_reach_each_other_over_vxlan: {why}");
         return Ok(());
     }
-    let cluster = Cluster::start(2, &[]).await?;
+    let cluster = LabCluster::start(Path::new(BINARY), 2, &[]).await?;
     let os = &cluster.os;
-    os.ok(&["network", "create", "net1"])?;
-    os.ok(&[
-        "subnet",
-        "create",
-        "--network",
-        "net1",
-        "--subnet-range",
-        "10.1.0.0/24",
-        "sub1",
-    ])?;
-    os.ok(&[
-        "flavor", "create", "--vcpus", "1", "--ram", "256", "--disk", "1", "m1.tiny",
-    ])?;
+    cluster.create_network("net1", "sub1", "10.1.0.0/24", None)?;
+    cluster.create_tiny_flavor()?;
 
     let pod_ip = cluster.web_pod("web", 0, "net1", "pod-says-hi").await?;
     assert!(
@@ -282,43 +69,6 @@ async fn a_pod_and_a_vm_on_two_hosts_reach_each_other_over_vxlan() -> anyhow::Re
     Ok(())
 }
 
-impl Cluster {
-    /// An HTTP GET from the external namespace; `None` when it gets no answer within a few
-    /// seconds.
-    fn get_from_outside(&self, url: &str) -> anyhow::Result<Option<String>> {
-        let external = self.lab().external().netns.clone();
-        let output = self.lab().exec(
-            &external,
-            &["timeout", "5", "busybox", "wget", "-q", "-O", "-", url],
-        )?;
-        Ok(output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).into_owned()))
-    }
-
-    /// The id of the port holding `ip`.
-    fn port_with(&self, ip: &str) -> anyhow::Result<String> {
-        let ports = self
-            .os
-            .json(&["port", "list", "--fixed-ip", &format!("ip-address={ip}")])?;
-        ports
-            .as_array()
-            .and_then(|ports| ports.first())
-            .and_then(|port| port["ID"].as_str())
-            .map(str::to_owned)
-            .with_context(|| format!("no port holds {ip}: {ports}"))
-    }
-
-    fn create_floating_ip(&self) -> anyhow::Result<String> {
-        let created = self.os.json(&["floating", "ip", "create", "public"])?;
-        created["floating_ip_address"]
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| format!("a floating IP: {created}"))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn routers_floating_ips_port_forwardings_and_security_groups_work_from_outside()
 -> anyhow::Result<()> {
@@ -328,50 +78,36 @@ async fn routers_floating_ips_port_forwardings_and_security_groups_work_from_out
         eprintln!("SKIPPED {test}: {why}");
         return Ok(());
     }
-    let cluster = Cluster::start(2, &["--physical-network", "public=eth1"]).await?;
+    let cluster =
+        LabCluster::start(Path::new(BINARY), 2, &["--physical-network", "public=eth1"]).await?;
     let os = &cluster.os;
-    os.ok(&[
-        "network",
-        "create",
-        "--external",
-        "--provider-network-type",
-        "flat",
-        "--provider-physical-network",
-        "public",
-        "public",
-    ])?;
-    os.ok(&[
-        "subnet",
-        "create",
-        "--network",
-        "public",
-        "--subnet-range",
-        "172.24.4.0/24",
-        "--gateway",
-        "172.24.4.1",
-        "--no-dhcp",
-        "--allocation-pool",
-        "start=172.24.4.100,end=172.24.4.200",
-        "public-subnet",
-    ])?;
-    os.ok(&["network", "create", "net1"])?;
-    os.ok(&[
-        "subnet",
-        "create",
-        "--network",
-        "net1",
-        "--subnet-range",
-        "10.1.0.0/24",
-        "sub1",
-    ])?;
-    os.ok(&["router", "create", "r1"])?;
-    os.ok(&["router", "set", "--external-gateway", "public", "r1"])?;
-    os.ok(&["router", "add", "subnet", "r1", "sub1"])?;
-    os.ok(&[
-        "flavor", "create", "--vcpus", "1", "--ram", "256", "--disk", "1", "m1.tiny",
-    ])?;
+    cluster.create_public_network()?;
+    cluster.create_network("net1", "sub1", "10.1.0.0/24", None)?;
+    cluster.create_router("r1", "sub1")?;
+    cluster.create_tiny_flavor()?;
     let pod_ip = cluster.web_pod("web", 0, "net1", "pod-says-hi").await?;
-    let vm_ip = cluster.guest("guest", 1, "net1").await?;
+    // The VMs' user data asks the metadata service about themselves, and `guest` then
+    // calls the external network (where a listener waits) until it gets through.
+    let external_ip = cluster.lab().external().gateway_ip;
+    let vm_listener = cluster.lab().tcp_listen_in(
+        &cluster.lab().external().netns,
+        SocketAddr::from((external_ip, 8001)),
+    )?;
+    let vm_calling = answer_one(vm_listener, "from-outside-to-vm");
+    let vm_ip = cluster
+        .guest_with(
+            "guest",
+            1,
+            "net1",
+            Some(&format!(
+                "{ASK_METADATA}\n{}",
+                call_until_answered(&format!("http://{external_ip}:8001/"))
+            )),
+        )
+        .await?;
+    cluster
+        .guest_with("guest2", 0, "net1", Some(ASK_METADATA))
+        .await?;
 
     // Port forwarding: FIP:8080 → the pod's 8080, allowed by a rule for 8080.
     os.ok(&[
@@ -416,33 +152,87 @@ async fn routers_floating_ips_port_forwardings_and_security_groups_work_from_out
     .await?;
     assert!(body.contains("pod-says-hi"), "{body:?}");
 
-    // SNAT: the pod reaches the external network from the router's gateway address.
-    let external_ip = cluster.lab().external().gateway_ip;
+    // SNAT: the pod and the VM reach the external network from the router's gateway
+    // address.
     let listener = cluster.lab().tcp_listen_in(
         &cluster.lab().external().netns,
         SocketAddr::from((external_ip, 8000)),
     )?;
-    let accepting = std::thread::spawn(move || -> anyhow::Result<std::net::IpAddr> {
-        use std::io::{Read, Write};
-        let (mut stream, peer) = listener.accept()?;
-        let mut request = [0u8; 1024];
-        let _ = stream.read(&mut request)?;
-        stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\noutside")?;
-        Ok(peer.ip())
-    });
+    let pod_calling = answer_one(listener, "outside");
     let outside = format!("http://{external_ip}:8000/");
     let (code, out) = cluster.exec("web", &["timeout", "10", "wget", "-q", "-O", "-", &outside])?;
     assert_eq!(code, 0, "the pod reaches the external network: {out}");
     assert_eq!(out, "outside");
-    let seen = accepting
-        .join()
-        .map_err(|_| anyhow::anyhow!("the listener panicked"))??;
-    let gateway = os.json(&["router", "show", "r1"])?;
+    let console = wait_for(
+        Duration::from_secs(240),
+        "the VM's user data reporting the answer from outside",
+        || async {
+            let console = cluster.console("guest")?;
+            Ok(console
+                .contains("ronghe-test: outside said from-outside-to-vm")
+                .then_some(console))
+        },
+    )
+    .await
+    .map_err(|error| {
+        let console = cluster.console("guest").unwrap_or_default();
+        error.context(format!("the VM's console:\n{console}"))
+    })?;
+    let gateway = os.json(&["router", "show", "r1"])?["external_gateway_info"].to_string();
+    for (who, calling) in [("the pod", pod_calling), ("the VM", vm_calling)] {
+        let seen = calling
+            .join()
+            .map_err(|_| anyhow::anyhow!("the listener panicked"))??;
+        assert!(
+            gateway.contains(&seen.to_string()),
+            "the external network saw {seen} from {who}, not the router's gateway address: {gateway}"
+        );
+    }
+
+    // The metadata service tells each VM about itself only, and a pod nothing.
+    let ids = [
+        os.json(&["server", "show", "guest"])?["id"].to_string(),
+        os.json(&["server", "show", "guest2"])?["id"].to_string(),
+    ];
+    let console2 = wait_for(
+        Duration::from_secs(180),
+        "guest2's user data asking the metadata service",
+        || async {
+            let console = cluster.console("guest2")?;
+            Ok(console
+                .contains("ronghe-test: metadata ")
+                .then_some(console))
+        },
+    )
+    .await?;
+    for (own, other, console) in [(0, 1, &console), (1, 0, &console2)] {
+        let metadata = console
+            .lines()
+            .find_map(|line| line.split_once("ronghe-test: metadata ").map(|(_, m)| m))
+            .with_context(|| format!("no metadata line on the console:\n{console}"))?;
+        assert!(
+            metadata.contains(&format!("\"uuid\": {}", ids[own]))
+                || metadata.contains(&format!("\"uuid\":{}", ids[own])),
+            "the VM learns its own id {}: {metadata}",
+            ids[own]
+        );
+        assert!(
+            !metadata.contains(ids[other].trim_matches('"')),
+            "the VM learnt the other VM's id: {metadata}"
+        );
+    }
+    let (code, out) = cluster.exec(
+        "web",
+        &[
+            "sh",
+            "-c",
+            &format!("timeout 5 wget -q -O - {METADATA_URL} 2>&1"),
+        ],
+    )?;
+    // (Pods get no route to it: the request dies at the router.)
     assert!(
-        gateway["external_gateway_info"]
-            .to_string()
-            .contains(&seen.to_string()),
-        "the external network saw the router's gateway address {seen}, not the pod's: {gateway}"
+        code != 0 && !out.contains("uuid"),
+        "a pod asking the metadata service learns nothing: {code} {out}"
     );
 
     // A floating IP on the VM: port 80 is closed by the default group until a rule opens
@@ -496,17 +286,63 @@ async fn routers_floating_ips_port_forwardings_and_security_groups_work_from_out
     Ok(())
 }
 
-/// The uid of pod `name` in namespace `namespace`.
-fn pod_uid(cluster: &Cluster, namespace: &str, name: &str) -> anyhow::Result<String> {
-    cluster.kubectl.ok(&[
-        "get",
-        "pod",
-        name,
-        "-n",
-        namespace,
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ])
+/// The metadata service's answer about the caller, as a VM asks it.
+const METADATA_URL: &str = "http://169.254.169.254/openstack/latest/meta_data.json";
+
+/// User data that prints the VM's metadata on one console line.
+const ASK_METADATA: &str = "#!/bin/sh
+echo \"ronghe-test: metadata $(timeout 10 wget -q -O - http://169.254.169.254/openstack/latest/meta_data.json | tr -d '\\n')\"";
+
+/// User-data lines that GET `url` every 2 s (for up to 3 minutes) until it answers, then
+/// print the answer on the console.
+fn call_until_answered(url: &str) -> String {
+    format!(
+        "i=0
+while [ $i -lt 90 ]; do
+    i=$((i + 1))
+    if out=$(timeout 5 wget -q -O - {url}); then
+        echo \"ronghe-test: outside said $out\"
+        break
+    fi
+    sleep 2
+done"
+    )
+}
+
+/// Accepts one HTTP connection on `listener` (within 5 minutes) in a thread, answers
+/// `body`, and returns the caller's address.
+fn answer_one(
+    listener: std::net::TcpListener,
+    body: &'static str,
+) -> std::thread::JoinHandle<anyhow::Result<std::net::IpAddr>> {
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        listener.set_nonblocking(true)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        let (mut stream, peer) = loop {
+            match listener.accept() {
+                Ok(accepted) => break accepted,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    anyhow::ensure!(
+                        std::time::Instant::now() < deadline,
+                        "nobody called within 5 minutes"
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request)?;
+        write!(
+            stream,
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        Ok(peer.ip())
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -517,31 +353,11 @@ async fn tenants_with_one_cidr_stay_apart_and_a_spoofing_pod_is_contained() -> a
         eprintln!("SKIPPED {test}: {why}");
         return Ok(());
     }
-    let cluster = Cluster::start(2, &[]).await?;
+    let cluster = LabCluster::start(Path::new(BINARY), 2, &[]).await?;
     let os = &cluster.os;
     os.ok(&["project", "create", "other"])?;
-    os.ok(&["network", "create", "net-a"])?;
-    os.ok(&[
-        "subnet",
-        "create",
-        "--network",
-        "net-a",
-        "--subnet-range",
-        "10.5.0.0/24",
-        "sub-a",
-    ])?;
-    os.ok(&["network", "create", "--project", "other", "net-b"])?;
-    os.ok(&[
-        "subnet",
-        "create",
-        "--project",
-        "other",
-        "--network",
-        "net-b",
-        "--subnet-range",
-        "10.5.0.0/24",
-        "sub-b",
-    ])?;
+    cluster.create_network("net-a", "sub-a", "10.5.0.0/24", None)?;
+    cluster.create_network("net-b", "sub-b", "10.5.0.0/24", Some("other"))?;
     wait_for(
         Duration::from_secs(30),
         "the other project's namespace",
@@ -585,11 +401,7 @@ async fn tenants_with_one_cidr_stay_apart_and_a_spoofing_pod_is_contained() -> a
 
     // a1 sends from an address not its own (added behind its back, in its namespace):
     // nothing gets through, while its own address still does.
-    let netns = format!(
-        "{}{}",
-        cluster.lab().prefix_for_host(0),
-        pod_uid(&cluster, "admin", "a1")?
-    );
+    let netns = cluster.pod_netns(0, "admin", "a1")?;
     let lab = cluster.lab();
     let spoofed = "10.5.0.250";
     lab.exec(

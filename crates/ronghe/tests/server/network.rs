@@ -7,9 +7,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
-use http_body_util::BodyExt;
-use ronghe_testkit::{Openstack, ServerProcess};
+use anyhow::{Context, bail};
+use ronghe_testkit::{Openstack, OpenstackApi};
 use serde_json::{Value, json};
 
 use super::identity::World;
@@ -22,136 +21,11 @@ fn cli(data_dir: &std::path::Path) -> anyhow::Result<Openstack> {
     Openstack::new(cli, data_dir)
 }
 
-/// Raw requests to the networking API with one user's token.
-struct Neutron {
-    client: kube::Client,
-    token: String,
-}
-
-impl Neutron {
-    /// A client that trusts the server and sends only the token it is given.
-    async fn client(server: &ServerProcess) -> anyhow::Result<kube::Client> {
-        let mut kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig_path())?;
-        for user in &mut kubeconfig.auth_infos {
-            if let Some(auth) = user.auth_info.as_mut() {
-                auth.token = None;
-            }
-        }
-        let mut config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-        config.default_retry = false;
-        Ok(kube::Client::try_from(config)?)
-    }
-
-    async fn login(
-        server: &ServerProcess,
-        user: &str,
-        password: &str,
-        project: &str,
-    ) -> anyhow::Result<Self> {
-        let client = Self::client(server).await?;
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": user, "domain": {"name": "Default"}, "password": password}}},
-            "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}});
-        let request = http::Request::builder()
-            .method("POST")
-            .uri("/identity/v3/auth/tokens")
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(kube::client::Body::from(body.to_string().into_bytes()))?;
-        let response = client.send(request).await?;
-        ensure!(
-            response.status() == 201,
-            "login as {user}: {}",
-            response.status()
-        );
-        let token = response
-            .headers()
-            .get("x-subject-token")
-            .context("no X-Subject-Token")?
-            .to_str()?
-            .to_owned();
-        Ok(Self { client, token })
-    }
-
-    async fn admin(server: &ServerProcess) -> anyhow::Result<Self> {
-        let password = std::fs::read_to_string(server.data_dir().join("admin-password"))?;
-        Self::login(server, "admin", password.trim(), "admin").await
-    }
-
-    /// After a restart: the same token (Fernet keys persist) on the server's new port.
-    async fn reconnect(&mut self, server: &ServerProcess) -> anyhow::Result<()> {
-        self.client = Self::client(server).await?;
-        Ok(())
-    }
-
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut builder = http::Request::builder()
-            .method(method)
-            .uri(format!("/networking/v2.0{path}"))
-            .header("x-auth-token", &self.token);
-        let bytes = match body {
-            Some(body) => {
-                builder = builder.header(http::header::CONTENT_TYPE, "application/json");
-                body.to_string().into_bytes()
-            }
-            None => Vec::new(),
-        };
-        let response = self
-            .client
-            .send(builder.body(kube::client::Body::from(bytes))?)
-            .await?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Ok((status, value))
-    }
-
-    /// A request that must answer `code`; returns the body.
-    async fn expect(
-        &self,
-        code: u16,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let (status, value) = self.send(method, path, body.as_ref()).await?;
-        ensure!(status == code, "{method} {path}: {status} {value}");
-        Ok(value)
-    }
-
-    /// Creates one object; returns its id.
-    async fn create(&self, collection: &str, member: &str, body: Value) -> anyhow::Result<String> {
-        let made = self
-            .expect(
-                201,
-                "POST",
-                &format!("/{collection}"),
-                Some(json!({member: body})),
-            )
-            .await?;
-        Ok(made[member]["id"].as_str().context("id")?.to_owned())
-    }
-
-    /// How many objects a list shows.
-    async fn count(&self, path: &str, key: &str) -> anyhow::Result<usize> {
-        let listed = self.expect(200, "GET", path, None).await?;
-        listed[key].as_array().map(Vec::len).context("a list")
-    }
-}
+/// Raw requests to the networking API.
+const NEUTRON: &str = "/networking/v2.0";
 
 /// How many subnets, ports, floating IPs and rules the caller sees.
-async fn counts(api: &Neutron) -> anyhow::Result<(usize, usize, usize, usize)> {
+async fn counts(api: &OpenstackApi) -> anyhow::Result<(usize, usize, usize, usize)> {
     Ok((
         api.count("/subnets", "subnets").await?,
         // Ports the caller made (the network's DHCP port comes and goes by itself).
@@ -504,7 +378,7 @@ type Case = (
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_neutron_faults_and_makes_nothing() -> anyhow::Result<()> {
     let server = server().await?;
-    let api = Neutron::admin(&server).await?;
+    let api = OpenstackApi::admin(&server, NEUTRON).await?;
     let net = api
         .create("networks", "network", json!({"name": "net1"}))
         .await?;
@@ -728,10 +602,10 @@ async fn bad_input_gets_neutron_faults_and_makes_nothing() -> anyhow::Result<()>
 async fn projects_see_and_use_only_their_own_networks() -> anyhow::Result<()> {
     let server = server().await?;
     let world = World::new(&server).await?;
-    let admin = Neutron::admin(&server).await?;
-    let alice = Neutron::login(&server, "alice", "pw-alice", "team-a").await?;
-    let bob = Neutron::login(&server, "bob", "pw-bob", "team-b").await?;
-    let carol = Neutron::login(&server, "carol", "pw-carol", "team-a").await?;
+    let admin = OpenstackApi::admin(&server, NEUTRON).await?;
+    let alice = OpenstackApi::login(&server, NEUTRON, "alice", "pw-alice", "team-a").await?;
+    let bob = OpenstackApi::login(&server, NEUTRON, "bob", "pw-bob", "team-b").await?;
+    let carol = OpenstackApi::login(&server, NEUTRON, "carol", "pw-carol", "team-a").await?;
 
     let private = alice
         .create("networks", "network", json!({"name": "private"}))
@@ -932,7 +806,7 @@ async fn projects_see_and_use_only_their_own_networks() -> anyhow::Result<()> {
 
 /// Creates `count` ports on a network at once; returns their (address, MAC) pairs.
 async fn create_ports_at_once(
-    api: &Neutron,
+    api: &OpenstackApi,
     network: &str,
     count: usize,
 ) -> anyhow::Result<Vec<(String, String)>> {
@@ -959,7 +833,7 @@ async fn create_ports_at_once(
 async fn concurrent_ports_get_distinct_addresses_before_and_after_a_restart() -> anyhow::Result<()>
 {
     let mut server = server().await?;
-    let mut api = Neutron::admin(&server).await?;
+    let mut api = OpenstackApi::admin(&server, NEUTRON).await?;
     let net = api
         .create("networks", "network", json!({"name": "busy"}))
         .await?;
