@@ -2,6 +2,7 @@
 
 mod api;
 mod identity;
+mod network;
 mod scheduler;
 mod start;
 
@@ -13,6 +14,9 @@ pub enum BenchCommand {
     Api(api::ApiBenchArgs),
     /// Token issue per second, validation cost per request, password login cost.
     Identity(identity::IdentityBenchArgs),
+    /// Tenant networks on two hosts in namespaces: port creates, create → wired, pod/VM
+    /// throughput and latency over VXLAN and on one bridge, security group rule cost.
+    Network(network::NetworkBenchArgs),
     /// Workloads bound per second on simulated hosts, through the API.
     Scheduler(scheduler::SchedulerBenchArgs),
     /// Real pods (runc) and VMs (QEMU) on this machine: time from create to Running, to
@@ -24,6 +28,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Api(args) => api::run(args).await,
         BenchCommand::Identity(args) => identity::run(args).await,
+        BenchCommand::Network(args) => network::run(args).await,
         BenchCommand::Scheduler(args) => scheduler::run(args).await,
         BenchCommand::Start(args) => start::run(args).await,
     }

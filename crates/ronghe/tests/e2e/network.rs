@@ -235,17 +235,46 @@ async fn routers_floating_ips_port_forwardings_and_security_groups_work_from_out
         "a pod asking the metadata service learns nothing: {code} {out}"
     );
 
-    // A floating IP on the VM: port 80 is closed by the default group until a rule opens
-    // it, and closed again once the rule is removed.
+    // A floating IP on the VM, and a pod in another security group: port 80 is closed to
+    // both by the default group until a rule opens it, and closed again once the rule is
+    // removed; a pod in the VM's own group gets through all along.
     let floating = cluster.create_floating_ip()?;
     let vm_port = cluster.port_with(&vm_ip)?;
     os.ok(&["floating", "ip", "set", "--port", &vm_port, &floating])?;
     let vm_url = format!("http://{floating}/");
+    let outsider_ip = cluster.web_pod("outsider", 0, "net1", "outsider").await?;
+    os.ok(&["security", "group", "create", "others"])?;
+    os.ok(&[
+        "port",
+        "set",
+        "--no-security-group",
+        "--security-group",
+        "others",
+        &cluster.port_with(&outsider_ip)?,
+    ])?;
+    let pod_to_vm = format!("http://{vm_ip}/");
+    let from_pod = |pod: &'static str| {
+        let pod_to_vm = pod_to_vm.clone();
+        let cluster = &cluster;
+        move || -> anyhow::Result<Option<String>> {
+            let (code, out) =
+                cluster.exec(pod, &["timeout", "5", "wget", "-q", "-O", "-", &pod_to_vm])?;
+            Ok((code == 0).then_some(out))
+        }
+    };
+    let (outsider, web) = (from_pod("outsider"), from_pod("web"));
+    wait_for(
+        Duration::from_secs(60),
+        "the other group's pod shut out of the VM",
+        || async { Ok(outsider()?.is_none().then_some(())) },
+    )
+    .await?;
     assert_eq!(
         cluster.get_from_outside(&vm_url)?,
         None,
         "no rule allows port 80 from outside yet"
     );
+    assert!(web()?.is_some(), "a pod in the VM's group reaches it");
     let rule = os.json(&[
         "security",
         "group",
@@ -255,8 +284,6 @@ async fn routers_floating_ips_port_forwardings_and_security_groups_work_from_out
         "tcp",
         "--dst-port",
         "80",
-        "--remote-ip",
-        "0.0.0.0/0",
         "default",
     ])?;
     let rule_id = rule["id"].as_str().context("a rule id")?.to_owned();
@@ -264,6 +291,13 @@ async fn routers_floating_ips_port_forwardings_and_security_groups_work_from_out
         Duration::from_secs(240),
         "the VM through its floating IP",
         || async { cluster.get_from_outside(&vm_url) },
+    )
+    .await?;
+    assert!(body.contains("guest"), "{body:?}");
+    let body = wait_for(
+        Duration::from_secs(60),
+        "the other group's pod reaching the VM",
+        || async { outsider() },
     )
     .await?;
     assert!(body.contains("guest"), "{body:?}");
@@ -277,6 +311,12 @@ async fn routers_floating_ips_port_forwardings_and_security_groups_work_from_out
         None,
         "port 80 stays closed"
     );
+    assert_eq!(
+        outsider()?,
+        None,
+        "port 80 closed to the other group's pod again"
+    );
+    assert!(web()?.is_some(), "the VM's own group still gets through");
     // The forwarding to the pod, under its own rule, is untouched.
     assert!(
         cluster
