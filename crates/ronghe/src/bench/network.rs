@@ -107,6 +107,20 @@ fn spread(durations: Vec<Duration>) -> String {
     spread_with(durations, millis)
 }
 
+/// Runs `work` on every item, `clients` at a time; the first failure ends it.
+async fn concurrently<I, T, F, Fut>(items: I, clients: usize, work: F) -> anyhow::Result<Vec<T>>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    futures::stream::iter(items)
+        .map(work)
+        .buffer_unordered(clients.max(1))
+        .try_collect()
+        .await
+}
+
 /// Creates `--ports` ports on the network through the Neutron API from `--clients`
 /// clients, then deletes them.
 async fn api_port_creates(
@@ -115,21 +129,18 @@ async fn api_port_creates(
     args: &NetworkBenchArgs,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let created: Vec<(String, Duration)> = futures::stream::iter(0..args.ports)
-        .map(|index| async move {
-            let at = Instant::now();
-            let id = api
-                .create(
-                    "ports",
-                    "port",
-                    json!({"network_id": network_id, "name": format!("bench-api-{index}")}),
-                )
-                .await?;
-            anyhow::Ok((id, at.elapsed()))
-        })
-        .buffer_unordered(args.clients.max(1))
-        .try_collect()
-        .await?;
+    let created = concurrently(0..args.ports, args.clients, |index| async move {
+        let at = Instant::now();
+        let id = api
+            .create(
+                "ports",
+                "port",
+                json!({"network_id": network_id, "name": format!("bench-api-{index}")}),
+            )
+            .await?;
+        anyhow::Ok((id, at.elapsed()))
+    })
+    .await?;
     let elapsed = started.elapsed();
     println!(
         "Neutron API port create: {} ports from {} clients in {:.2} s = {:.0} creates/s (Neutron: about 7/s); latency {}",
@@ -140,15 +151,12 @@ async fn api_port_creates(
         spread(created.iter().map(|(_, d)| *d).collect())
     );
     let started = Instant::now();
-    futures::stream::iter(created)
-        .map(|(id, _)| async move {
-            api.expect(204, "DELETE", &format!("/ports/{id}"), None)
-                .await
-                .map(drop)
-        })
-        .buffer_unordered(args.clients.max(1))
-        .try_collect::<()>()
-        .await?;
+    concurrently(created, args.clients, |(id, _)| async move {
+        api.expect(204, "DELETE", &format!("/ports/{id}"), None)
+            .await
+            .map(drop)
+    })
+    .await?;
     println!(
         "Neutron API port delete: {:.0} deletes/s",
         args.ports as f64 / started.elapsed().as_secs_f64()
@@ -206,30 +214,27 @@ async fn ports_wired(cluster: &LabCluster, args: &NetworkBenchArgs) -> anyhow::R
     });
     let pods: Api<Pod> = Api::namespaced(client, "admin");
     let started = Instant::now();
-    futures::stream::iter(0..args.pods)
-        .map(|index| {
-            let pods = pods.clone();
-            let host = cluster.host(index % 2).netns.clone();
-            async move {
-                let pod: Pod = serde_json::from_value(json!({
-                    "metadata": {
-                        "name": format!("wired-{index:03}"),
-                        "annotations": {"network.ronghe.io/network": NETWORK},
-                    },
-                    "spec": {
-                        "terminationGracePeriodSeconds": 1,
-                        "nodeSelector": {"kubernetes.io/hostname": host},
-                        "containers": [{"name": "main", "image": "busybox",
-                                        "command": ["sleep", "3600"]}],
-                    },
-                }))?;
-                pods.create(&PostParams::default(), &pod).await?;
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(args.clients.max(1))
-        .try_collect::<()>()
-        .await?;
+    concurrently(0..args.pods, args.clients, |index| {
+        let pods = pods.clone();
+        let host = cluster.host(index % 2).netns.clone();
+        async move {
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {
+                    "name": format!("wired-{index:03}"),
+                    "annotations": {"network.ronghe.io/network": NETWORK},
+                },
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "nodeSelector": {"kubernetes.io/hostname": host},
+                    "containers": [{"name": "main", "image": "busybox",
+                                    "command": ["sleep", "3600"]}],
+                },
+            }))?;
+            pods.create(&PostParams::default(), &pod).await?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
     let wired = tokio::time::timeout(Duration::from_secs(300), watching)
         .await
         .context("not every pod's port was ACTIVE within 5 minutes")???;
@@ -492,28 +497,25 @@ async fn connection_setup(
         )
         .await?;
     let started = Instant::now();
-    futures::stream::iter(0..args.rules)
-        .map(|index| {
-            let group = group.clone();
-            async move {
-                let port = 20000 + index;
-                api.create(
-                    "security-group-rules",
-                    "security_group_rule",
-                    json!({
-                        "security_group_id": group, "direction": "ingress",
-                        "ethertype": "IPv4", "protocol": "tcp",
-                        "port_range_min": port, "port_range_max": port,
-                        "remote_ip_prefix": format!("10.250.{}.{}/32", index / 256, index % 256),
-                    }),
-                )
-                .await
-                .map(drop)
-            }
-        })
-        .buffer_unordered(args.clients.max(1))
-        .try_collect::<()>()
-        .await?;
+    concurrently(0..args.rules, args.clients, |index| {
+        let group = group.clone();
+        async move {
+            let port = 20000 + index;
+            api.create(
+                "security-group-rules",
+                "security_group_rule",
+                json!({
+                    "security_group_id": group, "direction": "ingress",
+                    "ethertype": "IPv4", "protocol": "tcp",
+                    "port_range_min": port, "port_range_max": port,
+                    "remote_ip_prefix": format!("10.250.{}.{}/32", index / 256, index % 256),
+                }),
+            )
+            .await
+            .map(drop)
+        }
+    })
+    .await?;
     println!(
         "{} security group rules created through the API in {:.2} s",
         args.rules,
