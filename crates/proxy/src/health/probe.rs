@@ -1,0 +1,189 @@
+//! One health check of one member: TCP connect, HTTP(S) request, UDP datagram.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+use crate::config::{ExpectedCodes, HealthMonitor, MonitorType, PoolProtocol};
+use crate::tls;
+
+/// Why a member failed one check.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProbeFailure {
+    #[error("no answer within the monitor's timeout")]
+    TimedOut,
+    #[error("{operation} failed")]
+    Io {
+        operation: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS handshake failed")]
+    Tls(#[source] std::io::Error),
+    #[error("answered {status}, not an expected code")]
+    UnexpectedStatus { status: u16 },
+    #[error("answered something that is not an HTTP status line")]
+    NotHttp,
+    #[error("port unreachable (ICMP)")]
+    PortUnreachable,
+}
+
+fn io(operation: &'static str) -> impl FnOnce(std::io::Error) -> ProbeFailure {
+    move |source| ProbeFailure::Io { operation, source }
+}
+
+/// How one pool's monitor checks a member; built once per monitor.
+#[derive(Debug)]
+pub(crate) enum Probe {
+    /// TCP monitors, and PING monitors of TCP and HTTP pools (see the module
+    /// documentation of `health`).
+    TcpConnect,
+    Http {
+        method: String,
+        path: String,
+        expected: ExpectedCodes,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    },
+    /// UDP-CONNECT monitors, and PING monitors of UDP pools.
+    UdpConnect,
+}
+
+impl Probe {
+    pub fn new(
+        monitor: &HealthMonitor,
+        pool_protocol: PoolProtocol,
+        expected_codes: Option<ExpectedCodes>,
+    ) -> Probe {
+        let http = |tls| Probe::Http {
+            method: monitor.http_method.clone().unwrap_or_else(|| "GET".into()),
+            path: monitor.url_path.clone().unwrap_or_else(|| "/".into()),
+            expected: expected_codes
+                .clone()
+                .unwrap_or_else(ExpectedCodes::ok_only),
+            tls,
+        };
+        match monitor.monitor_type {
+            MonitorType::Ping if pool_protocol == PoolProtocol::Udp => Probe::UdpConnect,
+            MonitorType::Ping | MonitorType::Tcp => Probe::TcpConnect,
+            MonitorType::Http => http(None),
+            MonitorType::Https => http(Some(tls::health_check_client_config())),
+            MonitorType::UdpConnect => Probe::UdpConnect,
+        }
+    }
+
+    /// Whether a check that ran out of time counts as passed: only for UDP-CONNECT,
+    /// where no answer is the normal answer.
+    pub fn silence_passes(&self) -> bool {
+        matches!(self, Probe::UdpConnect)
+    }
+
+    /// Checks `target` once. The caller bounds the time it may take.
+    pub async fn check(&self, target: SocketAddr) -> Result<(), ProbeFailure> {
+        match self {
+            Probe::TcpConnect => {
+                TcpStream::connect(target).await.map_err(io("connect"))?;
+                Ok(())
+            }
+            Probe::Http {
+                method,
+                path,
+                expected,
+                tls,
+            } => {
+                let stream = TcpStream::connect(target).await.map_err(io("connect"))?;
+                let status = match tls {
+                    None => http_status(stream, method, path, target).await?,
+                    Some(config) => {
+                        let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+                        let name = rustls::pki_types::ServerName::IpAddress(target.ip().into());
+                        let stream = connector
+                            .connect(name, stream)
+                            .await
+                            .map_err(ProbeFailure::Tls)?;
+                        http_status(stream, method, path, target).await?
+                    }
+                };
+                if expected.contains(status) {
+                    Ok(())
+                } else {
+                    Err(ProbeFailure::UnexpectedStatus { status })
+                }
+            }
+            Probe::UdpConnect => udp_connect(target).await,
+        }
+    }
+}
+
+/// Sends one request and reads the status code of the answer.
+async fn http_status<S>(
+    mut stream: S,
+    method: &str,
+    path: &str,
+    target: SocketAddr,
+) -> Result<u16, ProbeFailure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: ronghe-proxy-health-check\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(io("send request"))?;
+    let mut head = Vec::with_capacity(128);
+    let mut buffer = [0u8; 512];
+    // The status line is all we need; bound what we read in case a member talks forever.
+    while !head.contains(&b'\n') && head.len() < 4096 {
+        let read = stream
+            .read(&mut buffer)
+            .await
+            .map_err(io("read response"))?;
+        if read == 0 {
+            break;
+        }
+        head.extend_from_slice(&buffer[..read]);
+    }
+    parse_status_line(&head).ok_or(ProbeFailure::NotHttp)
+}
+
+/// `HTTP/1.1 200 OK` → 200.
+pub(crate) fn parse_status_line(head: &[u8]) -> Option<u16> {
+    let line = head.split(|byte| *byte == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split_ascii_whitespace();
+    if !parts.next()?.starts_with("HTTP/") {
+        return None;
+    }
+    let code = parts.next()?;
+    if code.len() != 3 {
+        return None;
+    }
+    code.parse().ok()
+}
+
+/// Octavia's UDP-CONNECT: send a datagram; an ICMP port unreachable (seen as
+/// ECONNREFUSED on a connected socket) is a failure, an answer or silence is a success.
+/// Silence runs into the caller's timeout, which [`Probe::silence_passes`] turns into a pass.
+async fn udp_connect(target: SocketAddr) -> Result<(), ProbeFailure> {
+    let local: SocketAddr = match target {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(local).await.map_err(io("bind"))?;
+    socket.connect(target).await.map_err(io("connect"))?;
+    let refused = |error: &std::io::Error| error.kind() == std::io::ErrorKind::ConnectionRefused;
+    match socket.send(b"ronghe-proxy-health-check").await {
+        Err(error) if refused(&error) => return Err(ProbeFailure::PortUnreachable),
+        Err(error) => return Err(io("send")(error)),
+        Ok(_) => {}
+    }
+    let mut buffer = [0u8; 64];
+    match socket.recv(&mut buffer).await {
+        Ok(_) => Ok(()),
+        Err(error) if refused(&error) => Err(ProbeFailure::PortUnreachable),
+        Err(error) => Err(io("receive")(error)),
+    }
+}

@@ -1,0 +1,406 @@
+//! A pool as the data path serves it: its members with their health cells and counters,
+//! the balancer state and the persistence tables, and connecting to a chosen member with
+//! failover to another one.
+//!
+//! A `PoolRuntime` is immutable apart from that selection state; a reconfigure that
+//! changes a pool builds a new one (keeping the health cells and counters of members that
+//! stay the same, and the persistence tables) and swaps it in for new connections, while
+//! open connections keep the one they started with.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use crate::balancer::{Balancer, Candidate, PersistenceTable};
+use crate::config::{CompiledPool, Member, PersistenceType, Pool};
+use crate::health::{MemberHealth, OperatingStatus};
+use crate::stats::{Counters, StatsRegistry};
+
+/// How long an idle stickiness entry lives when the configuration does not say.
+const DEFAULT_PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Entries per persistence table; beyond it new clients are not remembered.
+const PERSISTENCE_CAPACITY: usize = 100_000;
+
+#[derive(Debug)]
+pub(crate) struct MemberRuntime {
+    pub config: Member,
+    pub health: Arc<MemberHealth>,
+    pub stats: Arc<Counters>,
+}
+
+#[derive(Debug)]
+pub(crate) struct PoolRuntime {
+    pub compiled: CompiledPool,
+    pub members: Vec<MemberRuntime>,
+    balancer: Mutex<Balancer>,
+    sticky_clients: Mutex<PersistenceTable<IpAddr>>,
+    sticky_cookies: Mutex<PersistenceTable<String>>,
+}
+
+/// A connection to a member, and which member it is.
+#[derive(Debug)]
+pub(crate) struct MemberConnection {
+    pub stream: TcpStream,
+    pub member: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("no member of pool {pool:?} is available")]
+    NoMemberAvailable { pool: String },
+    #[error("no member of pool {pool:?} accepted a connection")]
+    AllMembersFailed { pool: String },
+}
+
+/// Whether two configurations of a member describe the same health subject, so the newer
+/// one may inherit the older one's status.
+fn same_health_subject(old: &Member, new: &Member) -> bool {
+    old.id == new.id
+        && old.socket_addr() == new.socket_addr()
+        && old.monitor_socket_addr() == new.monitor_socket_addr()
+        && old.admin_state_up == new.admin_state_up
+}
+
+impl PoolRuntime {
+    /// Builds a pool for `compiled`, inheriting from `previous` (the pool of the same id
+    /// in the configuration being replaced) the health of members that stay the same.
+    pub fn build(
+        compiled: &CompiledPool,
+        previous: Option<&PoolRuntime>,
+        stats: &StatsRegistry,
+    ) -> PoolRuntime {
+        let config = &compiled.config;
+        let monitored = config.health_monitor.is_some();
+        let members = config
+            .members
+            .iter()
+            .map(|member| {
+                let inherited = previous
+                    .filter(|previous| {
+                        previous.compiled.config.health_monitor.is_some() == monitored
+                    })
+                    .and_then(|previous| {
+                        previous
+                            .members
+                            .iter()
+                            .find(|old| same_health_subject(&old.config, member))
+                    })
+                    .map(|old| Arc::clone(&old.health));
+                let health = inherited.unwrap_or_else(|| {
+                    Arc::new(MemberHealth::new(
+                        match (member.admin_state_up, monitored) {
+                            (false, _) => OperatingStatus::Offline,
+                            (true, false) => OperatingStatus::NoMonitor,
+                            (true, true) => OperatingStatus::Online,
+                        },
+                    ))
+                });
+                // Counters follow the member's id (its totals survive a new address).
+                let counters = previous
+                    .and_then(|previous| {
+                        previous
+                            .members
+                            .iter()
+                            .find(|old| old.config.id == member.id)
+                    })
+                    .map_or_else(
+                        || stats.member(&config.id, &member.id),
+                        |old| Arc::clone(&old.stats),
+                    );
+                MemberRuntime {
+                    config: member.clone(),
+                    health,
+                    stats: counters,
+                }
+            })
+            .collect();
+        let timeout = config
+            .session_persistence
+            .as_ref()
+            .and_then(|persistence| persistence.persistence_timeout_ms)
+            .map_or(DEFAULT_PERSISTENCE_TIMEOUT, Duration::from_millis);
+        // Stickiness survives a rebuild (a member added to a Service must not reshuffle
+        // every client); entries naming members that left are simply never honoured.
+        PoolRuntime {
+            compiled: compiled.clone(),
+            members,
+            balancer: Mutex::new(Balancer::new(config.lb_algorithm)),
+            sticky_clients: inherit_table(
+                previous.map(|previous| &previous.sticky_clients),
+                timeout,
+            ),
+            sticky_cookies: inherit_table(
+                previous.map(|previous| &previous.sticky_cookies),
+                timeout,
+            ),
+        }
+    }
+
+    pub fn config(&self) -> &Pool {
+        &self.compiled.config
+    }
+
+    pub fn id(&self) -> &str {
+        &self.compiled.config.id
+    }
+
+    fn persistence_type(&self) -> Option<PersistenceType> {
+        self.config()
+            .session_persistence
+            .as_ref()
+            .map(|persistence| persistence.persistence_type)
+    }
+
+    /// Each member's status as reported.
+    pub fn statuses(&self) -> BTreeMap<String, OperatingStatus> {
+        self.members
+            .iter()
+            .map(|member| (member.config.id.clone(), member.health.status()))
+            .collect()
+    }
+
+    /// The member for a new connection from `client_ip`. `persisted_member` is the member
+    /// a cookie names (cookie persistence); SOURCE_IP persistence is looked up here.
+    /// Members in `excluded` already failed this connection.
+    pub fn choose(
+        &self,
+        client_ip: IpAddr,
+        persisted_member: Option<&str>,
+        excluded: &[usize],
+    ) -> Option<usize> {
+        let candidates: Vec<Candidate<'_>> = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(index, member)| Candidate {
+                id: &member.config.id,
+                weight: member.config.weight,
+                backup: member.config.backup,
+                admin_state_up: member.config.admin_state_up,
+                healthy: member.health.is_up() && !excluded.contains(&index),
+                active_connections: member.stats.active_connections(),
+            })
+            .collect();
+        let by_source = self.persistence_type() == Some(PersistenceType::SourceIp);
+        let now = Instant::now();
+        let sticky = if by_source {
+            lock(&self.sticky_clients)
+                .get(&client_ip, now)
+                .map(str::to_owned)
+        } else {
+            persisted_member.map(str::to_owned)
+        };
+        let chosen = lock(&self.balancer).choose(&candidates, client_ip, sticky.as_deref())?;
+        if by_source && sticky.as_deref() != Some(candidates[chosen].id) {
+            lock(&self.sticky_clients).insert(client_ip, candidates[chosen].id, now);
+        }
+        Some(chosen)
+    }
+
+    /// APP_COOKIE persistence: the member that set this value of the application's cookie.
+    pub fn app_cookie_member(&self, value: &str) -> Option<String> {
+        lock(&self.sticky_cookies)
+            .get(&value.to_owned(), Instant::now())
+            .map(str::to_owned)
+    }
+
+    /// APP_COOKIE persistence: remembers that `member_id` set the cookie to `value`.
+    pub fn remember_app_cookie(&self, value: &str, member_id: &str) {
+        lock(&self.sticky_cookies).insert(value.to_owned(), member_id, Instant::now());
+    }
+
+    /// Connects to a chosen member; when connecting fails or takes longer than
+    /// `connect_timeout`, tries another member, each member at most once.
+    pub async fn connect(
+        &self,
+        client_ip: IpAddr,
+        persisted_member: Option<&str>,
+        connect_timeout: Duration,
+    ) -> Result<MemberConnection, ConnectError> {
+        let mut failed = Vec::new();
+        while failed.len() < self.members.len() {
+            let Some(index) = self.choose(client_ip, persisted_member, &failed) else {
+                break;
+            };
+            let member = &self.members[index];
+            let address = member.config.socket_addr();
+            match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await {
+                Ok(Ok(stream)) => {
+                    // Small writes (requests, interactive protocols) must not wait for
+                    // Nagle; failing to set it only costs latency.
+                    let _ = stream.set_nodelay(true);
+                    return Ok(MemberConnection {
+                        stream,
+                        member: index,
+                    });
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(pool = self.id(), member = member.config.id, %address, %error, "connecting to member failed");
+                }
+                Err(_) => {
+                    tracing::warn!(pool = self.id(), member = member.config.id, %address, "connecting to member timed out");
+                }
+            }
+            member.stats.add_request_error();
+            failed.push(index);
+        }
+        if failed.is_empty() {
+            Err(ConnectError::NoMemberAvailable {
+                pool: self.id().to_owned(),
+            })
+        } else {
+            Err(ConnectError::AllMembersFailed {
+                pool: self.id().to_owned(),
+            })
+        }
+    }
+}
+
+fn inherit_table<K: std::hash::Hash + Eq + Clone>(
+    previous: Option<&Mutex<PersistenceTable<K>>>,
+    timeout: Duration,
+) -> Mutex<PersistenceTable<K>> {
+    let mut table = previous
+        .map(|table| lock(table).clone())
+        .unwrap_or_else(|| PersistenceTable::new(timeout, PERSISTENCE_CAPACITY));
+    table.set_timeout(timeout);
+    Mutex::new(table)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded state is only counters and tables; a panic elsewhere cannot leave it
+    // in a state worse than slightly stale.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{
+        CompiledConfig, LbAlgorithm, PoolProtocol, ProxyConfig, SessionPersistence,
+    };
+    use crate::testing::{
+        DEADLINE, close_keeping_the_port, refusing_tcp_address, reusable_listener,
+    };
+
+    fn member(id: &str, address: std::net::SocketAddr) -> Member {
+        Member {
+            id: id.into(),
+            address: address.ip(),
+            protocol_port: address.port(),
+            weight: 1,
+            backup: false,
+            admin_state_up: true,
+            monitor_address: None,
+            monitor_port: None,
+        }
+    }
+
+    fn compiled(members: Vec<Member>, persistence: Option<PersistenceType>) -> CompiledPool {
+        let config = ProxyConfig {
+            listeners: vec![],
+            pools: vec![Pool {
+                id: "pool".into(),
+                protocol: PoolProtocol::Tcp,
+                lb_algorithm: LbAlgorithm::RoundRobin,
+                session_persistence: persistence.map(|persistence_type| SessionPersistence {
+                    persistence_type,
+                    cookie_name: None,
+                    persistence_timeout_ms: None,
+                }),
+                members,
+                health_monitor: None,
+            }],
+        };
+        CompiledConfig::compile(&config).unwrap().pools.remove(0)
+    }
+
+    #[tokio::test]
+    async fn connect_fails_over_to_another_member() {
+        let live = reusable_listener();
+        let (_reserved, dead_address) = refusing_tcp_address();
+        let stats = StatsRegistry::default();
+        let pool = PoolRuntime::build(
+            &compiled(
+                vec![
+                    member("dead", dead_address),
+                    member("live", live.local_addr().unwrap()),
+                ],
+                None,
+            ),
+            None,
+            &stats,
+        );
+        let client = IpAddr::from([127, 0, 0, 1]);
+        for _ in 0..4 {
+            let connection = pool.connect(client, None, DEADLINE).await.unwrap();
+            assert_eq!(pool.members[connection.member].config.id, "live");
+        }
+        assert!(pool.members[0].stats.snapshot().request_errors >= 1);
+
+        let _also_reserved = close_keeping_the_port(live);
+        assert!(matches!(
+            pool.connect(client, None, DEADLINE).await,
+            Err(ConnectError::AllMembersFailed { .. })
+        ));
+        for member in &pool.members {
+            member.health.set(OperatingStatus::Error);
+        }
+        assert!(matches!(
+            pool.connect(client, None, DEADLINE).await,
+            Err(ConnectError::NoMemberAvailable { .. })
+        ));
+    }
+
+    #[test]
+    fn source_ip_persistence_sticks_and_health_is_inherited() {
+        let a: std::net::SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let b: std::net::SocketAddr = "127.0.0.1:9002".parse().unwrap();
+        let stats = StatsRegistry::default();
+        let members = vec![member("a", a), member("b", b)];
+        let pool = PoolRuntime::build(
+            &compiled(members.clone(), Some(PersistenceType::SourceIp)),
+            None,
+            &stats,
+        );
+        let client = IpAddr::from([10, 1, 2, 3]);
+        let first = pool.choose(client, None, &[]).unwrap();
+        for _ in 0..10 {
+            assert_eq!(pool.choose(client, None, &[]), Some(first));
+        }
+        assert_eq!(pool.statuses()["a"], OperatingStatus::NoMonitor);
+
+        // Adding a member rebuilds the pool; the client stays where it was.
+        let mut grown = members.clone();
+        grown.push(member("c", "127.0.0.1:9004".parse().unwrap()));
+        let grown_pool = PoolRuntime::build(
+            &compiled(grown, Some(PersistenceType::SourceIp)),
+            Some(&pool),
+            &stats,
+        );
+        for _ in 0..5 {
+            assert_eq!(grown_pool.choose(client, None, &[]), Some(first));
+        }
+
+        // A rebuilt pool keeps the health cells of unchanged members only.
+        pool.members[0].health.set(OperatingStatus::Error);
+        let mut changed = members;
+        changed[1].protocol_port = 9003;
+        let rebuilt = PoolRuntime::build(&compiled(changed, None), Some(&pool), &stats);
+        assert!(Arc::ptr_eq(
+            &rebuilt.members[0].health,
+            &pool.members[0].health
+        ));
+        assert_eq!(
+            rebuilt.members[1].health.status(),
+            OperatingStatus::NoMonitor
+        );
+        assert!(Arc::ptr_eq(
+            &rebuilt.members[1].stats,
+            &pool.members[1].stats
+        ));
+    }
+}

@@ -1,0 +1,610 @@
+//! HTTP and TERMINATED_HTTPS listeners: per-request balancing, X-Forwarded-* headers,
+//! L7 policies, HTTP/2, cookie persistence, malformed and slow clients, TLS termination.
+
+use std::collections::BTreeSet;
+
+use ronghe_proxy::config::{
+    L7Action, L7CompareType, L7Policy, L7Rule, L7RuleType, ListenerProtocol, PersistenceType,
+    PoolProtocol, SessionPersistence, TlsCertificate,
+};
+use ronghe_proxy::{Proxy, ProxyConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::support::http::*;
+use super::support::*;
+
+fn http_config(backends: &[&Backend]) -> ProxyConfig {
+    let mut listener = listener("web", ListenerProtocol::Http, Some("pool"));
+    listener.insert_headers.x_forwarded_for = true;
+    listener.insert_headers.x_forwarded_port = true;
+    listener.insert_headers.x_forwarded_proto = true;
+    ProxyConfig {
+        listeners: vec![listener],
+        pools: vec![pool("pool", PoolProtocol::Http, backends)],
+    }
+}
+
+#[tokio::test]
+async fn requests_are_balanced_one_by_one_with_forwarded_headers() {
+    let a = http_echo_backend("a").await;
+    let b = http_echo_backend("b").await;
+    let proxy = Proxy::start(http_config(&[&a, &b])).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    let mut client = Client::http1(address).await;
+    let mut backends = BTreeSet::new();
+    for _ in 0..4 {
+        let answer = client
+            .get(
+                "/hello?x=1",
+                &[
+                    ("x-forwarded-for", "10.9.9.9"),
+                    ("connection", "keep-alive"),
+                ],
+            )
+            .await;
+        assert_eq!(answer.status, 200);
+        let seen = answer.seen();
+        assert_eq!(seen.method, "GET");
+        assert_eq!(seen.path, "/hello?x=1");
+        assert_eq!(seen.version, "HTTP/1.1");
+        assert_eq!(seen.headers["host"], "app.example.com");
+        assert_eq!(seen.headers["x-forwarded-for"], "10.9.9.9, 127.0.0.1");
+        assert_eq!(seen.headers["x-forwarded-port"], address.port().to_string());
+        assert_eq!(seen.headers["x-forwarded-proto"], "http");
+        backends.insert(seen.backend);
+    }
+    assert_eq!(
+        backends,
+        BTreeSet::from(["a".into(), "b".into()]),
+        "one keep-alive connection, balanced per request"
+    );
+    eventually("stats count the connection and its bytes", || async {
+        let stats = proxy.stats();
+        let listener = stats.listener("web");
+        listener.total_connections == 1
+            && listener.bytes_in > 0
+            && listener.bytes_out > listener.bytes_in
+            && stats.member("pool", "a").total_connections == 2
+            && stats.member("pool", "a").bytes_out > 0
+    })
+    .await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_reaches_http1_members() {
+    let a = http_echo_backend("a").await;
+    let proxy = Proxy::start(http_config(&[&a])).await.unwrap();
+    let mut client = Client::http2(proxy.local_addr("web").unwrap()).await;
+    let answer = client
+        .get(
+            "/h2",
+            &[
+                ("cookie", "a=1"),
+                ("cookie", "b=2"),
+                ("x-forwarded-for", "10.0.0.1"),
+                ("x-forwarded-for", "10.0.0.2"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    let seen = answer.seen();
+    assert_eq!(seen.version, "HTTP/1.1");
+    assert_eq!(seen.path, "/h2");
+    assert_eq!(seen.headers["host"], "app.example.com");
+    assert_eq!(seen.headers["cookie"], "a=1; b=2");
+    assert_eq!(
+        seen.headers["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1",
+        "every earlier hop is kept"
+    );
+    proxy.shutdown().await;
+}
+
+fn rule(rule_type: L7RuleType, compare_type: L7CompareType, value: &str) -> L7Rule {
+    L7Rule {
+        rule_type,
+        compare_type,
+        key: None,
+        value: value.into(),
+        invert: false,
+    }
+}
+
+fn policy(id: &str, position: u32, action: L7Action, rules: Vec<L7Rule>) -> L7Policy {
+    L7Policy {
+        id: id.into(),
+        action,
+        position,
+        redirect_pool_id: None,
+        redirect_url: None,
+        redirect_prefix: None,
+        redirect_http_code: None,
+        rules,
+    }
+}
+
+#[tokio::test]
+async fn l7_policies_route_redirect_and_reject() {
+    let web = http_echo_backend("web").await;
+    let api = http_echo_backend("api").await;
+    let mut config = http_config(&[&web]);
+    config
+        .pools
+        .push(pool("api-pool", PoolProtocol::Http, &[&api]));
+    let mut to_api = policy(
+        "to-api",
+        3,
+        L7Action::RedirectToPool,
+        vec![rule(L7RuleType::Path, L7CompareType::StartsWith, "/api/")],
+    );
+    to_api.redirect_pool_id = Some("api-pool".into());
+    let mut moved = policy(
+        "moved",
+        2,
+        L7Action::RedirectPrefix,
+        vec![rule(L7RuleType::Path, L7CompareType::StartsWith, "/old/")],
+    );
+    moved.redirect_prefix = Some("https://new.example.com".into());
+    moved.redirect_http_code = Some(301);
+    let mut header_rule = rule(L7RuleType::Header, L7CompareType::Contains, "curl");
+    header_rule.key = Some("User-Agent".into());
+    let reject = policy("no-curl", 1, L7Action::Reject, vec![header_rule]);
+    config.listeners[0].l7_policies = vec![to_api, moved, reject];
+    let proxy = Proxy::start(config).await.unwrap();
+    let mut client = Client::http1(proxy.local_addr("web").unwrap()).await;
+
+    assert_eq!(client.get("/api/users", &[]).await.seen().backend, "api");
+    assert_eq!(client.get("/apiary", &[]).await.seen().backend, "web");
+    let redirected = client.get("/old/page?q=1", &[]).await;
+    assert_eq!(redirected.status, 301);
+    assert_eq!(
+        redirected.headers["location"],
+        "https://new.example.com/old/page?q=1"
+    );
+    let rejected = client
+        .get("/api/users", &[("user-agent", "curl/8.0")])
+        .await;
+    assert_eq!(rejected.status, 403);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn http_cookie_persistence_pins_a_client_to_its_member() {
+    let a = http_echo_backend("a").await;
+    let b = http_echo_backend("b").await;
+    let mut config = http_config(&[&a, &b]);
+    config.pools[0].session_persistence = Some(SessionPersistence {
+        persistence_type: PersistenceType::HttpCookie,
+        cookie_name: None,
+        persistence_timeout_ms: None,
+    });
+    let proxy = Proxy::start(config).await.unwrap();
+    let mut client = Client::http1(proxy.local_addr("web").unwrap()).await;
+    let first = client.get("/", &[]).await;
+    let member = first.seen().backend;
+    let set_cookie = first.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert_eq!(set_cookie, format!("SRV={member}; path=/"));
+    let cookie = format!("other=1; SRV={member}");
+    for _ in 0..5 {
+        let answer = client.get("/", &[("cookie", &cookie)]).await;
+        let seen = answer.seen();
+        assert_eq!(seen.backend, member);
+        assert_eq!(
+            seen.headers["cookie"], "other=1",
+            "the member never sees SRV"
+        );
+        assert!(
+            !answer.headers.contains_key("set-cookie"),
+            "no new cookie while pinned"
+        );
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn app_cookie_persistence_follows_the_members_session_cookie() {
+    let a = http_echo_backend("a").await;
+    let b = http_echo_backend("b").await;
+    let mut config = http_config(&[&a, &b]);
+    config.pools[0].session_persistence = Some(SessionPersistence {
+        persistence_type: PersistenceType::AppCookie,
+        cookie_name: Some("JSESSIONID".into()),
+        persistence_timeout_ms: None,
+    });
+    let proxy = Proxy::start(config).await.unwrap();
+    let mut client = Client::http1(proxy.local_addr("web").unwrap()).await;
+    let login = client
+        .get("/login", &[("x-set-cookie", "JSESSIONID=s-42; Path=/")])
+        .await;
+    let member = login.seen().backend;
+    for _ in 0..5 {
+        let seen = client
+            .get("/", &[("cookie", "JSESSIONID=s-42")])
+            .await
+            .seen();
+        assert_eq!(seen.backend, member);
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_member_is_503_and_a_dead_member_is_503_too() {
+    let a = http_echo_backend("a").await;
+    let mut config = http_config(&[&a]);
+    config.pools.push(pool("empty", PoolProtocol::Http, &[]));
+    config.listeners[0].default_pool_id = Some("empty".into());
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    assert_eq!(Client::http1(address).await.get("/", &[]).await.status, 503);
+
+    config.listeners[0].default_pool_id = Some("pool".into());
+    proxy.reconfigure(config).await.unwrap();
+    assert_eq!(Client::http1(address).await.get("/", &[]).await.status, 200);
+    let _a = a.kill().await;
+    assert_eq!(Client::http1(address).await.get("/", &[]).await.status, 503);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_and_slow_requests_are_cut_and_counted() {
+    let a = http_echo_backend("a").await;
+    let mut config = http_config(&[&a]);
+    // The malformed request is answered on a listener with the default 50 s client
+    // timeout, which cannot fire first. The slow clients go to one whose short timeout
+    // is meant to fire; when it fires does not matter.
+    let mut slow = listener("slow", ListenerProtocol::Http, Some("pool"));
+    slow.timeout_client_data = 300;
+    config.listeners.push(slow);
+    let proxy = Proxy::start(config).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    let slow_address = proxy.local_addr("slow").unwrap();
+
+    let mut malformed = TcpStream::connect(address).await.unwrap();
+    malformed
+        .write_all(b"GET / HTTP/1.1\r\nbad header line\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(DEADLINE, malformed.read_to_string(&mut answer))
+        .await
+        .expect("closed in time")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    eventually("the malformed request is counted", || async {
+        proxy.stats().listener("web").request_errors == 1
+    })
+    .await;
+
+    // A slowloris: a request head that never ends. Its bytes are sent before the proxy
+    // task can run (one thread), and the proxy reads before it checks its watchdog.
+    let mut slowloris = TcpStream::connect(slow_address).await.unwrap();
+    slowloris
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, slowloris.read_to_end(&mut rest))
+        .await
+        .expect("the proxy closes a slow client");
+    assert!(read.is_ok() || rest.is_empty());
+    eventually("the slow request is counted", || async {
+        proxy.stats().listener("slow").request_errors == 1
+    })
+    .await;
+
+    // A client that sends nothing is closed too, but is no request error.
+    let mut silent = TcpStream::connect(slow_address).await.unwrap();
+    let mut buffer = [0u8; 16];
+    let read = tokio::time::timeout(DEADLINE, silent.read(&mut buffer))
+        .await
+        .expect("the proxy closes a silent client");
+    assert!(matches!(read, Ok(0) | Err(_)));
+    assert_eq!(proxy.stats().listener("slow").request_errors, 1);
+    assert_eq!(proxy.stats().listener("web").request_errors, 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn open_keep_alive_and_h2_connections_see_each_reconfigure() {
+    let a = http_echo_backend("a").await;
+    let b = http_echo_backend("b").await;
+    let config = http_config(&[&a]);
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    let mut clients = [Client::http1(address).await, Client::http2(address).await];
+    for client in &mut clients {
+        assert_eq!(client.get("/", &[]).await.seen().backend, "a");
+    }
+
+    // The member is replaced and a policy added: the next request on each open
+    // connection goes by the new configuration.
+    let mut next = config;
+    next.pools[0].members = vec![member(&b)];
+    next.listeners[0].l7_policies = vec![policy(
+        "block",
+        1,
+        L7Action::Reject,
+        vec![rule(
+            L7RuleType::Path,
+            L7CompareType::StartsWith,
+            "/blocked",
+        )],
+    )];
+    proxy.reconfigure(next).await.unwrap();
+    for client in &mut clients {
+        assert_eq!(client.get("/", &[]).await.seen().backend, "b");
+        assert_eq!(client.get("/blocked", &[]).await.status, 403);
+    }
+    eventually("requests counted on the new member only", || async {
+        proxy.stats().member("pool", "b").total_connections == 2
+    })
+    .await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn open_http_connections_drain_when_their_socket_turns_to_tcp() {
+    let a = http_echo_backend("a").await;
+    let echo = echo_backend("echo").await;
+    let mut config = http_config(&[&a]);
+    config
+        .pools
+        .push(pool("tcp-pool", PoolProtocol::Tcp, &[&echo]));
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    let mut client = Client::http1(address).await;
+    assert_eq!(client.get("/", &[]).await.seen().backend, "a");
+
+    // Same id and address: the socket is kept, and now serves TCP.
+    let mut as_tcp = config;
+    let web = &mut as_tcp.listeners[0];
+    web.protocol = ListenerProtocol::Tcp;
+    web.default_pool_id = Some("tcp-pool".into());
+    web.insert_headers = Default::default();
+    proxy.reconfigure(as_tcp).await.unwrap();
+    assert_eq!(proxy.local_addr("web"), Some(address));
+    client.closed().await;
+    assert_eq!(greeting_name(address).await, "echo");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_removed_http_listener_answers_requests_in_flight_then_closes() {
+    let GatedBackend {
+        backend,
+        mut arrived,
+        gate,
+    } = gated_http_backend("slow").await;
+    let config = http_config(&[&backend]);
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    let mut in_flight = Vec::new();
+    for mut client in [Client::http1(address).await, Client::http2(address).await] {
+        in_flight.push(tokio::spawn(async move {
+            let answer = client.get("/in-flight", &[]).await;
+            (answer, client)
+        }));
+    }
+    for _ in 0..2 {
+        tokio::time::timeout(DEADLINE, arrived.recv())
+            .await
+            .expect("the requests reach the backend in time")
+            .expect("the backend runs");
+    }
+
+    let mut without = config;
+    without.listeners.clear();
+    proxy.reconfigure(without).await.unwrap();
+    gate.add_permits(2);
+    for request in in_flight {
+        let (answer, client) = request.await.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.seen().path, "/in-flight");
+        // HTTP/1.1 closes after the answer; HTTP/2 sends GOAWAY, then closes.
+        client.closed().await;
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_http2_streams_count_against_the_connection_limit() {
+    let GatedBackend {
+        backend,
+        mut arrived,
+        gate,
+    } = gated_http_backend("slow").await;
+    let mut config = http_config(&[&backend]);
+    config.listeners[0].connection_limit = Some(2);
+    let proxy = Proxy::start(config).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    let client = Client::http2(address).await;
+
+    // The first stream rides on the connection's own slot; the second opens another
+    // member connection and takes the listener's last slot.
+    let mut answers = Vec::new();
+    for path in ["/first", "/second"] {
+        answers.push(tokio::spawn(client.concurrent_get(path)));
+        tokio::time::timeout(DEADLINE, arrived.recv())
+            .await
+            .expect("the stream reaches the backend in time")
+            .expect("the backend runs");
+    }
+    let third = client.concurrent_get("/third").await;
+    assert_eq!(third.status, 503, "no slot left for a third stream");
+    assert!(
+        closed_without_data(address).await,
+        "nor for another connection"
+    );
+
+    gate.add_permits(3);
+    for answer in answers {
+        assert_eq!(answer.await.unwrap().status, 200);
+    }
+    eventually("the streams give their slots back", || async {
+        let answer = client.concurrent_get("/again").await;
+        answer.status == 200
+    })
+    .await;
+    proxy.shutdown().await;
+}
+
+/// An HTTP/1.1 backend that reads each request's whole body before answering with its
+/// length.
+async fn body_reading_backend(name: &str) -> Backend {
+    use http_body_util::BodyExt;
+    let listener = reusable_listener();
+    let address = listener.local_addr().expect("backend address");
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            connections.spawn(async move {
+                let service = hyper::service::service_fn(
+                    |request: ::http::Request<hyper::body::Incoming>| async move {
+                        let length = request.into_body().collect().await?.to_bytes().len();
+                        Ok::<_, hyper::Error>(::http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(length.to_string()),
+                        )))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Backend::from_task(name, address, task)
+}
+
+#[tokio::test]
+async fn a_request_body_that_stops_coming_is_cut_with_408() {
+    let a = body_reading_backend("a").await;
+    let mut config = http_config(&[&a]);
+    // Meant to fire: when does not matter. The head is sent whole before the proxy runs.
+    config.listeners[0].timeout_client_data = 300;
+    let proxy = Proxy::start(config).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+
+    let mut complete = TcpStream::connect(address).await.unwrap();
+    complete
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd",
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(DEADLINE, complete.read_to_string(&mut answer))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.ends_with("\r\n\r\n4"), "{answer:?}");
+
+    let mut stalled = TcpStream::connect(address).await.unwrap();
+    stalled
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, stalled.read_to_end(&mut answer))
+        .await
+        .expect("the proxy gives up on the body in time");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    eventually(
+        "the client's failure is counted on the listener",
+        || async { proxy.stats().listener("web").request_errors == 1 },
+    )
+    .await;
+    assert_eq!(proxy.stats().member("pool", "a").request_errors, 0);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_response_body_that_stops_coming_is_cut() {
+    // A member that sends 3 of the 100 bytes it announced, then nothing.
+    let listener = reusable_listener();
+    let address = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buffer = [0u8; 1024];
+            let _ = stream.read(&mut buffer).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+                .await;
+            held.push(stream);
+        }
+    });
+    let trickling = Backend::from_task("trickling", address, task);
+    let mut config = http_config(&[&trickling]);
+    // Meant to fire: when does not matter.
+    config.listeners[0].timeout_member_data = 300;
+    let proxy = Proxy::start(config).await.unwrap();
+
+    let mut client = TcpStream::connect(proxy.local_addr("web").unwrap())
+        .await
+        .unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, client.read_to_end(&mut answer))
+        .await
+        .expect("the proxy gives up on the member in time");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(
+        answer.ends_with("\r\n\r\nabc"),
+        "cut after what came: {answer:?}"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn terminated_https_serves_http1_and_h2_by_alpn() {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let certificate_pem = generated.cert.pem();
+    let a = http_echo_backend("a").await;
+    let mut config = http_config(&[&a]);
+    config.listeners[0].protocol = ListenerProtocol::TerminatedHttps;
+    config.listeners[0].tls = Some(TlsCertificate {
+        certificate_pem: certificate_pem.clone(),
+        private_key_pem: generated.signing_key.serialize_pem(),
+    });
+    let proxy = Proxy::start(config).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+
+    for alpn in ["http/1.1", "h2"] {
+        let connector = tokio_rustls::TlsConnector::from(tls_client(&certificate_pem, &[alpn]));
+        let tcp = TcpStream::connect(address).await.unwrap();
+        let tls = connector.connect(name.clone(), tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn.as_bytes()));
+        let mut client = if alpn == "h2" {
+            Client::http2_over(tls).await
+        } else {
+            Client::http1_over(tls).await
+        };
+        let seen = client.get("/secure", &[]).await.seen();
+        assert_eq!(seen.headers["x-forwarded-proto"], "https");
+        assert_eq!(seen.path, "/secure");
+    }
+
+    // A client that does not speak TLS is a request error, not a crash.
+    let mut plain = TcpStream::connect(address).await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, plain.read_to_end(&mut rest))
+        .await
+        .expect("closed in time");
+    eventually("the failed handshake is counted", || async {
+        proxy.stats().listener("web").request_errors == 1
+    })
+    .await;
+    proxy.shutdown().await;
+}
