@@ -218,15 +218,7 @@ async fn run_pod(context: Arc<DriverContext>, runtime: Arc<PodRuntime>) {
             Ok(()) => break,
             Err(error) => {
                 tracing::warn!(pod = %runtime.name, error = %format!("{error:#}"), "creating a pod's sandbox failed");
-                let message = format!("failed to create pod sandbox: {error}");
-                for index in 0..containers {
-                    runtime.update(index, |slot| {
-                        slot.view.state = State::Waiting {
-                            reason: "ContainerCreating".into(),
-                            message: Some(message.clone()),
-                        };
-                    });
-                }
+                runtime.creating(&format!("failed to create pod sandbox: {error}"));
                 if !crate::container::wait_unless_stopped(delay, &mut stop).await {
                     return;
                 }
@@ -249,15 +241,7 @@ async fn run_pod(context: Arc<DriverContext>, runtime: Arc<PodRuntime>) {
                 }
                 Err(error) => {
                     tracing::warn!(pod = %runtime.name, error = %format!("{error:#}"), "plugging a pod into its network failed");
-                    let message = format!("failed to set up the pod's network: {error:#}");
-                    for index in 0..containers {
-                        runtime.update(index, |slot| {
-                            slot.view.state = State::Waiting {
-                                reason: "ContainerCreating".into(),
-                                message: Some(message.clone()),
-                            };
-                        });
-                    }
+                    runtime.creating(&format!("failed to set up the pod's network: {error:#}"));
                     if !crate::container::wait_unless_stopped(delay, &mut stop).await {
                         return;
                     }

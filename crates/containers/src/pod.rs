@@ -130,6 +130,19 @@ impl PodRuntime {
         self.publish(&mut state);
     }
 
+    /// Every container waits in ContainerCreating with `message` (the sandbox or the
+    /// network is not there yet); published once.
+    pub fn creating(&self, message: &str) {
+        let mut state = self.lock();
+        for slot in &mut state.containers {
+            slot.view.state = State::Waiting {
+                reason: "ContainerCreating".into(),
+                message: Some(message.to_owned()),
+            };
+        }
+        self.publish(&mut state);
+    }
+
     /// Sets the pod's addresses (once its network is plugged in) and publishes them.
     pub fn set_pod_ips(&self, ips: &[std::net::IpAddr]) {
         let mut state = self.lock();

@@ -52,10 +52,7 @@ impl LabCluster {
         let lab = NetLab::new(hosts)?;
         let server = ServerProcess::start(binary, &[]).await?;
         let kubectl = Kubectl::for_server(&server)?;
-        let os = Openstack::new(
-            Openstack::find().context("the openstack CLI is missing: run ./scripts/test")?,
-            server.data_dir(),
-        )?;
+        let os = Openstack::for_data_dir(server.data_dir())?;
         let mut cluster = LabCluster {
             lab: Some(lab),
             agents: Vec::new(),

@@ -24,6 +24,15 @@ impl Openstack {
         venv.exists().then_some(venv)
     }
 
+    /// The CLI [`Openstack::find`] finds, bound to the server whose data directory is
+    /// `data_dir`; a loud failure when it is missing.
+    pub fn for_data_dir(data_dir: &Path) -> anyhow::Result<Self> {
+        let binary = Self::find().context(
+            "the openstack CLI is missing: run ./scripts/test, which installs it into target/openstack-venv",
+        )?;
+        Self::new(binary, data_dir)
+    }
+
     pub fn new(binary: PathBuf, data_dir: &Path) -> anyhow::Result<Self> {
         Ok(Self {
             binary,

@@ -15,20 +15,6 @@ pub struct OpenstackApi {
 }
 
 impl OpenstackApi {
-    /// A client that trusts the server and sends only the token it is given.
-    async fn client(server: &ServerProcess) -> anyhow::Result<kube::Client> {
-        let mut kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig_path())?;
-        for user in &mut kubeconfig.auth_infos {
-            if let Some(auth) = user.auth_info.as_mut() {
-                auth.token = None;
-            }
-        }
-        let mut config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-        config.default_retry = false;
-        Ok(kube::Client::try_from(config)?)
-    }
-
     /// Logs `user` (domain Default) in with `password`, scoped to `project`.
     pub async fn login(
         server: &ServerProcess,
@@ -37,7 +23,7 @@ impl OpenstackApi {
         password: &str,
         project: &str,
     ) -> anyhow::Result<Self> {
-        let client = Self::client(server).await?;
+        let client = server.bare_client().await?;
         let body = json!({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": user, "domain": {"name": "Default"}, "password": password}}},
@@ -75,7 +61,7 @@ impl OpenstackApi {
 
     /// After a restart: the same token (Fernet keys persist) on the server's new port.
     pub async fn reconnect(&mut self, server: &ServerProcess) -> anyhow::Result<()> {
-        self.client = Self::client(server).await?;
+        self.client = server.bare_client().await?;
         Ok(())
     }
 

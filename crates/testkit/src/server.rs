@@ -142,15 +142,29 @@ impl ServerProcess {
         Ok(kube::Client::try_from(config)?)
     }
 
+    /// A kube-rs client that trusts the server, presents no credential of its own and never
+    /// retries (for raw requests carrying their own, such as a Keystone token).
+    pub async fn bare_client(&self) -> anyhow::Result<kube::Client> {
+        self.uncredentialed(false).await
+    }
+
     /// A kube-rs client that trusts the server but presents no credential.
     pub async fn anonymous_client(&self) -> anyhow::Result<kube::Client> {
+        self.uncredentialed(true).await
+    }
+
+    async fn uncredentialed(&self, retry: bool) -> anyhow::Result<kube::Client> {
         let mut kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig_path())?;
         for user in &mut kubeconfig.auth_infos {
             if let Some(auth) = user.auth_info.as_mut() {
                 auth.token = None;
             }
         }
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        let mut config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        if !retry {
+            config.default_retry = false;
+        }
         Ok(kube::Client::try_from(config)?)
     }
 

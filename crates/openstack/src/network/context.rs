@@ -431,6 +431,18 @@ impl Ctx {
         Ok(axum::Json(query::respond(collection, views, query)?))
     }
 
+    /// A show answer for `resource`: `{"<singular>": view}`, the view trimmed to the
+    /// query's `fields`.
+    pub fn show_answer(
+        &self,
+        resource: &crate::network::Resource,
+        view: Value,
+        raw_query: Option<&str>,
+    ) -> NeutronResult<axum::Json<Value>> {
+        let shown = query::select_fields(view, &query::Query::parse(raw_query));
+        Ok(axum::Json(serde_json::json!({ resource.singular: shown })))
+    }
+
     pub fn collection(&self, path: &str, key: &'static str) -> query::Collection<'static> {
         query::Collection {
             key,

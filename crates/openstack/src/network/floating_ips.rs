@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::body::Attributes;
 use super::fault::{NeutronFault, NeutronResult};
 use super::networks::{self, fresh};
-use super::query::{self, Query};
+use super::query::Query;
 use super::{
     Ctx, FLOATING_IP, PORT, PORT_FORWARDING, answer, canonical_id, forwardings, no_content, text,
     uid_of,
@@ -170,8 +170,7 @@ pub async fn show(
 ) -> NeutronResult<Json<Value>> {
     let ctx = Ctx::new(state, &user)?;
     let fip = ctx.fetch_owned(&FLOATING_IP, &id).await?;
-    let shown = query::select_fields(view_one(&ctx, &fip).await?, &Query::parse(raw.as_deref()));
-    Ok(Json(json!({"floatingip": shown})))
+    ctx.show_answer(&FLOATING_IP, view_one(&ctx, &fip).await?, raw.as_deref())
 }
 
 /// The QoS policy a request names: absent, cleared or a uid.

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::body::Attributes;
 use super::fault::{NeutronFault, NeutronResult};
-use super::query::{self, Query};
+use super::query::Query;
 use super::{
     Ctx, FLOATING_IP, NETWORK, PORT, QOS_POLICY, SUBNET, answer, no_content, text, uid_of,
 };
@@ -221,8 +221,7 @@ pub async fn show(
         .iter()
         .map(uid_of)
         .collect();
-    let shown = query::select_fields(view(&ctx, &network, subnets), &Query::parse(raw.as_deref()));
-    Ok(Json(json!({"network": shown})))
+    ctx.show_answer(&NETWORK, view(&ctx, &network, subnets), raw.as_deref())
 }
 
 /// Policy on the admin-only attributes a request sets.

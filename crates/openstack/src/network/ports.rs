@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use super::body::{self, Attributes};
 use super::fault::{NeutronFault, NeutronResult};
 use super::networks::{self, fresh};
-use super::query::{self, Query};
+use super::query::Query;
 use super::{
     Ctx, FLOATING_IP, PORT, PORT_FORWARDING, ROUTER, answer, canonical_id, no_content, text, uid_of,
 };
@@ -186,8 +186,7 @@ pub async fn show(
 ) -> NeutronResult<Json<Value>> {
     let ctx = Ctx::new(state, &user)?;
     let port = ctx.fetch_owned(&PORT, &id).await?;
-    let shown = query::select_fields(view(&ctx, &port), &Query::parse(raw.as_deref()));
-    Ok(Json(json!({"port": shown})))
+    ctx.show_answer(&PORT, view(&ctx, &port), raw.as_deref())
 }
 
 /// Policy on the attributes only admins set.

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use super::body::{Attributes, member_string};
 use super::fault::{NeutronFault, NeutronResult};
 use super::networks::{self, fresh};
-use super::query::{self, Query};
+use super::query::Query;
 use super::{
     Ctx, FLOATING_IP, PORT, ROUTER, answer, canonical_id, no_content, owner_reference, uid_of,
 };
@@ -126,8 +126,7 @@ pub async fn show(
 ) -> NeutronResult<Json<Value>> {
     let ctx = Ctx::new(state, &user)?;
     let router = ctx.fetch_owned(&ROUTER, &id).await?;
-    let shown = query::select_fields(view(&ctx, &router), &Query::parse(raw.as_deref()));
-    Ok(Json(json!({"router": shown})))
+    ctx.show_answer(&ROUTER, view(&ctx, &router), raw.as_deref())
 }
 
 /// A gateway a request asks for.

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::body::Attributes;
 use super::fault::{NeutronFault, NeutronResult};
-use super::query::{self, Query};
+use super::query::Query;
 use super::security_groups::{ensure_default, is_default};
 use super::{Ctx, SECURITY_GROUP, SECURITY_GROUP_RULE, answer, canonical_id, no_content, uid_of};
 use crate::OpenStack;
@@ -118,8 +118,11 @@ pub async fn show(
     let ctx = Ctx::new(state, &user)?;
     let rule = ctx.fetch_owned(&SECURITY_GROUP_RULE, &id).await?;
     let default = in_default(&ctx, &rule).await?;
-    let shown = query::select_fields(view(&ctx, &rule, default), &Query::parse(raw.as_deref()));
-    Ok(Json(json!({"security_group_rule": shown})))
+    ctx.show_answer(
+        &SECURITY_GROUP_RULE,
+        view(&ctx, &rule, default),
+        raw.as_deref(),
+    )
 }
 
 /// A protocol as a request gives it: a name, a number, or nothing.

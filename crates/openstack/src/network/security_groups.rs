@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::body::Attributes;
 use super::fault::{NeutronFault, NeutronResult};
 use super::networks::fresh;
-use super::query::{self, Query};
+use super::query::Query;
 use super::{
     Ctx, PORT, SECURITY_GROUP, SECURITY_GROUP_RULE, answer, neutron_name, no_content, rules, text,
     uid_of,
@@ -119,8 +119,7 @@ pub async fn show(
     let ctx = Ctx::new(state, &user)?;
     let group = ctx.fetch_owned(&SECURITY_GROUP, &id).await?;
     let rules = rules_of(&ctx, &group).await?;
-    let shown = query::select_fields(view(&ctx, &group, rules), &Query::parse(raw.as_deref()));
-    Ok(Json(json!({"security_group": shown})))
+    ctx.show_answer(&SECURITY_GROUP, view(&ctx, &group, rules), raw.as_deref())
 }
 
 fn apply(spec: &mut SecurityGroupSpec, attributes: &Attributes) -> NeutronResult<()> {

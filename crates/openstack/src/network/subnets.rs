@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::body::{Attributes, member_string};
 use super::fault::{NeutronFault, NeutronResult};
 use super::networks::{self, fresh};
-use super::query::{self, Query};
+use super::query::Query;
 use super::{Ctx, FLOATING_IP, NETWORK, PORT, SUBNET, answer, no_content, text, uid_of};
 use crate::OpenStack;
 
@@ -167,8 +167,7 @@ pub async fn show(
 ) -> NeutronResult<Json<Value>> {
     let ctx = Ctx::new(state, &user)?;
     let subnet = find_visible(&ctx, &id).await?;
-    let shown = query::select_fields(view(&ctx, &subnet), &Query::parse(raw.as_deref()));
-    Ok(Json(json!({"subnet": shown})))
+    ctx.show_answer(&SUBNET, view(&ctx, &subnet), raw.as_deref())
 }
 
 /// Applies a request's attributes to a spec.

@@ -24,10 +24,7 @@ async fn vms_and_pods_share_one_host_s_cpus() -> anyhow::Result<()> {
     let server = cloud_with_agent(&["--node-name", "pool", "--vcpus", "4"]).await?;
     let agent_dir = server.agent_dir().to_owned();
     let kubectl = kubectl(&server)?;
-    let os = Openstack::new(
-        Openstack::find().context("the openstack CLI is missing: run ./scripts/test")?,
-        server.data_dir(),
-    )?;
+    let os = Openstack::for_data_dir(server.data_dir())?;
     wait_for(Duration::from_secs(30), "the pool host Ready", || async {
         let ready = kubectl.ok(&[
             "get",

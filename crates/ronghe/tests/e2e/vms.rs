@@ -41,10 +41,7 @@ async fn ready(os: &Openstack, name: &str, times: usize) -> anyhow::Result<()> {
 async fn test_guest_boots_and_obeys_nova_actions() -> anyhow::Result<()> {
     require_real_drivers!("test_guest_boots_and_obeys_nova_actions");
     let server = cloud().await?;
-    let os = Openstack::new(
-        Openstack::find().context("the openstack CLI is missing: run ./scripts/test")?,
-        server.data_dir(),
-    )?;
+    let os = Openstack::for_data_dir(server.data_dir())?;
     os.ok(&[
         "flavor", "create", "--vcpus", "1", "--ram", "256", "--disk", "1", "m1.tiny",
     ])?;

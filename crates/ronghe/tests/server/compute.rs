@@ -14,10 +14,7 @@ use super::{BINARY, server, wait_for};
 const LATEST: (&str, &str) = ("x-openstack-nova-api-version", "2.96");
 
 fn cli(data_dir: &std::path::Path) -> anyhow::Result<Openstack> {
-    let cli = Openstack::find().context(
-        "the openstack CLI is missing: run ./scripts/test, which installs it into target/openstack-venv",
-    )?;
-    Openstack::new(cli, data_dir)
+    Openstack::for_data_dir(data_dir)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -24,17 +24,8 @@ impl Face {
     /// A client that trusts the server, presents no credential of its own and never retries
     /// (kube-rs would otherwise wait out a 429's Retry-After and try again).
     async fn new(server: &ServerProcess) -> anyhow::Result<Self> {
-        let mut kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig_path())?;
-        for user in &mut kubeconfig.auth_infos {
-            if let Some(auth) = user.auth_info.as_mut() {
-                auth.token = None;
-            }
-        }
-        let mut config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-        config.default_retry = false;
         Ok(Self {
-            client: kube::Client::try_from(config)?,
+            client: server.bare_client().await?,
         })
     }
 

@@ -15,10 +15,7 @@ use super::identity::World;
 use super::{server, wait_for};
 
 fn cli(data_dir: &std::path::Path) -> anyhow::Result<Openstack> {
-    let cli = Openstack::find().context(
-        "the openstack CLI is missing: run ./scripts/test, which installs it into target/openstack-venv",
-    )?;
-    Openstack::new(cli, data_dir)
+    Openstack::for_data_dir(data_dir)
 }
 
 /// Raw requests to the networking API.
