@@ -15,6 +15,7 @@
 mod quote;
 
 pub mod duration;
+pub mod loadbalancing;
 pub mod network;
 pub mod quantity;
 pub mod selector;

@@ -10,6 +10,7 @@ mod core;
 mod events;
 mod identity;
 pub mod image;
+pub mod loadbalancing;
 pub mod network;
 pub mod placement;
 
@@ -38,6 +39,7 @@ pub fn builtin_registry() -> Result<Registry, RegistryError> {
         .chain(compute::kinds())
         .chain(image::kinds())
         .chain(network::kinds())
+        .chain(loadbalancing::kinds())
     {
         registry.register(spec)?;
     }

@@ -7,7 +7,7 @@
 //! impossible under any concurrency.
 
 mod admit;
-mod claims;
+pub(super) mod claims;
 #[cfg(test)]
 mod tests;
 
@@ -24,7 +24,7 @@ use crate::object;
 use crate::registry::{Column, KindSpec, Scope, Subresources};
 
 pub use admit::{
-    DEFAULT_CIDR, default_network, default_security_group, network_is_public, resolve,
+    DEFAULT_CIDR, default_network, default_security_group, network_is_public, resolve, resolve_in,
     router_reaching, subnets_of,
 };
 

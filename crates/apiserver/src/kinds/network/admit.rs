@@ -63,7 +63,27 @@ pub async fn resolve(
     reference: &str,
     anywhere: fn(&Value) -> bool,
 ) -> ApiResult<Option<Value>> {
-    let kind = engine.kind(API_VERSION, kind_name)?;
+    resolve_in(
+        engine,
+        API_VERSION,
+        kind_name,
+        namespace,
+        reference,
+        anywhere,
+    )
+    .await
+}
+
+/// [`resolve`] for a kind of any group whose objects claim their uid (`ids/<uid>`).
+pub async fn resolve_in(
+    engine: &Engine,
+    api_version: &str,
+    kind_name: &str,
+    namespace: &str,
+    reference: &str,
+    anywhere: fn(&Value) -> bool,
+) -> ApiResult<Option<Value>> {
+    let kind = engine.kind(api_version, kind_name)?;
     if let Some(found) = engine.find_claimed(&kind, &id_claim(reference)).await? {
         let here = object::namespace(&found) == Some(namespace);
         return Ok((here || anywhere(&found)).then_some(found));
