@@ -153,6 +153,9 @@ pub struct LoadBalancerStatus {
     /// Why it is in ERROR (the proxy refused its configuration, no host qualifies).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Written by the agent: why its proxy refused the tree (it serves the last good one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub serve_error: String,
     /// Written by the agent: the host whose proxy serves what `applied` lists.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub served_by: String,

@@ -8,6 +8,7 @@
 mod compaction;
 mod deployment;
 mod gc;
+mod loadbalancers;
 mod namespace;
 pub mod node_lifecycle;
 pub mod ports;
@@ -59,6 +60,7 @@ pub fn start(
     let deployment_wake = Arc::new(Notify::new());
     let ports_wake = Arc::new(Notify::new());
     let routers_wake = Arc::new(Notify::new());
+    let lbs_wake = Arc::new(Notify::new());
     tasks.spawn(wake_on_changes(
         engine.clone(),
         vec![gc_wake.clone(), namespace_wake.clone()],
@@ -71,9 +73,11 @@ pub fn start(
             ports_wake.clone(),
         ],
         routers_wake.clone(),
+        lbs_wake.clone(),
         stop.clone(),
     ));
     tasks.spawn(routers::run(engine.clone(), routers_wake, stop.clone()));
+    tasks.spawn(loadbalancers::run(engine.clone(), lbs_wake, stop.clone()));
     tasks.spawn(ports::run(engine.clone(), ports_wake, stop.clone()));
     tasks.spawn(replicaset::run(
         engine.clone(),
@@ -107,7 +111,8 @@ pub fn start(
 /// deleted or marked for deletion, the projects controller also when a namespace or a
 /// project is created, the quota controller on any change in a namespace, and the
 /// workload controllers on changes to pods, ReplicaSets and Deployments, and the router
-/// scheduler on changes to routers, nodes, ports and networks. The change feed is only a
+/// scheduler on changes to routers, nodes, ports and networks, the load-balancer
+/// controller on changes to load-balancing objects and nodes. The change feed is only a
 /// wake-up call: controllers read state through the engine.
 #[allow(clippy::too_many_arguments)]
 async fn wake_on_changes(
@@ -118,6 +123,7 @@ async fn wake_on_changes(
     scheduler_wake: Arc<Notify>,
     workload_wake: Vec<Arc<Notify>>,
     routers_wake: Arc<Notify>,
+    lbs_wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
     // `notify_one` keeps a permit when the controller is busy with a pass, so a change made
@@ -170,6 +176,14 @@ async fn wake_on_changes(
     .filter_map(Result::ok)
     .map(|kind| kind.key_prefix())
     .collect();
+    // The keys whose changes may move a load balancer or change a status in its tree.
+    let lb_prefixes: Vec<String> = ronghe_api_types::loadbalancing::TREE_KINDS
+        .iter()
+        .map(|kind| engine.kind(ronghe_api_types::loadbalancing::API_VERSION, kind))
+        .chain([engine.kind("v1", "Node")])
+        .filter_map(Result::ok)
+        .map(|kind| kind.key_prefix())
+        .collect();
     loop {
         let after = match engine.store().current_revision().await {
             Ok(revision) => revision,
@@ -204,6 +218,9 @@ async fn wake_on_changes(
                         }
                         if router_prefixes.iter().any(|p| event.key.starts_with(p.as_str())) {
                             routers_wake.notify_one();
+                        }
+                        if lb_prefixes.iter().any(|p| event.key.starts_with(p.as_str())) {
+                            lbs_wake.notify_one();
                         }
                         let deleting = event.kind == ronghe_store::EventKind::Delete
                             || event.value.as_ref().is_some_and(|v| {

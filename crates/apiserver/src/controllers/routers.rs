@@ -60,8 +60,8 @@ pub(super) async fn run(engine: Engine, wake: Arc<Notify>, stop: watch::Receiver
 
 /// What placing routers needs to know of a node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Candidate {
-    name: String,
+pub(super) struct Candidate {
+    pub(super) name: String,
     /// Ready and not being deleted: a router may stay here.
     alive: bool,
     /// Not cordoned: a router may be placed here.
@@ -72,7 +72,7 @@ struct Candidate {
 }
 
 impl Candidate {
-    fn of(node: &Value) -> Candidate {
+    pub(super) fn of(node: &Value) -> Candidate {
         let annotations = node.pointer("/metadata/annotations");
         let annotated = |key: &str| {
             annotations
@@ -107,19 +107,19 @@ fn physical_network_names(annotation: &str) -> BTreeSet<String> {
 
 /// What placing one router needs to know of it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Placement {
+pub(super) struct Placement {
     /// Where it is now (empty when nowhere).
-    host: String,
+    pub(super) host: String,
     /// The physical networks its host must have.
-    needs: BTreeSet<String>,
+    pub(super) needs: BTreeSet<String>,
     /// Being deleted: it stays where it is.
-    deleting: bool,
+    pub(super) deleting: bool,
 }
 
 /// The host of every router, in the order given (which decides who gets the emptier
 /// nodes first): the current one while it holds, else the least loaded qualifying node,
 /// else none.
-fn decide(routers: &[Placement], nodes: &[Candidate]) -> Vec<Option<String>> {
+pub(super) fn decide(routers: &[Placement], nodes: &[Candidate]) -> Vec<Option<String>> {
     let by_name: HashMap<&str, &Candidate> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
     // How many routers each node hosts: those staying first, then those placed here.
     let mut load: BTreeMap<String, usize> = BTreeMap::new();
