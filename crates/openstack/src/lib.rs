@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod fault;
 pub mod identity;
 pub mod image;
+pub mod load_balancer;
 pub mod microversion;
 pub mod network;
 pub mod placement;
@@ -63,6 +64,7 @@ pub fn router(state: Arc<OpenStack>) -> Router {
         .merge(compute::router(state.clone()))
         .merge(discovery::router(state.clone()))
         .merge(image::router(state.clone()))
+        .merge(load_balancer::router(state.clone()))
         .merge(network::router(state.clone()))
         .merge(placement::router(state.clone()))
         .merge(quota::router(state))

@@ -19,7 +19,7 @@ mod forwardings;
 mod networks;
 mod ports;
 mod qos;
-mod query;
+pub(crate) mod query;
 mod routers;
 mod rules;
 mod security_groups;

@@ -10,6 +10,7 @@ mod identity;
 mod images;
 mod kube_rs;
 mod kubectl;
+mod load_balancer;
 mod logs_exec;
 mod network;
 mod openstack;

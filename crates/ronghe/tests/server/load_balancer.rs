@@ -1,0 +1,392 @@
+//! Octavia at `/load-balancer/v2`: the real openstack CLI (python-octaviaclient) builds a
+//! load balancer with listeners, pools, members, a health monitor and L7 policies, reads
+//! its status tree and statistics, fails it over and deletes it with its tree; bad input
+//! gets Octavia's faults and makes nothing.
+
+use anyhow::Context;
+use ronghe_testkit::{Openstack, OpenstackApi};
+use serde_json::{Value, json};
+
+use super::server;
+
+const OCTAVIA: &str = "/load-balancer/v2";
+
+fn names(rows: &Value) -> Vec<&str> {
+    rows.as_array()
+        .map(|rows| rows.iter().filter_map(|r| r["name"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// An openstack command that must fail, with `words` in what it prints.
+fn refused(os: &Openstack, args: &[&str], words: &str) -> anyhow::Result<()> {
+    let (ok, stdout, stderr) = os.run(args)?;
+    anyhow::ensure!(!ok, "{args:?} succeeded: {stdout}");
+    anyhow::ensure!(
+        stderr.contains(words),
+        "{args:?}: expected {words:?} in: {stderr}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openstack_cli_builds_a_load_balancer_tree_and_tears_it_down() -> anyhow::Result<()> {
+    let server = server().await?;
+    let os = Openstack::for_data_dir(server.data_dir())?;
+    os.ok(&["network", "create", "lbnet"])?;
+    os.ok(&[
+        "subnet",
+        "create",
+        "--network",
+        "lbnet",
+        "--subnet-range",
+        "10.5.0.0/24",
+        "lbsub",
+    ])?;
+
+    let providers = os.json(&["loadbalancer", "provider", "list"])?;
+    assert_eq!(names(&providers), ["ronghe"], "{providers}");
+
+    let lb = os.json(&[
+        "loadbalancer",
+        "create",
+        "--name",
+        "lb1",
+        "--vip-subnet-id",
+        "lbsub",
+    ])?;
+    let vip = lb["vip_address"].as_str().context("a VIP")?;
+    assert!(vip.starts_with("10.5.0."), "{lb}");
+    assert_eq!(lb["provider"], "ronghe", "{lb}");
+    assert!(
+        ["PENDING_CREATE", "ACTIVE", "ERROR"]
+            .contains(&lb["provisioning_status"].as_str().unwrap_or_default()),
+        "{lb}"
+    );
+    let port = os.json(&["port", "show", lb["vip_port_id"].as_str().context("port")?])?;
+    assert_eq!(port["device_owner"], "Octavia", "{port}");
+
+    let listener = os.json(&[
+        "loadbalancer",
+        "listener",
+        "create",
+        "--name",
+        "web",
+        "--protocol",
+        "HTTP",
+        "--protocol-port",
+        "80",
+        "--connection-limit",
+        "1000",
+        "--insert-headers",
+        "X-Forwarded-For=true",
+        "lb1",
+    ])?;
+    assert_eq!(listener["protocol_port"], 80, "{listener}");
+    assert_eq!(listener["connection_limit"], 1000, "{listener}");
+    let pool = os.json(&[
+        "loadbalancer",
+        "pool",
+        "create",
+        "--name",
+        "main",
+        "--lb-algorithm",
+        "ROUND_ROBIN",
+        "--listener",
+        "web",
+        "--protocol",
+        "HTTP",
+        "--session-persistence",
+        "type=HTTP_COOKIE",
+    ])?;
+    assert_eq!(pool["lb_algorithm"], "ROUND_ROBIN", "{pool}");
+    let listener = os.json(&["loadbalancer", "listener", "show", "web"])?;
+    assert_eq!(listener["default_pool_id"], pool["id"], "{listener}");
+    os.json(&[
+        "loadbalancer",
+        "pool",
+        "create",
+        "--name",
+        "api",
+        "--lb-algorithm",
+        "LEAST_CONNECTIONS",
+        "--loadbalancer",
+        "lb1",
+        "--protocol",
+        "HTTP",
+    ])?;
+    for (name, address, pool_name, backup) in [
+        ("m1", "10.5.0.10", "main", false),
+        ("m2", "10.5.0.11", "main", true),
+        ("m3", "10.5.0.12", "api", false),
+    ] {
+        let mut args = vec![
+            "loadbalancer",
+            "member",
+            "create",
+            "--name",
+            name,
+            "--address",
+            address,
+            "--protocol-port",
+            "8080",
+            "--weight",
+            "5",
+        ];
+        if backup {
+            args.push("--enable-backup");
+        }
+        args.push(pool_name);
+        let member = os.json(&args)?;
+        assert_eq!(member["address"], address, "{member}");
+        assert_eq!(member["backup"], backup, "{member}");
+    }
+    let members = os.json(&["loadbalancer", "member", "list", "main"])?;
+    assert_eq!(names(&members).len(), 2, "{members}");
+    os.ok(&[
+        "loadbalancer",
+        "member",
+        "set",
+        "--weight",
+        "7",
+        "main",
+        "m1",
+    ])?;
+    let m1 = os.json(&["loadbalancer", "member", "show", "main", "m1"])?;
+    assert_eq!(m1["weight"], 7, "{m1}");
+
+    let monitor = os.json(&[
+        "loadbalancer",
+        "healthmonitor",
+        "create",
+        "--name",
+        "hm",
+        "--delay",
+        "5",
+        "--timeout",
+        "3",
+        "--max-retries",
+        "2",
+        "--type",
+        "HTTP",
+        "--url-path",
+        "/health",
+        "main",
+    ])?;
+    assert_eq!(monitor["http_method"], "GET", "{monitor}");
+    assert_eq!(monitor["expected_codes"], "200", "{monitor}");
+
+    let policy = os.json(&[
+        "loadbalancer",
+        "l7policy",
+        "create",
+        "--name",
+        "to-api",
+        "--action",
+        "REDIRECT_TO_POOL",
+        "--redirect-pool",
+        "api",
+        "web",
+    ])?;
+    assert_eq!(policy["position"], 1, "{policy}");
+    let policy_id = policy["id"].as_str().context("policy id")?;
+    let rule = os.json(&[
+        "loadbalancer",
+        "l7rule",
+        "create",
+        "--compare-type",
+        "STARTS_WITH",
+        "--type",
+        "PATH",
+        "--value",
+        "/api",
+        policy_id,
+    ])?;
+    assert_eq!(rule["value"], "/api", "{rule}");
+    let rules = os.json(&["loadbalancer", "l7rule", "list", policy_id])?;
+    assert_eq!(rules.as_array().map(Vec::len), Some(1), "{rules}");
+
+    // Bad input: Octavia's faults, nothing made.
+    refused(
+        &os,
+        &[
+            "loadbalancer",
+            "healthmonitor",
+            "create",
+            "--delay",
+            "2",
+            "--timeout",
+            "5",
+            "--max-retries",
+            "2",
+            "--type",
+            "TCP",
+            "api",
+        ],
+        "must not be longer than its delay",
+    )?;
+    refused(
+        &os,
+        &[
+            "loadbalancer",
+            "listener",
+            "create",
+            "--protocol",
+            "TCP",
+            "--protocol-port",
+            "80",
+            "lb1",
+        ],
+        "already using protocol",
+    )?;
+    refused(
+        &os,
+        &[
+            "loadbalancer",
+            "l7rule",
+            "create",
+            "--compare-type",
+            "REGEX",
+            "--type",
+            "PATH",
+            "--value",
+            "^/api([",
+            policy_id,
+        ],
+        "invalid regex",
+    )?;
+    refused(
+        &os,
+        &[
+            "loadbalancer",
+            "member",
+            "create",
+            "--address",
+            "192.168.77.7",
+            "--protocol-port",
+            "80",
+            "main",
+        ],
+        "not on any subnet reachable",
+    )?;
+    refused(
+        &os,
+        &[
+            "loadbalancer",
+            "listener",
+            "create",
+            "--protocol",
+            "TERMINATED_HTTPS",
+            "--protocol-port",
+            "443",
+            "--default-tls-container-ref",
+            "no-such-secret",
+            "lb1",
+        ],
+        "Could not retrieve certificate",
+    )?;
+    let listeners = os.json(&["loadbalancer", "listener", "list"])?;
+    assert_eq!(names(&listeners), ["web"], "{listeners}");
+    assert_eq!(
+        names(&os.json(&["loadbalancer", "healthmonitor", "list"])?),
+        ["hm"]
+    );
+
+    // The status tree, statistics, a failover.
+    // `status show` prints its JSON without being asked (and refuses `-f`).
+    let status: Value =
+        serde_json::from_str(&os.ok(&["loadbalancer", "status", "show", "lb1"])?)?;
+    let tree = &status["loadbalancer"];
+    assert_eq!(tree["name"], "lb1", "{status}");
+    assert_eq!(tree["listeners"][0]["name"], "web", "{status}");
+    let pools = &tree["listeners"][0]["pools"];
+    assert_eq!(pools.as_array().map(Vec::len), Some(2), "{status}");
+    let stats = os.json(&["loadbalancer", "stats", "show", "lb1"])?;
+    assert_eq!(stats["total_connections"], 0, "{stats}");
+    os.ok(&["loadbalancer", "failover", "lb1"])?;
+
+    let shown = os.json(&["loadbalancer", "show", "lb1"])?;
+    let listener_id = listener["id"].as_str().context("listener id")?;
+    assert!(
+        shown["listeners"].to_string().contains(listener_id),
+        "{shown}"
+    );
+    os.ok(&["loadbalancer", "set", "--description", "front door", "lb1"])?;
+    let shown = os.json(&["loadbalancer", "show", "lb1"])?;
+    assert_eq!(shown["description"], "front door", "{shown}");
+
+    // A load balancer with children goes only with --cascade, and takes its tree along.
+    refused(&os, &["loadbalancer", "delete", "lb1"], "it has children")?;
+    os.ok(&["loadbalancer", "l7policy", "delete", policy_id])?;
+    os.ok(&["loadbalancer", "member", "delete", "main", "m2"])?;
+    os.ok(&["loadbalancer", "delete", "--cascade", "lb1"])?;
+    let api = OpenstackApi::admin(&server, OCTAVIA).await?;
+    super::wait_for(
+        std::time::Duration::from_secs(30),
+        "the tree to be gone",
+        || async {
+            let left = api.count("/lbaas/pools", "pools").await?
+                + api.count("/lbaas/listeners", "listeners").await?
+                + api.count("/lbaas/loadbalancers", "loadbalancers").await?;
+            Ok((left == 0).then_some(()))
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn octavia_faults_for_bad_requests() -> anyhow::Result<()> {
+    let server = server().await?;
+    let api = OpenstackApi::admin(&server, OCTAVIA).await?;
+    let (code, body) = api
+        .send(
+            "GET",
+            &format!("/lbaas/loadbalancers/{}", uuid::Uuid::new_v4()),
+            None,
+        )
+        .await?;
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(body["faultcode"], "Client", "{body}");
+    assert!(
+        body["faultstring"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not found"),
+        "{body}"
+    );
+    assert_eq!(body["debuginfo"], Value::Null, "{body}");
+    let (code, body) = api
+        .send(
+            "POST",
+            "/lbaas/loadbalancers",
+            Some(&json!({"loadbalancer": {"name": "x"}})),
+        )
+        .await?;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["faultstring"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("VIP must contain one of"),
+        "{body}"
+    );
+    let (code, body) = api
+        .send(
+            "POST",
+            "/lbaas/loadbalancers",
+            Some(&json!({"loadbalancer": {"vip_subnet_id": "x", "bogus": 1}})),
+        )
+        .await?;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["faultstring"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Unknown attribute"),
+        "{body}"
+    );
+    let (code, _) = api.send("GET", "/lbaas/loadbalancers", None).await?;
+    assert_eq!(code, 200);
+    assert_eq!(api.count("/lbaas/loadbalancers", "loadbalancers").await?, 0);
+    Ok(())
+}
