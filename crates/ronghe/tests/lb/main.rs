@@ -1,6 +1,7 @@
 //! Load balancing through real processes: a `ronghe proxy` process driven over its
-//! control socket. No API server involved.
+//! control socket, and `ronghe bench lb` against HAProxy. No API server involved.
 
+mod bench;
 mod proxy;
 
 use std::time::Duration;
