@@ -28,8 +28,12 @@
 //! The crate knows nothing of the API server, Octavia or Kubernetes objects. The host
 //! agent runs a proxy (inside the network namespace holding the VIP), feeds it
 //! [`ProxyConfig`]s, and reads [`Proxy::member_status`] (a watch of each member's
-//! [`OperatingStatus`]) and [`Proxy::stats`] to report them. Nothing here opens files,
-//! runs commands or touches namespaces.
+//! [`OperatingStatus`]) and [`Proxy::stats`] to report them. Nothing here runs commands
+//! or touches namespaces. The one file the crate makes is a control socket: [`control`]
+//! serves a proxy's configuration, member statuses and stats over a Unix socket (0600),
+//! for the `ronghe proxy` process the agent runs per load balancer (inside the VIP's
+//! namespace, so it outlives an agent restart), and gives the agent its typed client.
+//! Where a configuration is saved is the caller's business (a [`control::SaveConfig`]).
 //!
 //! # Layout
 //! `config` (serde types, validation that also compiles what the data path needs),
@@ -37,10 +41,12 @@
 //! and `listener` (the serving state a configuration becomes), `tcp`, `udp`, `http`
 //! (L7 proxy with `policy`, `forward`, `body` for body timeouts and stream slots, and
 //! `io`), `tls`, `runtime` ([`Proxy`]: start, reconfigure, shutdown), `tasks` (shutdown
-//! signal and task tracking), `testing` (unit-test helpers: deadlines, reserved ports).
+//! signal and task tracking), `control` (the control socket's server and client),
+//! `testing` (unit-test helpers: deadlines, reserved ports).
 
 pub mod balancer;
 pub mod config;
+pub mod control;
 mod error;
 pub mod health;
 mod http;

@@ -5,6 +5,7 @@
 mod proxy {
     pub mod support;
 
+    mod control;
     mod http;
     mod reconfigure;
     mod tcp;

@@ -2,6 +2,7 @@
 
 mod api;
 mod identity;
+mod lb;
 mod network;
 mod scheduler;
 mod start;
@@ -14,6 +15,12 @@ pub enum BenchCommand {
     Api(api::ApiBenchArgs),
     /// Token issue per second, validation cost per request, password login cost.
     Identity(identity::IdentityBenchArgs),
+    /// The load balancer's data plane against HAProxy under wrk: requests/s, p50/p99,
+    /// CPU per request; ends with `lb: ratio R`.
+    Lb(lb::LbBenchArgs),
+    /// The members `ronghe bench lb` balances over (a process of their own).
+    #[command(hide = true)]
+    LbBackend(lb::BackendArgs),
     /// Tenant networks on two hosts in namespaces: port creates, create → wired, pod/VM
     /// throughput and latency over VXLAN and on one bridge, security group rule cost.
     Network(network::NetworkBenchArgs),
@@ -28,6 +35,8 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Api(args) => api::run(args).await,
         BenchCommand::Identity(args) => identity::run(args).await,
+        BenchCommand::Lb(args) => lb::run(args).await,
+        BenchCommand::LbBackend(args) => lb::run_backend(args).await,
         BenchCommand::Network(args) => network::run(args).await,
         BenchCommand::Scheduler(args) => scheduler::run(args).await,
         BenchCommand::Start(args) => start::run(args).await,

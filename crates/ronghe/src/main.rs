@@ -1,5 +1,6 @@
-//! The `ronghe` binary: `ronghe server` runs the control plane, `ronghe bench ...` runs
-//! the benchmarks, and the client commands talk to a server found through a kubeconfig.
+//! The `ronghe` binary: `ronghe server` runs the control plane, `ronghe agent` a host,
+//! `ronghe proxy` one load balancer's data plane, `ronghe bench ...` runs the benchmarks,
+//! and the client commands talk to a server found through a kubeconfig.
 
 mod agent;
 mod bench;
@@ -7,6 +8,7 @@ mod client;
 mod drivers;
 mod images;
 mod login;
+mod proxy;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Join a server as a host (or as N simulated hosts) and heartbeat.
     Agent(Box<agent::AgentArgs>),
+    /// Serve one load balancer (a proxy configuration file) with a control socket.
+    Proxy(proxy::ProxyArgs),
     /// Run a benchmark and print its figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -46,13 +50,17 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = match &cli.command {
+        Command::Proxy(args) => proxy::runtime(args)?,
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Agent(args) => agent::run(*args).await,
+            Command::Proxy(args) => proxy::run(args).await,
             Command::Bench(command) => bench::run(command).await,
             Command::Version(args) => client::version(args).await,
             Command::Login(args) => login::login(args).await,

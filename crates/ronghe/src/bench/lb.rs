@@ -1,0 +1,207 @@
+//! `ronghe bench lb`: load balancing. Today the data plane: Ronghe's proxy (a `ronghe
+//! proxy` process) side by side with HAProxy (Debian's 2.6), both on one HTTP listener
+//! with round robin over the same 3 members (a `ronghe bench lb-backend` process), loaded
+//! by `wrk` on loopback. For each: requests/s, latency p50 and p99, and CPU per request
+//! (the proxy process's user + system time over a run, divided by the requests served).
+//!
+//! Fairness: the same worker threads (`--proxy-threads`: Ronghe's runtime workers,
+//! HAProxy's `nbthread`), nothing logged per request (Ronghe at `RUST_LOG=warn`, HAProxy
+//! without a `log` line), idle member connections reused on both (HAProxy `http-reuse
+//! always`), the same timeouts, no health checks, no inserted headers. Runs alternate
+//! (Ronghe, HAProxy, Ronghe, HAProxy, ...) after a warm-up of each; every run is printed,
+//! and each side's summary is its best run by requests/s (other work on the machine only
+//! ever slows a run down). The last line is `lb: ratio R`, Ronghe's best requests/s over
+//! HAProxy's.
+//!
+//! Needs `wrk` and `haproxy` (`scripts/test` installs them).
+
+mod backend;
+mod sides;
+mod wrk;
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub use backend::{BackendArgs, run as run_backend};
+use sides::Started;
+use wrk::{Load, WrkReport};
+
+#[derive(clap::Args, Debug)]
+pub struct LbBenchArgs {
+    /// Seconds of load in each measured run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Connections wrk keeps open.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// wrk's threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Worker threads of each proxy (Ronghe's runtime workers, HAProxy's nbthread).
+    #[arg(long, default_value_t = 1)]
+    proxy_threads: usize,
+    /// Measured runs of each side, alternated.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seconds of unmeasured load on each side first (0: none).
+    #[arg(long, default_value_t = 2)]
+    warm_up: u64,
+    /// Bytes in each member answer's body.
+    #[arg(long, default_value_t = 64)]
+    body_bytes: usize,
+}
+
+/// The members behind both proxies.
+const MEMBERS: usize = 3;
+
+pub async fn run(args: LbBenchArgs) -> anyhow::Result<()> {
+    let data_plane = data_plane(&args).await?;
+    println!("lb: ratio {:.2}", data_plane.ratio());
+    Ok(())
+}
+
+/// One measured run of one side.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFigures {
+    pub wrk: WrkReport,
+    pub cpu: Duration,
+}
+
+impl RunFigures {
+    pub fn cpu_per_request(&self) -> Duration {
+        let requests = u32::try_from(self.wrk.requests.max(1)).unwrap_or(u32::MAX);
+        self.cpu / requests
+    }
+
+    fn show(&self) -> String {
+        let mut line = format!(
+            "{:>8.0} requests/s, p50 {}, p99 {}, {:.1} µs CPU/request ({} requests",
+            self.wrk.requests_per_second,
+            fine(self.wrk.p50),
+            fine(self.wrk.p99),
+            self.cpu_per_request().as_secs_f64() * 1e6,
+            self.wrk.requests,
+        );
+        if self.wrk.bad_answers > 0 {
+            line.push_str(&format!(", {} not 2xx/3xx", self.wrk.bad_answers));
+        }
+        if self.wrk.socket_errors > 0 {
+            line.push_str(&format!(", {} socket errors", self.wrk.socket_errors));
+        }
+        line.push(')');
+        line
+    }
+}
+
+/// Both sides' runs, in the order they ran.
+#[derive(Debug, Clone)]
+pub struct DataPlaneFigures {
+    pub ronghe: Vec<RunFigures>,
+    pub haproxy: Vec<RunFigures>,
+}
+
+impl DataPlaneFigures {
+    /// Ronghe's best requests/s over HAProxy's.
+    pub fn ratio(&self) -> f64 {
+        best(&self.ronghe).wrk.requests_per_second
+            / best(&self.haproxy)
+                .wrk
+                .requests_per_second
+                .max(f64::MIN_POSITIVE)
+    }
+}
+
+/// The run with the most requests/s.
+fn best(runs: &[RunFigures]) -> RunFigures {
+    runs.iter()
+        .copied()
+        .max_by(|a, b| {
+            a.wrk
+                .requests_per_second
+                .total_cmp(&b.wrk.requests_per_second)
+        })
+        .expect("at least one run per side")
+}
+
+/// A latency with the precision it needs (tens of microseconds on loopback).
+fn fine(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+/// The data-plane comparison: starts the backends and both proxies, checks that both
+/// balance over every member, then alternates measured runs; prints as it goes.
+pub async fn data_plane(args: &LbBenchArgs) -> anyhow::Result<DataPlaneFigures> {
+    let binary = std::env::current_exe().context("locating the ronghe binary")?;
+    let directory = tempfile::tempdir().context("a temporary directory")?;
+    let (_backends, members) = sides::start_backends(&binary, MEMBERS, args.body_bytes)?;
+    let threads = args.proxy_threads.max(1);
+    let (ronghe, ronghe_address) =
+        sides::start_ronghe(&binary, directory.path(), &members, threads).await?;
+    let (haproxy, haproxy_address) =
+        sides::start_haproxy(directory.path(), &members, threads).await?;
+    sides::check_balancing("ronghe", ronghe_address, MEMBERS).await?;
+    sides::check_balancing("haproxy", haproxy_address, MEMBERS).await?;
+
+    let load = Load {
+        threads: args.threads.max(1),
+        connections: args.connections.max(1),
+        duration: Duration::from_secs(args.duration.max(1)),
+    };
+    println!(
+        "lb data plane: HTTP, round robin over {MEMBERS} members ({} B bodies, one backend process), \
+         {} proxy thread(s) each; wrk {} thread(s), {} connections, {} s per run, {} runs per side \
+         alternated after {} s of warm-up each; CPU is the proxy process's user + system time",
+        args.body_bytes,
+        threads,
+        load.threads,
+        load.connections,
+        load.duration.as_secs(),
+        args.runs.max(1),
+        args.warm_up,
+    );
+    if args.warm_up > 0 {
+        let warm_up = Load {
+            duration: Duration::from_secs(args.warm_up),
+            ..load
+        };
+        wrk::run(ronghe_address, warm_up).await?;
+        wrk::run(haproxy_address, warm_up).await?;
+    }
+    let mut figures = DataPlaneFigures {
+        ronghe: Vec::new(),
+        haproxy: Vec::new(),
+    };
+    for run in 1..=args.runs.max(1) {
+        let figure = measure(&ronghe, ronghe_address, load).await?;
+        println!("lb run {run} ronghe : {}", figure.show());
+        figures.ronghe.push(figure);
+        let figure = measure(&haproxy, haproxy_address, load).await?;
+        println!("lb run {run} haproxy: {}", figure.show());
+        figures.haproxy.push(figure);
+    }
+    println!(
+        "lb ronghe  (best of {}): {}",
+        figures.ronghe.len(),
+        best(&figures.ronghe).show()
+    );
+    println!(
+        "lb haproxy (best of {}): {}",
+        figures.haproxy.len(),
+        best(&figures.haproxy).show()
+    );
+    drop(ronghe);
+    drop(haproxy);
+    Ok(figures)
+}
+
+async fn measure(
+    proxy: &Started,
+    address: std::net::SocketAddr,
+    load: Load,
+) -> anyhow::Result<RunFigures> {
+    let before = proxy.cpu_time()?;
+    let wrk = wrk::run(address, load).await?;
+    let cpu = proxy.cpu_time()?.saturating_sub(before);
+    Ok(RunFigures { wrk, cpu })
+}
