@@ -11,6 +11,7 @@
 
 mod host;
 pub mod images;
+pub mod loadbalancers;
 pub mod network;
 pub mod pods;
 pub mod serve;
@@ -106,6 +107,7 @@ pub struct Drivers {
     pub pods: Arc<dyn PodDriver>,
     pub vms: Arc<dyn VmDriver>,
     pub network: Arc<dyn network::WorkloadNetwork>,
+    pub load_balancers: Arc<dyn loadbalancers::LoadBalancerDriver>,
 }
 
 impl Drivers {
@@ -115,6 +117,7 @@ impl Drivers {
             pods: Arc::new(FakeDriver),
             vms: Arc::new(FakeVmDriver),
             network: Arc::new(network::NoNetwork),
+            load_balancers: Arc::new(loadbalancers::FakeLoadBalancerDriver::default()),
         }
     }
 }
@@ -176,6 +179,15 @@ pub async fn run(
         tokio::spawn(async move {
             if let Err(error) = pods::run(pods_client, pod_hosts, drivers.pods, pods_stop).await {
                 tracing::error!(error = %format!("{error:#}"), "running pods stopped");
+            }
+        });
+        let (lbs_client, lbs_stop, lb_hosts) = (client.clone(), stop.clone(), names.clone());
+        let (lbs_driver, lbs_network) = (drivers.load_balancers.clone(), drivers.network.clone());
+        tokio::spawn(async move {
+            if let Err(error) =
+                loadbalancers::run(lbs_client, lb_hosts, lbs_driver, lbs_network, lbs_stop).await
+            {
+                tracing::error!(error = %format!("{error:#}"), "running load balancers stopped");
             }
         });
         let (vms_client, vms_stop) = (client.clone(), stop.clone());

@@ -61,6 +61,11 @@ pub trait WorkloadNetwork: Send + Sync + 'static {
     async fn attach_pod(&self, pod: &Pod, netns: &Path) -> anyhow::Result<Vec<IpAddr>>;
     /// The pod is gone from this host: its wiring is removed.
     async fn detach_pod(&self, uid: &str);
+    /// Plugs the ports of device `uid` that lives in a network namespace of its own
+    /// (a load balancer's VIP port, device owner `Octavia`) into `netns`, as for a pod.
+    async fn attach_device(&self, uid: &str, netns: &Path) -> anyhow::Result<Vec<IpAddr>>;
+    /// The device is gone from this host: its wiring is removed.
+    async fn detach_device(&self, uid: &str);
     /// The NICs of a VM placed on this host, in the order of its `spec.networks`, once
     /// each of its ports is bound here and its TAP is on the bridge.
     async fn vm_nics(&self, vm: &VmSpec) -> anyhow::Result<Vec<VmNic>>;
@@ -78,6 +83,12 @@ impl WorkloadNetwork for NoNetwork {
     }
 
     async fn detach_pod(&self, _uid: &str) {}
+
+    async fn attach_device(&self, _uid: &str, _netns: &Path) -> anyhow::Result<Vec<IpAddr>> {
+        Ok(Vec::new())
+    }
+
+    async fn detach_device(&self, _uid: &str) {}
 
     async fn vm_nics(&self, _vm: &VmSpec) -> anyhow::Result<Vec<VmNic>> {
         Ok(Vec::new())

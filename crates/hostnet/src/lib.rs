@@ -50,7 +50,7 @@ pub mod fake;
 mod linux;
 pub mod names;
 mod netlink;
-mod netns;
+pub mod netns;
 pub mod nft;
 pub mod plan;
 mod run;

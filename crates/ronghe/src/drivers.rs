@@ -30,6 +30,10 @@ pub async fn for_this_host(
         .with_context(|| format!("opening the image cache in {}", data_dir.display()))?;
     let mut config =
         ronghe_containers::RuncConfig::for_agent(data_dir.join("containers"), &host.address);
+    let netns_prefix = network
+        .as_ref()
+        .map(|network| network.netns_prefix.clone())
+        .unwrap_or_default();
     let wiring: Arc<dyn WorkloadNetwork> = match network {
         Some(network) => {
             config.netns_prefix = network.netns_prefix.clone();
@@ -59,10 +63,17 @@ pub async fn for_this_host(
     let vms = ronghe_hypervisor::QemuDriver::new(data_dir.join("vms"), Arc::new(images))
         .await
         .context("starting the VM driver (QEMU)")?;
+    let binary = std::env::current_exe().context("finding this binary (for `ronghe proxy`)")?;
+    let load_balancers = ronghe_agent::loadbalancers::ProcessDriver::new(
+        binary,
+        data_dir.join("loadbalancers"),
+        netns_prefix,
+    );
     Ok(Drivers {
         pods: Arc::new(pods),
         vms: Arc::new(vms),
         network: wiring,
+        load_balancers: Arc::new(load_balancers),
     })
 }
 

@@ -173,6 +173,15 @@ fn wired_ports(wired: &Wired, uid: &str, expected: usize) -> Result<Vec<WiredPor
 impl WorkloadNetwork for Wiring {
     async fn attach_pod(&self, pod: &Pod, netns: &Path) -> anyhow::Result<Vec<IpAddr>> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.attach_device(&uid, netns).await
+    }
+
+    async fn detach_pod(&self, uid: &str) {
+        self.detach_device(uid).await;
+    }
+
+    async fn attach_device(&self, uid: &str, netns: &Path) -> anyhow::Result<Vec<IpAddr>> {
+        let uid = uid.to_owned();
         self.shared
             .pods
             .lock()
@@ -182,11 +191,11 @@ impl WorkloadNetwork for Wiring {
         let ports = self
             .wait_for(|wired| wired_ports(wired, &uid, 1))
             .await
-            .map_err(|missing| anyhow::anyhow!("the pod's network is not ready: {missing}"))?;
+            .map_err(|missing| anyhow::anyhow!("the network is not ready: {missing}"))?;
         Ok(ports.into_iter().flat_map(|port| port.ips).collect())
     }
 
-    async fn detach_pod(&self, uid: &str) {
+    async fn detach_device(&self, uid: &str) {
         let removed = self
             .shared
             .pods
@@ -377,7 +386,8 @@ impl Shared {
                     },
                 );
                 local.hostnames.insert(port_uid, name(vm).to_owned());
-            } else if spec.device_owner == owner::POD && pods.contains_key(spec.device_id.as_str())
+            } else if (spec.device_owner == owner::POD || spec.device_owner == owner::LOAD_BALANCER)
+                && pods.contains_key(spec.device_id.as_str())
             {
                 pod_ports.insert((uid(port), name(port)), port);
             }

@@ -114,6 +114,7 @@ async fn endpoint() -> anyhow::Result<(SocketAddr, watch::Sender<bool>)> {
         pods: Arc::new(CatDriver),
         vms: Arc::new(FakeVmDriver),
         network: Arc::new(crate::network::NoNetwork),
+        load_balancers: Arc::new(crate::loadbalancers::FakeLoadBalancerDriver::default()),
     };
     let hosts = ["here".to_owned()].into_iter().collect();
     let endpoint = Endpoint::bind("127.0.0.1:0".parse()?, TOKEN).await?;

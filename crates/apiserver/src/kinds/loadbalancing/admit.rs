@@ -254,8 +254,9 @@ pub(super) fn load_balancer<'a>(
                 "fixedIps": [fixed],
                 "deviceOwner": owner::LOAD_BALANCER,
                 "deviceId": uid,
-                // The proxy answers on its listeners' ports only; nothing else is open.
-                "portSecurityEnabled": false,
+                // In the project's default security group, as a member of it: members
+                // in that group accept the proxy's connections, and its clients reach
+                // the VIP (Octavia leaves opening members' groups to the user too).
             },
         });
         let ports = engine.kind(net::API_VERSION, "Port")?;
