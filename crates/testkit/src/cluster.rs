@@ -49,8 +49,18 @@ impl LabCluster {
     /// its agent (`binary agent`) started with `extra` arguments too; returns once every
     /// node is Ready and the bootstrap images are in.
     pub async fn start(binary: &Path, hosts: usize, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_server(binary, hosts, extra, &[]).await
+    }
+
+    /// [`LabCluster::start`] with `server_args` given to the server too.
+    pub async fn start_with_server(
+        binary: &Path,
+        hosts: usize,
+        extra: &[&str],
+        server_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let lab = NetLab::new(hosts)?;
-        let server = ServerProcess::start(binary, &[]).await?;
+        let server = ServerProcess::start(binary, server_args).await?;
         let kubectl = Kubectl::for_server(&server)?;
         let os = Openstack::for_data_dir(server.data_dir())?;
         let mut cluster = LabCluster {
@@ -133,6 +143,43 @@ impl LabCluster {
             "host {index}'s agent stopped with {status}"
         );
         self.start_agent(index)
+    }
+
+    /// Takes host `index` off the lab as a machine that dies does: its agent stopped
+    /// (SIGTERM), the load-balancer proxies it started killed (they outlive an agent
+    /// stop on purpose), and its underlay and external links down, so nothing of it
+    /// answers on any network any more. Its namespaces stay until the lab is dropped.
+    pub fn kill_host(&mut self, index: usize) -> anyhow::Result<()> {
+        let pid = std::mem::take(&mut self.agents[index].pid);
+        if pid != 0 {
+            self.lab().stop_process(pid)?;
+        }
+        let proxies = self.agents[index].dir.join("loadbalancers");
+        for entry in std::fs::read_dir(&proxies).into_iter().flatten().flatten() {
+            let Some(pid) = std::fs::read_to_string(entry.path().join("pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // Only a proxy of this host's agent: its command line names the directory.
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let ours =
+                String::from_utf8_lossy(&cmdline).contains(entry.path().to_str().unwrap_or("-"));
+            if ours {
+                // The agent started it, not the lab: end it by its id.
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+        let netns = self.host(index).netns.clone();
+        for link in ["eth0", "eth1"] {
+            let _ = self
+                .lab()
+                .exec(&netns, &["ip", "link", "set", link, "down"])?;
+        }
+        Ok(())
     }
 
     /// The log of host `index`'s agent so far.
