@@ -1,4 +1,4 @@
-//! `ronghe bench lb`: load balancing. Today the data plane: Ronghe's proxy (a `ronghe
+//! `ronghe bench lb`: load balancing. The data plane: Ronghe's proxy (a `ronghe
 //! proxy` process) side by side with HAProxy (Debian's 2.6), both on one HTTP listener
 //! with round robin over the same 3 members (a `ronghe bench lb-backend` process), loaded
 //! by `wrk` on loopback. For each: requests/s, latency p50 and p99, and CPU per request
@@ -13,9 +13,13 @@
 //! ever slows a run down). The last line is `lb: ratio R`, Ronghe's best requests/s over
 //! HAProxy's.
 //!
+//! Then the control plane (`control.rs`): create → ACTIVE and failover on a lab of two
+//! hosts (root, runc; `--no-control-plane` leaves it out).
+//!
 //! Needs `wrk` and `haproxy` (`scripts/test` installs them).
 
 mod backend;
+mod control;
 mod sides;
 mod wrk;
 
@@ -50,6 +54,12 @@ pub struct LbBenchArgs {
     /// Bytes in each member answer's body.
     #[arg(long, default_value_t = 64)]
     body_bytes: usize,
+    /// Load balancers created one after another for create → ACTIVE.
+    #[arg(long, default_value_t = 10)]
+    creates: usize,
+    /// Leave out the control plane (create → ACTIVE and failover on a lab of two hosts).
+    #[arg(long)]
+    no_control_plane: bool,
 }
 
 /// The members behind both proxies.
@@ -57,6 +67,9 @@ const MEMBERS: usize = 3;
 
 pub async fn run(args: LbBenchArgs) -> anyhow::Result<()> {
     let data_plane = data_plane(&args).await?;
+    if !args.no_control_plane {
+        control::measure(args.creates).await?;
+    }
     println!("lb: ratio {:.2}", data_plane.ratio());
     Ok(())
 }
