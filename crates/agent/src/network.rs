@@ -44,6 +44,14 @@ fn name(object: &Value) -> &str {
     metadata_text(object, "name")
 }
 
+/// The string at `pointer` in `object` ("" when there is none).
+fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
 fn metadata_text<'a>(object: &'a Value, field: &str) -> &'a str {
     object
         .get("metadata")

@@ -23,10 +23,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use ronghe_api_types::network::{NetworkSpec, PortSpec, owner, spec_of};
+use ronghe_api_types::validation::is_dns1123_label;
 use serde_json::Value;
 
 use super::metadata::sanitize_hostname;
-use super::{ClusterDns, name, uid};
+use super::{ClusterDns, name, namespace, text, uid};
 
 pub use answer::{Reply, Transport, answer};
 pub use serve::serve;
@@ -118,27 +119,9 @@ pub struct DnsObjects<'a> {
     pub endpoint_slices: &'a [Value],
 }
 
-fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-fn namespace(object: &Value) -> &str {
-    text(object, "/metadata/namespace")
-}
-
-/// A DNS label as Kubernetes and Neutron allow one: `[a-z0-9-]`, at most 63, no dash at
-/// either end.
+/// A DNS label as Kubernetes and Neutron allow one (RFC 1123).
 fn is_label(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 63
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !label.starts_with('-')
-        && !label.ends_with('-')
+    is_dns1123_label(label).is_empty()
 }
 
 /// A domain lower case, without the trailing dot, if every label is one.
