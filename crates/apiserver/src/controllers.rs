@@ -17,6 +17,7 @@ mod quota;
 mod replicaset;
 mod routers;
 pub mod scheduler;
+mod services;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,7 @@ pub fn start(
     let ports_wake = Arc::new(Notify::new());
     let routers_wake = Arc::new(Notify::new());
     let lbs_wake = Arc::new(Notify::new());
+    let services_wake = Arc::new(Notify::new());
     tasks.spawn(wake_on_changes(
         engine.clone(),
         vec![gc_wake.clone(), namespace_wake.clone()],
@@ -71,6 +73,7 @@ pub fn start(
             replicaset_wake.clone(),
             deployment_wake.clone(),
             ports_wake.clone(),
+            services_wake.clone(),
         ],
         routers_wake.clone(),
         lbs_wake.clone(),
@@ -79,6 +82,7 @@ pub fn start(
     tasks.spawn(routers::run(engine.clone(), routers_wake, stop.clone()));
     tasks.spawn(loadbalancers::run(engine.clone(), lbs_wake, stop.clone()));
     tasks.spawn(ports::run(engine.clone(), ports_wake, stop.clone()));
+    tasks.spawn(services::run(engine.clone(), services_wake, stop.clone()));
     tasks.spawn(replicaset::run(
         engine.clone(),
         replicaset_wake,
@@ -160,6 +164,7 @@ async fn wake_on_changes(
         engine.kind(ronghe_api_types::network::API_VERSION, "Subnet"),
         engine.kind("apps/v1", "ReplicaSet"),
         engine.kind("apps/v1", "Deployment"),
+        engine.kind("v1", "Service"),
     ]
     .into_iter()
     .filter_map(Result::ok)

@@ -6,7 +6,8 @@
 pub mod apps;
 pub mod compute;
 mod coordination;
-mod core;
+pub mod core;
+pub mod discovery;
 mod events;
 mod identity;
 pub mod image;
@@ -34,6 +35,7 @@ pub fn builtin_registry() -> Result<Registry, RegistryError> {
         .chain(apps::kinds())
         .chain(coordination::kinds())
         .chain(events::kinds())
+        .chain(discovery::kinds())
         .chain(identity::kinds())
         .chain(placement::kinds())
         .chain(compute::kinds())

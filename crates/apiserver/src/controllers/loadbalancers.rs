@@ -26,6 +26,7 @@
 
 #[cfg(test)]
 mod tests;
+mod vip_group;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -203,6 +204,16 @@ pub(super) async fn pass(engine: &Engine) -> ApiResult<Option<Duration>> {
                 &tree.load_balancer,
                 &error,
                 "binding a VIP port to its host failed",
+            );
+            retry = Some(RETRY);
+        }
+        if !lb::deleting(&tree.load_balancer)
+            && let Err(error) = vip_group::ensure(engine, tree).await
+        {
+            warn(
+                &tree.load_balancer,
+                &error,
+                "opening the listeners' ports on the VIP failed",
             );
             retry = Some(RETRY);
         }

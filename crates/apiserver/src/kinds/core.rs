@@ -1,7 +1,9 @@
 //! Core (`v1`) kinds: Namespace, ConfigMap, Secret, Event, ResourceQuota, Node, Pod.
 
+mod endpoints;
 mod node;
 mod pod;
+pub mod service;
 
 pub use node::{condition as node_condition, is_ready as node_is_ready};
 pub use pod::requests as pod_requests;
@@ -29,6 +31,8 @@ pub(super) fn kinds() -> Vec<KindSpec> {
         resource_quota(),
         node::kind(),
         pod::kind(),
+        service::kind(),
+        endpoints::endpoints(),
     ]
 }
 

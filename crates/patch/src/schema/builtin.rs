@@ -313,6 +313,7 @@ static KINDS: &[(&str, &str, &TypeSchema)] = &[
     ("batch/v1", "CronJob", &CRON_JOB),
     ("coordination.k8s.io/v1", "Lease", &METADATA_ONLY),
     ("events.k8s.io/v1", "Event", &METADATA_ONLY),
+    ("discovery.k8s.io/v1", "EndpointSlice", &METADATA_ONLY),
 ];
 
 /// The patch schema of a built-in kind, or `None` when the kind is not built in (custom

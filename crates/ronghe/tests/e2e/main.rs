@@ -11,6 +11,7 @@ mod network;
 mod network_operations;
 mod pods;
 mod pool;
+mod services;
 mod vms;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,375 @@
+//! How clients reach a project's Service VIPs, the way kuryr-kubernetes deployments wire
+//! Octavia: a `services` router with an interface on the service subnet (its gateway) and
+//! one on each IPv4 tenant subnet of the project, and on each of those subnets a host
+//! route sending the service CIDR to that interface — pods take it from their subnet,
+//! VMs through DHCP. The load balancers' replies and health checks go back the same way.
+//! A LoadBalancer Service's floating IP comes through the same router, which then gets a
+//! gateway on the external network.
+
+use ronghe_api_types::loadbalancing as lb;
+use ronghe_api_types::network::{
+    self as net, HostRoute, NetworkSpec, PortSpec, RouterSpec, SubnetSpec, ipam, owner, spec_of,
+};
+use serde_json::{Value, json};
+
+use crate::engine::{
+    DeleteOptions, Engine, ListOptions, PatchKind, Selectors, Target, WriteOptions,
+};
+use crate::error::ApiResult;
+use crate::kinds::core::service::{self, ROLE_LABEL, SERVICE_CIDR, SERVICE_LABEL, SERVICES_ROLE};
+use crate::object;
+
+/// The annotation of cloud-provider-openstack naming the external network a LoadBalancer
+/// Service's floating IP comes from (by uid or name); without it, the first external
+/// network.
+pub const FLOATING_NETWORK_ANNOTATION: &str = "loadbalancer.openstack.org/floating-network-id";
+
+fn uid(object: &Value) -> String {
+    object::uid(object).unwrap_or_default().to_owned()
+}
+
+async fn list(
+    engine: &Engine,
+    kind: &str,
+    namespace: Option<&str>,
+    labels: Option<&str>,
+) -> ApiResult<Vec<Value>> {
+    let spec = engine.kind(net::API_VERSION, kind)?;
+    let options = ListOptions {
+        selectors: Selectors::parse(&spec, labels, None)?,
+        ..ListOptions::default()
+    };
+    Ok(engine.list(&spec, namespace, &options).await?.items)
+}
+
+/// The project's `services` router, made on first use.
+async fn services_router(engine: &Engine, namespace: &str) -> ApiResult<Value> {
+    let role = format!("{ROLE_LABEL}={SERVICES_ROLE}");
+    if let Some(router) = list(engine, "Router", Some(namespace), Some(&role))
+        .await?
+        .pop()
+    {
+        return Ok(router);
+    }
+    let kind = engine.kind(net::API_VERSION, "Router")?;
+    let body = json!({
+        "apiVersion": net::API_VERSION,
+        "kind": "Router",
+        "metadata": {"name": "services", "namespace": namespace, "labels": {ROLE_LABEL: SERVICES_ROLE}},
+        "spec": {"name": "services", "description": "Routes the project's Kubernetes Service addresses to its networks"},
+    });
+    match engine
+        .create(&kind, Some(namespace), body, &WriteOptions::default())
+        .await
+    {
+        Ok(written) => Ok(written.object),
+        Err(error) if error.code() == 409 => list(engine, "Router", Some(namespace), Some(&role))
+            .await?
+            .pop()
+            .ok_or(error),
+        Err(error) => Err(error),
+    }
+}
+
+/// Routes the service subnet of `namespace` to each of its IPv4 tenant subnets.
+pub async fn route_services(engine: &Engine, namespace: &str) -> ApiResult<()> {
+    let service_subnet = service::service_subnet(engine, namespace).await?;
+    let service_spec: SubnetSpec = spec_of(&service_subnet);
+    let router = services_router(engine, namespace).await?;
+    let router_uid = uid(&router);
+    let interfaces: Vec<PortSpec> = list(engine, "Port", Some(namespace), None)
+        .await?
+        .iter()
+        .map(spec_of::<PortSpec>)
+        .filter(|p| p.device_id == router_uid && p.device_owner == owner::ROUTER_INTERFACE)
+        .collect();
+    let address_on = |subnet: &str| {
+        interfaces
+            .iter()
+            .flat_map(|p| p.fixed_ips.iter())
+            .find(|f| f.subnet_id == subnet)
+            .map(|f| f.ip_address.clone())
+    };
+    let service_cidr = ipam::parse_cidr(SERVICE_CIDR).ok();
+    let networks = list(engine, "Network", Some(namespace), None).await?;
+    let external = |network_id: &str| {
+        networks
+            .iter()
+            .find(|n| object::uid(n) == Some(network_id))
+            .is_none_or(|n| spec_of::<NetworkSpec>(n).external)
+    };
+    for subnet in list(engine, "Subnet", Some(namespace), None).await? {
+        let subnet_uid = uid(&subnet);
+        let spec: SubnetSpec = spec_of(&subnet);
+        let Ok(cidr) = ipam::parse_cidr(&spec.cidr) else {
+            continue;
+        };
+        if subnet_uid == uid(&service_subnet) {
+            if address_on(&subnet_uid).is_none() {
+                let gateway = service_spec.gateway_ip.clone().unwrap_or_default();
+                interface(
+                    engine,
+                    namespace,
+                    &router,
+                    &spec.network_id,
+                    &subnet_uid,
+                    Some(&gateway),
+                )
+                .await?;
+            }
+            continue;
+        }
+        let overlaps = service_cidr.is_some_and(|s| ipam::overlaps(&s, &cidr));
+        if !cidr.addr().is_ipv4() || overlaps || external(&spec.network_id) {
+            continue;
+        }
+        let nexthop = match address_on(&subnet_uid) {
+            Some(address) => address,
+            None => {
+                let port = interface(
+                    engine,
+                    namespace,
+                    &router,
+                    &spec.network_id,
+                    &subnet_uid,
+                    None,
+                )
+                .await?;
+                let fixed = spec_of::<PortSpec>(&port).fixed_ips;
+                fixed
+                    .first()
+                    .map(|f| f.ip_address.clone())
+                    .unwrap_or_default()
+            }
+        };
+        let route = HostRoute {
+            destination: SERVICE_CIDR.into(),
+            nexthop,
+        };
+        if spec.host_routes.contains(&route) {
+            continue;
+        }
+        let mut routes: Vec<HostRoute> = spec
+            .host_routes
+            .into_iter()
+            .filter(|r| r.destination != SERVICE_CIDR)
+            .collect();
+        routes.push(route);
+        let subnets = engine.kind(net::API_VERSION, "Subnet")?;
+        engine
+            .patch(
+                &subnets,
+                Some(namespace),
+                object::name(&subnet).unwrap_or_default(),
+                PatchKind::Merge,
+                json!({"spec": {"hostRoutes": routes}}),
+                Target::Main,
+                &WriteOptions::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// A new interface of `router` on a subnet, at `address` or the next free one.
+async fn interface(
+    engine: &Engine,
+    namespace: &str,
+    router: &Value,
+    network_id: &str,
+    subnet_id: &str,
+    address: Option<&str>,
+) -> ApiResult<Value> {
+    let mut fixed = json!({"subnetId": subnet_id});
+    if let Some(address) = address.filter(|a| !a.is_empty()) {
+        fixed["ipAddress"] = json!(address);
+    }
+    let ports = engine.kind(net::API_VERSION, "Port")?;
+    let body = json!({
+        "apiVersion": net::API_VERSION,
+        "kind": "Port",
+        "metadata": {
+            "generateName": "services-router-",
+            "namespace": namespace,
+            "ownerReferences": [{
+                "apiVersion": net::API_VERSION,
+                "kind": "Router",
+                "name": object::name(router),
+                "uid": object::uid(router),
+            }],
+        },
+        "spec": {
+            "networkId": network_id,
+            "fixedIps": [fixed],
+            "deviceOwner": owner::ROUTER_INTERFACE,
+            "deviceId": uid(router),
+        },
+    });
+    Ok(engine
+        .create(&ports, Some(namespace), body, &WriteOptions::default())
+        .await?
+        .object)
+}
+
+/// Gives the services router a gateway on `external` (its gateway port, then the
+/// router's `externalGatewayInfo`, as `router set --external-gateway` does).
+async fn set_gateway(
+    engine: &Engine,
+    namespace: &str,
+    router: &Value,
+    external: &Value,
+) -> ApiResult<()> {
+    let ports = engine.kind(net::API_VERSION, "Port")?;
+    let body = json!({
+        "apiVersion": net::API_VERSION,
+        "kind": "Port",
+        "metadata": {
+            "generateName": "services-gateway-",
+            "namespace": namespace,
+            "ownerReferences": [{
+                "apiVersion": net::API_VERSION,
+                "kind": "Router",
+                "name": object::name(router),
+                "uid": object::uid(router),
+            }],
+        },
+        "spec": {
+            "networkId": uid(external),
+            "deviceOwner": owner::ROUTER_GATEWAY,
+            "deviceId": uid(router),
+        },
+    });
+    let port = engine
+        .create(&ports, Some(namespace), body, &WriteOptions::default())
+        .await?
+        .object;
+    let fixed = spec_of::<PortSpec>(&port).fixed_ips;
+    let routers = engine.kind(net::API_VERSION, "Router")?;
+    engine
+        .patch(
+            &routers,
+            Some(namespace),
+            object::name(router).unwrap_or_default(),
+            PatchKind::Merge,
+            json!({"spec": {"externalGatewayInfo": {
+                "networkId": uid(external),
+                "enableSnat": true,
+                "externalFixedIps": fixed,
+            }}}),
+            Target::Main,
+            &WriteOptions::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The external network a LoadBalancer Service's floating IP comes from.
+async fn floating_network(engine: &Engine, svc: &Value) -> ApiResult<Option<Value>> {
+    let wanted = svc["metadata"]["annotations"][FLOATING_NETWORK_ANNOTATION].as_str();
+    Ok(list(engine, "Network", None, None)
+        .await?
+        .into_iter()
+        .filter(|n| spec_of::<NetworkSpec>(n).external)
+        .find(|n| {
+            wanted.is_none_or(|w| object::uid(n) == Some(w) || spec_of::<NetworkSpec>(n).name == w)
+        }))
+}
+
+/// Gives a LoadBalancer Service a floating IP for its VIP and shows it in
+/// `status.loadBalancer.ingress`; takes it away from a Service of another type.
+pub async fn external_address(engine: &Engine, svc: &Value) -> ApiResult<()> {
+    let namespace = object::namespace(svc).unwrap_or_default();
+    let name = object::name(svc).unwrap_or_default();
+    let fips_kind = engine.kind(net::API_VERSION, "FloatingIP")?;
+    let mut fips = list(
+        engine,
+        "FloatingIP",
+        Some(namespace),
+        Some(&format!("{SERVICE_LABEL}={name}")),
+    )
+    .await?;
+    let mut ingress = Vec::new();
+    if svc["spec"]["type"].as_str() == Some("LoadBalancer") {
+        if fips.is_empty()
+            && let Some(external) = floating_network(engine, svc).await?
+        {
+            let router = services_router(engine, namespace).await?;
+            if spec_of::<RouterSpec>(&router)
+                .external_gateway_info
+                .is_none()
+            {
+                set_gateway(engine, namespace, &router, &external).await?;
+            }
+            let lbs = engine.kind(lb::API_VERSION, "LoadBalancer")?;
+            let balancer = engine
+                .get(&lbs, Some(namespace), &service::load_balancer_name(name))
+                .await?;
+            let vip_port = lb::spec_of::<lb::LoadBalancerSpec>(&balancer).vip_port_id;
+            let body = json!({
+                "apiVersion": net::API_VERSION,
+                "kind": "FloatingIP",
+                "metadata": {
+                    "generateName": "svc-",
+                    "namespace": namespace,
+                    "labels": {SERVICE_LABEL: name},
+                    "ownerReferences": super::endpoints::owned_by(svc),
+                },
+                "spec": {
+                    "floatingNetworkId": uid(&external),
+                    "portId": vip_port,
+                    "description": format!("Kubernetes Service {namespace}/{name}"),
+                },
+            });
+            let made = engine
+                .create(&fips_kind, Some(namespace), body, &WriteOptions::default())
+                .await?;
+            fips.push(made.object);
+        }
+        ingress = fips
+            .iter()
+            .filter_map(|f| f["spec"]["floatingIpAddress"].as_str())
+            .filter(|ip| !ip.is_empty())
+            .map(|ip| json!({"ip": ip, "ipMode": "VIP"}))
+            .collect();
+    } else {
+        for fip in &fips {
+            match engine
+                .delete(
+                    &fips_kind,
+                    Some(namespace),
+                    object::name(fip).unwrap_or_default(),
+                    &DeleteOptions::default(),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(error) if error.code() == 404 => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    let current = svc["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if current != ingress {
+        let services = engine.kind("v1", "Service")?;
+        let status = if ingress.is_empty() {
+            json!({"loadBalancer": {"ingress": null}})
+        } else {
+            json!({"loadBalancer": {"ingress": ingress}})
+        };
+        engine
+            .patch(
+                &services,
+                Some(namespace),
+                name,
+                PatchKind::Merge,
+                json!({"status": status}),
+                Target::Status,
+                &WriteOptions::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}

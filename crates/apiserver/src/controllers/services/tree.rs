@@ -1,0 +1,260 @@
+//! A Service's load balancer kept in step with it: per service port a listener on the
+//! port, its pool (round robin, or source-IP persistence for `sessionAffinity: ClientIP`)
+//! with a health monitor (TCP, or UDP-CONNECT), and a member per ready endpoint. Every
+//! child carries the Service's name in a label and is named after its load balancer,
+//! protocol and port, so a pass finds what it made and removes what is no longer wanted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ronghe_api_types::loadbalancing as lb;
+use serde_json::{Value, json};
+
+use super::endpoints::Backend;
+use crate::engine::{
+    DeleteOptions, Engine, ListOptions, PatchKind, Selectors, Target, WriteOptions,
+};
+use crate::error::ApiResult;
+use crate::kinds::core::service::{self, SERVICE_LABEL};
+use crate::object;
+
+/// How often a service's members are checked, and how many failures take one out: a
+/// killed pod leaves the rotation within about `DELAY * (RETRIES_DOWN + 1)` seconds even
+/// before its endpoint goes.
+const DELAY: u64 = 1;
+const TIMEOUT: u64 = 1;
+const RETRIES_DOWN: u32 = 2;
+
+/// The children of one kind a Service's load balancer has, by name.
+struct Children {
+    kind: &'static str,
+    by_name: BTreeMap<String, Value>,
+}
+
+async fn children(
+    engine: &Engine,
+    namespace: &str,
+    service: &str,
+    kind: &'static str,
+) -> ApiResult<Children> {
+    let spec = engine.kind(lb::API_VERSION, kind)?;
+    let options = ListOptions {
+        selectors: Selectors::parse(&spec, Some(&format!("{SERVICE_LABEL}={service}")), None)?,
+        ..ListOptions::default()
+    };
+    let by_name = engine
+        .list(&spec, Some(namespace), &options)
+        .await?
+        .items
+        .into_iter()
+        .map(|o| (object::name(&o).unwrap_or_default().to_owned(), o))
+        .collect();
+    Ok(Children { kind, by_name })
+}
+
+/// Whether every field of `desired` is as stored in `stored`'s spec.
+fn spec_holds(stored: &Value, desired: &Value) -> bool {
+    desired
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(key, value)| stored["spec"].get(key).unwrap_or(&Value::Null) == value)
+}
+
+impl Children {
+    /// The child named `name` with `spec`: made, or patched where its spec differs.
+    async fn ensure(
+        &self,
+        engine: &Engine,
+        namespace: &str,
+        service: &str,
+        name: &str,
+        spec: Value,
+    ) -> ApiResult<Value> {
+        let kind = engine.kind(lb::API_VERSION, self.kind)?;
+        if let Some(stored) = self.by_name.get(name) {
+            if spec_holds(stored, &spec) {
+                return Ok(stored.clone());
+            }
+            return Ok(engine
+                .patch(
+                    &kind,
+                    Some(namespace),
+                    name,
+                    PatchKind::Merge,
+                    json!({"spec": spec}),
+                    Target::Main,
+                    &WriteOptions::default(),
+                )
+                .await?
+                .object);
+        }
+        let body = json!({
+            "apiVersion": lb::API_VERSION,
+            "kind": self.kind,
+            "metadata": {"name": name, "namespace": namespace, "labels": {SERVICE_LABEL: service}},
+            "spec": spec,
+        });
+        Ok(engine
+            .create(&kind, Some(namespace), body, &WriteOptions::default())
+            .await?
+            .object)
+    }
+
+    /// Deletes the children not in `wanted`.
+    async fn prune(
+        &self,
+        engine: &Engine,
+        namespace: &str,
+        wanted: &BTreeSet<String>,
+    ) -> ApiResult<()> {
+        let kind = engine.kind(lb::API_VERSION, self.kind)?;
+        for name in self.by_name.keys().filter(|n| !wanted.contains(*n)) {
+            match engine
+                .delete(&kind, Some(namespace), name, &DeleteOptions::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(error) if error.code() == 404 => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn uid(object: &Value) -> String {
+    object::uid(object).unwrap_or_default().to_owned()
+}
+
+/// Keeps the load balancer of `svc` in step with its ports and `backends` (`None`: the
+/// Service has no selector, so its members are left as they are).
+pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>) -> ApiResult<()> {
+    let namespace = object::namespace(svc).unwrap_or_default();
+    let name = object::name(svc).unwrap_or_default();
+    let lbs = engine.kind(lb::API_VERSION, "LoadBalancer")?;
+    let lb_name = service::load_balancer_name(name);
+    let balancer = match engine.get(&lbs, Some(namespace), &lb_name).await {
+        Ok(balancer) => balancer,
+        // Deleted from under the Service: made again with the same VIP.
+        Err(error) if error.code() == 404 => {
+            service::make_load_balancer(engine, svc).await?;
+            engine.get(&lbs, Some(namespace), &lb_name).await?
+        }
+        Err(error) => return Err(error),
+    };
+    if object::deletion_timestamp(&balancer).is_some() {
+        return Ok(());
+    }
+    let lb_uid = uid(&balancer);
+    let listeners = children(engine, namespace, name, "Listener").await?;
+    let pools = children(engine, namespace, name, "Pool").await?;
+    let monitors = children(engine, namespace, name, "HealthMonitor").await?;
+    let members = children(engine, namespace, name, "Member").await?;
+    let affinity = svc["spec"]["sessionAffinity"].as_str() == Some("ClientIP");
+    let mut wanted = BTreeSet::new();
+    let mut wanted_members = BTreeSet::new();
+    let ports = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
+    for (index, port) in ports.iter().enumerate() {
+        let protocol = port["protocol"].as_str().unwrap_or("TCP");
+        let number = port["port"].as_u64().unwrap_or_default();
+        let child = format!("{lb_name}-{}-{number}", protocol.to_ascii_lowercase());
+        let display = port["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .map_or_else(|| format!("{protocol}:{number}"), str::to_owned);
+        wanted.insert(child.clone());
+        let listener = listeners
+            .ensure(
+                engine,
+                namespace,
+                name,
+                &child,
+                json!({
+                    "name": format!("{name}/{display}"),
+                    "loadBalancerId": lb_uid,
+                    "protocol": protocol,
+                    "protocolPort": number,
+                }),
+            )
+            .await?;
+        let persistence = if affinity {
+            json!({"type": "SOURCE_IP"})
+        } else {
+            Value::Null
+        };
+        let pool = pools
+            .ensure(
+                engine,
+                namespace,
+                name,
+                &child,
+                json!({
+                    "name": format!("{name}/{display}"),
+                    "loadBalancerId": lb_uid,
+                    "listenerId": uid(&listener),
+                    "protocol": protocol,
+                    "lbAlgorithm": "ROUND_ROBIN",
+                    "sessionPersistence": persistence,
+                }),
+            )
+            .await?;
+        let monitor_type = if protocol == "UDP" {
+            "UDP-CONNECT"
+        } else {
+            "TCP"
+        };
+        monitors
+            .ensure(
+                engine,
+                namespace,
+                name,
+                &child,
+                json!({
+                    "poolId": uid(&pool),
+                    "type": monitor_type,
+                    "delay": DELAY,
+                    "timeout": TIMEOUT,
+                    "maxRetries": 1,
+                    "maxRetriesDown": RETRIES_DOWN,
+                }),
+            )
+            .await?;
+        let Some(backends) = backends else {
+            // Without a selector the members are not ours to keep.
+            wanted_members.extend(
+                members
+                    .by_name
+                    .keys()
+                    .filter(|n| n.starts_with(&format!("{child}-")))
+                    .cloned(),
+            );
+            continue;
+        };
+        for backend in backends.iter().filter(|b| b.ready) {
+            let Some(Some(target)) = backend.ports.get(index) else {
+                continue;
+            };
+            let member = format!("{child}-{}-{target}", backend.ip.replace(['.', ':'], "-"));
+            wanted_members.insert(member.clone());
+            members
+                .ensure(
+                    engine,
+                    namespace,
+                    name,
+                    &member,
+                    json!({
+                        "name": format!("{}/{}", backend.kind, backend.name),
+                        "poolId": uid(&pool),
+                        "address": backend.ip,
+                        "protocolPort": target,
+                    }),
+                )
+                .await?;
+        }
+    }
+    members.prune(engine, namespace, &wanted_members).await?;
+    monitors.prune(engine, namespace, &wanted).await?;
+    pools.prune(engine, namespace, &wanted).await?;
+    listeners.prune(engine, namespace, &wanted).await?;
+    Ok(())
+}

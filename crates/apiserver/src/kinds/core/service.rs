@@ -1,0 +1,583 @@
+//! Service: a Kubernetes Service *is* a load balancer. Admitting a Service of type
+//! ClusterIP, NodePort or LoadBalancer makes its LoadBalancer (`loadbalancing.ronghe.io`,
+//! owned by the Service) with the VIP on the project's service subnet, and the VIP's
+//! address is the ClusterIP; a headless Service (`clusterIP: None`) and an ExternalName
+//! Service get none. NodePort and LoadBalancer Services get node ports, unique across the
+//! cloud by claims. The services controller (`crate::controllers::services`) keeps the
+//! load balancer's listeners, pools and members in step with the Service and its
+//! endpoints, and routes the service subnet to the project's tenant networks.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Service;
+use ronghe_api_types::loadbalancing as lb;
+use ronghe_api_types::network::{self as net, ipam};
+use ronghe_api_types::validation::{FieldCause, NameRule};
+use serde_json::{Value, json};
+
+use crate::engine::{Claim, Engine, ListOptions, Selectors, WriteOptions};
+use crate::error::{ApiError, ApiResult};
+use crate::object;
+use crate::registry::{Column, KindSpec, Subresources};
+
+/// Where ClusterIPs come from: each project's service subnet has this CIDR (projects are
+/// isolated from each other, so their service subnets may overlap as Kubernetes clusters'
+/// do).
+pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// The label marking a project's service network and subnet (value [`SERVICES_ROLE`]).
+pub const ROLE_LABEL: &str = "loadbalancing.ronghe.io/role";
+pub const SERVICES_ROLE: &str = "services";
+/// The label on a Service's load balancer naming the Service.
+pub const SERVICE_LABEL: &str = "loadbalancing.ronghe.io/service";
+/// The range node ports are allocated from, as Kubernetes' default.
+pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
+const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
+
+pub(super) fn kind() -> KindSpec {
+    KindSpec {
+        short_names: &["svc"],
+        categories: &["all"],
+        subresources: Subresources {
+            status: true,
+            scale: false,
+        },
+        name_rule: NameRule::Dns1035Label,
+        default: Some(default_service),
+        validate: Some(validate),
+        admit: Some(admit),
+        claims: Some(claims),
+        fields: &[("spec.clusterIP", |o| {
+            object::str_at(o, &["spec", "clusterIP"])
+        })],
+        columns: vec![
+            Column::name(),
+            Column::text("Type", "The type of the service.", &["spec", "type"]),
+            Column::text(
+                "Cluster-IP",
+                "The IP address of the service (its load balancer's VIP).",
+                &["spec", "clusterIP"],
+            ),
+            Column::value(
+                "External-IP",
+                "string",
+                "The floating IP of a LoadBalancer service.",
+                external_ip_cell,
+            ),
+            Column::value("Port(s)", "string", "The ports of the service.", ports_cell),
+            Column::age(),
+            Column::value(
+                "Selector",
+                "string",
+                "The labels of the pods and VMs behind the service.",
+                selector_cell,
+            )
+            .wide(),
+        ],
+        ..KindSpec::builtin::<Service>()
+    }
+}
+
+/// The name of a Service's load balancer.
+pub fn load_balancer_name(service: &str) -> String {
+    format!("svc-{service}")
+}
+
+/// Whether a Service has a VIP (and so a load balancer): not headless, not ExternalName.
+pub fn has_vip(service: &Value) -> bool {
+    let spec = &service["spec"];
+    spec["type"].as_str() != Some("ExternalName") && spec["clusterIP"].as_str() != Some("None")
+}
+
+fn default_service(service: &mut Value) {
+    let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let kind = spec
+        .entry("type")
+        .or_insert_with(|| json!("ClusterIP"))
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if kind != "ExternalName" {
+        spec.entry("sessionAffinity")
+            .or_insert_with(|| json!("None"));
+        spec.entry("internalTrafficPolicy")
+            .or_insert_with(|| json!("Cluster"));
+    }
+    if kind == "NodePort" || kind == "LoadBalancer" {
+        spec.entry("externalTrafficPolicy")
+            .or_insert_with(|| json!("Cluster"));
+    }
+    if kind == "LoadBalancer" {
+        spec.entry("allocateLoadBalancerNodePorts")
+            .or_insert_with(|| json!(true));
+    }
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            port.entry("protocol").or_insert_with(|| json!("TCP"));
+            if let Some(number) = port.get("port").cloned() {
+                port.entry("targetPort").or_insert(number);
+            }
+        }
+    }
+    let status = service
+        .as_object_mut()
+        .map(|root| root.entry("status").or_insert_with(|| json!({})));
+    if let Some(status) = status.and_then(Value::as_object_mut) {
+        status.entry("loadBalancer").or_insert_with(|| json!({}));
+    }
+}
+
+fn validate(new: &Value, old: Option<&Value>) -> Vec<FieldCause> {
+    let mut causes = Vec::new();
+    let spec = &new["spec"];
+    let kind = spec["type"].as_str().unwrap_or("ClusterIP");
+    if !TYPES.contains(&kind) {
+        causes.push(FieldCause::not_supported("spec.type", kind, TYPES));
+    }
+    let cluster_ip = spec["clusterIP"].as_str().unwrap_or_default();
+    if !cluster_ip.is_empty() && cluster_ip != "None" && cluster_ip.parse::<IpAddr>().is_err() {
+        causes.push(FieldCause::invalid(
+            "spec.clusterIP",
+            cluster_ip,
+            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        ));
+    }
+    if kind == "ExternalName" {
+        if spec["externalName"].as_str().unwrap_or_default().is_empty() {
+            causes.push(FieldCause::required("spec.externalName", ""));
+        }
+    } else if cluster_ip == "None" && kind != "ClusterIP" {
+        causes.push(FieldCause::invalid(
+            "spec.clusterIP",
+            cluster_ip,
+            format!("may not be set to 'None' for {kind} services"),
+        ));
+    }
+    match spec["sessionAffinity"].as_str() {
+        None | Some("None" | "ClientIP") => {}
+        Some(other) => causes.push(FieldCause::not_supported(
+            "spec.sessionAffinity",
+            other,
+            &["ClientIP", "None"],
+        )),
+    }
+    let ports = spec["ports"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if ports.is_empty() && kind != "ExternalName" && cluster_ip != "None" {
+        causes.push(FieldCause::required("spec.ports", ""));
+    }
+    let mut names = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for (index, port) in ports.iter().enumerate() {
+        let field = format!("spec.ports[{index}]");
+        let name = port["name"].as_str().unwrap_or_default();
+        if name.is_empty() && ports.len() > 1 {
+            causes.push(FieldCause::required(format!("{field}.name"), ""));
+        } else if !name.is_empty() && !names.insert(name) {
+            causes.push(FieldCause::duplicate(format!("{field}.name"), name));
+        }
+        let protocol = port["protocol"].as_str().unwrap_or("TCP");
+        if !PROTOCOLS.contains(&protocol) {
+            causes.push(FieldCause::not_supported(
+                format!("{field}.protocol"),
+                protocol,
+                PROTOCOLS,
+            ));
+        } else if protocol == "SCTP" {
+            causes.push(FieldCause::invalid(
+                format!("{field}.protocol"),
+                protocol,
+                "SCTP is not supported by Ronghe's load balancers",
+            ));
+        }
+        let number = port["port"].as_i64().unwrap_or(0);
+        if !(1..=65535).contains(&number) {
+            causes.push(FieldCause::invalid(
+                format!("{field}.port"),
+                port["port"].clone(),
+                "must be between 1 and 65535, inclusive",
+            ));
+        } else if !seen.insert((number, protocol)) {
+            causes.push(FieldCause::duplicate(
+                field.clone(),
+                json!({"port": number, "protocol": protocol}),
+            ));
+        }
+        match &port["targetPort"] {
+            Value::Number(target) if !(1..=65535).contains(&target.as_i64().unwrap_or(0)) => {
+                causes.push(FieldCause::invalid(
+                    format!("{field}.targetPort"),
+                    port["targetPort"].clone(),
+                    "must be between 1 and 65535, inclusive",
+                ));
+            }
+            Value::String(target) if target.is_empty() || target.len() > 15 => {
+                causes.push(FieldCause::invalid(
+                    format!("{field}.targetPort"),
+                    target.as_str(),
+                    "must be no more than 15 characters",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(node_port) = port["nodePort"].as_i64() {
+            if kind != "NodePort" && kind != "LoadBalancer" {
+                causes.push(FieldCause::forbidden(
+                    format!("{field}.nodePort"),
+                    format!("may not be used when `type` is '{kind}'"),
+                ));
+            } else if !(i64::from(*NODE_PORTS.start())..=i64::from(*NODE_PORTS.end()))
+                .contains(&node_port)
+            {
+                causes.push(FieldCause::invalid(
+                    format!("{field}.nodePort"),
+                    node_port,
+                    format!(
+                        "provided port is not in the valid range. The range of valid ports is {}-{}",
+                        NODE_PORTS.start(),
+                        NODE_PORTS.end()
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(old) = old {
+        let before = old["spec"]["clusterIP"].as_str().unwrap_or_default();
+        if !before.is_empty() && !cluster_ip.is_empty() && before != cluster_ip {
+            causes.push(FieldCause::invalid(
+                "spec.clusterIP",
+                cluster_ip,
+                "field is immutable",
+            ));
+        }
+    }
+    causes
+}
+
+/// Node ports are unique across the cloud, per protocol.
+fn claims(service: &Value) -> Vec<Claim> {
+    service["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(index, port)| {
+            let node_port = port["nodePort"].as_u64()?;
+            let protocol = port["protocol"].as_str().unwrap_or("TCP");
+            Some(Claim {
+                key: format!("nodeports/{protocol}/{node_port}"),
+                field: format!("spec.ports[{index}].nodePort"),
+                reason: "FieldValueInvalid",
+                message: "provided port is already allocated".into(),
+            })
+        })
+        .collect()
+}
+
+fn admit<'a>(
+    engine: &'a Engine,
+    service: &'a mut Value,
+    old: Option<&'a Value>,
+) -> BoxFuture<'a, ApiResult<()>> {
+    Box::pin(async move {
+        if let Some(old) = old {
+            carry_forward(service, old);
+        }
+        allocate_node_ports(engine, service).await?;
+        if old.is_some_and(|old| !old["spec"]["clusterIP"].as_str().unwrap_or("").is_empty()) {
+            return Ok(());
+        }
+        let spec = &mut service["spec"];
+        if spec["type"].as_str() == Some("ExternalName") {
+            if let Some(spec) = spec.as_object_mut() {
+                spec.remove("clusterIP");
+                spec.remove("clusterIPs");
+            }
+            return Ok(());
+        }
+        if spec["clusterIP"].as_str() == Some("None") {
+            spec["clusterIPs"] = json!(["None"]);
+            spec["ipFamilies"] = json!(["IPv4"]);
+            spec["ipFamilyPolicy"] = json!("SingleStack");
+            return Ok(());
+        }
+        let vip = make_load_balancer(engine, service).await?;
+        let spec = &mut service["spec"];
+        spec["clusterIP"] = json!(vip);
+        spec["clusterIPs"] = json!([vip]);
+        spec["ipFamilies"] = json!(["IPv4"]);
+        spec["ipFamilyPolicy"] = json!("SingleStack");
+        Ok(())
+    })
+}
+
+/// An update that leaves out what the server chose (a PUT of an edited manifest) keeps
+/// it: the ClusterIP, and each port's node port.
+fn carry_forward(service: &mut Value, old: &Value) {
+    for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+        if service["spec"].get(field).is_none_or(Value::is_null)
+            && let Some(value) = old["spec"].get(field)
+            && let Some(spec) = service["spec"].as_object_mut()
+        {
+            spec.insert(field.into(), value.clone());
+        }
+    }
+    let old_ports = old["spec"]["ports"].as_array().cloned().unwrap_or_default();
+    if let Some(ports) = service["spec"]["ports"].as_array_mut() {
+        for port in ports.iter_mut().filter(|p| p.get("nodePort").is_none()) {
+            if let Some(before) = old_ports.iter().find(|before| {
+                before["port"] == port["port"] && before["protocol"] == port["protocol"]
+            }) && let Some(node_port) = before.get("nodePort")
+            {
+                port["nodePort"] = node_port.clone();
+            }
+        }
+    }
+}
+
+/// Gives each port of a NodePort or LoadBalancer Service without one a free node port
+/// (the claims make a concurrent choice of the same port fail, and the create is then
+/// admitted again with another).
+async fn allocate_node_ports(engine: &Engine, service: &mut Value) -> ApiResult<()> {
+    let kind = service["spec"]["type"].as_str().unwrap_or_default();
+    if kind != "NodePort" && kind != "LoadBalancer" {
+        return Ok(());
+    }
+    if kind == "LoadBalancer" && service["spec"]["allocateLoadBalancerNodePorts"] == json!(false) {
+        return Ok(());
+    }
+    let Some(ports) = service["spec"]["ports"].as_array_mut() else {
+        return Ok(());
+    };
+    let mut taken: BTreeSet<String> = engine
+        .claims_under("", "nodeports/")
+        .await?
+        .into_iter()
+        .collect();
+    // Start somewhere different for each service, so concurrent creates rarely collide.
+    let seed = rand_seed() % NODE_PORTS.len();
+    for port in ports.iter_mut().filter(|p| p.get("nodePort").is_none()) {
+        let protocol = port["protocol"].as_str().unwrap_or("TCP").to_owned();
+        let free = NODE_PORTS
+            .cycle()
+            .skip(seed)
+            .take(NODE_PORTS.len())
+            .find(|candidate| !taken.contains(&format!("nodeports/{protocol}/{candidate}")))
+            .ok_or_else(|| {
+                ApiError::bad_request("no node port is free in the range 30000-32767")
+            })?;
+        taken.insert(format!("nodeports/{protocol}/{free}"));
+        port["nodePort"] = json!(free);
+    }
+    Ok(())
+}
+
+fn rand_seed() -> usize {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now()) as usize
+}
+
+/// Makes the Service's load balancer (or finds the one an earlier admission of this same
+/// create made) and answers its VIP.
+pub(crate) async fn make_load_balancer(engine: &Engine, service: &Value) -> ApiResult<String> {
+    let namespace = object::namespace(service).unwrap_or_default().to_owned();
+    let name = object::name(service).unwrap_or_default().to_owned();
+    let uid = object::uid(service).unwrap_or_default().to_owned();
+    let services = engine.kind("v1", "Service")?;
+    let lbs = engine.kind(lb::API_VERSION, "LoadBalancer")?;
+    let lb_name = load_balancer_name(&name);
+    if let Ok(existing) = engine.get(&lbs, Some(&namespace), &lb_name).await {
+        let owned = existing["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|owner| owner["uid"].as_str() == Some(uid.as_str()));
+        if owned {
+            return Ok(lb::spec_of::<lb::LoadBalancerSpec>(&existing).vip_address);
+        }
+        return Err(ApiError::already_exists(&services, &name));
+    }
+    let subnet = service_subnet(engine, &namespace).await?;
+    let requested = service["spec"]["clusterIP"].as_str().unwrap_or_default();
+    if !requested.is_empty() {
+        let inside = requested
+            .parse::<IpAddr>()
+            .ok()
+            .zip(ipam::parse_prefix(SERVICE_CIDR).ok())
+            .is_some_and(|(address, cidr)| cidr.contains(&address));
+        if !inside {
+            return Err(ApiError::invalid(
+                &services,
+                &name,
+                vec![FieldCause::invalid(
+                    "spec.clusterIP",
+                    requested,
+                    format!(
+                        "provided IP is not in the valid range. The range of valid IPs is {SERVICE_CIDR}"
+                    ),
+                )],
+            ));
+        }
+    }
+    let mut spec = json!({
+        "name": format!("kube_service_{namespace}_{name}"),
+        "description": format!("Kubernetes Service {namespace}/{name}"),
+        "vipSubnetId": object::uid(&subnet).unwrap_or_default(),
+    });
+    if !requested.is_empty() {
+        spec["vipAddress"] = json!(requested);
+    }
+    let body = json!({
+        "apiVersion": lb::API_VERSION,
+        "kind": "LoadBalancer",
+        "metadata": {
+            "name": lb_name,
+            "namespace": namespace,
+            "labels": {SERVICE_LABEL: name},
+            "ownerReferences": [{
+                "apiVersion": "v1",
+                "kind": "Service",
+                "name": name,
+                "uid": uid,
+                "controller": true,
+                "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": spec,
+    });
+    match engine
+        .create(&lbs, Some(&namespace), body, &WriteOptions::default())
+        .await
+    {
+        Ok(written) => Ok(lb::spec_of::<lb::LoadBalancerSpec>(&written.object).vip_address),
+        Err(error) if !requested.is_empty() && (error.code() == 409 || error.code() == 422) => {
+            Err(ApiError::invalid(
+                &services,
+                &name,
+                vec![FieldCause::invalid(
+                    "spec.clusterIP",
+                    requested,
+                    "provided IP is already allocated",
+                )],
+            ))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The project's service subnet (and its network), made on first use.
+pub async fn service_subnet(engine: &Engine, namespace: &str) -> ApiResult<Value> {
+    let networks = engine.kind(net::API_VERSION, "Network")?;
+    let subnets = engine.kind(net::API_VERSION, "Subnet")?;
+    let find = |kind| async move {
+        let options = ListOptions {
+            selectors: Selectors::parse(
+                kind,
+                Some(&format!("{ROLE_LABEL}={SERVICES_ROLE}")),
+                None,
+            )?,
+            ..ListOptions::default()
+        };
+        let listed = engine.list(kind, Some(namespace), &options).await?;
+        ApiResult::Ok(listed.items.into_iter().next())
+    };
+    if let Some(subnet) = find(&subnets).await? {
+        return Ok(subnet);
+    }
+    let labels = json!({ROLE_LABEL: SERVICES_ROLE});
+    let network = match find(&networks).await? {
+        Some(network) => network,
+        None => {
+            let body = json!({
+                "apiVersion": net::API_VERSION,
+                "kind": "Network",
+                "metadata": {"name": "services", "namespace": namespace, "labels": labels},
+                "spec": {"name": "services", "description": "The project's Kubernetes Service addresses"},
+            });
+            match engine
+                .create(&networks, Some(namespace), body, &WriteOptions::default())
+                .await
+            {
+                Ok(written) => written.object,
+                Err(error) if error.code() == 409 => find(&networks).await?.ok_or(error)?,
+                Err(error) => return Err(error),
+            }
+        }
+    };
+    let body = json!({
+        "apiVersion": net::API_VERSION,
+        "kind": "Subnet",
+        "metadata": {"name": "services", "namespace": namespace, "labels": labels},
+        "spec": {
+            "name": "services",
+            "networkId": object::uid(&network).unwrap_or_default(),
+            "cidr": SERVICE_CIDR,
+            "enableDhcp": false,
+        },
+    });
+    match engine
+        .create(&subnets, Some(namespace), body, &WriteOptions::default())
+        .await
+    {
+        Ok(written) => Ok(written.object),
+        Err(error) if error.code() == 409 => find(&subnets).await?.ok_or(error),
+        Err(error) => Err(error),
+    }
+}
+
+fn ports_cell(service: &Value) -> Value {
+    let ports: Vec<String> = service["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|port| {
+            let protocol = port["protocol"].as_str().unwrap_or("TCP");
+            match port["nodePort"].as_u64() {
+                Some(node_port) => format!("{}:{node_port}/{protocol}", port["port"]),
+                None => format!("{}/{protocol}", port["port"]),
+            }
+        })
+        .collect();
+    if ports.is_empty() {
+        json!("<none>")
+    } else {
+        json!(ports.join(","))
+    }
+}
+
+fn external_ip_cell(service: &Value) -> Value {
+    let ingress: Vec<&str> = service["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["ip"].as_str().or_else(|| i["hostname"].as_str()))
+        .collect();
+    let spec = &service["spec"];
+    match spec["type"].as_str() {
+        Some("ExternalName") => spec["externalName"].clone(),
+        Some("LoadBalancer") if ingress.is_empty() => json!("<pending>"),
+        _ if ingress.is_empty() => json!("<none>"),
+        _ => json!(ingress.join(",")),
+    }
+}
+
+fn selector_cell(service: &Value) -> Value {
+    let selector: Vec<String> = service["spec"]["selector"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
+        .collect();
+    if selector.is_empty() {
+        json!("<none>")
+    } else {
+        json!(selector.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+use serde_json::json;
+
+use super::*;
+
+fn service(spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "a"}, "spec": spec})
+}
+
+fn messages(causes: &[FieldCause]) -> Vec<String> {
+    causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect()
+}
+
+#[test]
+fn defaults_fill_type_protocol_target_port_and_affinity() {
+    let mut svc = service(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]}));
+    default_service(&mut svc);
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert_eq!(svc["spec"]["sessionAffinity"], "None");
+    assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
+    assert_eq!(svc["status"]["loadBalancer"], json!({}));
+    assert!(
+        validate(&svc, None).is_empty(),
+        "{:?}",
+        validate(&svc, None)
+    );
+}
+
+#[test]
+fn bad_services_get_kubernetes_field_errors() {
+    let cases = [
+        (json!({"ports": []}), "spec.ports: Required value"),
+        (
+            json!({"ports": [{"port": 80}, {"port": 81}]}),
+            "spec.ports[0].name: Required value",
+        ),
+        (
+            json!({"ports": [{"name": "a", "port": 80}, {"name": "a", "port": 81}]}),
+            "spec.ports[1].name: Duplicate value",
+        ),
+        (
+            json!({"ports": [{"port": 70000}]}),
+            "spec.ports[0].port: Invalid value",
+        ),
+        (
+            json!({"ports": [{"port": 80, "protocol": "ICMP"}]}),
+            "spec.ports[0].protocol: Unsupported value",
+        ),
+        (
+            json!({"type": "Magic", "ports": [{"port": 80}]}),
+            "spec.type: Unsupported value",
+        ),
+        (
+            json!({"clusterIP": "ten", "ports": [{"port": 80}]}),
+            "spec.clusterIP: Invalid value",
+        ),
+        (
+            json!({"type": "ClusterIP", "ports": [{"port": 80, "nodePort": 30001}]}),
+            "spec.ports[0].nodePort: Forbidden",
+        ),
+        (
+            json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}),
+            "spec.ports[0].nodePort: Invalid value",
+        ),
+        (
+            json!({"type": "ExternalName"}),
+            "spec.externalName: Required value",
+        ),
+        (
+            json!({"type": "NodePort", "clusterIP": "None", "ports": [{"port": 80}]}),
+            "spec.clusterIP: Invalid value",
+        ),
+    ];
+    for (spec, expected) in cases {
+        let found = messages(&validate(&service(spec.clone()), None));
+        assert!(
+            found.iter().any(|m| m.starts_with(expected)),
+            "{spec}: expected {expected}, got {found:?}"
+        );
+    }
+}
+
+#[test]
+fn a_headless_service_may_have_no_ports_and_the_cluster_ip_is_immutable() {
+    let headless = service(json!({"clusterIP": "None", "selector": {"app": "db"}}));
+    assert!(validate(&headless, None).is_empty());
+    let old = service(json!({"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}));
+    let new = service(json!({"clusterIP": "10.96.0.11", "ports": [{"port": 80}]}));
+    let found = messages(&validate(&new, Some(&old)));
+    assert!(
+        found.iter().any(|m| m.contains("field is immutable")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn node_ports_are_claimed_per_protocol_and_carried_over_an_update() {
+    let old = service(
+        json!({"type": "NodePort", "clusterIP": "10.96.0.10", "ports": [
+            {"port": 80, "protocol": "TCP", "nodePort": 30080},
+            {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053},
+        ]}),
+    );
+    let keys: Vec<String> = claims(&old).into_iter().map(|c| c.key).collect();
+    assert_eq!(keys, ["nodeports/TCP/30080", "nodeports/UDP/30053"]);
+    let mut new = service(json!({"type": "NodePort", "ports": [
+        {"port": 80, "protocol": "TCP"},
+        {"name": "dns", "port": 53, "protocol": "UDP"},
+    ]}));
+    carry_forward(&mut new, &old);
+    assert_eq!(new["spec"]["clusterIP"], "10.96.0.10");
+    assert_eq!(new["spec"]["ports"][0]["nodePort"], 30080);
+    assert_eq!(new["spec"]["ports"][1]["nodePort"], 30053);
+}
+
+#[test]
+fn kubectl_columns_show_ports_and_pending_external_ips() {
+    let svc = service(json!({"type": "LoadBalancer", "ports": [
+        {"port": 80, "protocol": "TCP", "nodePort": 30080}
+    ], "selector": {"app": "web"}}));
+    assert_eq!(ports_cell(&svc), "80:30080/TCP");
+    assert_eq!(external_ip_cell(&svc), "<pending>");
+    assert_eq!(selector_cell(&svc), "app=web");
+    let mut served = svc.clone();
+    served["status"] = json!({"loadBalancer": {"ingress": [{"ip": "172.24.4.10"}]}});
+    assert_eq!(external_ip_cell(&served), "172.24.4.10");
+}

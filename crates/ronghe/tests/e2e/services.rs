@@ -1,0 +1,281 @@
+//! Kubernetes Services as load balancers end to end on a `LabCluster` (two host
+//! namespaces, an agent each, real runc, kubectl): a Deployment of three pods behind a
+//! ClusterIP Service answers a client pod on the ClusterIP from all three; a deleted pod
+//! leaves the rotation and its replacement joins it; scaling to five adds members; the
+//! Service turned LoadBalancer answers from the external namespace on its floating IP;
+//! deleting the Service takes its load balancer away.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use ronghe_testkit::{LabCluster, NetLab};
+use serde_json::{Value, json};
+
+use super::{BINARY, require_real_drivers, wait_for};
+
+/// The bodies of `count` GETs of `url` from pod `from` (`FAILED` for each that failed).
+fn answers(
+    cluster: &LabCluster,
+    from: &str,
+    url: &str,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
+    let script =
+        format!("for i in $(seq {count}); do timeout 5 wget -q -O - {url} || echo FAILED; done");
+    let (_, out) = cluster.exec(from, &["sh", "-c", &script])?;
+    Ok(out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+fn web_pods(cluster: &LabCluster) -> anyhow::Result<BTreeSet<String>> {
+    let listed: Value = serde_json::from_str(
+        &cluster
+            .kubectl
+            .ok(&["get", "pods", "-n", "admin", "-l", "app=web", "-o", "json"])?,
+    )?;
+    Ok(listed["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Waits until the web pods are as `settled` wants and 30 requests all succeed and reach
+/// exactly them.
+async fn wait_for_rotation(
+    cluster: &LabCluster,
+    url: &str,
+    what: &str,
+    settled: impl Fn(&BTreeSet<String>) -> bool,
+) -> anyhow::Result<()> {
+    wait_for(Duration::from_secs(120), what, || async {
+        let wanted = web_pods(cluster)?;
+        if !settled(&wanted) {
+            return Ok(None);
+        }
+        let got = answers(cluster, "client", url, 30)?;
+        let seen: BTreeSet<String> = got.iter().cloned().collect();
+        Ok((got.len() == 30 && seen == wanted).then_some(()))
+    })
+    .await
+}
+
+/// Prints what the API says about the routing of the service subnet, for a failed wait.
+fn diagnose(cluster: &LabCluster) {
+    for args in [
+        &["router", "show", "services", "-f", "json"][..],
+        &["floating", "ip", "list", "--long", "-f", "json"],
+        &["port", "list", "--long", "-f", "json"],
+        &["security", "group", "rule", "list", "--long", "-f", "json"],
+    ] {
+        match cluster.os.ok(args) {
+            Ok(out) => eprintln!("--- {args:?}:\n{out}"),
+            Err(error) => eprintln!("--- {args:?}: {error:#}"),
+        }
+    }
+    for index in 0..2 {
+        let log = cluster.agent_log(index);
+        let relevant: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("router"))
+            .collect();
+        eprintln!("--- agent {index}:\n{}", relevant.join("\n"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_floating_ip()
+-> anyhow::Result<()> {
+    require_real_drivers!(
+        "a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_floating_ip"
+    );
+    if let Err(why) = NetLab::available() {
+        eprintln!(
+            "SKIPPED a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_floating_ip: {why}"
+        );
+        return Ok(());
+    }
+    let cluster =
+        LabCluster::start(Path::new(BINARY), 2, &["--physical-network", "public=eth1"]).await?;
+    cluster.create_public_network()?;
+    let deployment = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "admin"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{
+                    "name": "web",
+                    "image": "busybox",
+                    "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
+                }]},
+            },
+        },
+    });
+    let service = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "admin"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]},
+    });
+    cluster
+        .kubectl
+        .with_stdin(&["apply", "-f", "-"], &deployment.to_string())?;
+    cluster
+        .kubectl
+        .with_stdin(&["apply", "-f", "-"], &service.to_string())?;
+    let shown: Value = serde_json::from_str(
+        &cluster
+            .kubectl
+            .ok(&["get", "service", "web", "-n", "admin", "-o", "json"])?,
+    )?;
+    let cluster_ip = shown["spec"]["clusterIP"]
+        .as_str()
+        .context("a ClusterIP at once")?
+        .to_owned();
+    assert!(cluster_ip.starts_with("10.96."), "{shown}");
+    let listed = cluster.kubectl.ok(&["get", "svc", "-n", "admin"])?;
+    assert!(
+        listed.contains(&cluster_ip) && listed.contains("80/TCP"),
+        "{listed}"
+    );
+
+    // The client waits for the default network the Deployment's pods made.
+    wait_for(Duration::from_secs(120), "3 web pods", || async {
+        Ok((web_pods(&cluster)?.len() == 3).then_some(()))
+    })
+    .await?;
+    cluster.web_pod("client", 1, "default", "client").await?;
+    let url = format!("http://{cluster_ip}/");
+    wait_for_rotation(
+        &cluster,
+        &url,
+        "all 3 pods answering on the ClusterIP",
+        |pods| pods.len() == 3,
+    )
+    .await?;
+    let endpoints = cluster.kubectl.ok(&[
+        "get",
+        "endpoints",
+        "web",
+        "-n",
+        "admin",
+        "-o",
+        "jsonpath={.subsets[*].addresses[*].ip}",
+    ])?;
+    assert_eq!(endpoints.split_whitespace().count(), 3, "{endpoints}");
+    let slices = cluster.kubectl.ok(&[
+        "get",
+        "endpointslices",
+        "-n",
+        "admin",
+        "-l",
+        "kubernetes.io/service-name=web",
+        "-o",
+        "json",
+    ])?;
+    assert!(slices.contains("8080"), "{slices}");
+
+    // A deleted pod leaves the rotation; its replacement joins it.
+    let victim = web_pods(&cluster)?.into_iter().next().context("a pod")?;
+    cluster
+        .kubectl
+        .ok(&["delete", "pod", &victim, "-n", "admin", "--wait=false"])?;
+    wait_for_rotation(
+        &cluster,
+        &url,
+        "the deleted pod out, its replacement in",
+        |pods| pods.len() == 3 && !pods.contains(&victim),
+    )
+    .await?;
+
+    // Scaling to five adds members.
+    cluster.kubectl.ok(&[
+        "scale",
+        "deployment",
+        "web",
+        "-n",
+        "admin",
+        "--replicas",
+        "5",
+    ])?;
+    wait_for_rotation(&cluster, &url, "5 pods answering", |pods| pods.len() == 5).await?;
+
+    // A LoadBalancer Service gets a floating IP that answers from outside.
+    cluster.kubectl.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-n",
+        "admin",
+        "-p",
+        r#"{"spec":{"type":"LoadBalancer"}}"#,
+    ])?;
+    let floating = wait_for(
+        Duration::from_secs(60),
+        "a floating IP in the status",
+        || async {
+            let ip = cluster.kubectl.ok(&[
+                "get",
+                "service",
+                "web",
+                "-n",
+                "admin",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ])?;
+            Ok((!ip.trim().is_empty()).then(|| ip.trim().to_owned()))
+        },
+    )
+    .await?;
+    assert!(floating.starts_with("172.24.4."), "{floating}");
+    let pods = web_pods(&cluster)?;
+    wait_for(
+        Duration::from_secs(60),
+        "the floating IP answering",
+        || async {
+            let answer = cluster.get_from_outside(&format!("http://{floating}/"))?;
+            Ok(answer.filter(|a| pods.contains(a.trim())).map(|_| ()))
+        },
+    )
+    .await
+    .inspect_err(|_| diagnose(&cluster))?;
+    let listed = cluster.kubectl.ok(&["get", "svc", "web", "-n", "admin"])?;
+    assert!(listed.contains(&floating), "{listed}");
+
+    // Deleting the Service takes its load balancer, VIP and floating IP away.
+    cluster
+        .kubectl
+        .ok(&["delete", "service", "web", "-n", "admin"])?;
+    wait_for(
+        Duration::from_secs(60),
+        "the load balancer gone",
+        || async {
+            let left =
+                cluster
+                    .kubectl
+                    .ok(&["get", "loadbalancers", "-n", "admin", "-o", "name"])?;
+            Ok(left.trim().is_empty().then_some(()))
+        },
+    )
+    .await?;
+    wait_for(Duration::from_secs(30), "the ClusterIP silent", || async {
+        let got = answers(&cluster, "client", &url, 1)?;
+        Ok((got == ["FAILED"]).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
