@@ -122,6 +122,89 @@ echo ronghe-test: done"
         "{output}"
     );
 
+    // Services: a ClusterIP Service by its full and short names and its named port's SRV
+    // record, a headless one by its ready endpoint (the pod), which ordinary programs
+    // find through the search list too.
+    cluster
+        .kubectl
+        .ok(&["label", "pod", "web", "-n", "admin", "app=dnsweb"])?;
+    for service in [
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "dnsweb", "namespace": "admin"},
+            "spec": {"selector": {"app": "dnsweb"},
+                     "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+        }),
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "dnshead", "namespace": "admin"},
+            "spec": {"clusterIP": "None", "selector": {"app": "dnsweb"},
+                     "ports": [{"name": "http", "port": 8080}]},
+        }),
+    ] {
+        cluster
+            .kubectl
+            .with_stdin(&["apply", "-f", "-"], &service.to_string())?;
+    }
+    let cluster_ip = cluster.kubectl.ok(&[
+        "get",
+        "service",
+        "dnsweb",
+        "-n",
+        "admin",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ])?;
+    for (name, expected) in [
+        ("dnsweb.admin.svc.cluster.local", &cluster_ip),
+        ("dnsweb", &cluster_ip),
+        ("dnshead.admin.svc.cluster.local", &pod_ip),
+    ] {
+        let output = wait_for(
+            Duration::from_secs(60),
+            &format!("the pod resolving {name}"),
+            || async {
+                let (_, out) =
+                    cluster.exec("web", &["timeout", "10", "nslookup", "-type=a", name])?;
+                Ok(out.contains("Name:").then_some(out))
+            },
+        )
+        .await?;
+        assert_eq!(
+            answered_addresses(&output),
+            [expected.as_str()],
+            "{name}: {output}"
+        );
+    }
+    let (_, srv) = cluster.exec(
+        "web",
+        &[
+            "timeout",
+            "10",
+            "nslookup",
+            "-type=srv",
+            "_http._tcp.dnsweb.admin.svc.cluster.local",
+        ],
+    )?;
+    assert!(srv.contains("80 dnsweb.admin.svc.cluster.local"), "{srv}");
+    let (code, body) = cluster.exec(
+        "web",
+        &[
+            "timeout",
+            "10",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://dnshead:8080/",
+        ],
+    )?;
+    assert_eq!(
+        (code, body.trim()),
+        (0, "hi"),
+        "wget through the search list"
+    );
+
     // The VM: the resolver and search list came by DHCP, and both names resolve.
     let console = wait_for(Duration::from_secs(300), "the VM's lookups", || async {
         let console = cluster.console("dns-vm")?;
