@@ -22,6 +22,23 @@ fn answered_addresses(output: &str) -> Vec<String> {
         .collect()
 }
 
+/// The IPv4 addresses pod `web` finds for `name` once it finds any, with nslookup's
+/// output.
+async fn resolve_in_pod(cluster: &LabCluster, name: &str) -> anyhow::Result<(Vec<String>, String)> {
+    let output = wait_for(
+        Duration::from_secs(60),
+        &format!("the pod resolving {name}"),
+        || async {
+            // busybox nslookup asks under every search domain and fails when any misses:
+            // the answer is what counts.
+            let (_, out) = cluster.exec("web", &["timeout", "10", "nslookup", "-type=a", name])?;
+            Ok(out.contains("Name:").then_some(out))
+        },
+    )
+    .await?;
+    Ok((answered_addresses(&output), output))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_and_a_vm_resolve_each_other_through_the_cluster_dns() -> anyhow::Result<()> {
     let test = "a_pod_and_a_vm_resolve_each_other_through_the_cluster_dns";
@@ -89,23 +106,8 @@ echo ronghe-test: done"
         )
     );
     for name in ["dns-vm", "dns-vm.openstacklocal"] {
-        let output = wait_for(
-            Duration::from_secs(60),
-            &format!("the pod resolving {name}"),
-            || async {
-                // busybox nslookup asks under every search domain and fails when any
-                // misses: the answer is what counts.
-                let (_, out) =
-                    cluster.exec("web", &["timeout", "10", "nslookup", "-type=a", name])?;
-                Ok(out.contains("Name:").then_some(out))
-            },
-        )
-        .await?;
-        assert_eq!(
-            answered_addresses(&output),
-            [vm_ip.as_str()],
-            "{name}: {output}"
-        );
+        let (addresses, output) = resolve_in_pod(&cluster, name).await?;
+        assert_eq!(addresses, [vm_ip.as_str()], "{name}: {output}");
     }
     let (_, output) = cluster.exec(
         "web",
@@ -160,21 +162,8 @@ echo ronghe-test: done"
         ("dnsweb", &cluster_ip),
         ("dnshead.admin.svc.cluster.local", &pod_ip),
     ] {
-        let output = wait_for(
-            Duration::from_secs(60),
-            &format!("the pod resolving {name}"),
-            || async {
-                let (_, out) =
-                    cluster.exec("web", &["timeout", "10", "nslookup", "-type=a", name])?;
-                Ok(out.contains("Name:").then_some(out))
-            },
-        )
-        .await?;
-        assert_eq!(
-            answered_addresses(&output),
-            [expected.as_str()],
-            "{name}: {output}"
-        );
+        let (addresses, output) = resolve_in_pod(&cluster, name).await?;
+        assert_eq!(addresses, [expected.as_str()], "{name}: {output}");
     }
     let (_, srv) = cluster.exec(
         "web",

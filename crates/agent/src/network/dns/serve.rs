@@ -52,6 +52,9 @@ impl Default for Limits {
     }
 }
 
+/// How long a loop pauses after a failed receive or accept.
+const RECEIVE_RETRY: Duration = Duration::from_millis(10);
+
 struct Server {
     network_id: String,
     index: watch::Receiver<Arc<DnsIndex>>,
@@ -112,6 +115,8 @@ async fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>) {
             Ok(received) => received,
             Err(error) => {
                 tracing::debug!(network = %server.network_id, %error, "receiving a DNS query failed");
+                // Never a busy loop on a socket that keeps failing.
+                tokio::time::sleep(RECEIVE_RETRY).await;
                 continue;
             }
         };
@@ -159,6 +164,8 @@ async fn serve_tcp(server: Arc<Server>, listener: TcpListener) {
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::debug!(network = %server.network_id, %error, "accepting a DNS connection failed");
+                // Out of descriptors, say: wait rather than spin.
+                tokio::time::sleep(RECEIVE_RETRY).await;
                 continue;
             }
         };
