@@ -235,8 +235,15 @@ async fn run_pod(context: Arc<DriverContext>, runtime: Arc<PodRuntime>) {
                 _ = stop.changed() => return,
             };
             match attached {
-                Ok(ips) => {
-                    runtime.set_pod_ips(&ips);
+                Ok(network) => {
+                    if let Err(error) = sandbox::write_resolv_conf(
+                        &context.layout,
+                        &runtime.pod,
+                        network.dns.as_ref(),
+                    ) {
+                        tracing::warn!(pod = %runtime.name, %error, "writing the pod's resolv.conf failed; it keeps the host's");
+                    }
+                    runtime.set_pod_ips(&network.ips);
                     break;
                 }
                 Err(error) => {

@@ -23,6 +23,7 @@ mod images;
 mod logs;
 mod pod;
 mod probes;
+mod resolv;
 mod sandbox;
 pub mod spec;
 pub mod status;

@@ -8,10 +8,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use ronghe_agent::network::ClusterDns;
 
 use crate::config::RuncConfig;
 use crate::error::{Error, Result};
 use crate::host::{self, HostSeam};
+
+/// The host's resolver configuration, which pods without a cluster resolver get.
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// Where things of a pod live, by its uid.
 #[derive(Clone, Debug)]
@@ -121,21 +125,29 @@ pub async fn create(seam: &HostSeam, layout: &Layout, pod: &Pod, host_ip: &str) 
         let names = alias.hostnames.clone().unwrap_or_default().join("\t");
         hosts.push_str(&format!("{}\t{names}\n", alias.ip));
     }
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    for (file, content) in [
-        ("hosts", hosts),
-        ("hostname", format!("{hostname}\n")),
-        ("resolv.conf", resolv),
-    ] {
+    for (file, content) in [("hosts", hosts), ("hostname", format!("{hostname}\n"))] {
         let path = etc.join(file);
         std::fs::write(&path, content).map_err(Error::io("write", &path))?;
     }
+    // Without its network's resolver yet: the host's, until `write_resolv_conf` is told.
+    write_resolv_conf(layout, pod, None)?;
     if !host_network && !layout.netns_path(uid).exists() {
         let netns = layout.netns_name(uid);
         seam.ip(&["netns", "add", &netns]).await?;
         seam.ip(&["-n", &netns, "link", "set", "lo", "up"]).await?;
     }
     Ok(())
+}
+
+/// Writes the pod's `/etc/resolv.conf` for its DNS policy, with `cluster` its network's
+/// resolver (None: it has none). Its containers bind-mount the file, so it is rewritten in
+/// place rather than replaced.
+pub fn write_resolv_conf(layout: &Layout, pod: &Pod, cluster: Option<&ClusterDns>) -> Result<()> {
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let host = std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
+    let path = layout.etc_file(uid, "resolv.conf");
+    std::fs::write(&path, crate::resolv::render(pod, cluster, &host))
+        .map_err(Error::io("write", &path))
 }
 
 /// Removes everything of pod `uid`: its containers (killed), mounts, network namespace,

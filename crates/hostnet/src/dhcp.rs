@@ -108,9 +108,10 @@ pub fn hosts_file(service: &ServicePlan) -> String {
     out
 }
 
-/// `--dhcp-optsfile`: per subnet tag, the router (3), DNS servers (6), classless static
-/// routes (121) and MTU (26). Router and DNS are always written, empty when there are
-/// none, because dnsmasq otherwise offers its own address for both.
+/// `--dhcp-optsfile`: per subnet tag, the router (3), DNS servers (6), the domain name
+/// (15) and search list (119), classless static routes (121) and MTU (26). Router and DNS
+/// are always written, empty when there are none, because dnsmasq otherwise offers its
+/// own address for both. Domains that are not plain DNS names are left out.
 pub fn options_file(service: &ServicePlan) -> String {
     let mut out = String::new();
     for (tag, _, index) in served_subnets(service) {
@@ -130,6 +131,21 @@ pub fn options_file(service: &ServicePlan) -> String {
             out.push_str(&format!("tag:{tag},option:dns-server\n"));
         } else {
             out.push_str(&format!("tag:{tag},option:dns-server,{}\n", dns.join(",")));
+        }
+        if let Some(domain) = subnet.domain.as_deref().filter(|d| is_hostname(d)) {
+            out.push_str(&format!("tag:{tag},option:domain-name,{domain}\n"));
+        }
+        let search: Vec<&str> = subnet
+            .search
+            .iter()
+            .map(String::as_str)
+            .filter(|d| is_hostname(d))
+            .collect();
+        if !search.is_empty() {
+            out.push_str(&format!(
+                "tag:{tag},option:domain-search,{}\n",
+                search.join(",")
+            ));
         }
         let mut routes: Vec<String> = subnet
             .host_routes
@@ -177,7 +193,13 @@ mod tests {
                 DhcpSubnet {
                     cidr: "10.0.0.0/24".parse().unwrap(),
                     gateway: None,
-                    dns_servers: vec![],
+                    dns_servers: vec!["10.0.0.2".parse().unwrap()],
+                    domain: Some("openstacklocal".into()),
+                    search: vec![
+                        "openstacklocal".into(),
+                        "p.svc.cluster.local".into(),
+                        "bad,domain".into(),
+                    ],
                     host_routes: vec![(
                         "169.254.169.254/32".parse().unwrap(),
                         "10.0.0.2".parse().unwrap(),
@@ -189,6 +211,8 @@ mod tests {
                     cidr: "fd00::/64".parse().unwrap(),
                     gateway: None,
                     dns_servers: vec![],
+                    domain: None,
+                    search: vec![],
                     host_routes: vec![],
                     lease_seconds: 60,
                     mtu: None,
@@ -197,6 +221,8 @@ mod tests {
                     cidr: "10.1.0.0/16".parse().unwrap(),
                     gateway: Some("10.1.0.1".parse().unwrap()),
                     dns_servers: vec!["8.8.8.8".parse().unwrap(), "fd00::53".parse().unwrap()],
+                    domain: Some("bad domain".into()),
+                    search: vec![],
                     host_routes: vec![(
                         "192.168.0.0/16".parse().unwrap(),
                         "10.1.0.254".parse().unwrap(),
@@ -254,7 +280,9 @@ mod tests {
         assert_eq!(
             options_file(&service()),
             "tag:subnet0,option:router\n\
-             tag:subnet0,option:dns-server\n\
+             tag:subnet0,option:dns-server,10.0.0.2\n\
+             tag:subnet0,option:domain-name,openstacklocal\n\
+             tag:subnet0,option:domain-search,openstacklocal,p.svc.cluster.local\n\
              tag:subnet0,option:classless-static-route,169.254.169.254/32,10.0.0.2\n\
              tag:subnet0,option:mtu,1450\n\
              tag:subnet2,option:router,10.1.0.1\n\

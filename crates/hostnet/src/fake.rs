@@ -3,13 +3,14 @@
 //! way the real driver does (created, repaired, removed; nothing on a repeated plan).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
 use crate::names;
 use crate::plan::{Attachment, HostPlan, Segment};
-use crate::{Action, Applied, HostNetError, HostNetwork, PortReadiness};
+use crate::{Action, Applied, DnsSockets, HostNetError, HostNetwork, PortReadiness};
 
 #[derive(Default)]
 pub struct FakeHostNetwork {
@@ -173,6 +174,34 @@ impl HostNetwork for FakeHostNetwork {
         ))?;
         Ok(listener)
     }
+
+    async fn dns_sockets(
+        &self,
+        network_id: &str,
+        address: IpAddr,
+    ) -> Result<DnsSockets, HostNetError> {
+        let served = self
+            .lock()
+            .plan
+            .as_ref()
+            .and_then(|plan| plan.network(network_id))
+            .and_then(|network| network.service.as_ref())
+            .is_some_and(|service| service.addresses.iter().any(|a| a.addr() == address));
+        if !served {
+            return Err(HostNetError::NoService {
+                network_id: network_id.into(),
+            });
+        }
+        // A simulated host has no service address of its own: loopback, any port.
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0")
+            .map_err(HostNetError::io("binding the fake DNS socket"))?;
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(HostNetError::io("binding the fake DNS listener"))?;
+        udp.set_nonblocking(true)
+            .and_then(|()| tcp.set_nonblocking(true))
+            .map_err(HostNetError::io("making the fake DNS sockets non-blocking"))?;
+        Ok(DnsSockets { udp, tcp })
+    }
 }
 
 #[cfg(test)]
@@ -226,7 +255,53 @@ mod tests {
                 .any(|c| c.object == format!("tap {}", names::tap("port-1")))
         );
         assert!(fake.metadata_listener("net").await.is_err());
+        assert!(
+            fake.dns_sockets("net", "10.0.0.2".parse().unwrap())
+                .await
+                .is_err(),
+            "no service, no DNS"
+        );
         fake.teardown().await.unwrap();
         assert!(fake.objects().is_empty());
+    }
+
+    #[tokio::test]
+    async fn dns_sockets_are_on_loopback_for_the_service_addresses_only() {
+        let fake = FakeHostNetwork::new("rh-");
+        let mut served = plan(1);
+        served.networks[0].service = Some(ServicePlan {
+            mac: MacAddr([0xfa, 0x16, 0x3e, 0, 0, 2]),
+            addresses: vec!["10.0.0.2/24".parse().unwrap()],
+            dhcp: vec![],
+            hosts: vec![],
+        });
+        fake.apply(&served).await.unwrap();
+        let sockets = fake
+            .dns_sockets("net", "10.0.0.2".parse().unwrap())
+            .await
+            .unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .send_to(b"query", sockets.udp.local_addr().unwrap())
+            .unwrap();
+        let udp = tokio::net::UdpSocket::from_std(sockets.udp).unwrap();
+        let mut buffer = [0; 16];
+        let (length, from) = udp.recv_from(&mut buffer).await.unwrap();
+        assert_eq!(&buffer[..length], b"query");
+        assert_eq!(from, client.local_addr().unwrap());
+        let tcp = tokio::net::TcpListener::from_std(sockets.tcp).unwrap();
+        let address = tcp.local_addr().unwrap();
+        let (connected, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(address), tcp.accept());
+        connected.unwrap();
+        accepted.unwrap();
+        for (network, address) in [("net", "10.0.0.9"), ("other", "10.0.0.2")] {
+            assert!(
+                fake.dns_sockets(network, address.parse().unwrap())
+                    .await
+                    .is_err(),
+                "{network} {address} is not a service address"
+            );
+        }
     }
 }

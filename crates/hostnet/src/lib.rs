@@ -56,6 +56,7 @@ pub mod plan;
 mod run;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -88,6 +89,23 @@ pub trait HostNetwork: Send + Sync {
         &self,
         network_id: &str,
     ) -> Result<std::net::TcpListener, HostNetError>;
+
+    /// A UDP socket and a TCP listener on `address`:53 inside the service netns of
+    /// `network_id` (`address` is one of the service port's), for the agent's DNS server,
+    /// made by a thread that entered that netns. Both are non-blocking, ready for tokio's
+    /// `from_std`.
+    async fn dns_sockets(
+        &self,
+        network_id: &str,
+        address: IpAddr,
+    ) -> Result<DnsSockets, HostNetError>;
+}
+
+/// Where a network's DNS server listens at one address: port 53 over UDP and TCP.
+#[derive(Debug)]
+pub struct DnsSockets {
+    pub udp: std::net::UdpSocket,
+    pub tcp: std::net::TcpListener,
 }
 
 /// What an apply changed, and which ports are ready.

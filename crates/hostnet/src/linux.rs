@@ -1,6 +1,6 @@
 //! `LinuxHostNetwork`, the real [`HostNetwork`]: the order of an apply (ruleset first, so
 //! no secured port is ever wired without its filter; then networks, ports, services,
-//! routers; then leftovers), teardown, and the metadata listener.
+//! routers; then leftovers), teardown, and the metadata and DNS sockets.
 
 mod cleanup;
 mod dnsmasq;
@@ -13,6 +13,7 @@ mod service;
 mod veth;
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -22,7 +23,7 @@ use crate::error::HostNetError;
 use crate::netlink::{Link, Netlink};
 use crate::netns::{named_path, on_thread_in};
 use crate::plan::HostPlan;
-use crate::{Action, Applied, HostNetwork, PortReadiness, names};
+use crate::{Action, Applied, DnsSockets, HostNetwork, PortReadiness, names};
 
 /// How one agent's data plane is placed on its machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,4 +277,30 @@ impl HostNetwork for LinuxHostNetwork {
             "binding 169.254.169.254:80 in the service netns of {network_id}"
         )))
     }
+
+    async fn dns_sockets(
+        &self,
+        network_id: &str,
+        address: IpAddr,
+    ) -> Result<DnsSockets, HostNetError> {
+        let path = named_path(&names::service_netns(&self.config.prefix, network_id));
+        if !path.exists() {
+            return Err(HostNetError::NoService {
+                network_id: network_id.into(),
+            });
+        }
+        on_thread_in(Some(path), move || {
+            let udp = std::net::UdpSocket::bind((address, DNS_PORT))?;
+            udp.set_nonblocking(true)?;
+            let tcp = std::net::TcpListener::bind((address, DNS_PORT))?;
+            tcp.set_nonblocking(true)?;
+            Ok(DnsSockets { udp, tcp })
+        })
+        .await
+        .map_err(HostNetError::io(format!(
+            "binding {address}:{DNS_PORT} in the service netns of {network_id}"
+        )))
+    }
 }
+
+const DNS_PORT: u16 = 53;

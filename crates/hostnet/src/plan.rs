@@ -167,6 +167,13 @@ pub struct DhcpSubnet {
     pub gateway: Option<IpAddr>,
     /// Option 6; empty means the option is sent empty (this DHCP server has no DNS).
     pub dns_servers: Vec<IpAddr>,
+    /// Option 15, the domain name (Neutron's `openstacklocal` or the network's
+    /// `dns_domain`).
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Option 119, the domain search list (RFC 3397), in order.
+    #[serde(default)]
+    pub search: Vec<String>,
     /// Option 121, classless static routes (including 169.254.169.254/32 via the service
     /// address when there is no router). When present and a gateway exists, a
     /// 0.0.0.0/0 route via the gateway is added, since RFC 3442 clients ignore option 3

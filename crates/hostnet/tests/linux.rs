@@ -503,7 +503,7 @@ async fn a_router_gives_snat_floating_ips_and_port_forwarding() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dhcp_answers_static_leases_and_metadata_listens_in_the_service_netns() {
+async fn dhcp_answers_static_leases_and_metadata_and_dns_listen_in_the_service_netns() {
     let Some(mut fx) = Fixture::new("dhcp") else {
         return;
     };
@@ -528,7 +528,9 @@ async fn dhcp_answers_static_leases_and_metadata_listens_in_the_service_netns() 
         dhcp: vec![DhcpSubnet {
             cidr: "10.0.0.0/24".parse().unwrap(),
             gateway: None,
-            dns_servers: vec![],
+            dns_servers: vec!["10.0.0.2".parse().unwrap()],
+            domain: Some("openstacklocal".into()),
+            search: vec!["openstacklocal".into(), "p.svc.cluster.local".into()],
             host_routes: vec![(
                 "169.254.169.254/32".parse().unwrap(),
                 "10.0.0.2".parse().unwrap(),
@@ -576,6 +578,8 @@ async fn dhcp_answers_static_leases_and_metadata_listens_in_the_service_netns() 
                 "staticroutes",
                 "-O",
                 "mtu",
+                "-O",
+                "search",
                 "-s",
                 script.to_str().unwrap(),
             ],
@@ -594,6 +598,9 @@ async fn dhcp_answers_static_leases_and_metadata_listens_in_the_service_netns() 
         "mtu=1450",
         "hostname=vm-one",
         "staticroutes=169.254.169.254/32 10.0.0.2",
+        "dns=10.0.0.2",
+        "domain=openstacklocal",
+        "search=openstacklocal p.svc.cluster.local",
     ] {
         assert!(
             env.lines().any(|line| line == expected),
@@ -620,6 +627,37 @@ async fn dhcp_answers_static_leases_and_metadata_listens_in_the_service_netns() 
     .unwrap();
     echo(&mut stream, "GET /openstack").unwrap();
     assert_eq!(metadata.peer_ips(), ["10.0.0.5".parse::<IpAddr>().unwrap()]);
+
+    // DNS: port 53 on the service address, over UDP and TCP, reached from the VM.
+    let dns = net
+        .dns_sockets("net-5", "10.0.0.2".parse().unwrap())
+        .await
+        .unwrap();
+    let udp = dns.udp;
+    udp.set_nonblocking(false).unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let asked_from = in_netns_thread(&vm, || {
+        let client = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        client.send_to(b"query", "10.0.0.2:53")?;
+        client.local_addr()
+    })
+    .unwrap();
+    let mut buffer = [0; 16];
+    let (length, from) = udp.recv_from(&mut buffer).unwrap();
+    assert_eq!(&buffer[..length], b"query");
+    assert_eq!(from.ip(), "10.0.0.5".parse::<IpAddr>().unwrap());
+    assert_eq!(from.port(), asked_from.port());
+    assert_eq!(udp.local_addr().unwrap(), addr("10.0.0.2:53"));
+    let resolver = EchoServer::serve(dns.tcp);
+    let mut stream = connect(&vm, addr("10.0.0.2:53"), None, Duration::from_secs(5)).unwrap();
+    echo(&mut stream, "tcp query").unwrap();
+    assert_eq!(resolver.peer_ips(), ["10.0.0.5".parse::<IpAddr>().unwrap()]);
+    assert!(
+        net.dns_sockets("net-404", "10.0.0.2".parse().unwrap())
+            .await
+            .is_err(),
+        "a network without a service here has no DNS"
+    );
 
     // Idempotent, and a new driver on the same state (an agent restart) adopts
     // everything as it is: the running dnsmasq, devices, rulesets.

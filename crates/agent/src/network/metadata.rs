@@ -25,7 +25,7 @@ use ronghe_api_types::network::{FloatingIpSpec, PortSpec, annotation, owner, spe
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::uid;
+use super::{namespace, text, uid};
 
 pub use serve::serve;
 
@@ -145,17 +145,6 @@ struct FlavorName {
 /// The annotation the Nova face records the creating user in; a VM's keypair is that
 /// user's keypair of the name (names are unique per user and project).
 const USER_ANNOTATION: &str = "compute.ronghe.io/user-id";
-
-fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-fn namespace(object: &Value) -> &str {
-    text(object, "/metadata/namespace")
-}
 
 fn addresses(spec: &PortSpec) -> Vec<IpAddr> {
     spec.fixed_ips

@@ -1,12 +1,17 @@
 //! The objects a host's network is computed from, kept current by one watch per kind
 //! (kube's reflectors): the network kinds, Nodes (their tunnel endpoints), VMs (where each
-//! runs, their names) and keypairs (for the metadata service). Every change wakes the
-//! wiring loop.
+//! runs, their names), keypairs (for the metadata service), and Services and
+//! EndpointSlices (for cluster DNS). Every change wakes the wiring loop.
+//!
+//! Services and EndpointSlices are optional: a server that does not serve them (404)
+//! leaves them empty rather than holding up the host's network, and their watches keep
+//! trying (with back-off) so they fill once it does.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 use kube::runtime::reflector::{self, Store};
@@ -30,9 +35,11 @@ enum Kind {
     Nodes,
     VirtualMachines,
     Keypairs,
+    Services,
+    EndpointSlices,
 }
 
-const KINDS: [Kind; 11] = [
+const KINDS: [Kind; 13] = [
     Kind::Networks,
     Kind::Subnets,
     Kind::Ports,
@@ -44,9 +51,16 @@ const KINDS: [Kind; 11] = [
     Kind::Nodes,
     Kind::VirtualMachines,
     Kind::Keypairs,
+    Kind::Services,
+    Kind::EndpointSlices,
 ];
 
 impl Kind {
+    /// Whether the first plan waits for this kind's first list.
+    fn required(self) -> bool {
+        !matches!(self, Kind::Services | Kind::EndpointSlices)
+    }
+
     fn resource(self) -> ApiResource {
         let (group, kind, plural) = match self {
             Kind::Networks => ("network.ronghe.io", "Network", "networks"),
@@ -62,6 +76,8 @@ impl Kind {
             Kind::PortForwardings => ("network.ronghe.io", "PortForwarding", "portforwardings"),
             Kind::QosPolicies => ("network.ronghe.io", "QosPolicy", "qospolicies"),
             Kind::Nodes => return ApiResource::erase::<Node>(&()),
+            Kind::Services => return ApiResource::erase::<Service>(&()),
+            Kind::EndpointSlices => return ApiResource::erase::<EndpointSlice>(&()),
             Kind::VirtualMachines => ("compute.ronghe.io", "VirtualMachine", "virtualmachines"),
             Kind::Keypairs => ("compute.ronghe.io", "Keypair", "keypairs"),
         };
@@ -80,12 +96,25 @@ pub(super) fn port_resource() -> ApiResource {
     Kind::Ports.resource()
 }
 
+/// Whether a watch failed because the server has no such resource.
+fn is_not_found(error: &watcher::Error) -> bool {
+    let api_error = match error {
+        watcher::Error::InitialListFailed(error)
+        | watcher::Error::WatchStartFailed(error)
+        | watcher::Error::WatchFailed(error) => error,
+        _ => return false,
+    };
+    matches!(api_error, kube::Error::Api(status) if status.code == 404)
+}
+
 /// Everything the wiring loop reads, as of one moment.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Cluster {
     pub plan: Snapshot,
     pub vms: Vec<Value>,
     pub keypairs: Vec<Value>,
+    pub services: Vec<Value>,
+    pub endpoint_slices: Vec<Value>,
 }
 
 /// The watch-fed caches.
@@ -114,10 +143,20 @@ impl Objects {
             let (changed, mut stop) = (changed.clone(), stop.clone());
             tokio::spawn(async move {
                 let mut stream = std::pin::pin!(stream);
+                let mut absent = false;
                 loop {
                     tokio::select! {
                         event = stream.next() => match event {
-                            Some(Ok(_)) => changed.notify_one(),
+                            Some(Ok(_)) => {
+                                absent = false;
+                                changed.notify_one();
+                            }
+                            Some(Err(error)) if !kind.required() && is_not_found(&error) => {
+                                if !absent {
+                                    tracing::info!(?kind, "the server does not serve this kind; watching for it to appear");
+                                }
+                                absent = true;
+                            }
                             Some(Err(error)) => {
                                 tracing::warn!(?kind, %error, "watching for the host network failed; retrying");
                             }
@@ -134,7 +173,7 @@ impl Objects {
     /// Waits until every kind has been listed once (so a first plan never misses what
     /// exists and tears it down).
     pub async fn ready(&self) -> anyhow::Result<()> {
-        for (kind, store) in &self.stores {
+        for (kind, store) in self.stores.iter().filter(|(kind, _)| kind.required()) {
             store.wait_until_ready().await.map_err(|_| {
                 anyhow::anyhow!("the watch of {kind:?} ended before its first list")
             })?;
@@ -177,6 +216,8 @@ impl Objects {
             },
             vms: self.values(Kind::VirtualMachines),
             keypairs: self.values(Kind::Keypairs),
+            services: self.values(Kind::Services),
+            endpoint_slices: self.values(Kind::EndpointSlices),
         }
     }
 }

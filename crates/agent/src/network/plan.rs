@@ -21,7 +21,7 @@ use ronghe_hostnet::{
 };
 use serde_json::Value;
 
-use super::uid;
+use super::{dns, uid};
 
 /// The objects the plan is computed from, as the API serves them.
 #[derive(Clone, Debug, Default)]
@@ -131,7 +131,7 @@ pub fn host_plan(snapshot: &Snapshot, local: &Local) -> HostPlan {
         routers: Vec::new(),
     };
     for network_id in &needed {
-        let Some((_, network)) = networks.get(network_id.as_str()) else {
+        let Some((network_object, network)) = networks.get(network_id.as_str()) else {
             continue;
         };
         let segment = if network.is_flat() {
@@ -195,7 +195,8 @@ pub fn host_plan(snapshot: &Snapshot, local: &Local) -> HostPlan {
                 ))
             })
             .collect();
-        let service = service_plan(&on_network, &network_subnets, local, network);
+        let project = super::namespace(network_object);
+        let service = service_plan(&on_network, &network_subnets, local, network, project);
         plan.networks.push(NetworkPlan {
             id: network_id.clone(),
             segment,
@@ -233,6 +234,7 @@ fn service_plan(
     subnets: &[(&str, &SubnetSpec)],
     local: &Local,
     network: &NetworkSpec,
+    project: &str,
 ) -> Option<ServicePlan> {
     // The network's DHCP port (one per network, made by the server) gives the service
     // its MAC and addresses; every host answers with the same ones, locally.
@@ -269,14 +271,27 @@ fn service_plan(
         if let Ok(metadata) = ipam::parse_prefix(METADATA_ADDRESS) {
             host_routes.push((metadata, address.addr()));
         }
+        // As Neutron's dnsmasq: the subnet's own servers when it names some, else the
+        // service port itself, where the agent serves cluster DNS (and then the search
+        // list that makes short Service names work).
+        let mut dns_servers: Vec<IpAddr> = subnet
+            .dns_nameservers
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .collect();
+        let domain = dns::network_domain(network);
+        let search = if dns_servers.is_empty() {
+            dns_servers.push(address.addr());
+            dns::vm_search_list(&domain, project)
+        } else {
+            Vec::new()
+        };
         dhcp.push(DhcpSubnet {
             cidr,
             gateway: subnet.gateway_ip.as_deref().and_then(|g| g.parse().ok()),
-            dns_servers: subnet
-                .dns_nameservers
-                .iter()
-                .filter_map(|d| d.parse().ok())
-                .collect(),
+            dns_servers,
+            domain: Some(domain),
+            search,
             host_routes,
             lease_seconds: LEASE_SECONDS,
             mtu: network.mtu,
@@ -821,6 +836,39 @@ mod tests {
         );
         assert_eq!(router.port_forwardings.len(), 1);
         assert_eq!(router.port_forwardings[0].external_port, 8080);
+    }
+
+    #[test]
+    fn dhcp_hands_out_the_cluster_resolver_unless_the_subnet_names_its_own() {
+        let mut snapshot = snapshot();
+        let plan = host_plan(&snapshot, &local());
+        let dhcp = &plan.network("net").unwrap().service.as_ref().unwrap().dhcp[0];
+        assert_eq!(dhcp.dns_servers, ["10.0.0.53".parse::<IpAddr>().unwrap()]);
+        assert_eq!(dhcp.domain.as_deref(), Some("openstacklocal"));
+        assert!(
+            dhcp.search.is_empty(),
+            "the subnet's own servers know no cluster names"
+        );
+
+        snapshot.subnets[0]["spec"]["dnsNameservers"] = serde_json::json!([]);
+        snapshot.networks[0]["spec"]["dnsDomain"] = serde_json::json!("corp.example.");
+        let plan = host_plan(&snapshot, &local());
+        let dhcp = &plan.network("net").unwrap().service.as_ref().unwrap().dhcp[0];
+        assert_eq!(
+            dhcp.dns_servers,
+            ["10.0.0.2".parse::<IpAddr>().unwrap()],
+            "the DHCP port, where the agent serves DNS"
+        );
+        assert_eq!(dhcp.domain.as_deref(), Some("corp.example"));
+        assert_eq!(
+            dhcp.search,
+            [
+                "corp.example",
+                "p.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local"
+            ]
+        );
     }
 
     #[test]

@@ -24,10 +24,12 @@ use ronghe_hostnet::{Applied, Attachment, HostNetwork, names};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
-use super::metadata::{self, MetadataIndex};
+use super::dns::{self, DnsIndex, DnsObjects, Resolvers};
+use super::metadata::MetadataIndex;
 use super::objects::{Cluster, Objects};
 use super::plan::{self, Local};
-use super::{VmNic, WorkloadNetwork, name, uid};
+use super::servers::{self, ServiceServers};
+use super::{ClusterDns, PodNetwork, VmNic, WorkloadNetwork, name, namespace, uid};
 use crate::vms::VmSpec;
 
 /// How often the plan is applied again with nothing changed (drift repair).
@@ -67,10 +69,8 @@ struct Shared {
     pods: Mutex<HashMap<String, PathBuf>>,
     changed: Arc<Notify>,
     wired: watch::Sender<Arc<Wired>>,
-    /// Who each VM is, for the metadata servers.
-    metadata: watch::Sender<Arc<MetadataIndex>>,
-    /// A metadata server per network served here, by network uid, with its stop switch.
-    metadata_servers: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// The metadata and DNS servers of the networks served here.
+    servers: ServiceServers,
 }
 
 /// What the last pass left wired, for the drivers waiting on it.
@@ -94,6 +94,8 @@ struct WiredPort {
     /// Its device is up on the bridge (and, for a pod, configured in its netns).
     ready: bool,
     error: Option<String>,
+    /// The cluster resolver for a pod on it.
+    dns: Option<ClusterDns>,
 }
 
 impl Wiring {
@@ -113,11 +115,25 @@ impl Wiring {
             pods: Mutex::new(HashMap::new()),
             changed,
             wired: watch::Sender::new(Arc::new(Wired::default())),
-            metadata: watch::Sender::new(Arc::new(MetadataIndex::default())),
-            metadata_servers: Mutex::new(HashMap::new()),
+            servers: ServiceServers::new(),
         });
         tokio::spawn(run(shared.clone(), stop));
         Wiring { shared }
+    }
+
+    /// Plugs the ports of device `uid` (a pod, a load balancer) into `netns`; returns them
+    /// once wired, in NIC order.
+    async fn attach_ports(&self, uid: &str, netns: &Path) -> anyhow::Result<Vec<WiredPort>> {
+        let uid = uid.to_owned();
+        self.shared
+            .pods
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(uid.clone(), netns.to_owned());
+        self.shared.changed.notify_one();
+        self.wait_for(|wired| wired_ports(wired, &uid, 1))
+            .await
+            .map_err(|missing| anyhow::anyhow!("the network is not ready: {missing}"))
     }
 
     /// Waits until `check` finds what it needs in what is wired, or [`ATTACH_TIMEOUT`]
@@ -171,9 +187,13 @@ fn wired_ports(wired: &Wired, uid: &str, expected: usize) -> Result<Vec<WiredPor
 
 #[async_trait::async_trait]
 impl WorkloadNetwork for Wiring {
-    async fn attach_pod(&self, pod: &Pod, netns: &Path) -> anyhow::Result<Vec<IpAddr>> {
+    async fn attach_pod(&self, pod: &Pod, netns: &Path) -> anyhow::Result<PodNetwork> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        self.attach_device(&uid, netns).await
+        let ports = self.attach_ports(&uid, netns).await?;
+        Ok(PodNetwork {
+            dns: ports.first().and_then(|port| port.dns.clone()),
+            ips: ports.into_iter().flat_map(|port| port.ips).collect(),
+        })
     }
 
     async fn detach_pod(&self, uid: &str) {
@@ -181,17 +201,7 @@ impl WorkloadNetwork for Wiring {
     }
 
     async fn attach_device(&self, uid: &str, netns: &Path) -> anyhow::Result<Vec<IpAddr>> {
-        let uid = uid.to_owned();
-        self.shared
-            .pods
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(uid.clone(), netns.to_owned());
-        self.shared.changed.notify_one();
-        let ports = self
-            .wait_for(|wired| wired_ports(wired, &uid, 1))
-            .await
-            .map_err(|missing| anyhow::anyhow!("the network is not ready: {missing}"))?;
+        let ports = self.attach_ports(uid, netns).await?;
         Ok(ports.into_iter().flat_map(|port| port.ips).collect())
     }
 
@@ -286,68 +296,32 @@ async fn pass(shared: &Shared, first: bool) -> anyhow::Result<()> {
     }
     let wired = shared.wired_state(&cluster, &local, &applied);
     shared.wired.send_replace(Arc::new(wired));
-    shared.metadata.send_replace(Arc::new(MetadataIndex::build(
+    let dns = DnsIndex::build(
+        DnsObjects {
+            networks: &cluster.plan.networks,
+            ports: &cluster.plan.ports,
+            vms: &cluster.vms,
+            services: &cluster.services,
+            endpoint_slices: &cluster.endpoint_slices,
+        },
+        servers::host_upstreams(),
+    );
+    let metadata = MetadataIndex::build(
         &cluster.plan.ports,
         &cluster.vms,
         &cluster.keypairs,
         &cluster.plan.floating_ips,
-    )));
-    shared.serve_metadata(&plan).await;
+    );
+    shared.servers.publish(metadata, dns);
+    shared
+        .servers
+        .follow(shared.config.driver.as_ref(), &plan)
+        .await;
     shared.write_ports(&cluster, &local, &plan, &applied).await;
     Ok(())
 }
 
 impl Shared {
-    /// Runs a metadata server in each network's service namespace the plan has (on
-    /// 169.254.169.254:80 there), and stops those of networks no longer served here.
-    async fn serve_metadata(&self, plan: &ronghe_hostnet::HostPlan) {
-        let served: HashMap<&str, ()> = plan
-            .networks
-            .iter()
-            .filter(|network| network.service.is_some())
-            .map(|network| (network.id.as_str(), ()))
-            .collect();
-        let missing: Vec<String> = {
-            let mut servers = self
-                .metadata_servers
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            servers.retain(|network, stop| {
-                let keep = served.contains_key(network.as_str()) && !stop.is_closed();
-                if !keep {
-                    stop.send_replace(true);
-                }
-                keep
-            });
-            served
-                .keys()
-                .filter(|network| !servers.contains_key(**network))
-                .map(|network| (*network).to_owned())
-                .collect()
-        };
-        for network in missing {
-            let listener = match self.config.driver.metadata_listener(&network).await {
-                Ok(listener) => listener,
-                Err(error) => {
-                    tracing::warn!(%network, %error, "no metadata server for a network; trying again at the next pass");
-                    continue;
-                }
-            };
-            let (stop, stopped) = watch::channel(false);
-            let index = self.metadata.subscribe();
-            let id = network.clone();
-            tokio::spawn(async move {
-                if let Err(error) = metadata::serve(listener, id.clone(), index, stopped).await {
-                    tracing::warn!(network = %id, error = %format!("{error:#}"), "a metadata server stopped");
-                }
-            });
-            self.metadata_servers
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(network, stop);
-        }
-    }
-
     /// What only this host knows: the ports of its workloads and how each is attached.
     fn local(&self, cluster: &Cluster) -> Local {
         let host = &self.config.host;
@@ -385,7 +359,9 @@ impl Shared {
                         name: names::tap(&port_uid),
                     },
                 );
-                local.hostnames.insert(port_uid, name(vm).to_owned());
+                if let Some(hostname) = dns::hostname_of(&spec, Some(vm)) {
+                    local.hostnames.insert(port_uid, hostname);
+                }
             } else if (spec.device_owner == owner::POD || spec.device_owner == owner::LOAD_BALANCER)
                 && pods.contains_key(spec.device_id.as_str())
             {
@@ -415,6 +391,7 @@ impl Shared {
     }
 
     fn wired_state(&self, cluster: &Cluster, local: &Local, applied: &Applied) -> Wired {
+        let resolvers = Resolvers::build(&cluster.plan.networks, &cluster.plan.ports);
         let ports = cluster
             .plan
             .ports
@@ -443,6 +420,9 @@ impl Shared {
                     bound: spec.binding_host_id == self.config.host,
                     ready: readiness.is_some_and(|r| r.ready),
                     error: readiness.and_then(|r| r.error.clone()),
+                    dns: (spec.device_owner == owner::POD)
+                        .then(|| resolvers.for_pod(&spec, namespace(port)))
+                        .flatten(),
                 };
                 (uid(port).to_owned(), wired)
             })

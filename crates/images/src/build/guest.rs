@@ -286,10 +286,11 @@ echo "$name" > /www/index.html
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then
     ip link set eth0 up
-    # Classless routes (121: the metadata service's) and the MTU (26: VXLAN's overhead)
-    # come only when asked for.
+    # Classless routes (121: the metadata service's), the MTU (26: VXLAN's overhead) and
+    # the domain search list (119: the network's domain, then the Services') come only
+    # when asked for.
     udhcpc -i eth0 -s /usr/share/udhcpc/default.script -b -t 5 -T 1 -x "hostname:$name" \
-        -O staticroutes -O mtu
+        -O staticroutes -O mtu -O search
 fi
 httpd -p 80 -h /www
 if [ -e /sys/class/net/eth0 ]; then
@@ -333,7 +334,8 @@ case "$1" in
             done
         fi
         : > /etc/resolv.conf
-        [ -n "$domain" ] && echo "search $domain" >> /etc/resolv.conf
+        # The search list (119) when there is one, else the domain (15).
+        [ -n "$search$domain" ] && echo "search ${search:-$domain}" >> /etc/resolv.conf
         for server in $dns; do echo "nameserver $server" >> /etc/resolv.conf; done
         echo "ronghe-guest: $interface $ip/${mask:-24} mtu ${mtu:-1500}"
         ;;

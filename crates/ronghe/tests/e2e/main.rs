@@ -5,6 +5,7 @@
 //! one they say what they skip and why. nextest runs them one at a time
 //! (`.config/nextest.toml`): they share this machine's cgroups and CPU.
 
+mod dns;
 mod load_balancing;
 mod network;
 mod network_operations;

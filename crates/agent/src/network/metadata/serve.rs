@@ -3,12 +3,11 @@
 //! accepted), and how long one connection lives (a VM that sends its request a byte a
 //! minute is cut off), which also bounds how long a stop waits for open connections.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,10 +20,11 @@ use axum::serve::{IncomingStream, Listener};
 use http::{Method, StatusCode, Uri, header};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 
 use super::MetadataIndex;
 use super::tree::{self, Reply};
+use crate::network::limits::{ConnectionSlots, Slot};
 
 /// What the VMs of one network can hold of the server.
 #[derive(Clone, Copy, Debug)]
@@ -80,8 +80,7 @@ pub(super) async fn serve_with(
     tracing::info!(network = %network_id, %address, "metadata service listening");
     let bounded = BoundedListener {
         inner: listener,
-        slots: Arc::new(Semaphore::new(limits.connections)),
-        peers: Arc::default(),
+        slots: ConnectionSlots::new(limits.connections, limits.connections_per_peer),
         limits,
     };
     let service = Arc::new(Service {
@@ -165,8 +164,7 @@ async fn handle(
 /// connections past [`Limits::connections_per_peer`].
 struct BoundedListener {
     inner: TcpListener,
-    slots: Arc<Semaphore>,
-    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    slots: ConnectionSlots,
     limits: Limits,
 }
 
@@ -176,29 +174,17 @@ impl Listener for BoundedListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            let permit = Arc::clone(&self.slots)
-                .acquire_owned()
-                .await
-                .expect("the connection semaphore is never closed");
+            let permit = self.slots.reserve().await;
             let (stream, address) = Listener::accept(&mut self.inner).await;
             let ip = address.ip().to_canonical();
-            {
-                let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-                let open = peers.entry(ip).or_default();
-                if *open >= self.limits.connections_per_peer {
-                    tracing::debug!(peer = %ip, open = *open, "too many metadata connections; closing the new one");
-                    continue;
-                }
-                *open += 1;
-            }
+            let Some(slot) = self.slots.take(ip, permit) else {
+                tracing::debug!(peer = %ip, "too many metadata connections; closing the new one");
+                continue;
+            };
             let connection = BoundedConnection {
                 stream,
                 deadline: Box::pin(tokio::time::sleep(self.limits.connection_lifetime)),
-                _slot: Slot {
-                    peers: Arc::clone(&self.peers),
-                    ip,
-                    _permit: permit,
-                },
+                _slot: slot,
             };
             return (connection, SocketAddr::new(ip, address.port()));
         }
@@ -206,25 +192,6 @@ impl Listener for BoundedListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.inner.local_addr()
-    }
-}
-
-/// A connection's place in the limits, given back when it closes.
-struct Slot {
-    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(open) = peers.get_mut(&self.ip) {
-            *open = open.saturating_sub(1);
-            if *open == 0 {
-                peers.remove(&self.ip);
-            }
-        }
     }
 }
 
