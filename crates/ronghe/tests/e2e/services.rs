@@ -1,6 +1,7 @@
 //! Kubernetes Services as load balancers end to end on a `LabCluster` (two host
 //! namespaces, an agent each, real runc, kubectl): a Deployment of three pods behind a
-//! ClusterIP Service answers a client pod on the ClusterIP from all three; a deleted pod
+//! ClusterIP Service answers a client pod on its name (`web.admin.svc.cluster.local`,
+//! through the cluster DNS) from all three; a deleted pod
 //! leaves the rotation and its replacement joins it; scaling to five adds members; the
 //! Service turned LoadBalancer answers from the external namespace on its floating IP;
 //! deleting the Service takes its load balancer away.
@@ -159,11 +160,12 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
     })
     .await?;
     cluster.web_pod("client", 1, "default", "client").await?;
-    let url = format!("http://{cluster_ip}/");
+    // By the Service's name, through the cluster DNS (the client's search path).
+    let url = "http://web.admin.svc.cluster.local/".to_owned();
     wait_for_rotation(
         &cluster,
         &url,
-        "all 3 pods answering on the ClusterIP",
+        "all 3 pods answering on the Service's name",
         |pods| pods.len() == 3,
     )
     .await?;
@@ -272,6 +274,7 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
         },
     )
     .await?;
+    let url = format!("http://{cluster_ip}/");
     wait_for(Duration::from_secs(30), "the ClusterIP silent", || async {
         let got = answers(&cluster, "client", &url, 1)?;
         Ok((got == ["FAILED"]).then_some(()))
