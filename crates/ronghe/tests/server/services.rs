@@ -1,0 +1,221 @@
+//! Kubernetes Services through the real kubectl (no agent: nothing is served, only what
+//! the API and the controllers make): a Service gets a ClusterIP from its project's
+//! service subnet at once, which is its load balancer's VIP; its load balancer has a
+//! listener, pool and health monitor per port; its Endpoints and EndpointSlice list the
+//! pods its selector matches; a headless Service gets no VIP; bad Services get
+//! Kubernetes' field errors and make nothing.
+
+use std::time::Duration;
+
+use ronghe_testkit::Kubectl;
+use serde_json::{Value, json};
+
+use super::{server, wait_for};
+
+fn apply(kubectl: &Kubectl, object: &Value) -> anyhow::Result<String> {
+    kubectl.with_stdin(&["apply", "-f", "-"], &object.to_string())
+}
+
+fn json_of(kubectl: &Kubectl, args: &[&str]) -> anyhow::Result<Value> {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    Ok(serde_json::from_str(&kubectl.ok(&all)?)?)
+}
+
+fn service(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_is_a_load_balancer_with_endpoints_and_bad_ones_are_refused() -> anyhow::Result<()>
+{
+    let server = server().await?;
+    let kubectl = Kubectl::for_server(&server)?;
+    apply(
+        &kubectl,
+        &service(
+            "web",
+            json!({"selector": {"app": "web"}, "ports": [
+                {"name": "http", "port": 80, "targetPort": "http"},
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+            ]}),
+        ),
+    )?;
+    let web = json_of(&kubectl, &["get", "service", "web"])?;
+    let cluster_ip = web["spec"]["clusterIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(cluster_ip.starts_with("10.96."), "{web}");
+    assert_eq!(web["spec"]["type"], "ClusterIP", "{web}");
+    assert_eq!(web["spec"]["ports"][1]["targetPort"], 53, "{web}");
+    let table = kubectl.ok(&["get", "svc", "web"])?;
+    assert!(
+        table.contains(&cluster_ip) && table.contains("80/TCP,53/UDP"),
+        "{table}"
+    );
+
+    // Its load balancer: the VIP is the ClusterIP; a listener, pool and monitor per port.
+    let lb = json_of(&kubectl, &["get", "loadbalancer", "svc-web"])?;
+    assert_eq!(lb["spec"]["vipAddress"], cluster_ip.as_str(), "{lb}");
+    let listed = wait_for(Duration::from_secs(30), "listeners per port", || async {
+        let listeners = json_of(
+            &kubectl,
+            &[
+                "get",
+                "listeners",
+                "-l",
+                "loadbalancing.ronghe.io/service=web",
+            ],
+        )?;
+        let monitors = json_of(
+            &kubectl,
+            &[
+                "get",
+                "healthmonitors",
+                "-l",
+                "loadbalancing.ronghe.io/service=web",
+            ],
+        )?;
+        let count = |v: &Value| v["items"].as_array().map_or(0, Vec::len);
+        Ok((count(&listeners) == 2 && count(&monitors) == 2).then_some(listeners))
+    })
+    .await?;
+    let mut protocols: Vec<&str> = listed["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["spec"]["protocol"].as_str())
+        .collect();
+    protocols.sort();
+    assert_eq!(protocols, ["TCP", "UDP"], "{listed}");
+
+    // Endpoints from the pods the selector matches (not scheduled here: not ready yet).
+    apply(
+        &kubectl,
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "ports": [{"name": "http", "containerPort": 8080}]}]}}),
+    )?;
+    kubectl.ok(&[
+        "patch", "pod", "web-1", "--subresource", "status", "--type", "merge", "-p",
+        r#"{"status":{"phase":"Running","podIP":"10.0.0.42","conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ])?;
+    let endpoints = wait_for(
+        Duration::from_secs(30),
+        "the pod in the endpoints",
+        || async {
+            let endpoints = kubectl.ok(&["get", "endpoints", "web"]);
+            Ok(endpoints.ok().filter(|e| e.contains("10.0.0.42:8080")))
+        },
+    )
+    .await?;
+    assert!(endpoints.contains("10.0.0.42:53"), "{endpoints}");
+    let slices = json_of(
+        &kubectl,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+        ],
+    )?;
+    let slice = &slices["items"][0];
+    assert_eq!(slice["addressType"], "IPv4", "{slices}");
+    assert_eq!(
+        slice["endpoints"][0]["addresses"][0], "10.0.0.42",
+        "{slices}"
+    );
+    assert_eq!(
+        slice["endpoints"][0]["conditions"]["ready"], true,
+        "{slices}"
+    );
+
+    // Headless: no VIP, no load balancer.
+    apply(
+        &kubectl,
+        &service(
+            "db",
+            json!({"clusterIP": "None", "selector": {"app": "db"}}),
+        ),
+    )?;
+    let db = json_of(&kubectl, &["get", "service", "db"])?;
+    assert_eq!(db["spec"]["clusterIP"], "None", "{db}");
+    let gone = kubectl.run(&["get", "loadbalancer", "svc-db"], None)?;
+    assert!(
+        !gone.success && gone.stderr.contains("NotFound"),
+        "{gone:?}"
+    );
+
+    // Bad Services: Kubernetes' field errors, nothing made.
+    let taken = service(
+        "copy",
+        json!({"clusterIP": cluster_ip, "ports": [{"port": 80}]}),
+    );
+    let outside = service(
+        "far",
+        json!({"clusterIP": "192.168.7.7", "ports": [{"port": 80}]}),
+    );
+    let no_ports = service("bare", json!({"selector": {"app": "x"}}));
+    let bad_protocol = service("icmp", json!({"ports": [{"port": 80, "protocol": "ICMP"}]}));
+    for (object, words) in [
+        (&taken, "provided IP is already allocated"),
+        (&outside, "provided IP is not in the valid range"),
+        (&no_ports, "spec.ports: Required value"),
+        (&bad_protocol, "Unsupported value: \"ICMP\""),
+    ] {
+        let output = kubectl.run(&["apply", "-f", "-"], Some(&object.to_string()))?;
+        assert!(!output.success, "{object} was accepted");
+        assert!(
+            output.stderr.contains(words),
+            "{words:?} not in {}",
+            output.stderr
+        );
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let lb = kubectl.run(&["get", "loadbalancer", &format!("svc-{name}")], None)?;
+        assert!(!lb.success, "a load balancer was left for {name}");
+    }
+
+    // `kubectl expose` makes a Service from a Deployment's selector.
+    kubectl.ok(&[
+        "create",
+        "deployment",
+        "api",
+        "--image=busybox",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+    ])?;
+    kubectl.ok(&[
+        "expose",
+        "deployment",
+        "api",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ])?;
+    let api = json_of(&kubectl, &["get", "service", "api"])?;
+    assert_eq!(api["spec"]["selector"]["app"], "api", "{api}");
+    assert_eq!(api["spec"]["ports"][0]["targetPort"], 8080, "{api}");
+    assert!(
+        api["spec"]["clusterIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.96.")),
+        "{api}"
+    );
+
+    // Deleting the Service takes its load balancer with it.
+    kubectl.ok(&["delete", "service", "web"])?;
+    wait_for(
+        Duration::from_secs(30),
+        "the load balancer gone",
+        || async {
+            let lb = kubectl.run(&["get", "loadbalancer", "svc-web"], None)?;
+            Ok((!lb.success).then_some(()))
+        },
+    )
+    .await?;
+    Ok(())
+}
