@@ -146,32 +146,19 @@ impl LabCluster {
     }
 
     /// Takes host `index` off the lab as a machine that dies does: its agent stopped
-    /// (SIGTERM), the load-balancer proxies it started killed (they outlive an agent
-    /// stop on purpose), and its underlay and external links down, so nothing of it
+    /// (SIGTERM), the load-balancer proxies and QEMU processes it started killed (they
+    /// outlive an agent stop on purpose), and its underlay and external links down, so nothing of it
     /// answers on any network any more. Its namespaces stay until the lab is dropped.
     pub fn kill_host(&mut self, index: usize) -> anyhow::Result<()> {
         let pid = std::mem::take(&mut self.agents[index].pid);
         if pid != 0 {
             self.lab().stop_process(pid)?;
         }
-        let proxies = self.agents[index].dir.join("loadbalancers");
-        for entry in std::fs::read_dir(&proxies).into_iter().flatten().flatten() {
-            let Some(pid) = std::fs::read_to_string(entry.path().join("pid"))
-                .ok()
-                .and_then(|p| p.trim().parse::<u32>().ok())
-            else {
-                continue;
-            };
-            // Only a proxy of this host's agent: its command line names the directory.
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let ours =
-                String::from_utf8_lossy(&cmdline).contains(entry.path().to_str().unwrap_or("-"));
-            if ours {
-                // The agent started it, not the lab: end it by its id.
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
+        // They were started by the agent, not the lab: end them by their ids.
+        for pid in host::processes_of(&self.agents[index].dir) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
         }
         let netns = self.host(index).netns.clone();
         for link in ["eth0", "eth1"] {

@@ -29,7 +29,7 @@ pub fn real_drivers_missing() -> Option<String> {
 /// found by their command line naming the directory), and through a fresh container
 /// driver on the same directory, its containers, mounts, network namespaces and cgroups.
 pub fn clean_host(agent_dir: &Path) {
-    for pid in qemu_processes(agent_dir) {
+    for pid in processes_of(agent_dir) {
         let _ = Command::new("kill").args(["-KILL", &pid]).status();
     }
     let containers = agent_dir.join("containers");
@@ -54,7 +54,7 @@ pub fn clean_host(agent_dir: &Path) {
 }
 
 /// What the agent with its state in `agent_dir` left on this machine: runc containers,
-/// mounts under its directory, and QEMU processes whose command line names it.
+/// mounts under its directory, and QEMU and load-balancer proxy processes whose command line names it.
 pub fn leftovers(agent_dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut found = Vec::new();
     let root = agent_dir.join("containers").join("runc");
@@ -79,15 +79,16 @@ pub fn leftovers(agent_dir: &Path) -> anyhow::Result<Vec<String>> {
         }
     }
     found.extend(
-        qemu_processes(agent_dir)
+        processes_of(agent_dir)
             .into_iter()
-            .map(|pid| format!("qemu process {pid}")),
+            .map(|pid| format!("QEMU or load-balancer proxy process {pid}")),
     );
     Ok(found)
 }
 
-/// The pids of the QEMU processes whose command line names `agent_dir`.
-fn qemu_processes(agent_dir: &Path) -> Vec<String> {
+/// The pids of the QEMU and load-balancer proxy processes whose command line names
+/// `agent_dir` (both outlive their agent on purpose: a restarted agent takes them over).
+pub fn processes_of(agent_dir: &Path) -> Vec<String> {
     let prefix = agent_dir.to_string_lossy().into_owned();
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -97,7 +98,8 @@ fn qemu_processes(agent_dir: &Path) -> Vec<String> {
         }
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains("qemu-system") && cmdline.contains(&prefix) {
+        let kind = cmdline.contains("qemu-system") || cmdline.contains(" proxy --config ");
+        if kind && cmdline.contains(&prefix) {
             pids.push(pid);
         }
     }
