@@ -300,3 +300,25 @@ async fn wait_for_work(wake: &Notify, stop: &mut watch::Receiver<bool>, resync: 
         _ = stop.changed() => true,
     }
 }
+
+/// Deletes an object, content when it is already gone.
+async fn delete_if_present(
+    engine: &Engine,
+    kind: &crate::registry::KindSpec,
+    namespace: Option<&str>,
+    name: &str,
+) -> crate::error::ApiResult<()> {
+    match engine
+        .delete(
+            kind,
+            namespace,
+            name,
+            &crate::engine::DeleteOptions::default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.code() == 404 => Ok(()),
+        Err(error) => Err(error),
+    }
+}

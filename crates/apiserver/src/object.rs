@@ -150,6 +150,25 @@ pub fn now_rfc3339() -> String {
     now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// An owner reference to `owner`, of kind `kind` in `api_version`.
+pub fn owner_reference(api_version: &str, kind: &str, owner: &Value) -> Value {
+    serde_json::json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name(owner),
+        "uid": uid(owner),
+    })
+}
+
+/// [`owner_reference`] marked as the managing controller, blocking a foreground deletion
+/// of the owner until the dependent goes.
+pub fn controller_reference(api_version: &str, kind: &str, owner: &Value) -> Value {
+    let mut reference = owner_reference(api_version, kind, owner);
+    reference["controller"] = Value::Bool(true);
+    reference["blockOwnerDeletion"] = Value::Bool(true);
+    reference
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,9 +10,7 @@ use ronghe_api_types::loadbalancing::{self as lb, ListenerSpec, Tree};
 use ronghe_api_types::network::{self as net, PortSpec};
 use serde_json::{Value, json};
 
-use crate::engine::{
-    DeleteOptions, Engine, ListOptions, PatchKind, Selectors, Target, WriteOptions,
-};
+use crate::engine::{Engine, ListOptions, PatchKind, Selectors, Target, WriteOptions};
 use crate::error::ApiResult;
 use crate::object;
 
@@ -52,12 +50,7 @@ pub(super) fn wanted_rules(tree: &Tree, group_uid: &str) -> BTreeMap<String, Val
 }
 
 fn owner(lb: &Value) -> Value {
-    json!([{
-        "apiVersion": lb::API_VERSION,
-        "kind": "LoadBalancer",
-        "name": object::name(lb),
-        "uid": object::uid(lb),
-    }])
+    json!([object::owner_reference(lb::API_VERSION, "LoadBalancer", lb)])
 }
 
 /// Makes the VIP group, its rules and the VIP port's membership what the tree wants.
@@ -112,7 +105,7 @@ pub(super) async fn ensure(engine: &Engine, tree: &Tree) -> ApiResult<()> {
                 "name": rule,
                 "namespace": namespace,
                 "labels": {LB_LABEL: lb_uid},
-                "ownerReferences": owner(&group),
+                "ownerReferences": [object::owner_reference(net::API_VERSION, "SecurityGroup", &group)],
             },
             "spec": spec,
         });
@@ -126,19 +119,7 @@ pub(super) async fn ensure(engine: &Engine, tree: &Tree) -> ApiResult<()> {
         }
     }
     for rule in have.keys().filter(|r| !wanted.contains_key(*r)) {
-        match engine
-            .delete(
-                &rules_kind,
-                Some(namespace),
-                rule,
-                &DeleteOptions::default(),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(error) if error.code() == 404 => {}
-            Err(error) => return Err(error),
-        }
+        crate::controllers::delete_if_present(engine, &rules_kind, Some(namespace), rule).await?;
     }
     let Some(port) =
         crate::kinds::network::resolve(engine, "Port", namespace, &spec.vip_port_id, |_| false)

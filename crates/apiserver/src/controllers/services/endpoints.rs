@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::World;
 use crate::controllers::replicaset::pods;
-use crate::engine::{DeleteOptions, Engine, ListOptions, Selectors, Target, WriteOptions};
+use crate::engine::{Engine, ListOptions, Selectors, Target, WriteOptions};
 use crate::error::ApiResult;
 use crate::kinds::discovery::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 use crate::object;
@@ -182,14 +182,7 @@ fn groups<'a>(service: &Value, backends: &'a [Backend]) -> Vec<(Vec<Value>, Vec<
 
 /// An owner reference to the Service, so its endpoints go with it.
 pub(super) fn owned_by(service: &Value) -> Value {
-    json!([{
-        "apiVersion": "v1",
-        "kind": "Service",
-        "name": object::name(service),
-        "uid": object::uid(service),
-        "controller": true,
-        "blockOwnerDeletion": true,
-    }])
+    json!([object::controller_reference("v1", "Service", service)])
 }
 
 fn target_ref(service: &Value, backend: &Backend) -> Value {
@@ -390,14 +383,7 @@ pub async fn write(
     for stale in engine.list(&kind, Some(namespace), &options).await?.items {
         let name = object::name(&stale).unwrap_or_default();
         if !names.contains(name) {
-            match engine
-                .delete(&kind, Some(namespace), name, &DeleteOptions::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(error) if error.code() == 404 => {}
-                Err(error) => return Err(error),
-            }
+            crate::controllers::delete_if_present(engine, &kind, Some(namespace), name).await?;
         }
     }
     for slice in desired {

@@ -12,9 +12,7 @@ use ronghe_api_types::network::{
 };
 use serde_json::{Value, json};
 
-use crate::engine::{
-    DeleteOptions, Engine, ListOptions, PatchKind, Selectors, Target, WriteOptions,
-};
+use crate::engine::{Engine, ListOptions, PatchKind, Selectors, Target, WriteOptions};
 use crate::error::ApiResult;
 use crate::kinds::core::service::{self, ROLE_LABEL, SERVICE_CIDR, SERVICE_LABEL, SERVICES_ROLE};
 use crate::object;
@@ -184,6 +182,27 @@ async fn interface(
     if let Some(address) = address.filter(|a| !a.is_empty()) {
         fixed["ipAddress"] = json!(address);
     }
+    router_port(
+        engine,
+        namespace,
+        router,
+        owner::ROUTER_INTERFACE,
+        json!({"networkId": network_id, "fixedIps": [fixed]}),
+    )
+    .await
+}
+
+/// A port of `router` (an interface or its gateway), owned by it: `spec` with the device
+/// owner and id filled in.
+async fn router_port(
+    engine: &Engine,
+    namespace: &str,
+    router: &Value,
+    device_owner: &str,
+    mut spec: Value,
+) -> ApiResult<Value> {
+    spec["deviceOwner"] = json!(device_owner);
+    spec["deviceId"] = json!(uid(router));
     let ports = engine.kind(net::API_VERSION, "Port")?;
     let body = json!({
         "apiVersion": net::API_VERSION,
@@ -191,19 +210,9 @@ async fn interface(
         "metadata": {
             "generateName": "services-router-",
             "namespace": namespace,
-            "ownerReferences": [{
-                "apiVersion": net::API_VERSION,
-                "kind": "Router",
-                "name": object::name(router),
-                "uid": object::uid(router),
-            }],
+            "ownerReferences": [object::owner_reference(net::API_VERSION, "Router", router)],
         },
-        "spec": {
-            "networkId": network_id,
-            "fixedIps": [fixed],
-            "deviceOwner": owner::ROUTER_INTERFACE,
-            "deviceId": uid(router),
-        },
+        "spec": spec,
     });
     Ok(engine
         .create(&ports, Some(namespace), body, &WriteOptions::default())
@@ -219,30 +228,14 @@ async fn set_gateway(
     router: &Value,
     external: &Value,
 ) -> ApiResult<()> {
-    let ports = engine.kind(net::API_VERSION, "Port")?;
-    let body = json!({
-        "apiVersion": net::API_VERSION,
-        "kind": "Port",
-        "metadata": {
-            "generateName": "services-gateway-",
-            "namespace": namespace,
-            "ownerReferences": [{
-                "apiVersion": net::API_VERSION,
-                "kind": "Router",
-                "name": object::name(router),
-                "uid": object::uid(router),
-            }],
-        },
-        "spec": {
-            "networkId": uid(external),
-            "deviceOwner": owner::ROUTER_GATEWAY,
-            "deviceId": uid(router),
-        },
-    });
-    let port = engine
-        .create(&ports, Some(namespace), body, &WriteOptions::default())
-        .await?
-        .object;
+    let port = router_port(
+        engine,
+        namespace,
+        router,
+        owner::ROUTER_GATEWAY,
+        json!({"networkId": uid(external)}),
+    )
+    .await?;
     let fixed = spec_of::<PortSpec>(&port).fixed_ips;
     let routers = engine.kind(net::API_VERSION, "Router")?;
     engine
@@ -333,19 +326,13 @@ pub async fn external_address(engine: &Engine, svc: &Value) -> ApiResult<()> {
             .collect();
     } else {
         for fip in &fips {
-            match engine
-                .delete(
-                    &fips_kind,
-                    Some(namespace),
-                    object::name(fip).unwrap_or_default(),
-                    &DeleteOptions::default(),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(error) if error.code() == 404 => {}
-                Err(error) => return Err(error),
-            }
+            crate::controllers::delete_if_present(
+                engine,
+                &fips_kind,
+                Some(namespace),
+                object::name(fip).unwrap_or_default(),
+            )
+            .await?;
         }
     }
     let current = svc["status"]["loadBalancer"]["ingress"]

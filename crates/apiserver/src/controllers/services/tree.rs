@@ -10,9 +10,7 @@ use ronghe_api_types::loadbalancing as lb;
 use serde_json::{Value, json};
 
 use super::endpoints::Backend;
-use crate::engine::{
-    DeleteOptions, Engine, ListOptions, PatchKind, Selectors, Target, WriteOptions,
-};
+use crate::engine::{Engine, ListOptions, PatchKind, Selectors, Target, WriteOptions};
 use crate::error::ApiResult;
 use crate::kinds::core::service::{self, SERVICE_LABEL};
 use crate::object;
@@ -109,14 +107,7 @@ impl Children {
     ) -> ApiResult<()> {
         let kind = engine.kind(lb::API_VERSION, self.kind)?;
         for name in self.by_name.keys().filter(|n| !wanted.contains(*n)) {
-            match engine
-                .delete(&kind, Some(namespace), name, &DeleteOptions::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(error) if error.code() == 404 => {}
-                Err(error) => return Err(error),
-            }
+            crate::controllers::delete_if_present(engine, &kind, Some(namespace), name).await?;
         }
         Ok(())
     }

@@ -438,14 +438,7 @@ pub(crate) async fn make_load_balancer(engine: &Engine, service: &Value) -> ApiR
             "name": lb_name,
             "namespace": namespace,
             "labels": {SERVICE_LABEL: name},
-            "ownerReferences": [{
-                "apiVersion": "v1",
-                "kind": "Service",
-                "name": name,
-                "uid": uid,
-                "controller": true,
-                "blockOwnerDeletion": true,
-            }],
+            "ownerReferences": [object::controller_reference("v1", "Service", service)],
         },
         "spec": spec,
     });
