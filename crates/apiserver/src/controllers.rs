@@ -1,9 +1,9 @@
 //! Controllers that run inside the API server process: garbage collection of dependents,
 //! namespace finalization, pairing projects with namespaces, quota counting, scheduling,
-//! ReplicaSets and Deployments, node lifecycle, workload ports, router scheduling and
-//! store compaction. Each is level-triggered: a pass reads the state through the engine,
-//! acts, and is repeated on a timer and when changes arrive, so a missed wake-up costs
-//! only latency.
+//! ReplicaSets and Deployments, node lifecycle, workload ports, router scheduling, load
+//! balancers (with the probes of their hosts' reachability) and store compaction. Each is
+//! level-triggered: a pass reads the state through the engine, acts, and is repeated on a
+//! timer and when changes arrive, so a missed wake-up costs only latency.
 
 mod compaction;
 mod deployment;
@@ -14,6 +14,7 @@ pub mod node_lifecycle;
 pub mod ports;
 mod projects;
 mod quota;
+mod reachability;
 mod replicaset;
 mod routers;
 pub mod scheduler;
@@ -80,7 +81,16 @@ pub fn start(
         stop.clone(),
     ));
     tasks.spawn(routers::run(engine.clone(), routers_wake, stop.clone()));
-    tasks.spawn(loadbalancers::run(engine.clone(), lbs_wake, stop.clone()));
+    let reachability = Arc::new(reachability::Reachability::new(
+        reachability::Timing::default(),
+        lbs_wake.clone(),
+    ));
+    tasks.spawn(loadbalancers::run(
+        engine.clone(),
+        reachability,
+        lbs_wake,
+        stop.clone(),
+    ));
     tasks.spawn(ports::run(engine.clone(), ports_wake, stop.clone()));
     tasks.spawn(services::run(engine.clone(), services_wake, stop.clone()));
     tasks.spawn(replicaset::run(

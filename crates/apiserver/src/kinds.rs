@@ -24,7 +24,9 @@ use ronghe_api_types::validation::NameRule;
 
 use crate::registry::{KindSpec, Registry, RegistryError, Scope, Subresources};
 
-pub use self::core::{NAMESPACE_FINALIZER, node_condition, node_is_ready, pod_requests};
+pub use self::core::{
+    NAMESPACE_FINALIZER, agent_endpoint, node_condition, node_is_ready, pod_requests,
+};
 pub use self::identity::normalize_custom;
 
 /// The registry of every kind served today.

@@ -1,25 +1,26 @@
-//! The HTTP reverse proxy of HTTP and TERMINATED_HTTPS listeners: HTTP/1.1 and HTTP/2
+//! The HTTP reverse proxy of HTTP and TERMINATED_HTTPS listeners: HTTP/1.x and HTTP/2
 //! (h2c with prior knowledge, or h2 by ALPN behind TLS) from clients, HTTP/1.1 to
 //! members. Each request goes through the listener's L7 policies ([`policy`]) and is
-//! then answered by the proxy (redirect, 403, 503) or forwarded ([`forward`]).
+//! then answered by the proxy (redirect, 403, 503) or forwarded, with the headers of
+//! [`forward`]. HTTP/1.x clients are served by the proxy's own fast path ([`h1`]);
+//! HTTP/2 clients by hyper ([`forward::forward`] over [`upstream`]).
 //!
 //! Each request is routed with the listener's state when it arrives, not when its
 //! connection was accepted: a reconfigure reaches open keep-alive and HTTP/2 connections
 //! at their next request, and a removed listener's connections close gracefully once
 //! their requests in flight are answered.
 //!
-//! Slow clients: a client must complete its first request's headers within
-//! `timeout_client_data`, and HTTP/1.1 keep-alive requests theirs likewise (hyper's
-//! header read timeout), so a slowloris holds a connection no longer than that. A
-//! connection cut for sending a partial or malformed request counts in the listener's
-//! `request_errors` (hyper answers malformed HTTP/1.1 with 400 itself); one that sent
-//! nothing, or sat idle between keep-alive requests, is simply closed. Bodies are bounded
-//! too: a request body may wait `timeout_client_data` for its next bytes, a response's
-//! head and each next part of its body `timeout_member_data`.
+//! Slow clients: a client must complete each request head within `timeout_client_data`
+//! (for HTTP/2, its first request), so a slowloris holds a connection no longer than
+//! that. A connection cut for sending a partial or malformed request counts in the
+//! listener's `request_errors` (a malformed HTTP/1 head is answered 400 first); one that
+//! sent nothing, or sat idle between keep-alive requests, is simply closed. Bodies are
+//! bounded too: a request body may wait `timeout_client_data` for its next bytes, a
+//! response's head and each next part of its body `timeout_member_data`.
 //!
 //! Limits: an HTTP/2 connection has at most [`MAX_CONCURRENT_STREAMS`] streams, and each
 //! stream beyond the first in flight takes a slot of the listener's connection limit
-//! (it opens a member connection of its own); a stream with no slot free is answered 503.
+//! (it takes a member connection of its own); a stream with no slot free is answered 503.
 //! Dead HTTP/2 peers are noticed by pings every `timeout_client_data`.
 //!
 //! Not supported yet: protocol upgrades (WebSocket), h2c by `Upgrade`, and an idle
@@ -27,8 +28,10 @@
 
 mod body;
 mod forward;
+mod h1;
 mod io;
 mod policy;
+mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,26 +39,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::listener::{ListenerRuntime, ServeContext};
 use body::RequestSlot;
 use forward::{ClientConnection, ProxyBody};
-use io::{CountingIo, Side, TrackedExecutor};
+pub(crate) use h1::{MemberStream, check_client_bytes};
+use io::{CountingIo, Prefixed, Side, TrackedExecutor};
 use policy::Route;
+pub(crate) use upstream::{IdleConnections, Sender};
 
 /// Streams one HTTP/2 connection may have open at once, haproxy's default
 /// (`tune.h2.max-concurrent-streams`). Each forwarded stream also takes a slot of the
 /// listener's connection limit beyond the connection's own.
 const MAX_CONCURRENT_STREAMS: u32 = 100;
 
-/// Serves HTTP on one client connection (plain, or already decrypted) until it closes.
+/// Serves HTTP on one client connection (plain, or already decrypted) until it closes:
+/// HTTP/1.x on the fast path of [`h1`], HTTP/2 (`h2` when TLS's ALPN chose it, or h2c
+/// with prior knowledge on a plain connection) through hyper.
 ///
 /// `accepted` is the listener as it was when the connection was accepted: it sets the
 /// connection's timeouts and counts its bytes. Each request is routed with the listener's
@@ -66,18 +73,16 @@ const MAX_CONCURRENT_STREAMS: u32 = 100;
 /// finish, then HTTP/1.1 closes and HTTP/2 sends GOAWAY.
 pub(crate) async fn serve_connection<S>(
     accepted: Arc<ListenerRuntime>,
-    mut state: watch::Receiver<Arc<ListenerRuntime>>,
+    state: watch::Receiver<Arc<ListenerRuntime>>,
     stream: S,
     peer: SocketAddr,
     scheme: &'static str,
     serve: ServeContext,
+    h2: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let header_timeout = Duration::from_millis(accepted.config().timeout_client_data);
-    let stream = CountingIo::new(stream, Arc::clone(&accepted.stats), Side::Client);
-    let bytes_read = stream.read_total();
-    let requests = Arc::new(AtomicU64::new(0));
+    let mut stream = CountingIo::new(stream, Arc::clone(&accepted.stats), Side::Client);
     let client = Arc::new(ClientConnection {
         state: state.clone(),
         accepted: Arc::clone(&accepted),
@@ -86,6 +91,36 @@ pub(crate) async fn serve_connection<S>(
         serve: serve.clone(),
         in_flight: Arc::new(AtomicUsize::new(0)),
     });
+    let read = if h2 {
+        BytesMut::new()
+    } else {
+        match h1::serve(&client, &mut stream, scheme == "http").await {
+            h1::Ended::Closed => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
+                return;
+            }
+            h1::Ended::Http2(read) => read,
+        }
+    };
+    serve_h2(client, state, Prefixed::new(read.freeze(), stream), serve).await;
+}
+
+/// How long closing a connection may wait for the client (a TLS close_notify).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Serves HTTP/2 on one client connection through hyper.
+async fn serve_h2<S>(
+    client: Arc<ClientConnection>,
+    mut state: watch::Receiver<Arc<ListenerRuntime>>,
+    stream: Prefixed<CountingIo<S>>,
+    serve: ServeContext,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let accepted = Arc::clone(&client.accepted);
+    let header_timeout = Duration::from_millis(accepted.config().timeout_client_data);
+    let bytes_read = stream.get_ref().read_total();
+    let requests = Arc::new(AtomicU64::new(0));
     let service = {
         let requests = Arc::clone(&requests);
         hyper::service::service_fn(move |request| {
@@ -94,24 +129,17 @@ pub(crate) async fn serve_connection<S>(
             async move { Ok::<_, Infallible>(handle(&client, request).await) }
         })
     };
-    let mut builder = auto::Builder::new(TrackedExecutor(serve));
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
     // Pings notice an HTTP/2 peer that went away without a word, which would otherwise
     // hold its connection forever (HTTP/2 has no idle timeout here).
+    let mut builder = hyper::server::conn::http2::Builder::new(TrackedExecutor(serve));
     builder
-        .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .keep_alive_interval(header_timeout)
         .keep_alive_timeout(header_timeout);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    // hyper bounds the wait for each HTTP/1.1 request head (idle keep-alive included),
-    // but telling HTTP/1.1 from HTTP/2 comes first and has no timeout of its own: bound
-    // the wait for the first request here.
+    // A first request must come within the client timeout.
     let first_request = async {
         tokio::time::sleep(header_timeout).await;
         if requests.load(Ordering::Relaxed) > 0 {
@@ -128,19 +156,13 @@ pub(crate) async fn serve_connection<S>(
             result = connection.as_mut() => break match result {
                 Ok(()) => false,
                 Err(error) => {
-                    let hyper_error = error.downcast_ref::<hyper::Error>();
-                    let malformed = hyper_error.is_some_and(|error| error.is_parse() || error.is_parse_too_large());
-                    let timed_out = hyper_error.is_some_and(hyper::Error::is_timeout);
-                    tracing::debug!(%error, "HTTP connection ended with an error");
-                    malformed || (timed_out && requests.load(Ordering::Relaxed) == 0)
+                    let malformed = error.is_parse() || error.is_parse_too_large();
+                    tracing::debug!(%error, "HTTP/2 connection ended with an error");
+                    malformed || (error.is_timeout() && requests.load(Ordering::Relaxed) == 0)
                 }
             },
-            changed = state.changed(), if !draining => {
-                // The socket's listener went away, or the socket went to a listener of
-                // another protocol: either way this connection has no listener left.
-                let gone = changed.is_err()
-                    || state.borrow().config().protocol != accepted.config().protocol;
-                if gone {
+            _ = state.changed(), if !draining => {
+                if listener_gone(&state, &accepted) {
                     tracing::debug!("listener removed; closing the connection after its requests");
                     draining = true;
                     connection.as_mut().graceful_shutdown();
@@ -155,6 +177,16 @@ pub(crate) async fn serve_connection<S>(
     if slow_or_malformed && bytes_read.load(Ordering::Relaxed) > 0 {
         accepted.stats.add_request_error();
     }
+}
+
+/// Whether the listener a connection was accepted on is gone: removed (the state's
+/// sender dropped), or its socket went to a listener of another protocol. Either way the
+/// connection has no listener left, and closes once its requests in flight are answered.
+pub(crate) fn listener_gone(
+    state: &watch::Receiver<Arc<ListenerRuntime>>,
+    accepted: &ListenerRuntime,
+) -> bool {
+    state.has_changed().is_err() || state.borrow().config().protocol != accepted.config().protocol
 }
 
 async fn handle(client: &ClientConnection, request: Request<Incoming>) -> Response<ProxyBody> {
@@ -178,7 +210,7 @@ async fn route_and_forward(
     let Some(pool) = pool else {
         return forward::local_response(StatusCode::SERVICE_UNAVAILABLE);
     };
-    // Each HTTP/2 stream forwarded opens a member connection of its own, so concurrent
+    // Each HTTP/2 stream forwarded takes a member connection of its own, so concurrent
     // streams count against the listener's connection limit like connections do.
     let slot = if parts.version == Version::HTTP_2 {
         match RequestSlot::admit(&client.in_flight, listener.limit.as_ref()) {

@@ -61,6 +61,16 @@ mod testing;
 mod tls;
 mod udp;
 
+/// Entry points for the fuzz targets (`fuzz/`): the parsers that read untrusted bytes.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Reads bytes as a client's on an HTTP/1 connection and checks the fast path's
+    /// invariants; panics on a violation.
+    pub fn http1_client_bytes(data: &[u8]) {
+        crate::http::check_client_bytes(data);
+    }
+}
+
 pub use config::{ConfigError, ProxyConfig};
 pub use error::ProxyError;
 pub use health::{MemberStatuses, OperatingStatus};

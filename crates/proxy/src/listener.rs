@@ -113,8 +113,16 @@ fn dispatch(
                 tcp::serve_connection(&runtime, stream, peer).await;
             }
             ListenerProtocol::Http => {
-                http::serve_connection(Arc::clone(&runtime), state, stream, peer, "http", serve)
-                    .await;
+                http::serve_connection(
+                    Arc::clone(&runtime),
+                    state,
+                    stream,
+                    peer,
+                    "http",
+                    serve,
+                    false,
+                )
+                .await;
             }
             ListenerProtocol::TerminatedHttps => {
                 tls::serve_connection(Arc::clone(&runtime), state, stream, peer, serve).await;

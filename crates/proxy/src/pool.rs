@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use crate::balancer::{Balancer, Candidate, PersistenceTable};
 use crate::config::{CompiledPool, Member, PersistenceType, Pool};
 use crate::health::{MemberHealth, OperatingStatus};
+use crate::http::{IdleConnections, MemberStream, Sender};
 use crate::stats::{Counters, StatsRegistry};
 
 /// How long an idle stickiness entry lives when the configuration does not say.
@@ -29,6 +30,10 @@ pub(crate) struct MemberRuntime {
     pub config: Member,
     pub health: Arc<MemberHealth>,
     pub stats: Arc<Counters>,
+    /// HTTP keep-alive connections to the member, open and waiting for a request: the
+    /// streams HTTP/1 clients' requests go on, and hyper's for HTTP/2 clients' streams.
+    pub idle_streams: Arc<IdleConnections<MemberStream>>,
+    pub idle_senders: Arc<IdleConnections<Sender>>,
 }
 
 #[derive(Debug)]
@@ -110,10 +115,23 @@ impl PoolRuntime {
                         || stats.member(&config.id, &member.id),
                         |old| Arc::clone(&old.stats),
                     );
+                // Idle connections follow the member's address.
+                let same_address = previous.and_then(|previous| {
+                    previous.members.iter().find(|old| {
+                        old.config.id == member.id
+                            && old.config.socket_addr() == member.socket_addr()
+                    })
+                });
                 MemberRuntime {
                     config: member.clone(),
                     health,
                     stats: counters,
+                    idle_streams: same_address
+                        .map(|old| Arc::clone(&old.idle_streams))
+                        .unwrap_or_default(),
+                    idle_senders: same_address
+                        .map(|old| Arc::clone(&old.idle_senders))
+                        .unwrap_or_default(),
                 }
             })
             .collect();
@@ -225,36 +243,51 @@ impl PoolRuntime {
             let Some(index) = self.choose(client_ip, persisted_member, &failed) else {
                 break;
             };
-            let member = &self.members[index];
-            let address = member.config.socket_addr();
-            match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await {
-                Ok(Ok(stream)) => {
-                    // Small writes (requests, interactive protocols) must not wait for
-                    // Nagle; failing to set it only costs latency.
-                    let _ = stream.set_nodelay(true);
-                    return Ok(MemberConnection {
-                        stream,
-                        member: index,
-                    });
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(pool = self.id(), member = member.config.id, %address, %error, "connecting to member failed");
-                }
-                Err(_) => {
-                    tracing::warn!(pool = self.id(), member = member.config.id, %address, "connecting to member timed out");
-                }
+            if let Some(stream) = self.connect_member(index, connect_timeout).await {
+                return Ok(MemberConnection {
+                    stream,
+                    member: index,
+                });
             }
-            member.stats.add_request_error();
             failed.push(index);
         }
+        Err(self.connect_error(&failed))
+    }
+
+    /// Connects to member `index`; a failure or timeout is logged and counted as one of
+    /// the member's request errors.
+    pub async fn connect_member(
+        &self,
+        index: usize,
+        connect_timeout: Duration,
+    ) -> Option<TcpStream> {
+        let member = &self.members[index];
+        let address = member.config.socket_addr();
+        match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await {
+            Ok(Ok(stream)) => {
+                // Small writes (requests, interactive protocols) must not wait for
+                // Nagle; failing to set it only costs latency.
+                let _ = stream.set_nodelay(true);
+                return Some(stream);
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(pool = self.id(), member = member.config.id, %address, %error, "connecting to member failed");
+            }
+            Err(_) => {
+                tracing::warn!(pool = self.id(), member = member.config.id, %address, "connecting to member timed out");
+            }
+        }
+        member.stats.add_request_error();
+        None
+    }
+
+    /// Why no member could be had, once the members in `failed` failed to connect.
+    pub fn connect_error(&self, failed: &[usize]) -> ConnectError {
+        let pool = self.id().to_owned();
         if failed.is_empty() {
-            Err(ConnectError::NoMemberAvailable {
-                pool: self.id().to_owned(),
-            })
+            ConnectError::NoMemberAvailable { pool }
         } else {
-            Err(ConnectError::AllMembersFailed {
-                pool: self.id().to_owned(),
-            })
+            ConnectError::AllMembersFailed { pool }
         }
     }
 }
@@ -270,7 +303,7 @@ fn inherit_table<K: std::hash::Hash + Eq + Clone>(
     Mutex::new(table)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded state is only counters and tables; a panic elsewhere cannot leave it
     // in a state worse than slightly stale.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)

@@ -145,7 +145,9 @@ pub(crate) async fn serve_connection(
     let handshake_timeout = std::time::Duration::from_millis(accepted.config().timeout_client_data);
     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls_stream)) => {
-            crate::http::serve_connection(accepted, state, tls_stream, peer, "https", serve).await;
+            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            crate::http::serve_connection(accepted, state, tls_stream, peer, "https", serve, h2)
+                .await;
         }
         Ok(Err(error)) => {
             tracing::debug!(%error, "TLS handshake failed");

@@ -145,11 +145,16 @@ impl LabCluster {
         self.start_agent(index)
     }
 
-    /// Takes host `index` off the lab as a machine that dies does: its agent stopped
-    /// (SIGTERM), the load-balancer proxies and QEMU processes it started killed (they
-    /// outlive an agent stop on purpose), and its underlay and external links down, so nothing of it
-    /// answers on any network any more. Its namespaces stay until the lab is dropped.
+    /// Takes host `index` off the lab as a machine that dies does: the relays into it
+    /// silenced, its agent stopped (SIGTERM), the load-balancer proxies and QEMU processes
+    /// it started killed (they outlive an agent stop on purpose), and its underlay and
+    /// external links down, so nothing of it answers on any network any more. Its
+    /// namespaces stay until the lab is dropped.
     pub fn kill_host(&mut self, index: usize) -> anyhow::Result<()> {
+        let netns = self.host(index).netns.clone();
+        // The server reaches the agent's endpoint through a relay that would still find
+        // the namespace's kernel answering: make it as silent as a dead host, first.
+        self.lab().silence_relays_into(&netns)?;
         let pid = std::mem::take(&mut self.agents[index].pid);
         if pid != 0 {
             self.lab().stop_process(pid)?;
@@ -160,7 +165,6 @@ impl LabCluster {
                 .args(["-KILL", &pid])
                 .status();
         }
-        let netns = self.host(index).netns.clone();
         for link in ["eth0", "eth1"] {
             let _ = self
                 .lab()

@@ -436,6 +436,14 @@ impl NetLab {
         self.relays.relay_from_root(netns, target)
     }
 
+    /// Makes every relay from the root into `netns` answer nothing from now on, as a dead
+    /// host's address does.
+    pub fn silence_relays_into(&self, netns: &str) -> anyhow::Result<()> {
+        self.check_ours(netns)?;
+        self.relays.silence(netns);
+        Ok(())
+    }
+
     /// Opens a TCP connection to `target` from inside `netns`; the stream can be used from
     /// any thread.
     pub fn tcp_connect_in(

@@ -201,10 +201,12 @@ fn status(streams: &HashMap<u8, Vec<u8>>) -> anyhow::Result<Value> {
 }
 
 #[tokio::test]
-async fn callers_need_the_node_token() -> anyhow::Result<()> {
+async fn callers_need_the_node_token_but_for_the_health_check() -> anyhow::Result<()> {
     let (address, _stop) = endpoint().await?;
     let path = "/containerLogs/ns/web/main";
     assert_eq!(get(address, path, None).await?.0, 401);
+    let health = get(address, "/healthz", None).await?;
+    assert_eq!((health.0, health.1.as_str()), (200, "ok"));
     assert_eq!(get(address, path, Some("node-secreT")).await?.0, 401);
     assert_eq!(get(address, path, Some("")).await?.0, 401);
     assert!(token_matches(TOKEN, TOKEN));

@@ -6,8 +6,10 @@
 //! * Placement is the routers' (`routers::decide`): a Ready, schedulable node, real before
 //!   simulated, with a tunnel address, the least loaded (counting load balancers), with
 //!   the physical network of a flat VIP network. A load balancer stays on its host while
-//!   the node is Ready; a failover request (`status.failoverRequested`) moves it off
-//!   `status.failoverFrom` when another node qualifies (and otherwise leaves it).
+//!   the node is Ready and its agent answers the probes of [`Reachability`] (a host
+//!   that went silent is left within seconds, not after the node grace); a failover
+//!   request (`status.failoverRequested`) moves it off `status.failoverFrom` when another
+//!   node qualifies (and otherwise leaves it).
 //! * The VIP port's `spec.bindingHostId` follows the host, so other hosts tunnel VIP
 //!   traffic to it.
 //! * The host's agent reports what its proxy serves (`status.servedBy`, `status.applied`:
@@ -40,6 +42,7 @@ use ronghe_api_types::network::{self as net, NetworkSpec};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
+use super::reachability::Reachability;
 use super::routers::{Candidate, Placement, decide};
 use crate::engine::{Engine, ListOptions, PatchKind, Target, WriteOptions};
 use crate::error::ApiResult;
@@ -49,9 +52,14 @@ use crate::registry::KindSpec;
 const RESYNC: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_secs(2);
 
-pub(super) async fn run(engine: Engine, wake: Arc<Notify>, stop: watch::Receiver<bool>) {
+pub(super) async fn run(
+    engine: Engine,
+    reachability: Arc<Reachability>,
+    wake: Arc<Notify>,
+    stop: watch::Receiver<bool>,
+) {
     super::run_requeuing("load balancer", wake, stop, RESYNC, || {
-        Box::pin(pass(&engine))
+        Box::pin(pass(&engine, Some(&reachability)))
     })
     .await;
 }
@@ -104,18 +112,45 @@ fn needs_of(spec: &LoadBalancerSpec, networks: &HashMap<String, NetworkSpec>) ->
         .collect()
 }
 
-pub(super) async fn pass(engine: &Engine) -> ApiResult<Option<Duration>> {
+/// One pass over every load balancer; `reachability` (none in tests that judge hosts by
+/// their Ready condition alone) is told which hosts to probe and says which stopped
+/// answering.
+pub(super) async fn pass(
+    engine: &Engine,
+    reachability: Option<&Reachability>,
+) -> ApiResult<Option<Duration>> {
     let trees = trees(engine).await?;
     let nodes_kind = engine.kind("v1", "Node")?;
     let networks_kind = engine.kind(net::API_VERSION, "Network")?;
     let all = ListOptions::default();
-    let nodes: Vec<Candidate> = engine
-        .list(&nodes_kind, None, &all)
-        .await?
-        .items
-        .iter()
-        .map(Candidate::of)
-        .collect();
+    let node_objects = engine.list(&nodes_kind, None, &all).await?.items;
+    let mut nodes: Vec<Candidate> = node_objects.iter().map(Candidate::of).collect();
+    if let Some(reachability) = reachability {
+        let hosts: BTreeSet<String> = trees
+            .iter()
+            .map(|tree| lb::status_of::<LoadBalancerStatus>(&tree.load_balancer).host)
+            .filter(|host| !host.is_empty())
+            .collect();
+        reachability.watch(
+            node_objects
+                .iter()
+                .filter_map(|node| {
+                    let name = object::name(node)?;
+                    let endpoint = crate::kinds::agent_endpoint(node)?;
+                    hosts.contains(name).then(|| (name.to_owned(), endpoint))
+                })
+                .collect(),
+        );
+        // A host that stopped answering counts as down, unless no live host would be left
+        // (then it is this server that is cut off, and moving would help nothing).
+        let (silent, answering): (Vec<&mut Candidate>, Vec<&mut Candidate>) = nodes
+            .iter_mut()
+            .filter(|node| node.is_alive())
+            .partition(|node| reachability.unreachable(&node.name));
+        if !answering.is_empty() {
+            silent.into_iter().for_each(Candidate::mark_down);
+        }
+    }
     let networks: HashMap<String, NetworkSpec> = engine
         .list(&networks_kind, None, &all)
         .await?

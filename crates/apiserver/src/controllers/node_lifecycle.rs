@@ -3,6 +3,10 @@
 //! as kube-controller-manager does) and tainted `node.kubernetes.io/unreachable:NoSchedule`,
 //! so the scheduler places nothing more there; when the lease is renewed again both go.
 //!
+//! The controller looks again when the first of the fresh leases would run out (and at
+//! least every [`PERIOD`]), so a silent node is marked right when its grace ends, not up to
+//! a period later: what load-balancer and router failover wait for.
+//!
 //! Evicting the workloads of an unreachable node (the `NoExecute` taint) is not done yet.
 
 use std::time::Duration;
@@ -17,8 +21,11 @@ use crate::object;
 
 /// How long a node may stay silent (kube-controller-manager's node-monitor-grace-period).
 pub const GRACE: Duration = Duration::from_secs(40);
-/// How often leases are checked.
+/// How often leases are checked at least (kube-controller-manager's node-monitor-period).
 const PERIOD: Duration = Duration::from_secs(5);
+/// How long after a lease runs out it is checked: renewals are written with microseconds,
+/// so a check exactly at the deadline could still find it fresh.
+const PAST_DEADLINE: Duration = Duration::from_millis(20);
 /// The taint of a node whose agent is silent.
 pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
 /// The reason of the Ready condition this controller sets.
@@ -26,16 +33,23 @@ const REASON: &str = "NodeStatusUnknown";
 
 pub(super) async fn run(engine: Engine, grace: Duration, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(error) = pass(&engine, grace).await {
-            tracing::warn!(%error, "checking node leases failed");
-        }
-        if pause(&mut stop, PERIOD).await {
+        let next = match pass(&engine, grace).await {
+            Ok(Some(expiry)) => (expiry + PAST_DEADLINE).min(PERIOD),
+            Ok(None) => PERIOD,
+            Err(error) => {
+                tracing::warn!(%error, "checking node leases failed");
+                PERIOD
+            }
+        };
+        if pause(&mut stop, next).await {
             return;
         }
     }
 }
 
-async fn pass(engine: &Engine, grace: Duration) -> ApiResult<()> {
+/// Marks silent nodes and unmarks renewed ones; returns how long until the first node now
+/// counted alive (or young) would be silent.
+async fn pass(engine: &Engine, grace: Duration) -> ApiResult<Option<Duration>> {
     let nodes_kind = engine.kind("v1", "Node")?;
     let leases_kind = engine.kind("coordination.k8s.io/v1", "Lease")?;
     let nodes = engine
@@ -49,16 +63,22 @@ async fn pass(engine: &Engine, grace: Duration) -> ApiResult<()> {
         )
         .await?;
     let now = jiff::Timestamp::now();
+    let mut first_expiry: Option<Duration> = None;
     for node in &nodes.items {
         let Some(name) = object::name(node) else {
             continue;
         };
         let lease = leases.items.iter().find(|l| object::name(l) == Some(name));
-        let alive = lease.is_some_and(|lease| is_fresh(lease, now, grace));
+        let renewed = lease.and_then(|lease| timestamp(lease.pointer("/spec/renewTime")));
         // A node registered moments ago may not have renewed yet: judge it by its age.
-        let young = object::meta_str(node, "creationTimestamp")
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .is_some_and(|created| now.duration_since(created).unsigned_abs() < grace);
+        let created = timestamp(node.pointer("/metadata/creationTimestamp"));
+        let left =
+            |since: Option<jiff::Timestamp>| since.and_then(|since| remaining(since, now, grace));
+        let (alive, young) = (left(renewed), left(created));
+        if let Some(left) = alive.max(young) {
+            first_expiry = Some(first_expiry.map_or(left, |first| first.min(left)));
+        }
+        let (alive, young) = (alive.is_some(), young.is_some());
         let marked = has_taint(node);
         if !alive && !young && !marked {
             mark(engine, &nodes_kind, node, false).await?;
@@ -66,17 +86,23 @@ async fn pass(engine: &Engine, grace: Duration) -> ApiResult<()> {
             mark(engine, &nodes_kind, node, true).await?;
         }
     }
-    Ok(())
+    Ok(first_expiry)
 }
 
-/// Whether a lease was renewed within the grace period (as kube-controller-manager
-/// judges it, whatever duration the lease itself names).
-fn is_fresh(lease: &Value, now: jiff::Timestamp, grace: Duration) -> bool {
-    lease
-        .pointer("/spec/renewTime")
-        .and_then(Value::as_str)
-        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        .is_some_and(|renewed| now.duration_since(renewed).unsigned_abs() <= grace)
+fn timestamp(value: Option<&Value>) -> Option<jiff::Timestamp> {
+    value.and_then(Value::as_str).and_then(|t| t.parse().ok())
+}
+
+/// How much of the grace period is left at `now` after `since` (a lease's renewal, as
+/// kube-controller-manager judges it whatever duration the lease itself names, or a
+/// node's creation); `None` once it has run out.
+fn remaining(since: jiff::Timestamp, now: jiff::Timestamp, grace: Duration) -> Option<Duration> {
+    let elapsed = now.duration_since(since);
+    if elapsed.is_negative() {
+        // A clock ahead of ours: count it as just renewed.
+        return Some(grace);
+    }
+    grace.checked_sub(elapsed.unsigned_abs())
 }
 
 fn has_taint(node: &Value) -> bool {
@@ -151,12 +177,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn leases_are_fresh_within_their_duration() {
+    fn leases_are_fresh_within_the_grace_and_say_when_they_run_out() {
         let now: jiff::Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
         let lease =
             |renewed: &str| json!({"spec": {"renewTime": renewed, "leaseDurationSeconds": 40}});
-        assert!(is_fresh(&lease("2026-01-01T00:00:30.000000Z"), now, GRACE));
-        assert!(!is_fresh(&lease("2026-01-01T00:00:10.000000Z"), now, GRACE));
-        assert!(!is_fresh(&json!({"spec": {}}), now, GRACE));
+        let left = |lease: Value| {
+            timestamp(lease.pointer("/spec/renewTime")).and_then(|at| remaining(at, now, GRACE))
+        };
+        assert_eq!(
+            left(lease("2026-01-01T00:00:30.500000Z")),
+            Some(Duration::from_millis(10_500))
+        );
+        assert_eq!(left(lease("2026-01-01T00:00:10.000000Z")), None);
+        assert_eq!(left(json!({"spec": {}})), None);
+        assert_eq!(
+            left(lease("2026-01-01T00:01:05.000000Z")),
+            Some(GRACE),
+            "a renewal stamped ahead of this clock counts as just made"
+        );
     }
 }

@@ -93,6 +93,16 @@ impl Candidate {
         }
     }
 
+    /// Whether it is Ready and not being deleted.
+    pub(super) fn is_alive(&self) -> bool {
+        self.alive
+    }
+
+    /// Counts it as down (its host stopped answering), whatever its Ready condition says.
+    pub(super) fn mark_down(&mut self) {
+        self.alive = false;
+    }
+
     fn has_all(&self, needed: &BTreeSet<String>) -> bool {
         needed.is_subset(&self.physical_networks)
     }

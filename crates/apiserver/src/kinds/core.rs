@@ -5,7 +5,7 @@ mod node;
 mod pod;
 pub mod service;
 
-pub use node::{condition as node_condition, is_ready as node_is_ready};
+pub use node::{agent_endpoint, condition as node_condition, is_ready as node_is_ready};
 pub use pod::requests as pod_requests;
 
 use base64::Engine as _;

@@ -298,6 +298,17 @@ if [ -e /sys/class/net/eth0 ]; then
 fi
 # acpid logs each event it acts on; without -l it wants /var/log, which is not here.
 acpid -c /etc/acpi -l /dev/console
+# acpid opens the button's event device only once in the background: until then a press is
+# lost. Wait (up to 10 s) for it to hold the device, so the ready guest hears the button.
+waited=0
+until ls -l "/proc/$(pidof acpid)/fd" 2>/dev/null | grep -q ' -> /dev/input/event'; do
+    waited=$((waited + 1))
+    if [ "$waited" -gt 100 ]; then
+        echo "ronghe-guest: acpid holds no event device"
+        break
+    fi
+    sleep 0.1
+done
 echo "ronghe-guest: hostname $name"
 echo ronghe-guest-ready
 "#;

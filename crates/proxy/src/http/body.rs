@@ -67,12 +67,14 @@ impl Drop for RequestSlot {
 
 /// Passes a body on, failing it once it has waited `timeout` for its next frame. The
 /// clock runs only while the body is asked for a frame and has none: a reader that stops
-/// asking (backpressure from a slow receiver) does not count against the sender.
+/// asking (backpressure from a slow receiver) does not count against the sender. The
+/// timer is made the first time the body has to wait, so a body that never waits (most
+/// are small, or empty) costs no timer.
 pub(crate) struct IdleTimeoutBody<B> {
     inner: B,
     timeout: Duration,
     sender: &'static str,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Option<Pin<Box<Sleep>>>,
     waiting: bool,
     /// Released when the body is done with (answered, or dropped by hyper).
     _slot: Option<RequestSlot>,
@@ -84,7 +86,7 @@ impl<B> IdleTimeoutBody<B> {
             inner,
             timeout,
             sender,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            deadline: None,
             waiting: false,
             _slot: None,
         }
@@ -116,11 +118,19 @@ where
                 Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
             }
             Poll::Pending => {
-                if !this.waiting {
-                    this.waiting = true;
-                    this.deadline.as_mut().reset(Instant::now() + this.timeout);
-                }
-                match this.deadline.as_mut().poll(context) {
+                let deadline = match &mut this.deadline {
+                    Some(deadline) => {
+                        if !this.waiting {
+                            deadline.as_mut().reset(Instant::now() + this.timeout);
+                        }
+                        deadline
+                    }
+                    None => this
+                        .deadline
+                        .insert(Box::pin(tokio::time::sleep(this.timeout))),
+                };
+                this.waiting = true;
+                match deadline.as_mut().poll(context) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle {
                         sender: this.sender,
                         timeout: this.timeout,

@@ -2,8 +2,8 @@
 //! cookie persistence, X-Forwarded-* headers, hop-by-hop headers, status codes for
 //! failures (503 no member, 502 a member that fails, 504 one too slow to answer).
 //!
-//! Each request gets its own upstream connection, balanced on its own, as haproxy
-//! balances requests in HTTP mode. Reusing idle upstream connections is not done yet.
+//! Each request is balanced on its own, as haproxy balances requests in HTTP mode, and
+//! goes over one of the chosen member's keep-alive connections ([`upstream`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,13 +16,11 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
-use tracing::Instrument;
 
-use super::body::{BodyIdle, BoxError, IdleTimeoutBody, RequestSlot};
-use super::io::{CountingIo, Side};
+use super::body::{BoxError, IdleTimeoutBody, RequestSlot};
 use super::policy;
+use super::upstream::{self, AnswerBody, SendError, Target};
 use crate::config::PersistenceType;
 use crate::listener::{ListenerRuntime, ServeContext};
 use crate::pool::PoolRuntime;
@@ -85,6 +83,76 @@ pub(crate) fn redirect(location: &str, code: u16) -> Response<ProxyBody> {
     response
 }
 
+/// A pool's session persistence as one request meets it: the member its cookie names.
+pub(crate) struct Persistence {
+    kind: Option<(PersistenceType, Option<String>)>,
+    /// The member the request's cookie names (HTTP_COOKIE, APP_COOKIE).
+    pub member: Option<String>,
+}
+
+impl Persistence {
+    pub fn of(pool: &PoolRuntime, parts: &http::request::Parts) -> Persistence {
+        let kind = pool
+            .config()
+            .session_persistence
+            .as_ref()
+            .map(|persistence| {
+                (
+                    persistence.persistence_type,
+                    persistence.cookie_name.clone(),
+                )
+            });
+        let member = match &kind {
+            Some((PersistenceType::HttpCookie, _)) => {
+                policy::cookie(parts, PERSISTENCE_COOKIE).map(str::to_owned)
+            }
+            Some((PersistenceType::AppCookie, Some(name))) => {
+                policy::cookie(parts, name).and_then(|value| pool.app_cookie_member(value))
+            }
+            _ => None,
+        };
+        Persistence { kind, member }
+    }
+
+    /// Makes the client's request the member's (see [`rewrite_request`]), without the
+    /// proxy's persistence cookie.
+    pub fn rewrite(
+        &self,
+        parts: &mut http::request::Parts,
+        client: &ClientConnection,
+        listener: &ListenerRuntime,
+    ) {
+        let original_version = parts.version;
+        rewrite_request(parts, client, listener, original_version);
+        if matches!(self.kind, Some((PersistenceType::HttpCookie, _))) {
+            remove_cookie(&mut parts.headers, PERSISTENCE_COOKIE);
+        }
+    }
+
+    /// Makes the member's answer the client's: no hop-by-hop headers, and the
+    /// persistence cookie set (HTTP_COOKIE) or the application's cookie learnt
+    /// (APP_COOKIE).
+    pub fn answer(&self, pool: &PoolRuntime, headers: &mut HeaderMap, member_id: &str) {
+        remove_hop_by_hop(headers);
+        match &self.kind {
+            Some((PersistenceType::HttpCookie, _)) if self.member.as_deref() != Some(member_id) => {
+                if let Ok(cookie) =
+                    HeaderValue::from_str(&format!("{PERSISTENCE_COOKIE}={member_id}; path=/"))
+                {
+                    headers.append(header::SET_COOKIE, cookie);
+                }
+            }
+            Some((PersistenceType::AppCookie, Some(name))) => {
+                for value in set_cookie_values(headers, name) {
+                    pool.remember_app_cookie(&value, member_id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Forwards one request of an HTTP/2 client over hyper.
 pub(crate) async fn forward(
     client: &ClientConnection,
     listener: &ListenerRuntime,
@@ -94,137 +162,30 @@ pub(crate) async fn forward(
 ) -> Response<ProxyBody> {
     let config = listener.config();
     let (mut parts, body) = request.into_parts();
-    let persistence = pool
-        .config()
-        .session_persistence
-        .as_ref()
-        .map(|persistence| {
-            (
-                persistence.persistence_type,
-                persistence.cookie_name.clone(),
-            )
-        });
-    let persisted_member = match &persistence {
-        Some((PersistenceType::HttpCookie, _)) => {
-            policy::cookie(&parts, PERSISTENCE_COOKIE).map(str::to_owned)
-        }
-        Some((PersistenceType::AppCookie, Some(name))) => {
-            policy::cookie(&parts, name).and_then(|value| pool.app_cookie_member(value))
-        }
-        _ => None,
-    };
-
-    let connect_timeout = Duration::from_millis(config.timeout_member_connect);
-    let connection = match pool
-        .connect(
-            client.peer.ip(),
-            persisted_member.as_deref(),
-            connect_timeout,
-        )
-        .await
-    {
-        Ok(connection) => connection,
-        Err(error) => {
-            tracing::warn!(%error, "no member for request");
-            return local_response(StatusCode::SERVICE_UNAVAILABLE);
-        }
-    };
-    let member = &pool.members[connection.member];
-    let member_id = member.config.id.clone();
-    let io = CountingIo::new(connection.stream, Arc::clone(&member.stats), Side::Member);
-    let (mut sender, upstream) = match hyper::client::conn::http1::handshake(TokioIo::new(io)).await
-    {
-        Ok(handshake) => handshake,
-        Err(error) => {
-            tracing::warn!(member = member_id, %error, "HTTP handshake with member failed");
-            member.stats.add_request_error();
-            return local_response(StatusCode::BAD_GATEWAY);
-        }
-    };
-    // The upstream connection counts as open on the member until hyper is done with it,
-    // which is after the response body has been passed on.
-    let open_on_member = member.stats.open_connection();
-    client.serve.tracker.spawn_connection(
-        &client.serve.shutdown,
-        async move {
-            let _open = open_on_member;
-            let _ = upstream.await;
-        }
-        .in_current_span(),
-    );
-
-    let original_version = parts.version;
-    rewrite_request(&mut parts, client, listener, original_version);
-    if persistence
-        .as_ref()
-        .is_some_and(|(kind, _)| *kind == PersistenceType::HttpCookie)
-    {
-        remove_cookie(&mut parts.headers, PERSISTENCE_COOKIE);
-    }
+    let persistence = Persistence::of(pool, &parts);
+    persistence.rewrite(&mut parts, client, listener);
     let response_timeout = Duration::from_millis(config.timeout_member_data);
     let body = IdleTimeoutBody::new(
         body,
         Duration::from_millis(config.timeout_client_data),
         "client",
     );
-    let upstream_request = Request::from_parts(parts, body);
-    let response =
-        match tokio::time::timeout(response_timeout, sender.send_request(upstream_request)).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) if client_body_idle(&error) => {
-                tracing::debug!(%error, "client stopped sending its request body");
-                listener.stats.add_request_error();
-                return local_response(StatusCode::REQUEST_TIMEOUT);
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(member = member_id, %error, "member failed to answer");
-                member.stats.add_request_error();
-                return local_response(StatusCode::BAD_GATEWAY);
-            }
-            Err(_) => {
-                tracing::warn!(member = member_id, "member answered too slowly");
-                member.stats.add_request_error();
-                return local_response(StatusCode::GATEWAY_TIMEOUT);
-            }
-        };
-
-    let (mut parts, body) = response.into_parts();
-    remove_hop_by_hop(&mut parts.headers);
-    match &persistence {
-        Some((PersistenceType::HttpCookie, _))
-            if persisted_member.as_deref() != Some(member_id.as_str()) =>
-        {
-            if let Ok(cookie) =
-                HeaderValue::from_str(&format!("{PERSISTENCE_COOKIE}={member_id}; path=/"))
-            {
-                parts.headers.append(header::SET_COOKIE, cookie);
-            }
+    let target = Target::new(client, listener, persistence.member.as_deref());
+    let answer = match upstream::send(pool, &target, Request::from_parts(parts, body)).await {
+        Ok(answer) => answer,
+        Err(SendError::NoMember) => return local_response(StatusCode::SERVICE_UNAVAILABLE),
+        Err(SendError::MemberFailed) => return local_response(StatusCode::BAD_GATEWAY),
+        Err(SendError::MemberTooSlow) => return local_response(StatusCode::GATEWAY_TIMEOUT),
+        Err(SendError::ClientBodyIdle) => {
+            listener.stats.add_request_error();
+            return local_response(StatusCode::REQUEST_TIMEOUT);
         }
-        Some((PersistenceType::AppCookie, Some(name))) => {
-            for value in set_cookie_values(&parts.headers, name) {
-                pool.remember_app_cookie(&value, &member_id);
-            }
-        }
-        _ => {}
-    }
+    };
+    let member_id = pool.members[answer.member].config.id.as_str();
+    let (mut parts, body) = answer.response.into_parts();
+    persistence.answer(pool, &mut parts.headers, member_id);
     let body = IdleTimeoutBody::new(body, response_timeout, "member").holding(slot);
-    Response::from_parts(parts, body.boxed())
-}
-
-/// Whether forwarding failed because the client's request body went idle (the client's
-/// fault, answered 408 like haproxy does), rather than because of the member.
-fn client_body_idle(error: &hyper::Error) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(error) = source {
-        if error
-            .downcast_ref::<BodyIdle>()
-            .is_some_and(|idle| idle.sender == "client")
-        {
-            return true;
-        }
-        source = error.source();
-    }
-    false
+    Response::from_parts(parts, AnswerBody::new(body, answer.lease).boxed())
 }
 
 /// Turns a client's request into the member's: origin-form URI over HTTP/1.1, a Host
@@ -237,12 +198,14 @@ fn rewrite_request(
     original: Version,
 ) {
     let authority = parts.uri.authority().cloned();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |path_and_query| path_and_query.as_str());
-    if let Ok(origin_form) = path.parse::<Uri>() {
-        parts.uri = origin_form;
+    if authority.is_some() || parts.uri.scheme().is_some() {
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |path_and_query| path_and_query.as_str());
+        if let Ok(origin_form) = path.parse::<Uri>() {
+            parts.uri = origin_form;
+        }
     }
     parts.version = Version::HTTP_11;
     remove_hop_by_hop(&mut parts.headers);
@@ -294,8 +257,26 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// Removes the headers that concern one connection only (RFC 9110 section 7.6.1).
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
+/// The headers that concern one connection only (RFC 9110 section 7.6.1), besides the
+/// ones `Connection` names.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// Removes the headers that concern one connection only.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: one look at each name is cheaper than nine removals.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -306,17 +287,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
-    for name in [
-        header::CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }

@@ -2,13 +2,16 @@
 //! L7 policies, HTTP/2, cookie persistence, malformed and slow clients, TLS termination.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use ronghe_proxy::config::{
     L7Action, L7CompareType, L7Policy, L7Rule, L7RuleType, ListenerProtocol, PersistenceType,
     PoolProtocol, SessionPersistence, TlsCertificate,
 };
 use ronghe_proxy::{Proxy, ProxyConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::support::http::*;
@@ -226,6 +229,112 @@ async fn app_cookie_persistence_follows_the_members_session_cookie() {
         assert_eq!(seen.backend, member);
     }
     proxy.shutdown().await;
+}
+
+/// A keep-alive HTTP/1.1 backend that reads each request head (of requests without a
+/// body) and writes `answer(number of the connection)` as it is, counting the connections
+/// it accepts. With `close_after`, it closes each connection that long after answering,
+/// without a word (a member whose keep-alive timeout is short).
+fn scripted_backend(
+    name: &str,
+    accepted: Arc<AtomicUsize>,
+    close_after: Option<Duration>,
+    answer: impl Fn(usize) -> Vec<u8> + Send + Sync + 'static,
+) -> Backend {
+    let listener = reusable_listener();
+    let address = listener.local_addr().expect("backend address");
+    let answer = Arc::new(answer);
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let number = accepted.fetch_add(1, Ordering::SeqCst) + 1;
+            let answer = Arc::clone(&answer);
+            connections.spawn(async move {
+                let mut stream = BufReader::new(stream);
+                let mut line = String::new();
+                loop {
+                    loop {
+                        line.clear();
+                        match stream.read_line(&mut line).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    if stream.get_mut().write_all(&answer(number)).await.is_err() {
+                        return;
+                    }
+                    if let Some(close_after) = close_after {
+                        tokio::time::sleep(close_after).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Backend::from_task(name, address, task)
+}
+
+/// A backend answering each request with its name and the number of the connection.
+fn counting_backend(
+    name: &str,
+    accepted: Arc<AtomicUsize>,
+    close_after: Option<Duration>,
+) -> Backend {
+    let backend_name = name.to_owned();
+    scripted_backend(name, accepted, close_after, move |number| {
+        let body = format!("{backend_name}:{number}");
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    })
+}
+
+#[tokio::test]
+async fn member_connections_are_reused_and_closed_ones_replaced() {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let a = counting_backend("a", Arc::clone(&accepted), None);
+    let proxy = Proxy::start(http_config(&[&a])).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    let mut client = Client::http1(address).await;
+    for _ in 0..20 {
+        let answer = client.get("/", &[]).await;
+        assert_eq!(answer.status, 200);
+        assert!(answer.body.starts_with("a:"), "{answer:?}");
+    }
+    let mut other = Client::http1(address).await;
+    assert_eq!(other.get("/", &[]).await.status, 200);
+    // A connection returns to the idle ones once its answer is through; the next request
+    // may come a moment before, so allow a few, but far fewer than requests.
+    let opened = accepted.load(Ordering::SeqCst);
+    assert!(
+        opened <= 4,
+        "21 requests opened {opened} member connections"
+    );
+    assert_eq!(proxy.stats().member("pool", "a").total_connections, 21);
+
+    // A member that closes each connection soon after answering: every request finds
+    // its idle connection closed and is sent on a new one.
+    let closing_accepted = Arc::new(AtomicUsize::new(0));
+    let b = counting_backend(
+        "b",
+        Arc::clone(&closing_accepted),
+        Some(Duration::from_millis(10)),
+    );
+    let proxy_b = Proxy::start(http_config(&[&b])).await.unwrap();
+    let address_b = proxy_b.local_addr("web").unwrap();
+    let mut client = Client::http1(address_b).await;
+    for round in 1..=5 {
+        let answer = client.get("/", &[]).await;
+        assert_eq!(answer.status, 200, "round {round}: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(closing_accepted.load(Ordering::SeqCst), 5);
+    assert_eq!(proxy_b.stats().member("pool", "b").request_errors, 0);
+    proxy.shutdown().await;
+    proxy_b.shutdown().await;
 }
 
 #[tokio::test]
@@ -606,5 +715,121 @@ async fn terminated_https_serves_http1_and_h2_by_alpn() {
         proxy.stats().listener("web").request_errors == 1
     })
     .await;
+    proxy.shutdown().await;
+}
+
+/// Writes `request` on a new connection to `address` and reads until the proxy closes.
+async fn exchange_raw(address: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    stream.write_all(request).await.expect("send the request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed in time")
+        .expect("read the answer");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn http1_bodies_pipelining_expect_continue_and_ambiguous_framing() {
+    let a = body_reading_backend("a").await;
+    let proxy = Proxy::start(http_config(&[&a])).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+
+    // A chunked body and a pipelined request behind it, in one write: answered in order.
+    let answers = exchange_raw(
+        address,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let bodies: Vec<&str> = answers
+        .split("HTTP/1.1 200 OK\r\n")
+        .skip(1)
+        .map(|answer| answer.rsplit("\r\n\r\n").next().unwrap())
+        .collect();
+    assert_eq!(bodies, ["7", "0"], "{answers:?}");
+
+    // A body larger than what arrives with the head streams through.
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let body = vec![b'x'; 100_000];
+    stream
+        .write_all(
+            b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    stream.write_all(&body[..50_000]).await.unwrap();
+    tokio::task::yield_now().await;
+    stream.write_all(&body[50_000..]).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut answer))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert!(answer.ends_with("\r\n\r\n100000"), "{answer:?}");
+
+    // Expect: 100-continue is answered by the proxy before the body is sent.
+    let mut stream = BufReader::new(TcpStream::connect(address).await.unwrap());
+    stream
+        .get_mut()
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut line = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_line(&mut line))
+        .await
+        .expect("100 in time")
+        .unwrap();
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    stream.get_mut().write_all(b"xyz").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut answer))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert!(answer.contains("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    assert!(answer.ends_with("\r\n\r\n3"), "{answer:?}");
+
+    // Both Content-Length and Transfer-Encoding: refused, never forwarded.
+    let answer = exchange_raw(
+        address,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer:?}"
+    );
+    assert_eq!(proxy.stats().listener("web").request_errors, 1);
+    assert_eq!(proxy.stats().member("pool", "a").total_connections, 4);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn chunked_answers_pass_as_they_are_or_unchunked_for_http10_clients() {
+    let chunking = scripted_backend("chunking", Arc::default(), None, |_| {
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec()
+    });
+    let proxy = Proxy::start(http_config(&[&chunking])).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+
+    let answer = exchange_raw(
+        address,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.contains("\r\ntransfer-encoding: chunked\r\n"),
+        "{answer:?}"
+    );
+    assert!(
+        answer.ends_with("\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+        "{answer:?}"
+    );
+
+    let answer = exchange_raw(address, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(!answer.contains("transfer-encoding"), "{answer:?}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer:?}");
+    assert!(answer.ends_with("\r\n\r\nhello world"), "{answer:?}");
     proxy.shutdown().await;
 }

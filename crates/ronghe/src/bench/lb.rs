@@ -6,9 +6,9 @@
 //!
 //! Fairness: the same worker threads (`--proxy-threads`: Ronghe's runtime workers,
 //! HAProxy's `nbthread`), nothing logged per request (Ronghe at `RUST_LOG=warn`, HAProxy
-//! without a `log` line), HAProxy reusing idle member connections (`http-reuse always`:
-//! what it does in production; Ronghe's proxy does not pool member connections yet and
-//! opens one per request, which this comparison shows), the same timeouts, no health checks, no inserted headers. Runs alternate
+//! without a `log` line), both reusing idle member connections (HAProxy's `http-reuse
+//! always`, what it does in production; Ronghe's proxy always does), the same timeouts,
+//! no health checks, no inserted headers. Runs alternate
 //! (Ronghe, HAProxy, Ronghe, HAProxy, ...) after a warm-up of each; every run is printed,
 //! and each side's summary is its best run by requests/s (other work on the machine only
 //! ever slows a run down). The last line is `lb: ratio R`, Ronghe's best requests/s over

@@ -2,9 +2,10 @@
 //! runtime on one thread that stays in the root namespace; stopping it closes every relay
 //! and every relayed connection.
 
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub(crate) struct Relays {
     connector_threads: Mutex<Vec<JoinHandle<()>>>,
     /// `(namespace, port)` of every [`Relays::relay_into_root`] relay, so one is not made twice.
     into_root: Mutex<Vec<(String, u16)>>,
+    /// Namespaces whose host is dead ([`Relays::silence`]).
+    silenced: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Relays {
@@ -59,6 +62,7 @@ impl Relays {
             runtime_thread: Some(runtime_thread),
             connector_threads: Mutex::new(Vec::new()),
             into_root: Mutex::new(Vec::new()),
+            silenced: Arc::default(),
         })
     }
 
@@ -106,6 +110,7 @@ impl Relays {
                         Ok(Ok(outbound)) => outbound,
                         Ok(Err(error)) => {
                             tracing::warn!(relay = %name, %error, "netlab relay could not connect");
+                            refused(&inbound, &error);
                             return;
                         }
                         Err(_) => {
@@ -119,6 +124,13 @@ impl Relays {
         });
         lock(&self.into_root).push((netns.to_owned(), port));
         Ok(())
+    }
+
+    /// From now on the relays from the root into `netns` answer as a dead host's address
+    /// does: not at all. (Their connector would still reach into the namespace, whose
+    /// kernel lives on after its host "died".) Connections already relayed go on.
+    pub(crate) fn silence(&self, netns: &str) {
+        lock(&self.silenced).insert(netns.to_owned());
     }
 
     /// Listens on a free port of `127.0.0.1` in the root namespace and forwards each
@@ -142,11 +154,19 @@ impl Relays {
         };
         let name = format!("root {local} -> {netns} {target}");
         tracing::debug!(relay = %name, "netlab relay from the root namespace");
+        let silenced = self.silenced.clone();
+        let netns = netns.to_owned();
         self.handle.spawn(async move {
+            let mut held = Vec::new();
             loop {
                 let Some(inbound) = accept(&listener, &name).await else {
                     continue;
                 };
+                if lock(&silenced).contains(&netns) {
+                    // Held unanswered until the relays stop.
+                    held.push(inbound);
+                    continue;
+                }
                 let requests = requests.clone();
                 let name = name.clone();
                 tokio::spawn(async move {
@@ -159,6 +179,7 @@ impl Relays {
                         Ok(Ok(Ok(outbound))) => outbound,
                         Ok(Ok(Err(error))) => {
                             tracing::warn!(relay = %name, %error, "netlab relay could not connect");
+                            refused(&inbound, &error);
                             return;
                         }
                         Ok(Err(_)) | Err(_) => {
@@ -256,6 +277,14 @@ fn start_connector(
                 "the relay connector thread ended before entering {shown_path}"
             ))
         }
+    }
+}
+
+/// Passes a refusal on: the relayed connection is reset (as the target's kernel reset
+/// the attempt), not closed as if the target had answered and hung up.
+fn refused(inbound: &TcpStream, error: &std::io::Error) {
+    if error.kind() == std::io::ErrorKind::ConnectionRefused {
+        let _ = inbound.set_zero_linger();
     }
 }
 

@@ -39,13 +39,24 @@ async fn node(engine: &Engine, name: &str, ready: &str) {
             .await
             .unwrap();
     }
+    node_status(
+        engine,
+        name,
+        json!({"conditions": [{"type": "Ready", "status": ready}]}),
+    )
+    .await;
+}
+
+/// Merges `status` into node `name`'s.
+async fn node_status(engine: &Engine, name: &str, status: Value) {
+    let kind = engine.kind("v1", "Node").unwrap();
     engine
         .patch(
             &kind,
             None,
             name,
             PatchKind::Merge,
-            json!({"status": {"conditions": [{"type": "Ready", "status": ready}]}}),
+            json!({ "status": status }),
             Target::Status,
             &WriteOptions::default(),
         )
@@ -170,7 +181,7 @@ async fn a_load_balancer_is_placed_bound_and_active_once_served() {
     let engine = engine().await;
     node(&engine, "n1", "True").await;
     let (a, b) = tree(&engine).await;
-    pass(&engine).await.unwrap();
+    pass(&engine, None).await.unwrap();
     let status = lb_status(&engine).await;
     assert_eq!(status.host, "n1");
     assert_eq!(status.provisioning_status, provisioning::PENDING_CREATE);
@@ -191,7 +202,7 @@ async fn a_load_balancer_is_placed_bound_and_active_once_served() {
     assert_eq!(listener["status"]["provisioningStatus"], "PENDING_CREATE");
 
     serve(&engine, "n1", json!({uid(&a): "ONLINE", uid(&b): "ERROR"})).await;
-    pass(&engine).await.unwrap();
+    pass(&engine, None).await.unwrap();
     let status = lb_status(&engine).await;
     assert_eq!(status.provisioning_status, provisioning::ACTIVE);
     assert_eq!(status.operating_status, operating::DEGRADED);
@@ -214,14 +225,14 @@ async fn a_load_balancer_is_placed_bound_and_active_once_served() {
         json!({"poolId": "pool", "address": "10.1.0.12", "protocolPort": 80}),
     )
     .await;
-    pass(&engine).await.unwrap();
+    pass(&engine, None).await.unwrap();
     assert_eq!(
         lb_status(&engine).await.provisioning_status,
         provisioning::PENDING_UPDATE
     );
     assert_eq!(member("c").await["provisioningStatus"], "PENDING_CREATE");
     serve(&engine, "n1", json!({uid(&a): "ONLINE", uid(&b): "ONLINE"})).await;
-    pass(&engine).await.unwrap();
+    pass(&engine, None).await.unwrap();
     let status = lb_status(&engine).await;
     assert_eq!(status.provisioning_status, provisioning::ACTIVE);
     // Not checked yet: NO_MONITOR, which does not degrade the pool.
@@ -242,7 +253,7 @@ async fn a_load_balancer_is_placed_bound_and_active_once_served() {
         )
         .await
         .unwrap();
-    pass(&engine).await.unwrap();
+    pass(&engine, None).await.unwrap();
     let status = lb_status(&engine).await;
     assert_eq!(status.provisioning_status, provisioning::ERROR);
     assert_eq!(status.message, "listener: cannot bind");
@@ -253,20 +264,20 @@ async fn a_load_balancer_moves_off_a_dead_host_and_on_request() {
     let engine = engine().await;
     node(&engine, "n1", "True").await;
     tree(&engine).await;
-    pass(&engine).await.unwrap();
+    pass(&engine, None).await.unwrap();
     serve(&engine, "n1", json!({})).await;
     node(&engine, "n2", "True").await;
-    pass(&engine).await.unwrap();
+    pass(&engine, None).await.unwrap();
     assert_eq!(lb_status(&engine).await.host, "n1", "no rebalancing");
 
     node(&engine, "n1", "Unknown").await;
-    pass(&engine).await.unwrap();
+    pass(&engine, None).await.unwrap();
     let status = lb_status(&engine).await;
     assert_eq!(status.host, "n2");
     // Still served by the old host only: not ACTIVE until the new one serves it.
     assert_eq!(status.provisioning_status, provisioning::PENDING_UPDATE);
     serve(&engine, "n2", json!({})).await;
-    pass(&engine).await.unwrap();
+    pass(&engine, None).await.unwrap();
     assert_eq!(
         lb_status(&engine).await.provisioning_status,
         provisioning::ACTIVE
@@ -287,7 +298,7 @@ async fn a_load_balancer_moves_off_a_dead_host_and_on_request() {
         )
         .await
         .unwrap();
-    pass(&engine).await.unwrap();
+    pass(&engine, None).await.unwrap();
     let status = lb_status(&engine).await;
     assert_eq!(status.host, "n1");
     assert!(status.failover_requested.is_empty());
@@ -295,9 +306,92 @@ async fn a_load_balancer_moves_off_a_dead_host_and_on_request() {
     // No node at all: ERROR, saying why.
     node(&engine, "n1", "False").await;
     node(&engine, "n2", "False").await;
-    pass(&engine).await.unwrap();
+    pass(&engine, None).await.unwrap();
     let status = lb_status(&engine).await;
     assert_eq!(status.host, "");
     assert_eq!(status.provisioning_status, provisioning::ERROR);
     assert!(status.message.contains("No host"), "{}", status.message);
+}
+
+/// Gives node `name` an agent endpoint at `address`.
+async fn endpoint(engine: &Engine, name: &str, address: std::net::SocketAddr) {
+    node_status(
+        engine,
+        name,
+        json!({
+            "addresses": [{"type": "InternalIP", "address": address.ip().to_string()}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": address.port()}},
+        }),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_load_balancer_leaves_a_host_that_stops_answering_before_its_grace_ends() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use super::super::reachability::Timing;
+    use super::super::reachability::tests::{ANSWER, SILENT, agent};
+
+    let engine = engine().await;
+    node(&engine, "n1", "True").await;
+    node(&engine, "n2", "True").await;
+    let (n1, n2) = (
+        Arc::new(AtomicU8::new(ANSWER)),
+        Arc::new(AtomicU8::new(ANSWER)),
+    );
+    endpoint(&engine, "n1", agent(n1.clone()).await).await;
+    endpoint(&engine, "n2", agent(n2.clone()).await).await;
+    let timing = Timing {
+        interval: Duration::from_millis(20),
+        timeout: Duration::from_millis(100),
+        failures: 2,
+    };
+    let reachability = Reachability::new(timing, Arc::new(Notify::new()));
+
+    tree(&engine).await;
+    // Placed on the least loaded: make it n1 by leaving n2 out at first.
+    node(&engine, "n2", "False").await;
+    pass(&engine, Some(&reachability)).await.unwrap();
+    assert_eq!(lb_status(&engine).await.host, "n1");
+    node(&engine, "n2", "True").await;
+    // From this pass on n1 is probed, and answers.
+    pass(&engine, Some(&reachability)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pass(&engine, Some(&reachability)).await.unwrap();
+    assert_eq!(
+        lb_status(&engine).await.host,
+        "n1",
+        "it stays while n1 answers"
+    );
+
+    // n1 goes silent: its load balancer moves, though n1 is still Ready.
+    n1.store(SILENT, Ordering::Relaxed);
+    let mut moved = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pass(&engine, Some(&reachability)).await.unwrap();
+        if lb_status(&engine).await.host == "n2" {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "the load balancer left the silent host");
+    let kind = engine.kind("v1", "Node").unwrap();
+    let n1_node = engine.get(&kind, None, "n1").await.unwrap();
+    assert!(
+        crate::kinds::node_is_ready(&n1_node),
+        "n1 is still Ready: only its load balancers moved"
+    );
+
+    // With no answering host left, a silent one keeps its load balancers (this server
+    // may be the one cut off).
+    node(&engine, "n1", "False").await;
+    pass(&engine, Some(&reachability)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    n2.store(SILENT, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(reachability.unreachable("n2"), "n2 went silent too");
+    pass(&engine, Some(&reachability)).await.unwrap();
+    assert_eq!(lb_status(&engine).await.host, "n2");
 }

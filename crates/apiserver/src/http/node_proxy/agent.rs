@@ -2,7 +2,7 @@
 //! `daemonEndpoints.kubeletEndpoint.Port`), one HTTP/1.1 connection per request with the
 //! node token, and the agent's plain-text errors turned into `metav1.Status`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,29 +58,11 @@ impl std::fmt::Debug for AgentAccess {
 pub(super) async fn endpoint_of(engine: &Engine, name: &str) -> ApiResult<SocketAddr> {
     let kind = engine.kind("v1", "Node")?;
     let node = engine.get(&kind, None, name).await?;
-    let port = node
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-        .and_then(Value::as_u64)
-        .and_then(|port| u16::try_from(port).ok())
-        .filter(|port| *port != 0);
-    let addresses = node
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let address_of = |wanted: Option<&str>| {
-        addresses
-            .iter()
-            .filter(|address| wanted.is_none_or(|wanted| address["type"] == wanted))
-            .find_map(|address| address["address"].as_str()?.parse::<IpAddr>().ok())
-    };
-    let ip = address_of(Some("InternalIP")).or_else(|| address_of(None));
-    match (ip, port) {
-        (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
-        _ => Err(ApiError::new(Status::service_unavailable(format!(
+    crate::kinds::agent_endpoint(&node).ok_or_else(|| {
+        ApiError::new(Status::service_unavailable(format!(
             "node \"{name}\" reports no agent endpoint"
-        )))),
-    }
+        )))
+    })
 }
 
 /// Sends `request` to the agent at `address` on a connection of its own and returns its

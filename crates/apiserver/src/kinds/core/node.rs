@@ -3,6 +3,8 @@
 //! node's resource provider (`placement.ronghe.io`); the Node carries labels, taints,
 //! readiness and cordoning.
 
+use std::net::{IpAddr, SocketAddr};
+
 use k8s_openapi::api::core::v1::Node;
 use serde_json::{Value, json};
 
@@ -77,6 +79,30 @@ pub fn condition(node: &Value, kind: &str) -> Option<String> {
 /// Whether the agent reports the node Ready.
 pub fn is_ready(node: &Value) -> bool {
     condition(node, "Ready").as_deref() == Some("True")
+}
+
+/// Where the node's agent serves its endpoint (logs, exec, consoles): the `InternalIP`
+/// (else the first address) and `daemonEndpoints.kubeletEndpoint.Port`; `None` when the
+/// agent serves none (port 0) or named no address.
+pub fn agent_endpoint(node: &Value) -> Option<SocketAddr> {
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .and_then(|port| u16::try_from(port).ok())
+        .filter(|port| *port != 0)?;
+    let addresses = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let address_of = |wanted: Option<&str>| {
+        addresses
+            .iter()
+            .filter(|address| wanted.is_none_or(|wanted| address["type"] == wanted))
+            .find_map(|address| address["address"].as_str()?.parse::<IpAddr>().ok())
+    };
+    let ip = address_of(Some("InternalIP")).or_else(|| address_of(None))?;
+    Some(SocketAddr::new(ip, port))
 }
 
 fn address(node: &Value, kind: &str) -> Option<String> {

@@ -1,0 +1,700 @@
+//! The path of HTTP/1.x clients: one task per client connection reads each request head
+//! (httparse), routes it, and forwards it over a member connection it holds for the
+//! exchange, then passes the answer back, bytes as they come. No task, channel or body
+//! object stands between the two sockets, which brought the CPU a request costs down to
+//! haproxy's (`ronghe bench lb`); HTTP/2 clients go through hyper instead (`serve_h2` in
+//! the parent module).
+//!
+//! Messages: request heads of at most [`head::MAX_HEAD`] bytes and
+//! [`head::MAX_HEADERS`] fields, framed by Content-Length or chunked (a request that
+//! carries both, or another transfer coding, is refused 400 and the connection closed);
+//! bodies pass verbatim, except that chunked answers to HTTP/1.0 clients are unchunked
+//! and delimited by the close. Requests are sent as HTTP/1.1 with the rewritten head of
+//! [`forward`](super::forward); pipelined requests are answered in order. `Expect:
+//! 100-continue` is answered by the proxy, which then forwards the body; 1xx answers of
+//! members are passed on.
+//!
+//! Member connections: a request whose body the proxy holds whole (most) may go over an
+//! idle keep-alive connection of the member, and is sent again on a new connection if
+//! the member had closed that one (it closed before answering anything). A request with
+//! a longer body always gets a new connection. After a complete answer on a connection
+//! the member keeps, it goes back among the member's idle ones.
+//!
+//! Time limits are the listener's: a client has `timeout_client_data` for each request
+//! head (a slowloris is cut then, and counted as a request error if it sent anything)
+//! and between body bytes; a member `timeout_member_data` for its answer's head and
+//! between body bytes.
+
+mod framing;
+pub(crate) mod head;
+mod invariants;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use http::header::{self, HeaderValue};
+use http::{StatusCode, Version};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::forward::{ClientConnection, Persistence};
+use super::io::{CountingIo, Side};
+use super::policy::{self, Route};
+use super::upstream::{Reusable, Target};
+use crate::listener::ListenerRuntime;
+use crate::pool::PoolRuntime;
+use crate::stats::ConnectionGuard;
+use framing::{BodyProgress, Framing, FramingError};
+use head::{RequestHead, ResponseHead};
+pub(crate) use invariants::check_client_bytes;
+
+/// A member connection of this path.
+pub(crate) type MemberStream = CountingIo<TcpStream>;
+
+impl Reusable for MemberStream {
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
+
+/// The HTTP/2 connection preface (RFC 9113 section 3.4): h2c with prior knowledge.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Read buffers start this large.
+const BUFFER: usize = 8 * 1024;
+
+/// The buffers of one client connection, kept from request to request.
+struct Buffers {
+    /// What the client sent and the proxy has not passed on yet.
+    input: BytesMut,
+    /// What the member of the request in flight sent and the proxy has not passed on.
+    member_input: BytesMut,
+    /// Heads being written out.
+    out: Vec<u8>,
+}
+
+/// How serving an HTTP/1 connection ended.
+pub(crate) enum Ended {
+    Closed,
+    /// The client opened with the HTTP/2 preface: these are the bytes read so far.
+    Http2(BytesMut),
+}
+
+/// What became of one request.
+enum Exchange {
+    /// Answered; the connection takes the next request.
+    KeepGoing,
+    /// Answered or failed; the connection closes.
+    Close,
+}
+
+/// Serves HTTP/1.x requests on one client connection until it closes. With
+/// `detect_h2`, a connection opening with the HTTP/2 preface is handed back instead.
+pub(crate) async fn serve<S>(client: &ClientConnection, stream: &mut S, detect_h2: bool) -> Ended
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut state = client.state.clone();
+    let accepted = &client.accepted;
+    let header_timeout = Duration::from_millis(accepted.config().timeout_client_data);
+    let mut buffers = Buffers {
+        input: BytesMut::with_capacity(BUFFER),
+        member_input: BytesMut::new(),
+        out: Vec::with_capacity(1024),
+    };
+    let mut draining = false;
+    let mut first = true;
+    loop {
+        let deadline = Instant::now() + header_timeout;
+        let (request, length) = loop {
+            if !buffers.input.is_empty() {
+                if detect_h2
+                    && first
+                    && H2_PREFACE.starts_with(&buffers.input[..buffers.input.len().min(24)])
+                {
+                    if buffers.input.len() >= H2_PREFACE.len() {
+                        return Ended::Http2(std::mem::take(&mut buffers.input));
+                    }
+                } else {
+                    match head::parse_request(&buffers.input) {
+                        Ok(Some(parsed)) => break parsed,
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::debug!(%error, "refusing a request head");
+                            accepted.stats.add_request_error();
+                            buffers.out.clear();
+                            local_answer(&mut buffers.out, error.status(), false);
+                            let _ = write_out(stream, &buffers.out).await;
+                            return Ended::Closed;
+                        }
+                    }
+                }
+            } else if draining {
+                return Ended::Closed;
+            }
+            buffers.input.reserve(BUFFER);
+            tokio::select! {
+                biased;
+                read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buffers.input)) => {
+                    let ended = match read {
+                        Ok(Ok(0)) => "closed",
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(_)) => "failed",
+                        Err(_) => "timed out",
+                    };
+                    if !buffers.input.is_empty() {
+                        tracing::debug!(ended, "connection ended inside a request head");
+                        accepted.stats.add_request_error();
+                    }
+                    return Ended::Closed;
+                }
+                _ = state.changed(), if !draining => {
+                    if super::listener_gone(&state, accepted) {
+                        tracing::debug!("listener removed; closing the connection after its requests");
+                        draining = true;
+                    }
+                }
+            }
+        };
+        first = false;
+        buffers.input.advance(length);
+        let exchange = handle(client, request, stream, &mut buffers).await;
+        if matches!(exchange, Exchange::Close) {
+            return Ended::Closed;
+        }
+    }
+}
+
+/// Routes and answers one request.
+async fn handle<S>(
+    client: &ClientConnection,
+    request: RequestHead,
+    stream: &mut S,
+    buffers: &mut Buffers,
+) -> Exchange
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let listener = client.listener();
+    // A request the proxy answers itself keeps its connection only without a body.
+    let keep = request.keep_alive && request.framing == Framing::Empty;
+    let pool = match policy::route(&listener.compiled.policies, &request.parts) {
+        Route::Reject => {
+            return answer_locally(stream, &mut buffers.out, StatusCode::FORBIDDEN, keep).await;
+        }
+        Route::Redirect { location, code } => {
+            buffers.out.clear();
+            redirect(&mut buffers.out, &location, code, keep);
+            return finish(write_out(stream, &buffers.out).await.is_ok() && keep);
+        }
+        Route::Pool(pool_id) => listener.pools.get(pool_id),
+        Route::Default => listener.default_pool.as_ref(),
+    };
+    let Some(pool) = pool else {
+        return answer_locally(
+            stream,
+            &mut buffers.out,
+            StatusCode::SERVICE_UNAVAILABLE,
+            keep,
+        )
+        .await;
+    };
+    forward(client, &listener, pool, request, stream, buffers).await
+}
+
+fn finish(keep: bool) -> Exchange {
+    if keep {
+        Exchange::KeepGoing
+    } else {
+        Exchange::Close
+    }
+}
+
+async fn answer_locally<S>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    keep: bool,
+) -> Exchange
+where
+    S: AsyncWrite + Unpin,
+{
+    out.clear();
+    local_answer(out, status, keep);
+    finish(write_out(stream, out).await.is_ok() && keep)
+}
+
+/// Why forwarding a request failed, and what the client is answered if nothing of the
+/// member's answer has reached it yet.
+enum Failure {
+    NoMember,
+    /// The member failed (connection, reset, broken answer): 502.
+    Member,
+    /// The member took too long: 504.
+    MemberTooSlow,
+    /// The client's request body stopped coming or broke: 408 or 400, not the member's
+    /// fault.
+    Client(StatusCode),
+    /// The answer had begun: nothing more can be said, the connection closes.
+    Cut,
+}
+
+async fn forward<S>(
+    client: &ClientConnection,
+    listener: &ListenerRuntime,
+    pool: &Arc<PoolRuntime>,
+    request: RequestHead,
+    stream: &mut S,
+    buffers: &mut Buffers,
+) -> Exchange
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Buffers {
+        input,
+        member_input,
+        out,
+    } = buffers;
+    let RequestHead {
+        mut parts,
+        framing,
+        transfer_encoding,
+        keep_alive,
+        expects_continue,
+    } = request;
+    let client_version = parts.version;
+    let persistence = Persistence::of(pool, &parts);
+    persistence.rewrite(&mut parts, client, listener);
+    if let Some(coding) = transfer_encoding {
+        // The body goes on as it came, so its coding does too.
+        parts.headers.insert(header::TRANSFER_ENCODING, coding);
+    }
+    if expects_continue && framing != Framing::Empty {
+        parts.headers.remove(header::EXPECT);
+        if write_out(stream, b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return Exchange::Close;
+        }
+    }
+    out.clear();
+    head::write_request_head(out, &parts);
+    // A body the proxy holds whole goes out with the head, and can go again.
+    let held = match framing {
+        Framing::Empty => Some(0),
+        Framing::Length(length) if (input.len() as u64) >= length => usize::try_from(length).ok(),
+        _ => None,
+    };
+    if let Some(held) = held {
+        out.extend_from_slice(&input[..held]);
+    }
+    let config = listener.config();
+    let client_timeout = Duration::from_millis(config.timeout_client_data);
+    let target = Target::new(client, listener, persistence.member.as_deref());
+    member_input.clear();
+    let sent = send(
+        pool,
+        &target,
+        out,
+        held.is_some(),
+        member_input,
+        &parts.method,
+    )
+    .await;
+    let Sent {
+        member: member_index,
+        stream: mut member,
+        response,
+        active: _active,
+    } = match sent {
+        Ok(sent) => sent,
+        Err(failure) => return fail(listener, stream, out, failure).await,
+    };
+    let member_runtime = &pool.members[member_index];
+    // An answer read already came to a request sent whole (its body held); otherwise the
+    // rest of the body goes now, as it comes.
+    let response = match response {
+        Some(response) => {
+            input.advance(held.unwrap_or_default());
+            Ok(response)
+        }
+        None => {
+            let mut progress = BodyProgress::new(framing);
+            match pass_body(
+                &mut progress,
+                input,
+                stream,
+                &mut member,
+                &mut Vec::new(),
+                false,
+                client_timeout,
+            )
+            .await
+            {
+                Ok(()) => {
+                    read_response(
+                        &mut member,
+                        member_input,
+                        &parts.method,
+                        target.response_timeout,
+                    )
+                    .await
+                }
+                Err(error) => Err(error.failure("client")),
+            }
+        }
+    };
+    let ResponseHead {
+        status,
+        reason,
+        mut headers,
+        framing: answer_framing,
+        transfer_encoding: answer_coding,
+        keep_alive: member_keeps,
+    } = match response {
+        Ok(response) => response,
+        Err(failure) => {
+            if matches!(failure, Failure::Member | Failure::MemberTooSlow) {
+                member_runtime.stats.add_request_error();
+            }
+            return fail(listener, stream, out, failure).await;
+        }
+    };
+    let member_id = member_runtime.config.id.as_str();
+    persistence.answer(pool, &mut headers, member_id);
+    // An HTTP/1.0 client gets a chunked answer unchunked, delimited by the close.
+    let unchunk = client_version == Version::HTTP_10 && answer_framing == Framing::Chunked;
+    if let Some(coding) = answer_coding
+        && !unchunk
+    {
+        headers.insert(header::TRANSFER_ENCODING, coding);
+    }
+    let keep = keep_alive
+        && !unchunk
+        && answer_framing != Framing::UntilClose
+        && !super::listener_gone(&client.state, &client.accepted);
+    if !keep {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    } else if client_version == Version::HTTP_10 {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+    out.clear();
+    head::write_response_head(out, status, &reason, &headers);
+    let mut progress = BodyProgress::new(answer_framing);
+    let member_timeout = target.response_timeout;
+    match pass_body(
+        &mut progress,
+        member_input,
+        &mut member,
+        stream,
+        out,
+        unchunk,
+        member_timeout,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(error) => {
+            if error.is_sender_side() {
+                tracing::warn!(member = member_id, %error, "member's answer broke off");
+                member_runtime.stats.add_request_error();
+            } else {
+                tracing::debug!(%error, "client went away during the answer");
+            }
+            return Exchange::Close;
+        }
+    }
+    if member_keeps && member_input.is_empty() {
+        member_runtime.idle_streams.keep(member);
+    }
+    finish(keep)
+}
+
+/// A request on its way: the member it went to, the connection, the answer's head if
+/// it was read already, and the member's count of the request.
+struct Sent {
+    member: usize,
+    stream: MemberStream,
+    response: Option<ResponseHead>,
+    active: ConnectionGuard,
+}
+
+/// Sends a request (`out`: its head, and its whole body when `whole`) to a member of
+/// `pool`: over an idle connection when the request can be sent again, else a new one.
+/// With the whole request sent, also reads the answer's head (`Some`); otherwise the
+/// caller sends the body first (`None`).
+async fn send(
+    pool: &PoolRuntime,
+    target: &Target<'_>,
+    out: &[u8],
+    whole: bool,
+    member_input: &mut BytesMut,
+    method: &http::Method,
+) -> Result<Sent, Failure> {
+    let mut failed = Vec::new();
+    let mut reuse = whole;
+    while failed.len() < pool.members.len() {
+        let Some(index) = pool.choose(target.client_ip, target.persisted_member, &failed) else {
+            break;
+        };
+        let member = &pool.members[index];
+        let idle = if reuse {
+            member.idle_streams.take()
+        } else {
+            None
+        };
+        let reused = idle.is_some();
+        let mut stream = match idle {
+            Some(stream) => stream,
+            None => match pool.connect_member(index, target.connect_timeout).await {
+                Some(stream) => CountingIo::new(stream, Arc::clone(&member.stats), Side::Member),
+                None => {
+                    failed.push(index);
+                    continue;
+                }
+            },
+        };
+        let active = member.stats.open_connection();
+        let written = stream.write_all(out).await;
+        if !whole {
+            return match written {
+                Ok(()) => Ok(Sent {
+                    member: index,
+                    stream,
+                    response: None,
+                    active,
+                }),
+                Err(error) => {
+                    tracing::warn!(member = member.config.id, %error, "sending to member failed");
+                    member.stats.add_request_error();
+                    Err(Failure::Member)
+                }
+            };
+        }
+        let answer = match written {
+            Ok(()) => {
+                read_response(&mut stream, member_input, method, target.response_timeout).await
+            }
+            Err(_) => Err(Failure::Member),
+        };
+        match answer {
+            Ok(response) => {
+                return Ok(Sent {
+                    member: index,
+                    stream,
+                    response: Some(response),
+                    active,
+                });
+            }
+            // The member had closed the idle connection: nothing was answered, so the
+            // request goes again, on a new connection.
+            Err(Failure::Member) if reused && member_input.is_empty() => {
+                tracing::debug!(
+                    member = member.config.id,
+                    "an idle member connection had closed; sending on a new one"
+                );
+                reuse = false;
+            }
+            Err(failure) => {
+                if let Failure::MemberTooSlow = failure {
+                    tracing::warn!(member = member.config.id, "member answered too slowly");
+                } else {
+                    tracing::warn!(member = member.config.id, "member failed to answer");
+                }
+                member.stats.add_request_error();
+                return Err(failure);
+            }
+        }
+    }
+    let error = pool.connect_error(&failed);
+    tracing::warn!(%error, "no member for request");
+    Err(Failure::NoMember)
+}
+
+/// Reads a member's answer head, passing nothing of 1xx answers on (the proxy answered
+/// `Expect: 100-continue` itself); `timeout` bounds the whole wait.
+async fn read_response(
+    member: &mut MemberStream,
+    member_input: &mut BytesMut,
+    method: &http::Method,
+    timeout: Duration,
+) -> Result<ResponseHead, Failure> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !member_input.is_empty() {
+            match head::parse_response(member_input, method) {
+                Ok(Some((response, length))) => {
+                    member_input.advance(length);
+                    if response.status.is_informational() {
+                        if response.status == StatusCode::SWITCHING_PROTOCOLS {
+                            return Err(Failure::Member);
+                        }
+                        continue;
+                    }
+                    return Ok(response);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "member sent a broken answer head");
+                    return Err(Failure::Member);
+                }
+            }
+        }
+        member_input.reserve(BUFFER);
+        match tokio::time::timeout_at(deadline, member.read_buf(member_input)).await {
+            Ok(Ok(0) | Err(_)) => return Err(Failure::Member),
+            Ok(Ok(_)) => {}
+            Err(_) => return Err(Failure::MemberTooSlow),
+        }
+    }
+}
+
+/// Answers a failed request when nothing of an answer has gone out yet.
+async fn fail<S>(
+    listener: &ListenerRuntime,
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    failure: Failure,
+) -> Exchange
+where
+    S: AsyncWrite + Unpin,
+{
+    let status = match failure {
+        Failure::NoMember => StatusCode::SERVICE_UNAVAILABLE,
+        Failure::Member => StatusCode::BAD_GATEWAY,
+        Failure::MemberTooSlow => StatusCode::GATEWAY_TIMEOUT,
+        Failure::Client(status) => {
+            listener.stats.add_request_error();
+            status
+        }
+        Failure::Cut => return Exchange::Close,
+    };
+    // The request's body may not have been read to its end: the connection closes.
+    answer_locally(stream, out, status, false).await
+}
+
+/// A body that could not be passed on.
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    #[error("reading the body failed: {0}")]
+    Read(std::io::Error),
+    #[error("the sender sent nothing of the body for {0:?}")]
+    Idle(Duration),
+    #[error("{0}")]
+    Framing(#[from] FramingError),
+    #[error("writing the body failed: {0}")]
+    Write(std::io::Error),
+}
+
+impl PassError {
+    /// Whether the body's sender is at fault (rather than its receiver).
+    fn is_sender_side(&self) -> bool {
+        !matches!(self, PassError::Write(_))
+    }
+
+    /// What a request body's failure means (`side`: whose body it was).
+    fn failure(self, side: &'static str) -> Failure {
+        tracing::debug!(side, error = %self, "request body failed");
+        match self {
+            PassError::Idle(_) => Failure::Client(StatusCode::REQUEST_TIMEOUT),
+            PassError::Framing(_) => Failure::Client(StatusCode::BAD_REQUEST),
+            PassError::Read(_) => Failure::Cut,
+            PassError::Write(_) => Failure::Member,
+        }
+    }
+}
+
+/// Passes a body from `from` to `to`: first what `buffer` holds of it, then what comes,
+/// each read within `idle`. `head` (bytes to send before the body) goes out with the
+/// body's first bytes in one write. With `unchunk`, only the data of a chunked body
+/// goes. Bytes after the body stay in `buffer`.
+async fn pass_body<R, W>(
+    progress: &mut BodyProgress,
+    buffer: &mut BytesMut,
+    from: &mut R,
+    to: &mut W,
+    head: &mut Vec<u8>,
+    unchunk: bool,
+    idle: Duration,
+) -> Result<(), PassError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut pending = std::mem::take(head);
+    loop {
+        if !buffer.is_empty() && !progress.is_done() {
+            let taken = if unchunk {
+                progress.advance(buffer, |range| pending.extend_from_slice(&buffer[range]))?
+            } else {
+                let taken = progress.advance(buffer, |_| {})?;
+                pending.extend_from_slice(&buffer[..taken]);
+                taken
+            };
+            buffer.advance(taken);
+        }
+        if !pending.is_empty() {
+            to.write_all(&pending).await.map_err(PassError::Write)?;
+            pending.clear();
+        }
+        if progress.is_done() {
+            to.flush().await.map_err(PassError::Write)?;
+            *head = pending;
+            return Ok(());
+        }
+        // The receiver has all there is so far; it must not wait behind a buffer.
+        to.flush().await.map_err(PassError::Write)?;
+        buffer.reserve(BUFFER);
+        match tokio::time::timeout(idle, from.read_buf(buffer)).await {
+            Ok(Ok(0)) => {
+                progress.end_of_input()?;
+                *head = pending;
+                return Ok(());
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(PassError::Read(error)),
+            Err(_) => return Err(PassError::Idle(idle)),
+        }
+    }
+}
+
+/// Writes all of `bytes` to the client and flushes them (TLS streams buffer).
+async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
+/// An answer of the proxy's own: the status and its reason as plain text.
+fn local_answer(out: &mut Vec<u8>, status: StatusCode, keep: bool) {
+    let reason = status.canonical_reason().unwrap_or("");
+    let body = format!("{} {reason}\n", status.as_u16());
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 {} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{body}",
+            status.as_u16(),
+            body.len(),
+            if keep { "" } else { "connection: close\r\n" },
+        )
+        .as_bytes(),
+    );
+}
+
+fn redirect(out: &mut Vec<u8>, location: &str, code: u16, keep: bool) {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
+    let reason = status.canonical_reason().unwrap_or("");
+    out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", status.as_u16()).as_bytes());
+    if HeaderValue::from_str(location).is_ok() {
+        out.extend_from_slice(format!("location: {location}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"content-length: 0\r\n");
+    if !keep {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
