@@ -293,6 +293,9 @@ if [ -e /sys/class/net/eth0 ]; then
         -O staticroutes -O mtu -O search
 fi
 httpd -p 80 -h /www
+# From here on only the kernel's emergencies (power down, panics) reach the console: its
+# later messages (a link becoming ready) would cut into the lines the user data prints.
+dmesg -n 1
 if [ -e /sys/class/net/eth0 ]; then
     /usr/libexec/ronghe-user-data > /dev/console 2>&1 &
 fi

@@ -207,7 +207,14 @@ echo ronghe-test: done"
                 line.split_once(prefix)
                     .map(|(_, rest)| rest.replace(';', "\n"))
             })
-            .with_context(|| format!("no {prefix:?} on the VM's console:\n{console}"))
+            .with_context(|| {
+                let tail: Vec<_> = console.lines().rev().take(30).collect();
+                let tail: Vec<_> = tail.into_iter().rev().collect();
+                format!(
+                    "no {prefix:?} on the VM's console, which ends:\n{}",
+                    tail.join("\n")
+                )
+            })
     };
     let vm_resolv = line("ronghe-test: resolv ")?;
     assert!(
@@ -217,15 +224,16 @@ echo ronghe-test: done"
             ),
         "{vm_resolv}"
     );
+    let (pod_answer, vm_answer) = (line("ronghe-test: pod ")?, line("ronghe-test: vm ")?);
     assert_eq!(
-        answered_addresses(&line("ronghe-test: pod ")?),
+        answered_addresses(&pod_answer),
         [pod_ip.as_str()],
-        "{console}"
+        "{pod_answer}"
     );
     assert_eq!(
-        answered_addresses(&line("ronghe-test: vm ")?),
+        answered_addresses(&vm_answer),
         [vm_ip.as_str()],
-        "{console}"
+        "{vm_answer}"
     );
     Ok(())
 }
