@@ -76,6 +76,7 @@ impl KindSpec {
             name_rule: NameRule::default(),
             normalize: |value| Ok((value, Vec::new())),
             default: None,
+            prepare_update: None,
             validate: None,
             fields: &[],
             columns: Vec::new(),

@@ -37,13 +37,33 @@ pub type FieldFn = fn(&Value) -> Option<String>;
 pub type UsageFn = fn(&Value, &mut crate::quota::Usage);
 
 /// Admission that needs other objects: completes an object from them (a VM's flavor, a
-/// port's addresses) or refuses it. Runs on create (`old` is `None`) and on updates of the
-/// object itself (not of its status), after defaulting and validation.
+/// port's addresses) or refuses it. Runs on create and on updates of the object itself (not
+/// of its status), after defaulting and validation.
 pub type AdmitFn = for<'a> fn(
     &'a crate::engine::Engine,
     &'a mut Value,
-    Option<&'a Value>,
+    Admission<'a>,
 ) -> futures::future::BoxFuture<'a, crate::error::ApiResult<()>>;
+
+/// What an admission is asked about besides the object.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Admission<'a> {
+    /// The stored object an update changes (`None` on create).
+    pub old: Option<&'a Value>,
+    /// The write is a dry run: what admission makes for the object (a load balancer's VIP
+    /// port, a Service's load balancer) is made as a dry run too, so nothing is left.
+    pub dry_run: bool,
+}
+
+impl Admission<'_> {
+    /// The options for a write admission makes for the object.
+    pub fn write_options(&self) -> crate::engine::WriteOptions {
+        crate::engine::WriteOptions {
+            dry_run: self.dry_run,
+            ..crate::engine::WriteOptions::default()
+        }
+    }
+}
 
 /// The unique keys an object holds while it exists (see `crate::engine::claims`).
 pub type ClaimsFn = fn(&Value) -> Vec<crate::engine::Claim>;
@@ -185,6 +205,10 @@ pub struct KindSpec {
     pub name_rule: NameRule,
     pub normalize: NormalizeFn,
     pub default: Option<DefaultFn>,
+    /// Adjusts an update of the object itself from the stored object, before defaulting
+    /// and validation (a Service drops what its new type has no use for, as Kubernetes'
+    /// `PrepareForUpdate` does).
+    pub prepare_update: Option<fn(&mut Value, &Value)>,
     pub validate: Option<ValidateFn>,
     /// Extra field-selector fields beyond `metadata.name` and `metadata.namespace`.
     pub fields: &'static [(&'static str, FieldFn)],

@@ -87,6 +87,15 @@ pub(super) async fn pass(engine: &Engine) -> ApiResult<Option<Duration>> {
             requeue = Some(RETRY);
         }
         if !service::has_vip(svc) {
+            // An ExternalName Service (maybe a ClusterIP or LoadBalancer one before).
+            let removed = match tree::remove(engine, svc).await {
+                Ok(()) => routing::external_address(engine, svc).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = removed {
+                tracing::warn!(%error, namespace, name, "removing the load balancer failed");
+                requeue = Some(RETRY);
+            }
             continue;
         }
         if let Err(error) = tree::sync(engine, svc, &backends).await {

@@ -209,6 +209,11 @@ pub(super) fn for_update(
             None => root.remove("status"),
         };
     }
+    if target == Target::Main
+        && let Some(prepare_update) = kind.prepare_update
+    {
+        prepare_update(&mut desired, current);
+    }
     if target == Target::Main && kind.spec_finalizers {
         let finalizers = object::value_at(current, &["spec", "finalizers"]).cloned();
         set_spec_finalizers(&mut desired, finalizers);

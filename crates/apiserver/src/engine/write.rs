@@ -13,7 +13,7 @@ use super::{Engine, WriteOptions, Written, claims, encode_for_store, prepare};
 use crate::error::{ApiError, ApiResult};
 use crate::object;
 use crate::quota;
-use crate::registry::KindSpec;
+use crate::registry::{Admission, KindSpec};
 
 /// How many times a read-modify-write is retried after losing a compare-and-swap race.
 const MAX_CONFLICT_RETRIES: usize = 16;
@@ -112,7 +112,11 @@ impl Engine {
         loop {
             let mut object = prepared.clone();
             if let Some(admit) = kind.admit {
-                admit(self, &mut object, None).await?;
+                let admission = Admission {
+                    old: None,
+                    dry_run: options.dry_run,
+                };
+                admit(self, &mut object, admission).await?;
             }
             let held = claims::claims_of(kind, &object);
             let claim_ops = self.claim_ops(kind, &key, &[], &held).await?;
@@ -274,7 +278,11 @@ impl Engine {
                 && target == Target::Main
                 && object::deletion_timestamp(&desired).is_none()
             {
-                admit(self, &mut desired, Some(&current)).await?;
+                let admission = Admission {
+                    old: Some(&current),
+                    dry_run: options.dry_run,
+                };
+                admit(self, &mut desired, admission).await?;
                 // Admission may turn the change back into what is stored (a name given
                 // for a reference that was already its uid): then there is nothing to write.
                 if object::same_content(&desired, &current) {

@@ -20,7 +20,7 @@ use crate::engine::Engine;
 use crate::error::{ApiError, ApiResult};
 use crate::object;
 use crate::quota::{self, Usage};
-use crate::registry::{Column, KindSpec, Scope, Subresources};
+use crate::registry::{Admission, Column, KindSpec, Scope, Subresources};
 
 pub const GROUP: &str = "compute.ronghe.io";
 pub const API_VERSION: &str = "compute.ronghe.io/v1";
@@ -402,8 +402,9 @@ fn virtual_machine() -> KindSpec {
 fn resolve_flavor<'a>(
     engine: &'a Engine,
     vm: &'a mut Value,
-    old: Option<&'a Value>,
+    admission: Admission<'a>,
 ) -> BoxFuture<'a, ApiResult<()>> {
+    let old = admission.old;
     Box::pin(async move {
         if old.is_some() {
             // The flavor, image and group cannot change (validation says so).

@@ -219,3 +219,111 @@ async fn a_service_is_a_load_balancer_with_endpoints_and_bad_ones_are_refused() 
     .await?;
     Ok(())
 }
+
+/// The ports in the default namespace, by name.
+fn port_names(kubectl: &Kubectl) -> anyhow::Result<Vec<String>> {
+    let ports = json_of(kubectl, &["get", "ports.network.ronghe.io"])?;
+    Ok(ports["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|port| port["metadata"]["name"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Merge-patches Service `name`; answers it as stored.
+fn patch_service(kubectl: &Kubectl, name: &str, patch: &str) -> anyhow::Result<Value> {
+    kubectl.ok(&["patch", "service", name, "-p", patch])?;
+    json_of(kubectl, &["get", "service", name])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_changes_type_and_a_dry_run_makes_nothing() -> anyhow::Result<()> {
+    let server = server().await?;
+    let kubectl = Kubectl::for_server(&server)?;
+    kubectl.ok(&["create", "service", "clusterip", "first", "--tcp=80:8080"])?;
+    let ports_before = port_names(&kubectl)?;
+
+    // A server-side dry run answers a ClusterIP and makes no load balancer and no port.
+    let dry = json_of(
+        &kubectl,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "dry",
+            "--tcp=80:8080",
+            "--dry-run=server",
+        ],
+    )?;
+    assert!(
+        dry["spec"]["clusterIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.96.")),
+        "{dry}"
+    );
+    for kind in ["service", "loadbalancer"] {
+        let name = if kind == "service" { "dry" } else { "svc-dry" };
+        let found = kubectl.run(&["get", kind, name], None)?;
+        assert!(
+            !found.success && found.stderr.contains("NotFound"),
+            "{found:?}"
+        );
+    }
+    assert_eq!(port_names(&kubectl)?, ports_before, "a dry run left a port");
+
+    // NodePort to ClusterIP: the node port goes (Kubernetes drops it), the ClusterIP stays.
+    kubectl.ok(&["create", "service", "nodeport", "np", "--tcp=80:8080"])?;
+    let np = json_of(&kubectl, &["get", "service", "np"])?;
+    let cluster_ip = np["spec"]["clusterIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(np["spec"]["ports"][0]["nodePort"].is_u64(), "{np}");
+    let np = patch_service(&kubectl, "np", r#"{"spec":{"type":"ClusterIP"}}"#)?;
+    assert!(np["spec"]["ports"][0].get("nodePort").is_none(), "{np}");
+    assert!(np["spec"].get("externalTrafficPolicy").is_none(), "{np}");
+    assert_eq!(np["spec"]["clusterIP"], cluster_ip.as_str(), "{np}");
+
+    // To ExternalName: the ClusterIP goes, and the load balancer with it.
+    let np = patch_service(
+        &kubectl,
+        "np",
+        r#"{"spec":{"type":"ExternalName","externalName":"db.example.com"}}"#,
+    )?;
+    assert!(np["spec"].get("clusterIP").is_none(), "{np}");
+    assert!(np["spec"].get("clusterIPs").is_none(), "{np}");
+    let table = kubectl.ok(&["get", "service", "np"])?;
+    assert!(table.contains("db.example.com"), "{table}");
+    wait_for(
+        Duration::from_secs(30),
+        "the ExternalName Service's load balancer gone",
+        || async {
+            let lb = kubectl.run(&["get", "loadbalancer", "svc-np"], None)?;
+            Ok((!lb.success && lb.stderr.contains("NotFound")).then_some(()))
+        },
+    )
+    .await?;
+
+    // And back: a new ClusterIP and load balancer.
+    let np = patch_service(&kubectl, "np", r#"{"spec":{"type":"ClusterIP"}}"#)?;
+    let again = np["spec"]["clusterIP"].as_str().unwrap_or_default();
+    assert!(again.starts_with("10.96."), "{np}");
+    let lb = json_of(&kubectl, &["get", "loadbalancer", "svc-np"])?;
+    assert_eq!(lb["spec"]["vipAddress"], again, "{lb}");
+
+    // An ExternalName Service may not name a ClusterIP.
+    let bad = service(
+        "ext",
+        json!({"type": "ExternalName", "externalName": "db.example.com", "clusterIP": "10.96.5.5"}),
+    );
+    let output = kubectl.run(&["apply", "-f", "-"], Some(&bad.to_string()))?;
+    assert!(
+        !output.success
+            && output
+                .stderr
+                .contains("may not be set for ExternalName services"),
+        "{output:?}"
+    );
+    Ok(())
+}

@@ -117,6 +117,27 @@ fn uid(object: &Value) -> String {
     object::uid(object).unwrap_or_default().to_owned()
 }
 
+/// Deletes the load balancer of `svc` (one that has no VIP any more), if it has one.
+pub async fn remove(engine: &Engine, svc: &Value) -> ApiResult<()> {
+    let namespace = object::namespace(svc).unwrap_or_default();
+    let lbs = engine.kind(lb::API_VERSION, "LoadBalancer")?;
+    let lb_name = service::load_balancer_name(object::name(svc).unwrap_or_default());
+    let balancer = match engine.get(&lbs, Some(namespace), &lb_name).await {
+        Ok(balancer) => balancer,
+        Err(error) if error.code() == 404 => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let owned = balancer["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|owner| owner["uid"].as_str() == object::uid(svc));
+    if !owned || object::deletion_timestamp(&balancer).is_some() {
+        return Ok(());
+    }
+    crate::controllers::delete_if_present(engine, &lbs, Some(namespace), &lb_name).await
+}
+
 /// Keeps the load balancer of `svc` in step with its ports and `backends` (`None`: the
 /// Service has no selector, so its members are left as they are).
 pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>) -> ApiResult<()> {
@@ -128,7 +149,7 @@ pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>)
         Ok(balancer) => balancer,
         // Deleted from under the Service: made again with the same VIP.
         Err(error) if error.code() == 404 => {
-            service::make_load_balancer(engine, svc).await?;
+            service::make_load_balancer(engine, svc, &WriteOptions::default()).await?;
             engine.get(&lbs, Some(namespace), &lb_name).await?
         }
         Err(error) => return Err(error),

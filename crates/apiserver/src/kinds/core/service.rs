@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::engine::{Claim, Engine, ListOptions, Selectors, WriteOptions};
 use crate::error::{ApiError, ApiResult};
 use crate::object;
-use crate::registry::{Column, KindSpec, Subresources};
+use crate::registry::{Admission, Column, KindSpec, Subresources};
 
 /// Where ClusterIPs come from: each project's service subnet has this CIDR (projects are
 /// isolated from each other, so their service subnets may overlap as Kubernetes clusters'
@@ -47,6 +47,7 @@ pub(super) fn kind() -> KindSpec {
         },
         name_rule: NameRule::Dns1035Label,
         default: Some(default_service),
+        prepare_update: Some(drop_type_dependent_fields),
         validate: Some(validate),
         admit: Some(admit),
         claims: Some(claims),
@@ -132,6 +133,74 @@ fn default_service(service: &mut Value) {
     }
 }
 
+/// Whether a Service of this spec has node ports.
+fn needs_node_ports(spec: &Value) -> bool {
+    match spec["type"].as_str() {
+        Some("NodePort") => true,
+        Some("LoadBalancer") => spec["allocateLoadBalancerNodePorts"] != json!(false),
+        _ => false,
+    }
+}
+
+/// An update that changes a Service's type drops what the new type has no use for and the
+/// client left as it was, as Kubernetes does: the ClusterIP (and its families) when it
+/// becomes ExternalName, node ports when it needs none, and the fields only a NodePort or
+/// LoadBalancer Service has. (Its load balancer, floating IP and status follow in the
+/// services controller.)
+fn drop_type_dependent_fields(service: &mut Value, old: &Value) {
+    let (before, spec) = (&old["spec"], &mut service["spec"]);
+    let kind = |spec: &Value| spec["type"].as_str().unwrap_or("ClusterIP").to_owned();
+    let (old_kind, new_kind) = (kind(before), kind(spec));
+    let unchanged = |spec: &Value, field: &str| spec.get(field) == before.get(field);
+    let mut dropped = Vec::new();
+    if old_kind != "ExternalName" && new_kind == "ExternalName" {
+        for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            if unchanged(spec, field) {
+                dropped.push(field);
+            }
+        }
+    }
+    let external = |kind: &str| kind == "NodePort" || kind == "LoadBalancer";
+    if external(&old_kind) && !external(&new_kind) && unchanged(spec, "externalTrafficPolicy") {
+        dropped.push("externalTrafficPolicy");
+    }
+    if old_kind == "LoadBalancer"
+        && new_kind != "LoadBalancer"
+        && unchanged(spec, "allocateLoadBalancerNodePorts")
+    {
+        dropped.push("allocateLoadBalancerNodePorts");
+    }
+    if new_kind == "ExternalName" {
+        // Defaulted for a Service with a VIP only.
+        for field in ["sessionAffinity", "internalTrafficPolicy"] {
+            if unchanged(spec, field) {
+                dropped.push(field);
+            }
+        }
+    }
+    let drop_node_ports = needs_node_ports(before) && !needs_node_ports(spec) && {
+        let node_ports = |spec: &Value| -> Vec<Value> {
+            spec["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|port| port["nodePort"].clone())
+                .collect()
+        };
+        node_ports(spec) == node_ports(before)
+    };
+    if let Some(spec) = spec.as_object_mut() {
+        for field in dropped {
+            spec.remove(field);
+        }
+    }
+    if drop_node_ports && let Some(ports) = spec["ports"].as_array_mut() {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            port.remove("nodePort");
+        }
+    }
+}
+
 fn validate(new: &Value, old: Option<&Value>) -> Vec<FieldCause> {
     let mut causes = Vec::new();
     let spec = &new["spec"];
@@ -150,6 +219,12 @@ fn validate(new: &Value, old: Option<&Value>) -> Vec<FieldCause> {
     if kind == "ExternalName" {
         if spec["externalName"].as_str().unwrap_or_default().is_empty() {
             causes.push(FieldCause::required("spec.externalName", ""));
+        }
+        if !cluster_ip.is_empty() {
+            causes.push(FieldCause::forbidden(
+                "spec.clusterIP",
+                "may not be set for ExternalName services",
+            ));
         }
     } else if cluster_ip == "None" && kind != "ClusterIP" {
         causes.push(FieldCause::invalid(
@@ -281,8 +356,9 @@ fn claims(service: &Value) -> Vec<Claim> {
 fn admit<'a>(
     engine: &'a Engine,
     service: &'a mut Value,
-    old: Option<&'a Value>,
+    admission: Admission<'a>,
 ) -> BoxFuture<'a, ApiResult<()>> {
+    let old = admission.old;
     Box::pin(async move {
         if let Some(old) = old {
             carry_forward(service, old);
@@ -305,7 +381,7 @@ fn admit<'a>(
             spec["ipFamilyPolicy"] = json!("SingleStack");
             return Ok(());
         }
-        let vip = make_load_balancer(engine, service).await?;
+        let vip = make_load_balancer(engine, service, &admission.write_options()).await?;
         let spec = &mut service["spec"];
         spec["clusterIP"] = json!(vip);
         spec["clusterIPs"] = json!([vip]);
@@ -316,15 +392,20 @@ fn admit<'a>(
 }
 
 /// An update that leaves out what the server chose (a PUT of an edited manifest) keeps
-/// it: the ClusterIP, and each port's node port.
+/// it where the Service still has a use for it: the ClusterIP, and each port's node port.
 fn carry_forward(service: &mut Value, old: &Value) {
+    let external_name = service["spec"]["type"].as_str() == Some("ExternalName");
     for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-        if service["spec"].get(field).is_none_or(Value::is_null)
+        if !external_name
+            && service["spec"].get(field).is_none_or(Value::is_null)
             && let Some(value) = old["spec"].get(field)
             && let Some(spec) = service["spec"].as_object_mut()
         {
             spec.insert(field.into(), value.clone());
         }
+    }
+    if !needs_node_ports(&service["spec"]) {
+        return;
     }
     let old_ports = old["spec"]["ports"].as_array().cloned().unwrap_or_default();
     if let Some(ports) = service["spec"]["ports"].as_array_mut() {
@@ -382,8 +463,13 @@ fn rand_seed() -> usize {
 }
 
 /// Makes the Service's load balancer (or finds the one an earlier admission of this same
-/// create made) and answers its VIP.
-pub(crate) async fn make_load_balancer(engine: &Engine, service: &Value) -> ApiResult<String> {
+/// create made) and answers its VIP. A dry run makes none, and answers the VIP it would
+/// have.
+pub(crate) async fn make_load_balancer(
+    engine: &Engine,
+    service: &Value,
+    options: &WriteOptions,
+) -> ApiResult<String> {
     let namespace = object::namespace(service).unwrap_or_default().to_owned();
     let name = object::name(service).unwrap_or_default().to_owned();
     let uid = object::uid(service).unwrap_or_default().to_owned();
@@ -396,6 +482,12 @@ pub(crate) async fn make_load_balancer(engine: &Engine, service: &Value) -> ApiR
             .into_iter()
             .flatten()
             .any(|owner| owner["uid"].as_str() == Some(uid.as_str()));
+        if owned && object::deletion_timestamp(&existing).is_some() {
+            // The Service had no use for it a moment ago (it was ExternalName).
+            return Err(ApiError::conflict_message(format!(
+                "Operation cannot be fulfilled on services \"{name}\": its previous load balancer is still being deleted, please try again"
+            )));
+        }
         if owned {
             return Ok(lb::spec_of::<lb::LoadBalancerSpec>(&existing).vip_address);
         }
@@ -442,10 +534,7 @@ pub(crate) async fn make_load_balancer(engine: &Engine, service: &Value) -> ApiR
         },
         "spec": spec,
     });
-    match engine
-        .create(&lbs, Some(&namespace), body, &WriteOptions::default())
-        .await
-    {
+    match engine.create(&lbs, Some(&namespace), body, options).await {
         Ok(written) => Ok(lb::spec_of::<lb::LoadBalancerSpec>(&written.object).vip_address),
         Err(error) if !requested.is_empty() && (error.code() == 409 || error.code() == 422) => {
             Err(ApiError::invalid(

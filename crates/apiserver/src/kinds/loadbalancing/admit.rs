@@ -19,10 +19,11 @@ use ronghe_api_types::network::ipam;
 use ronghe_api_types::network::{self as net, PortSpec, SubnetSpec, owner};
 use serde_json::{Value, json};
 
-use crate::engine::{Engine, ListOptions, Selectors, WriteOptions};
+use crate::engine::{Engine, ListOptions, Selectors};
 use crate::error::{ApiError, ApiResult};
 use crate::kinds::network::{network_is_public, resolve_in, subnets_of};
 use crate::object;
+use crate::registry::Admission;
 
 type Admitted<'a> = BoxFuture<'a, ApiResult<()>>;
 
@@ -156,8 +157,9 @@ async fn subnet_by_reference(
 pub(super) fn load_balancer<'a>(
     engine: &'a Engine,
     lb: &'a mut Value,
-    old: Option<&'a Value>,
+    admission: Admission<'a>,
 ) -> Admitted<'a> {
+    let old = admission.old;
     Box::pin(async move {
         if old.is_some() {
             // The VIP is fixed at create (validation refuses changes to it).
@@ -265,7 +267,7 @@ pub(super) fn load_balancer<'a>(
                 &ports,
                 Some(&namespace),
                 port_body,
-                &WriteOptions::default(),
+                &admission.write_options(),
             )
             .await?
             .object;
@@ -311,7 +313,7 @@ async fn check_tls_reference(engine: &Engine, namespace: &str, reference: &str) 
 pub(super) fn listener<'a>(
     engine: &'a Engine,
     listener: &'a mut Value,
-    _old: Option<&'a Value>,
+    _admission: Admission<'a>,
 ) -> Admitted<'a> {
     Box::pin(async move {
         let namespace = namespace_of(listener);
@@ -354,7 +356,7 @@ pub(super) fn listener<'a>(
 pub(super) fn pool<'a>(
     engine: &'a Engine,
     pool: &'a mut Value,
-    _old: Option<&'a Value>,
+    _admission: Admission<'a>,
 ) -> Admitted<'a> {
     Box::pin(async move {
         let namespace = namespace_of(pool);
@@ -451,8 +453,9 @@ fn subnet_holds(subnet: &Value, address: IpAddr) -> bool {
 pub(super) fn member<'a>(
     engine: &'a Engine,
     member: &'a mut Value,
-    old: Option<&'a Value>,
+    admission: Admission<'a>,
 ) -> Admitted<'a> {
+    let old = admission.old;
     Box::pin(async move {
         let namespace = namespace_of(member);
         let mut spec: MemberSpec = spec_of(member);
@@ -502,7 +505,7 @@ pub(super) fn member<'a>(
 pub(super) fn health_monitor<'a>(
     engine: &'a Engine,
     monitor: &'a mut Value,
-    _old: Option<&'a Value>,
+    _admission: Admission<'a>,
 ) -> Admitted<'a> {
     Box::pin(async move {
         let namespace = namespace_of(monitor);
@@ -528,8 +531,9 @@ pub(super) fn health_monitor<'a>(
 pub(super) fn l7_policy<'a>(
     engine: &'a Engine,
     policy: &'a mut Value,
-    old: Option<&'a Value>,
+    admission: Admission<'a>,
 ) -> Admitted<'a> {
+    let old = admission.old;
     Box::pin(async move {
         let namespace = namespace_of(policy);
         let mut spec: L7PolicySpec = spec_of(policy);
@@ -610,7 +614,7 @@ pub(super) fn l7_policy<'a>(
 pub(super) fn l7_rule<'a>(
     engine: &'a Engine,
     rule: &'a mut Value,
-    _old: Option<&'a Value>,
+    _admission: Admission<'a>,
 ) -> Admitted<'a> {
     Box::pin(async move {
         let namespace = namespace_of(rule);

@@ -24,6 +24,7 @@ use super::spec;
 use crate::engine::{Engine, ListOptions, Selectors, WriteOptions};
 use crate::error::{ApiError, ApiResult};
 use crate::object;
+use crate::registry::Admission;
 
 type Admitted<'a> = BoxFuture<'a, ApiResult<()>>;
 
@@ -167,8 +168,9 @@ pub async fn subnets_of(engine: &Engine, network: &Value) -> ApiResult<Vec<Value
 pub(super) fn network<'a>(
     engine: &'a Engine,
     net: &'a mut Value,
-    old: Option<&'a Value>,
+    admission: Admission<'a>,
 ) -> Admitted<'a> {
+    let old = admission.old;
     Box::pin(async move {
         let spec: NetworkSpec = spec(net);
         if old.is_some() || spec.is_flat() || spec.segmentation_id.is_some() {
@@ -199,8 +201,9 @@ pub(super) fn network<'a>(
 pub(super) fn subnet<'a>(
     engine: &'a Engine,
     subnet: &'a mut Value,
-    old: Option<&'a Value>,
+    admission: Admission<'a>,
 ) -> Admitted<'a> {
+    let old = admission.old;
     Box::pin(async move {
         let namespace = namespace_of(subnet);
         let mut spec: SubnetSpec = spec(subnet);
@@ -441,8 +444,9 @@ async fn address_on(
 pub(super) fn port<'a>(
     engine: &'a Engine,
     port: &'a mut Value,
-    old: Option<&'a Value>,
+    admission: Admission<'a>,
 ) -> Admitted<'a> {
+    let old = admission.old;
     Box::pin(async move {
         let namespace = namespace_of(port);
         let mut spec: PortSpec = spec(port);
@@ -580,7 +584,7 @@ fn qos_is_shared(policy: &Value) -> bool {
 pub(super) fn router<'a>(
     engine: &'a Engine,
     router: &'a mut Value,
-    _old: Option<&'a Value>,
+    _admission: Admission<'a>,
 ) -> Admitted<'a> {
     Box::pin(async move {
         let namespace = namespace_of(router);
@@ -614,8 +618,9 @@ pub(super) fn router<'a>(
 pub(super) fn security_group_rule<'a>(
     engine: &'a Engine,
     rule: &'a mut Value,
-    old: Option<&'a Value>,
+    admission: Admission<'a>,
 ) -> Admitted<'a> {
+    let old = admission.old;
     Box::pin(async move {
         if old.is_some() {
             return Ok(());
@@ -692,8 +697,9 @@ pub async fn router_reaching(
 pub(super) fn floating_ip<'a>(
     engine: &'a Engine,
     fip: &'a mut Value,
-    old: Option<&'a Value>,
+    admission: Admission<'a>,
 ) -> Admitted<'a> {
+    let old = admission.old;
     Box::pin(async move {
         let namespace = namespace_of(fip);
         let mut spec: FloatingIpSpec = spec(fip);
@@ -810,7 +816,7 @@ pub(super) fn floating_ip<'a>(
 pub(super) fn port_forwarding<'a>(
     engine: &'a Engine,
     forwarding: &'a mut Value,
-    _old: Option<&'a Value>,
+    _admission: Admission<'a>,
 ) -> Admitted<'a> {
     Box::pin(async move {
         let namespace = namespace_of(forwarding);

@@ -128,3 +128,40 @@ fn kubectl_columns_show_ports_and_pending_external_ips() {
     served["status"] = json!({"loadBalancer": {"ingress": [{"ip": "172.24.4.10"}]}});
     assert_eq!(external_ip_cell(&served), "172.24.4.10");
 }
+
+#[test]
+fn a_type_change_drops_only_what_the_new_type_has_no_use_for() {
+    let load_balancer = service(json!({
+        "type": "LoadBalancer", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+        "externalTrafficPolicy": "Cluster", "allocateLoadBalancerNodePorts": true,
+        "ports": [{"port": 80, "nodePort": 30080}],
+    }));
+    // To NodePort: the node ports stay; what only a LoadBalancer has goes.
+    let mut node_port = load_balancer.clone();
+    node_port["spec"]["type"] = json!("NodePort");
+    drop_type_dependent_fields(&mut node_port, &load_balancer);
+    assert_eq!(node_port["spec"]["ports"][0]["nodePort"], 30080);
+    assert_eq!(node_port["spec"]["externalTrafficPolicy"], "Cluster");
+    assert!(
+        node_port["spec"]
+            .get("allocateLoadBalancerNodePorts")
+            .is_none()
+    );
+    // To ClusterIP with a node port the client changed: kept, for validation to refuse.
+    let mut changed = load_balancer.clone();
+    changed["spec"]["type"] = json!("ClusterIP");
+    changed["spec"]["ports"][0]["nodePort"] = json!(30081);
+    drop_type_dependent_fields(&mut changed, &load_balancer);
+    assert_eq!(changed["spec"]["ports"][0]["nodePort"], 30081);
+    assert!(changed["spec"].get("externalTrafficPolicy").is_none());
+    assert_eq!(changed["spec"]["clusterIP"], "10.96.0.10");
+    // To ExternalName: the ClusterIP and node ports go too.
+    let mut external = load_balancer.clone();
+    external["spec"]["type"] = json!("ExternalName");
+    external["spec"]["externalName"] = json!("db.example.com");
+    drop_type_dependent_fields(&mut external, &load_balancer);
+    assert!(external["spec"].get("clusterIP").is_none());
+    assert!(external["spec"].get("clusterIPs").is_none());
+    assert!(external["spec"]["ports"][0].get("nodePort").is_none());
+    assert!(validate(&external, Some(&load_balancer)).is_empty());
+}
