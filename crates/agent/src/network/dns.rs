@@ -4,7 +4,8 @@
 //! A network's Kubernetes namespace is its project. On it, `cluster.local` holds that
 //! project's Services only (`SERVICE.NAMESPACE.svc.cluster.local` → the ClusterIPs, or a
 //! headless Service's ready endpoints, `HOSTNAME.SERVICE...` for endpoints with a
-//! hostname, SRV for named ports); a name in another namespace is NXDOMAIN, since tenants
+//! hostname, SRV for named ports, an ExternalName Service's CNAME, followed here or
+//! upstream to the addresses); a name in another namespace is NXDOMAIN, since tenants
 //! are isolated and their service subnets overlap. The network's domain (its `dns_domain`,
 //! or Neutron's `openstacklocal`) holds its ports by `dns_name`, VMs' ports by the VM's
 //! hostname when they have none, and every address as Neutron's `host-A-B-C-D`. Reverse
@@ -29,7 +30,7 @@ use serde_json::Value;
 use super::metadata::sanitize_hostname;
 use super::{ClusterDns, name, namespace, text, uid};
 
-pub use answer::{Reply, Transport, answer};
+pub use answer::{Forward, Reply, Transport, answer};
 pub use serve::serve;
 
 /// The cluster's domain, as kubelet's `--cluster-domain` defaults it.
@@ -45,8 +46,13 @@ const MAX_UPSTREAMS: usize = 3;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Data {
     Address(IpAddr),
-    Srv { port: u16, target: String },
+    Srv {
+        port: u16,
+        target: String,
+    },
     Ptr(String),
+    /// A CNAME: an ExternalName Service's name for its external name.
+    Alias(String),
 }
 
 /// The names of one zone, lower case and without the trailing dot.
@@ -202,8 +208,7 @@ pub fn upstreams_from_resolv_conf(text: &str) -> Vec<SocketAddr> {
 }
 
 impl DnsIndex {
-    /// Indexes every network's names and every project's Services. Services of type
-    /// ExternalName are left out (their CNAME would need the target resolved too).
+    /// Indexes every network's names and every project's Services.
     pub fn build(objects: DnsObjects<'_>, upstreams: Vec<SocketAddr>) -> DnsIndex {
         let mut networks: HashMap<String, NetworkNames> = objects
             .networks
@@ -307,6 +312,9 @@ fn add_service(names: &mut Names, service: &Value, slices: &[&Value]) {
     );
     names.touch(fqdn.clone());
     if text(service, "/spec/type") == "ExternalName" {
+        if let Some(target) = normalize_domain(text(service, "/spec/externalName")) {
+            names.add(fqdn, Data::Alias(target));
+        }
         return;
     }
     let mut cluster_ips: Vec<&str> = service

@@ -126,7 +126,8 @@ echo ronghe-test: done"
 
     // Services: a ClusterIP Service by its full and short names and its named port's SRV
     // record, a headless one by its ready endpoint (the pod), which ordinary programs
-    // find through the search list too.
+    // find through the search list too, and an ExternalName one naming the first (its
+    // CNAME followed to the ClusterIP).
     cluster
         .kubectl
         .ok(&["label", "pod", "web", "-n", "admin", "app=dnsweb"])?;
@@ -142,6 +143,12 @@ echo ronghe-test: done"
             "metadata": {"name": "dnshead", "namespace": "admin"},
             "spec": {"clusterIP": "None", "selector": {"app": "dnsweb"},
                      "ports": [{"name": "http", "port": 8080}]},
+        }),
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "dnsalias", "namespace": "admin"},
+            "spec": {"type": "ExternalName",
+                     "externalName": "dnsweb.admin.svc.cluster.local"},
         }),
     ] {
         cluster
@@ -161,10 +168,16 @@ echo ronghe-test: done"
         ("dnsweb.admin.svc.cluster.local", &cluster_ip),
         ("dnsweb", &cluster_ip),
         ("dnshead.admin.svc.cluster.local", &pod_ip),
+        ("dnsalias", &cluster_ip),
     ] {
         let (addresses, output) = resolve_in_pod(&cluster, name).await?;
         assert_eq!(addresses, [expected.as_str()], "{name}: {output}");
     }
+    let (_, output) = resolve_in_pod(&cluster, "dnsalias.admin.svc.cluster.local").await?;
+    assert!(
+        output.contains("canonical name = dnsweb.admin.svc.cluster.local"),
+        "{output}"
+    );
     let (_, srv) = cluster.exec(
         "web",
         &[

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, PTR, SOA, SRV};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::{CLUSTER_DOMAIN, Data, DnsIndex, Names};
@@ -20,6 +20,8 @@ pub const TTL: u32 = 5;
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 /// The largest UDP answer for a client that does not (RFC 1035).
 const PLAIN_UDP_PAYLOAD: usize = 512;
+/// The most CNAMEs followed in one answer (ExternalName Services naming each other).
+const MAX_ALIASES: usize = 8;
 
 /// How a query came.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,10 +35,77 @@ pub enum Transport {
 pub enum Reply {
     /// Send these bytes back.
     Answer(Vec<u8>),
-    /// The name is not the cluster's: ask the upstream resolvers with the query as it is.
-    Forward,
+    /// Ask the upstream resolvers (see [`Forward`]).
+    Forward(Forward),
     /// Send nothing (a response, or too short to carry an id).
     Drop,
+}
+
+/// A query the upstream resolvers answer: the client's own, for a name that is not the
+/// cluster's, or the end of a CNAME chain the cluster answered the start of (an
+/// ExternalName Service's external name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forward {
+    chase: Option<Box<Chase>>,
+}
+
+/// The answer so far (the question and the CNAMEs up to `target`), waiting for
+/// `target`'s records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Chase {
+    response: Message,
+    target: Name,
+    wanted: RecordType,
+    limit: usize,
+}
+
+impl Forward {
+    /// The client's query, asked upstream as it is.
+    pub const AS_IS: Forward = Forward { chase: None };
+
+    /// The query to ask the upstream resolvers, given the client's.
+    pub fn request(&self, request: &[u8]) -> Option<Vec<u8>> {
+        let Some(chase) = &self.chase else {
+            return Some(request.to_vec());
+        };
+        let metadata = &chase.response.metadata;
+        let mut query = Message::new(metadata.id, MessageType::Query, OpCode::Query);
+        query.metadata.recursion_desired = true;
+        query.add_query(Query::query(chase.target.clone(), chase.wanted));
+        query.edns = chase.response.edns.clone();
+        query.to_vec().ok()
+    }
+
+    /// The client's reply, given the upstream's to [`Forward::request`] (`None`: no
+    /// upstream answered, and the client gets SERVFAIL).
+    pub fn reply(
+        self,
+        request: &[u8],
+        upstream: Option<Vec<u8>>,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
+        let Some(chase) = self.chase else {
+            return upstream.or_else(|| server_failure(request, transport));
+        };
+        let Chase {
+            mut response,
+            limit,
+            ..
+        } = *chase;
+        match upstream.as_deref().map(Message::from_vec) {
+            Some(Ok(answer)) => {
+                response.metadata.response_code = answer.metadata.response_code;
+                // Too large for the upstream's UDP answer: the client asks again over TCP.
+                response.metadata.truncation = answer.metadata.truncation;
+                response.answers.extend(answer.answers);
+            }
+            _ => response.metadata.response_code = ResponseCode::ServFail,
+        }
+        match encode(response, limit) {
+            Reply::Answer(bytes) => Some(bytes),
+            Reply::Forward(_) | Reply::Drop => None,
+        }
+    }
 }
 
 /// Where a name was found.
@@ -134,6 +203,7 @@ fn record(owner: &Name, data: &Data) -> Option<Record> {
         Data::Address(IpAddr::V6(ip)) => RData::AAAA(AAAA(*ip)),
         Data::Srv { port, target } => RData::SRV(SRV::new(0, 100, *port, name_of(target)?)),
         Data::Ptr(target) => RData::PTR(PTR(name_of(target)?)),
+        Data::Alias(target) => RData::CNAME(CNAME(name_of(target)?)),
     };
     Some(Record::from_rdata(owner.clone(), TTL, rdata))
 }
@@ -146,7 +216,75 @@ fn matches(data: &Data, wanted: RecordType) -> bool {
             | (Data::Address(IpAddr::V6(_)), RecordType::AAAA)
             | (Data::Srv { .. }, RecordType::SRV)
             | (Data::Ptr(_), RecordType::PTR)
+            | (Data::Alias(_), RecordType::CNAME)
     )
+}
+
+/// The name an alias points to, if `records` are one.
+fn alias_in(records: &[Data]) -> Option<&str> {
+    records.iter().find_map(|data| match data {
+        Data::Alias(target) => Some(target.as_str()),
+        _ => None,
+    })
+}
+
+/// Answers with the CNAME chain from `owner` to `target` on, followed through the index
+/// as far as it goes (at most [`MAX_ALIASES`] links): with the records asked for at its
+/// end, or, where the chain leaves the names the index holds, with the upstream's.
+fn follow(
+    index: &DnsIndex,
+    network_id: &str,
+    mut response: Message,
+    mut owner: Name,
+    mut target: String,
+    wanted: RecordType,
+    limit: usize,
+) -> Reply {
+    for _ in 0..MAX_ALIASES {
+        let Some(target_name) = name_of(&target) else {
+            break;
+        };
+        response
+            .answers
+            .extend(record(&owner, &Data::Alias(target.clone())));
+        let question = Query::query(target_name.clone(), wanted);
+        match resolve(index, network_id, &question, &target) {
+            Resolution::Forward => {
+                let chase = Chase {
+                    response,
+                    target: target_name,
+                    wanted,
+                    limit,
+                };
+                let chase = Some(Box::new(chase));
+                return Reply::Forward(Forward { chase });
+            }
+            Resolution::Authoritative { records: None, .. } => {
+                response.metadata.response_code = ResponseCode::NXDomain;
+                return encode(response, limit);
+            }
+            Resolution::Authoritative {
+                records: Some(records),
+                ..
+            } => {
+                if let Some(next) = alias_in(&records) {
+                    (owner, target) = (target_name, next.to_owned());
+                    continue;
+                }
+                response.answers.extend(
+                    records
+                        .iter()
+                        .filter(|data| matches(data, wanted))
+                        .filter_map(|data| record(&target_name, data)),
+                );
+                return encode(response, limit);
+            }
+            Resolution::Failure | Resolution::Refused => break,
+        }
+    }
+    // A loop of aliases, or a name that is not one.
+    response.metadata.response_code = ResponseCode::ServFail;
+    encode(response, limit)
 }
 
 fn soa(zone: &str) -> Option<Record> {
@@ -248,7 +386,7 @@ pub fn answer(index: &DnsIndex, network_id: &str, request: &[u8], transport: Tra
     let name = question.name().to_lowercase().to_ascii();
     let name = name.trim_end_matches('.');
     let (zone, records, names) = match resolve(index, network_id, question, name) {
-        Resolution::Forward => return Reply::Forward,
+        Resolution::Forward => return Reply::Forward(Forward::AS_IS),
         Resolution::Failure => return encode(response_to(&query, ResponseCode::ServFail), limit),
         Resolution::Refused => return encode(response_to(&query, ResponseCode::Refused), limit),
         Resolution::Authoritative {
@@ -262,6 +400,12 @@ pub fn answer(index: &DnsIndex, network_id: &str, request: &[u8], transport: Tra
     let wanted = question.query_type();
     // The owner is the question's name as asked: clients that randomize its case check it.
     let owner = question.name();
+    if let Some(target) = records.as_deref().and_then(alias_in)
+        && !matches!(wanted, RecordType::CNAME | RecordType::ANY)
+    {
+        let (owner, target) = (owner.clone(), target.to_owned());
+        return follow(index, network_id, response, owner, target, wanted, limit);
+    }
     match &records {
         None => response.metadata.response_code = ResponseCode::NXDomain,
         Some(records) => {
@@ -333,6 +477,6 @@ pub fn server_failure(request: &[u8], transport: Transport) -> Option<Vec<u8>> {
         size_limit(&query, transport),
     ) {
         Reply::Answer(bytes) => Some(bytes),
-        Reply::Forward | Reply::Drop => None,
+        Reply::Forward(_) | Reply::Drop => None,
     }
 }

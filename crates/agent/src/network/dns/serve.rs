@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::DnsIndex;
-use super::answer::{Reply, Transport, answer, server_failure};
+use super::answer::{Reply, Transport, answer};
 use crate::network::limits::ConnectionSlots;
 
 /// What the workloads of one network can hold of its DNS server.
@@ -129,18 +129,20 @@ async fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>) {
                 }
             }
             Reply::Drop => {}
-            Reply::Forward => {
+            Reply::Forward(pending) => {
                 let Ok(permit) = server.forwards.clone().try_acquire_owned() else {
                     tracing::debug!(network = %server.network_id, %peer, "too many DNS queries upstream; dropping one");
+                    continue;
+                };
+                let Some(question) = pending.request(request) else {
                     continue;
                 };
                 let (request, socket) = (request.to_vec(), socket.clone());
                 let (upstreams, timeout) =
                     (index.upstreams().to_vec(), server.limits.upstream_timeout);
                 forwarding.spawn(async move {
-                    let reply = forward(&upstreams, &request, Transport::Udp, timeout)
-                        .await
-                        .or_else(|| server_failure(&request, Transport::Udp));
+                    let upstream = forward(&upstreams, &question, Transport::Udp, timeout).await;
+                    let reply = pending.reply(&request, upstream, Transport::Udp);
                     drop(permit);
                     if let Some(reply) = reply {
                         let _ = socket.send_to(&reply, peer).await;
@@ -206,20 +208,23 @@ impl Server {
             let reply = match answer(&index, &self.network_id, &request, Transport::Tcp) {
                 Reply::Answer(reply) => Some(reply),
                 Reply::Drop => None,
-                Reply::Forward => {
+                Reply::Forward(pending) => {
                     let _permit = self
                         .forwards
                         .acquire()
                         .await
                         .map_err(|_| io::Error::other("the server is stopping"))?;
-                    forward(
+                    let question = pending
+                        .request(&request)
+                        .ok_or_else(|| io::Error::other("a query could not be made"))?;
+                    let upstream = forward(
                         index.upstreams(),
-                        &request,
+                        &question,
                         Transport::Tcp,
                         self.limits.upstream_timeout,
                     )
-                    .await
-                    .or_else(|| server_failure(&request, Transport::Tcp))
+                    .await;
+                    pending.reply(&request, upstream, Transport::Tcp)
                 }
             };
             let Some(reply) = reply else {

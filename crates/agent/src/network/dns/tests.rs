@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::answer::{MAX_UDP_PAYLOAD, Reply, Transport, answer};
+use super::answer::{Forward, MAX_UDP_PAYLOAD, Reply, Transport, answer};
 use super::serve::{Limits, serve_with};
 use super::*;
 
@@ -428,7 +428,7 @@ fn vms_and_ports_resolve_by_hostname_in_their_networks_domain_only() {
             &query("web-server-1.openstacklocal.", RecordType::A, None),
             Transport::Udp
         ),
-        Reply::Forward,
+        Reply::Forward(Forward::AS_IS),
         "openstacklocal is not net-b's domain"
     );
 }
@@ -448,7 +448,7 @@ fn other_names_are_forwarded_and_unknown_networks_fail_for_cluster_names() {
                 &query(name, RecordType::A, None),
                 Transport::Udp
             ),
-            Reply::Forward,
+            Reply::Forward(Forward::AS_IS),
             "{name}"
         );
     }
@@ -466,7 +466,7 @@ fn other_names_are_forwarded_and_unknown_networks_fail_for_cluster_names() {
             &query("example.com.", RecordType::A, None),
             Transport::Udp
         ),
-        Reply::Forward
+        Reply::Forward(Forward::AS_IS)
     );
 }
 
@@ -667,6 +667,117 @@ fn hostnames_and_resolvers_for_workloads() {
     );
 }
 
+/// The index with ExternalName Services in project `team`: one naming a name outside the
+/// cluster, one naming another Service, and two naming each other.
+fn with_external_names(upstreams: Vec<SocketAddr>) -> DnsIndex {
+    let Objects {
+        mut services,
+        slices,
+        ..
+    } = objects();
+    for (name, target) in [
+        ("ext", "DB.Example.com."),
+        ("alias", "web.team.svc.cluster.local"),
+        ("loop-a", "loop-b.team.svc.cluster.local"),
+        ("loop-b", "loop-a.team.svc.cluster.local"),
+    ] {
+        let spec = json!({"type": "ExternalName", "externalName": target});
+        services.push(service("team", name, spec));
+    }
+    index_with(&services, &slices, upstreams)
+}
+
+/// The CNAME records answered, as (owner, target).
+fn aliases(reply: &Message) -> Vec<(String, String)> {
+    reply
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::CNAME(target) => Some((record.name.to_ascii(), target.0.to_ascii())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn alias(owner: &str, target: &str) -> (String, String) {
+    (owner.to_owned(), target.to_owned())
+}
+
+#[test]
+fn an_external_name_is_a_cname_followed_through_the_cluster_or_upstream() {
+    let index = with_external_names(Vec::new());
+    let ext = "ext.team.svc.cluster.local.";
+    let reply = ask(&index, "net-a", ext, RecordType::CNAME);
+    assert_eq!(aliases(&reply), [alias(ext, "db.example.com.")]);
+    assert!(addresses(&reply).is_empty());
+
+    // A CNAME to another Service is followed to its ClusterIP here.
+    let reply = ask(
+        &index,
+        "net-a",
+        "alias.team.svc.cluster.local.",
+        RecordType::A,
+    );
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        aliases(&reply),
+        [alias(
+            "alias.team.svc.cluster.local.",
+            "web.team.svc.cluster.local."
+        )]
+    );
+    assert_eq!(addresses(&reply), ips(&["10.96.0.10"]));
+    // Two naming each other: a bounded chain, then SERVFAIL.
+    let reply = ask(
+        &index,
+        "net-a",
+        "loop-a.team.svc.cluster.local.",
+        RecordType::A,
+    );
+    assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(aliases(&reply).len(), 8, "{reply:?}");
+
+    // A name outside the cluster: the upstream is asked for it, and its answer follows
+    // the CNAME.
+    let request = query(ext, RecordType::A, Some(1232));
+    let Reply::Forward(pending) = answer(&index, "net-a", &request, Transport::Udp) else {
+        panic!("{ext} was not forwarded");
+    };
+    assert_ne!(pending, Forward::AS_IS);
+    let asked = pending.request(&request).expect("a query upstream");
+    let asked = Message::from_vec(&asked).expect("a DNS message");
+    assert_eq!(asked.queries.len(), 1);
+    assert_eq!(asked.queries[0].name().to_ascii(), "db.example.com.");
+    assert_eq!(asked.queries[0].query_type(), RecordType::A);
+    assert!(asked.metadata.recursion_desired && asked.edns.is_some());
+    let mut upstream = Message::response(asked.metadata.id, OpCode::Query);
+    upstream.queries = asked.queries.clone();
+    upstream.add_answer(Record::from_rdata(
+        asked.queries[0].name().clone(),
+        60,
+        RData::A(hickory_proto::rr::rdata::A("192.0.2.7".parse().unwrap())),
+    ));
+    let upstream = upstream.to_vec().expect("an answer");
+    let reply = pending
+        .clone()
+        .reply(&request, Some(upstream), Transport::Udp)
+        .expect("a reply");
+    let reply = Message::from_vec(&reply).expect("a DNS message");
+    assert_eq!(
+        reply.metadata.id,
+        Message::from_vec(&request).unwrap().metadata.id
+    );
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(aliases(&reply), [alias(ext, "db.example.com.")]);
+    assert_eq!(addresses(&reply), ips(&["192.0.2.7"]));
+    // No upstream answered: SERVFAIL.
+    let reply = pending
+        .reply(&request, None, Transport::Udp)
+        .expect("a reply");
+    let reply = Message::from_vec(&reply).expect("a DNS message");
+    assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+}
+
 /// A fake upstream resolver on loopback: answers every A query with 192.0.2.1, over UDP
 /// and TCP on one port.
 async fn fake_upstream() -> SocketAddr {
@@ -798,6 +909,27 @@ async fn the_server_answers_cluster_names_and_forwards_the_rest_over_udp_and_tcp
         .await;
     assert_eq!(addresses(&forwarded), ips(&["192.0.2.1"]));
 
+    server.stop.send_replace(true);
+    server.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_server_follows_an_external_name_upstream_over_udp_and_tcp() {
+    let server = TestServer::start(
+        with_external_names(vec![fake_upstream().await]),
+        Limits::default(),
+    );
+    let request = query("ext.team.svc.cluster.local.", RecordType::A, None);
+    let over_udp = server.udp(&request).await;
+    let mut stream = tokio::net::TcpStream::connect(server.tcp).await.unwrap();
+    let over_tcp = server.tcp(&mut stream, &request).await;
+    for reply in [over_udp, over_tcp] {
+        assert_eq!(
+            aliases(&reply),
+            [alias("ext.team.svc.cluster.local.", "db.example.com.")]
+        );
+        assert_eq!(addresses(&reply), ips(&["192.0.2.1"]));
+    }
     server.stop.send_replace(true);
     server.task.await.unwrap().unwrap();
 }
