@@ -80,10 +80,15 @@ pub fn start(
         lbs_wake.clone(),
         stop.clone(),
     ));
-    tasks.spawn(routers::run(engine.clone(), routers_wake, stop.clone()));
     let reachability = Arc::new(reachability::Reachability::new(
         reachability::Timing::default(),
-        lbs_wake.clone(),
+        vec![lbs_wake.clone(), routers_wake.clone()],
+    ));
+    tasks.spawn(routers::run(
+        engine.clone(),
+        reachability.clone(),
+        routers_wake,
+        stop.clone(),
     ));
     tasks.spawn(loadbalancers::run(
         engine.clone(),

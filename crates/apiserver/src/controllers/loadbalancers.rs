@@ -131,25 +131,7 @@ pub(super) async fn pass(
             .map(|tree| lb::status_of::<LoadBalancerStatus>(&tree.load_balancer).host)
             .filter(|host| !host.is_empty())
             .collect();
-        reachability.watch(
-            node_objects
-                .iter()
-                .filter_map(|node| {
-                    let name = object::name(node)?;
-                    let endpoint = crate::kinds::agent_endpoint(node)?;
-                    hosts.contains(name).then(|| (name.to_owned(), endpoint))
-                })
-                .collect(),
-        );
-        // A host that stopped answering counts as down, unless no live host would be left
-        // (then it is this server that is cut off, and moving would help nothing).
-        let (silent, answering): (Vec<&mut Candidate>, Vec<&mut Candidate>) = nodes
-            .iter_mut()
-            .filter(|node| node.is_alive())
-            .partition(|node| reachability.unreachable(&node.name));
-        if !answering.is_empty() {
-            silent.into_iter().for_each(Candidate::mark_down);
-        }
+        reachability.judge("load balancers", &node_objects, &hosts, &mut nodes);
     }
     let networks: HashMap<String, NetworkSpec> = engine
         .list(&networks_kind, None, &all)

@@ -1,7 +1,8 @@
-//! Whether the hosts of load balancers can be reached, for a failover faster than the node
-//! grace (Octavia's health manager learns it from amphora heartbeats; here the server
-//! probes). The load-balancer controller names the hosts its load balancers are on, and
-//! each host's agent endpoint is asked `GET /healthz` every [`Timing::interval`]:
+//! Whether the hosts of load balancers and routers can be reached, for a failover faster
+//! than the node grace (Octavia's health manager learns it from amphora heartbeats,
+//! Neutron's L3 HA from keepalived; here the server probes). The load-balancer and router
+//! controllers each name the hosts theirs are on ([`Reachability::judge`]), and each such
+//! host's agent endpoint is asked `GET /healthz` every [`Timing::interval`]:
 //!
 //! * a host that answers is reachable: its agent answered over HTTP, or its kernel refused
 //!   or reset the connection because the agent is down (its proxies outlive it and serve
@@ -9,21 +10,26 @@
 //!   stays down);
 //! * a host that answers none of [`Timing::failures`] probes in a row, each given
 //!   [`Timing::timeout`] (no connection, or one that stays silent or is closed without an
-//!   answer), is unreachable: its load balancers move without waiting for the node grace
-//!   to run out.
+//!   answer), is unreachable: its load balancers and routers move without waiting for the
+//!   node grace to run out, unless no answering host would be left (then it is probably
+//!   this server that is cut off, and moving would help nothing).
 //!
 //! Failed probes are counted, rather than time since the last answer, so a server that
 //! stalled never judges a host it did not get to probe. A host never reached since it was
 //! named is not judged at all (this server may have no route to it): the lease decides.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+
+use super::routers::Candidate;
+use crate::object;
 
 /// How often and how patiently hosts are probed.
 #[derive(Clone, Copy, Debug)]
@@ -54,8 +60,16 @@ const UNREACHABLE: u8 = 2;
 pub(super) struct Reachability {
     timing: Timing,
     /// Notified when a host becomes unreachable or reachable again.
-    changed: Arc<Notify>,
-    hosts: Mutex<HashMap<String, Probe>>,
+    changed: Vec<Arc<Notify>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The hosts each watcher (a controller) wants probed, name → agent endpoint.
+    wanted: HashMap<&'static str, HashMap<String, SocketAddr>>,
+    /// The hosts any watcher wants.
+    probes: HashMap<String, Probe>,
 }
 
 struct Probe {
@@ -65,18 +79,57 @@ struct Probe {
 }
 
 impl Reachability {
-    pub(super) fn new(timing: Timing, changed: Arc<Notify>) -> Reachability {
+    /// Probes hosts with `timing`, notifying each of `changed` when one is judged anew.
+    pub(super) fn new(timing: Timing, changed: Vec<Arc<Notify>>) -> Reachability {
         Reachability {
             timing,
             changed,
-            hosts: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
         }
     }
 
-    /// Probes exactly `hosts` (name → agent endpoint) from now on: new ones start being
-    /// probed, gone ones stop, a host whose endpoint changed is judged afresh.
-    pub(super) fn watch(&self, hosts: HashMap<String, SocketAddr>) {
-        let mut probes = self.lock();
+    /// For `watcher`'s pass: probes the agents of `hosts` (the Nodes `nodes` names) from
+    /// now on for it, and counts those that stopped answering as down among `candidates`,
+    /// unless no answering live candidate would be left.
+    pub(super) fn judge(
+        &self,
+        watcher: &'static str,
+        nodes: &[Value],
+        hosts: &BTreeSet<String>,
+        candidates: &mut [Candidate],
+    ) {
+        self.watch(
+            watcher,
+            nodes
+                .iter()
+                .filter_map(|node| {
+                    let name = object::name(node)?;
+                    let endpoint = crate::kinds::agent_endpoint(node)?;
+                    hosts.contains(name).then(|| (name.to_owned(), endpoint))
+                })
+                .collect(),
+        );
+        let (silent, answering): (Vec<&mut Candidate>, Vec<&mut Candidate>) = candidates
+            .iter_mut()
+            .filter(|candidate| candidate.is_alive())
+            .partition(|candidate| self.unreachable(&candidate.name));
+        if !answering.is_empty() {
+            silent.into_iter().for_each(Candidate::mark_down);
+        }
+    }
+
+    /// Probes `hosts` (name → agent endpoint) for `watcher` from now on, and no longer
+    /// the ones it named before and not now: new hosts start being probed, hosts no
+    /// watcher names stop, a host whose endpoint changed is judged afresh.
+    pub(super) fn watch(&self, watcher: &'static str, hosts: HashMap<String, SocketAddr>) {
+        let mut state = self.lock();
+        state.wanted.insert(watcher, hosts);
+        let hosts: HashMap<String, SocketAddr> = state
+            .wanted
+            .values()
+            .flat_map(|hosts| hosts.iter().map(|(name, address)| (name.clone(), *address)))
+            .collect();
+        let probes = &mut state.probes;
         probes.retain(|name, probe| {
             let keep = hosts.get(name) == Some(&probe.address);
             if !keep {
@@ -111,12 +164,13 @@ impl Reachability {
     /// Whether `host` was reachable and has stopped answering.
     pub(super) fn unreachable(&self, host: &str) -> bool {
         self.lock()
+            .probes
             .get(host)
             .is_some_and(|probe| probe.state.load(Ordering::Acquire) == UNREACHABLE)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Probe>> {
-        self.hosts
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -124,7 +178,7 @@ impl Reachability {
 
 impl Drop for Reachability {
     fn drop(&mut self) {
-        for probe in self.lock().values() {
+        for probe in self.lock().probes.values() {
             probe.task.abort();
         }
     }
@@ -136,7 +190,7 @@ async fn probe(
     address: SocketAddr,
     timing: Timing,
     state: Arc<AtomicU8>,
-    changed: Arc<Notify>,
+    changed: Vec<Arc<Notify>>,
 ) {
     let mut ticks = tokio::time::interval(timing.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -162,14 +216,14 @@ async fn probe(
                     host,
                     %address,
                     probes = unanswered,
-                    "a host stopped answering: its load balancers fail over"
+                    "a host stopped answering: its load balancers and routers fail over"
                 ),
                 _ if before == UNREACHABLE => {
                     tracing::info!(host, %address, "a host answers again");
                 }
                 _ => {}
             }
-            changed.notify_one();
+            changed.iter().for_each(|changed| changed.notify_one());
         }
     }
 }
@@ -201,11 +255,14 @@ async fn ask(address: SocketAddr) -> bool {
 
 #[cfg(test)]
 pub(super) mod tests {
+    use serde_json::json;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::engine::{Engine, PatchKind, Target, WriteOptions};
 
-    fn quick() -> Timing {
+    /// Probes far apart enough for loopback, close enough for a test.
+    pub(in crate::controllers) fn quick() -> Timing {
         Timing {
             interval: Duration::from_millis(20),
             timeout: Duration::from_millis(100),
@@ -253,6 +310,27 @@ pub(super) mod tests {
         address
     }
 
+    /// Gives node `name` an agent endpoint at `address`.
+    pub(in crate::controllers) async fn endpoint(engine: &Engine, name: &str, address: SocketAddr) {
+        let status = json!({
+            "addresses": [{"type": "InternalIP", "address": address.ip().to_string()}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": address.port()}},
+        });
+        let kind = engine.kind("v1", "Node").expect("the Node kind");
+        engine
+            .patch(
+                &kind,
+                None,
+                name,
+                PatchKind::Merge,
+                json!({ "status": status }),
+                Target::Status,
+                &WriteOptions::default(),
+            )
+            .await
+            .expect("the node's endpoint written");
+    }
+
     async fn until(what: &str, condition: impl Fn() -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !condition() {
@@ -262,7 +340,7 @@ pub(super) mod tests {
     }
 
     fn state(hosts: &Reachability, host: &str) -> u8 {
-        hosts.lock()[host].state.load(Ordering::Acquire)
+        hosts.lock().probes[host].state.load(Ordering::Acquire)
     }
 
     #[tokio::test]
@@ -281,15 +359,18 @@ pub(super) mod tests {
         let never = agent(Arc::new(AtomicU8::new(SILENT))).await;
 
         let changed = Arc::new(Notify::new());
-        let hosts = Reachability::new(quick(), changed.clone());
-        hosts.watch(HashMap::from([
-            ("up".to_owned(), up),
-            ("resets".to_owned(), resets),
-            ("closes".to_owned(), closes),
-            ("dies".to_owned(), dies),
-            ("refuses".to_owned(), refuses),
-            ("never".to_owned(), never),
-        ]));
+        let hosts = Reachability::new(quick(), vec![changed.clone()]);
+        hosts.watch(
+            "test",
+            HashMap::from([
+                ("up".to_owned(), up),
+                ("resets".to_owned(), resets),
+                ("closes".to_owned(), closes),
+                ("dies".to_owned(), dies),
+                ("refuses".to_owned(), refuses),
+                ("never".to_owned(), never),
+            ]),
+        );
         until("every host that answers is judged", || {
             ["up", "resets", "closes", "dies", "refuses"]
                 .iter()
@@ -326,8 +407,8 @@ pub(super) mod tests {
         until("the host is reachable again", || !hosts.unreachable("dies")).await;
 
         // Named no more: no longer probed or judged; named at a new address: judged afresh.
-        hosts.watch(HashMap::from([("up".to_owned(), refuses)]));
-        assert_eq!(hosts.lock().len(), 1);
+        hosts.watch("test", HashMap::from([("up".to_owned(), refuses)]));
+        assert_eq!(hosts.lock().probes.len(), 1);
         assert_eq!(state(&hosts, "up"), UNJUDGED);
         until("probed at its new address", || {
             state(&hosts, "up") == REACHABLE

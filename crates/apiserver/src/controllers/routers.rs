@@ -16,7 +16,9 @@
 //! * A router stays on its host while that node exists, is Ready and still has the
 //!   router's physical networks, even if cordoned: no flapping, no rebalancing. When the
 //!   host stops being Ready (the node-lifecycle controller marks silent nodes
-//!   Ready=Unknown) or is deleted, the router moves to another qualifying node.
+//!   Ready=Unknown), stops answering the server's probes of its agent (see
+//!   `reachability.rs`: seconds, where the node grace takes tens) or is deleted, the
+//!   router moves to another qualifying node.
 //! * A hosted router's `status.status` is `ACTIVE`. When no node qualifies its host is
 //!   cleared (and so are its ports' bindings) and its status left as it is: like
 //!   Neutron, a router without an agent still shows the status the API gave it.
@@ -38,6 +40,7 @@ use ronghe_api_types::network::{
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
+use super::reachability::Reachability;
 use crate::engine::{Engine, ListOptions, PatchKind, Target, WriteOptions};
 use crate::error::ApiResult;
 use crate::object;
@@ -51,9 +54,14 @@ const SIMULATED_LABEL: &str = "node.ronghe.io/simulated";
 /// The status of a router that has a host.
 const ACTIVE: &str = "ACTIVE";
 
-pub(super) async fn run(engine: Engine, wake: Arc<Notify>, stop: watch::Receiver<bool>) {
+pub(super) async fn run(
+    engine: Engine,
+    reachability: Arc<Reachability>,
+    wake: Arc<Notify>,
+    stop: watch::Receiver<bool>,
+) {
     super::run_requeuing("router scheduling", wake, stop, RESYNC, || {
-        Box::pin(pass(&engine))
+        Box::pin(pass(&engine, Some(&reachability)))
     })
     .await;
 }
@@ -197,7 +205,12 @@ fn is_router_port(spec: &PortSpec) -> bool {
     spec.device_owner.starts_with("network:router")
 }
 
-pub(super) async fn pass(engine: &Engine) -> ApiResult<Option<Duration>> {
+/// One pass over every router; `reachability` (none in tests that judge hosts by their
+/// Ready condition alone) is told which hosts to probe and says which stopped answering.
+pub(super) async fn pass(
+    engine: &Engine,
+    reachability: Option<&Reachability>,
+) -> ApiResult<Option<Duration>> {
     let routers_kind = engine.kind(net::API_VERSION, "Router")?;
     let ports_kind = engine.kind(net::API_VERSION, "Port")?;
     let networks_kind = engine.kind(net::API_VERSION, "Network")?;
@@ -217,13 +230,8 @@ pub(super) async fn pass(engine: &Engine) -> ApiResult<Option<Duration>> {
             )
         })
         .collect();
-    let nodes: Vec<Candidate> = engine
-        .list(&nodes_kind, None, &all)
-        .await?
-        .items
-        .iter()
-        .map(Candidate::of)
-        .collect();
+    let node_objects = engine.list(&nodes_kind, None, &all).await?.items;
+    let mut nodes: Vec<Candidate> = node_objects.iter().map(Candidate::of).collect();
     let port_specs: Vec<(&Value, PortSpec)> = ports
         .iter()
         .map(|p| (p, net::spec_of::<PortSpec>(p)))
@@ -249,6 +257,14 @@ pub(super) async fn pass(engine: &Engine) -> ApiResult<Option<Duration>> {
             }
         })
         .collect();
+    if let Some(reachability) = reachability {
+        let hosts: BTreeSet<String> = placements
+            .iter()
+            .map(|placement| placement.host.clone())
+            .filter(|host| !host.is_empty())
+            .collect();
+        reachability.judge("routers", &node_objects, &hosts, &mut nodes);
+    }
     let decided = decide(&placements, &nodes);
 
     let mut retry = None;

@@ -313,25 +313,11 @@ async fn a_load_balancer_moves_off_a_dead_host_and_on_request() {
     assert!(status.message.contains("No host"), "{}", status.message);
 }
 
-/// Gives node `name` an agent endpoint at `address`.
-async fn endpoint(engine: &Engine, name: &str, address: std::net::SocketAddr) {
-    node_status(
-        engine,
-        name,
-        json!({
-            "addresses": [{"type": "InternalIP", "address": address.ip().to_string()}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": address.port()}},
-        }),
-    )
-    .await;
-}
-
 #[tokio::test]
 async fn a_load_balancer_leaves_a_host_that_stops_answering_before_its_grace_ends() {
     use std::sync::atomic::{AtomicU8, Ordering};
 
-    use super::super::reachability::Timing;
-    use super::super::reachability::tests::{ANSWER, SILENT, agent};
+    use super::super::reachability::tests::{ANSWER, SILENT, agent, endpoint, quick};
 
     let engine = engine().await;
     node(&engine, "n1", "True").await;
@@ -342,12 +328,7 @@ async fn a_load_balancer_leaves_a_host_that_stops_answering_before_its_grace_end
     );
     endpoint(&engine, "n1", agent(n1.clone()).await).await;
     endpoint(&engine, "n2", agent(n2.clone()).await).await;
-    let timing = Timing {
-        interval: Duration::from_millis(20),
-        timeout: Duration::from_millis(100),
-        failures: 2,
-    };
-    let reachability = Reachability::new(timing, Arc::new(Notify::new()));
+    let reachability = Reachability::new(quick(), vec![Arc::new(Notify::new())]);
 
     tree(&engine).await;
     // Placed on the least loaded: make it n1 by leaving n2 out at first.

@@ -112,7 +112,11 @@ fn tunnel(ip: &str) -> Value {
 /// Runs a few passes, as the wake-ups that writes cause would; none may need a retry.
 async fn settle(engine: &Engine) {
     for _ in 0..3 {
-        assert_eq!(pass(engine).await.unwrap(), None, "a pass had to retry");
+        assert_eq!(
+            pass(engine, None).await.unwrap(),
+            None,
+            "a pass had to retry"
+        );
     }
 }
 
@@ -150,7 +154,7 @@ async fn routers_spread_over_ready_schedulable_nodes() {
             .await
             .unwrap(),
     );
-    pass(&engine).await.unwrap();
+    pass(&engine, None).await.unwrap();
     let after = versions(
         engine
             .list(&routers, None, &ListOptions::default())
@@ -246,6 +250,49 @@ async fn routers_fail_over_and_do_not_flap_back() {
     settle(&engine).await;
     assert_eq!(host_of(&engine, "r1").await, "n3");
     assert_eq!(host_of(&engine, "r2").await, "n3");
+}
+
+#[tokio::test]
+async fn a_router_leaves_a_host_that_stops_answering_before_its_grace_ends() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use super::super::reachability::tests::{ANSWER, SILENT, agent, endpoint, quick};
+
+    let engine = engine().await;
+    node(&engine, "n1", true, tunnel("192.0.2.1")).await;
+    create(&engine, "Router", "a", "r1", json!({})).await;
+    settle(&engine).await;
+    assert_eq!(host_of(&engine, "r1").await, "n1");
+    node(&engine, "n2", true, tunnel("192.0.2.2")).await;
+    let n1 = Arc::new(AtomicU8::new(ANSWER));
+    endpoint(&engine, "n1", agent(n1.clone()).await).await;
+    endpoint(&engine, "n2", agent(Arc::new(AtomicU8::new(ANSWER))).await).await;
+    let reachability = Reachability::new(quick(), vec![Arc::new(Notify::new())]);
+    // From this pass on n1 is probed, and answers.
+    pass(&engine, Some(&reachability)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pass(&engine, Some(&reachability)).await.unwrap();
+    assert_eq!(
+        host_of(&engine, "r1").await,
+        "n1",
+        "it stays while n1 answers"
+    );
+
+    // n1 goes silent: its router moves, though n1 is still Ready.
+    n1.store(SILENT, Ordering::Relaxed);
+    let mut moved = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pass(&engine, Some(&reachability)).await.unwrap();
+        if host_of(&engine, "r1").await == "n2" {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "the router left the silent host");
+    let nodes = engine.kind("v1", "Node").unwrap();
+    let n1_node = engine.get(&nodes, None, "n1").await.unwrap();
+    assert!(crate::kinds::node_is_ready(&n1_node), "n1 is still Ready");
 }
 
 #[tokio::test]
