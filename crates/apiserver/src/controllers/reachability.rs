@@ -331,6 +331,21 @@ pub(super) mod tests {
             .expect("the node's endpoint written");
     }
 
+    /// Whether `check` holds within 5 s of [`quick`] probes, tried every 50 ms.
+    pub(in crate::controllers) async fn soon<F, Fut>(mut check: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if check().await {
+                return true;
+            }
+        }
+        false
+    }
+
     async fn until(what: &str, condition: impl Fn() -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !condition() {

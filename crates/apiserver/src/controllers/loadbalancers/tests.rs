@@ -317,7 +317,7 @@ async fn a_load_balancer_moves_off_a_dead_host_and_on_request() {
 async fn a_load_balancer_leaves_a_host_that_stops_answering_before_its_grace_ends() {
     use std::sync::atomic::{AtomicU8, Ordering};
 
-    use super::super::reachability::tests::{ANSWER, SILENT, agent, endpoint, quick};
+    use super::super::reachability::tests::{ANSWER, SILENT, agent, endpoint, quick, soon};
 
     let engine = engine().await;
     node(&engine, "n1", "True").await;
@@ -348,15 +348,11 @@ async fn a_load_balancer_leaves_a_host_that_stops_answering_before_its_grace_end
 
     // n1 goes silent: its load balancer moves, though n1 is still Ready.
     n1.store(SILENT, Ordering::Relaxed);
-    let mut moved = false;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let moved = soon(|| async {
         pass(&engine, Some(&reachability)).await.unwrap();
-        if lb_status(&engine).await.host == "n2" {
-            moved = true;
-            break;
-        }
-    }
+        lb_status(&engine).await.host == "n2"
+    })
+    .await;
     assert!(moved, "the load balancer left the silent host");
     let kind = engine.kind("v1", "Node").unwrap();
     let n1_node = engine.get(&kind, None, "n1").await.unwrap();

@@ -256,7 +256,7 @@ async fn routers_fail_over_and_do_not_flap_back() {
 async fn a_router_leaves_a_host_that_stops_answering_before_its_grace_ends() {
     use std::sync::atomic::{AtomicU8, Ordering};
 
-    use super::super::reachability::tests::{ANSWER, SILENT, agent, endpoint, quick};
+    use super::super::reachability::tests::{ANSWER, SILENT, agent, endpoint, quick, soon};
 
     let engine = engine().await;
     node(&engine, "n1", true, tunnel("192.0.2.1")).await;
@@ -280,15 +280,11 @@ async fn a_router_leaves_a_host_that_stops_answering_before_its_grace_ends() {
 
     // n1 goes silent: its router moves, though n1 is still Ready.
     n1.store(SILENT, Ordering::Relaxed);
-    let mut moved = false;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let moved = soon(|| async {
         pass(&engine, Some(&reachability)).await.unwrap();
-        if host_of(&engine, "r1").await == "n2" {
-            moved = true;
-            break;
-        }
-    }
+        host_of(&engine, "r1").await == "n2"
+    })
+    .await;
     assert!(moved, "the router left the silent host");
     let nodes = engine.kind("v1", "Node").unwrap();
     let n1_node = engine.get(&nodes, None, "n1").await.unwrap();
