@@ -23,8 +23,10 @@
 //! (it takes a member connection of its own); a stream with no slot free is answered 503.
 //! Dead HTTP/2 peers are noticed by pings every `timeout_client_data`.
 //!
-//! Not supported yet: protocol upgrades (WebSocket), h2c by `Upgrade`, and an idle
-//! timeout for HTTP/2 connections between streams.
+//! Protocol upgrades (WebSocket) pass on HTTP/1.1 connections: see [`h1`]. Not supported
+//! yet: WebSocket over HTTP/2 (RFC 8441's extended CONNECT), h2c by `Upgrade` (the
+//! `HTTP2-Settings` field is hop-by-hop, so members never switch), and an idle timeout
+//! for HTTP/2 connections between streams.
 
 mod body;
 mod forward;

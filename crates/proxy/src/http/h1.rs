@@ -20,6 +20,13 @@
 //! a longer body always gets a new connection. After a complete answer on a connection
 //! the member keeps, it goes back among the member's idle ones.
 //!
+//! Upgrades (WebSocket): an HTTP/1.1 request without a body that asks for one
+//! (`Connection: upgrade` and `Upgrade`) goes to the member with both; if the member
+//! answers `101 Switching Protocols`, that answer goes to the client and the connection
+//! becomes a tunnel passing bytes both ways, as haproxy does, until either side closes
+//! or neither sends anything for the longer of the two data timeouts. A 101 the request
+//! did not ask for is a broken answer (502).
+//!
 //! Time limits are the listener's: a client has `timeout_client_data` for each request
 //! head (a slowloris is cut then, and counted as a request error if it sent anything)
 //! and between body bytes; a member `timeout_member_data` for its answer's head and
@@ -268,8 +275,16 @@ where
         expects_continue,
     } = request;
     let client_version = parts.version;
+    let upgrade = upgrade_asked(&parts, framing);
     let persistence = Persistence::of(pool, &parts);
     persistence.rewrite(&mut parts, client, listener);
+    if let Some(protocols) = &upgrade {
+        // Hop-by-hop, so the rewrite took them out: this hop asks for the upgrade too.
+        parts.headers.insert(header::UPGRADE, protocols.clone());
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
     if let Some(coding) = transfer_encoding {
         // The body goes on as it came, so its coding does too.
         parts.headers.insert(header::TRANSFER_ENCODING, coding);
@@ -305,6 +320,7 @@ where
         held.is_some(),
         member_input,
         &parts.method,
+        upgrade.is_some(),
     )
     .await;
     let Sent {
@@ -343,6 +359,7 @@ where
                         member_input,
                         &parts.method,
                         target.response_timeout,
+                        false,
                     )
                     .await
                 }
@@ -367,7 +384,22 @@ where
         }
     };
     let member_id = member_runtime.config.id.as_str();
+    let switched = status == StatusCode::SWITCHING_PROTOCOLS;
+    let switched_to = headers.get(header::UPGRADE).cloned();
     persistence.answer(pool, &mut headers, member_id);
+    if switched {
+        if let Some(protocol) = switched_to {
+            headers.insert(header::UPGRADE, protocol);
+        }
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        out.clear();
+        head::write_response_head(out, status, &reason, &headers);
+        let idle = client_timeout.max(target.response_timeout);
+        if let Err(error) = tunnel(stream, &mut member, out, input, member_input, idle).await {
+            tracing::debug!(member = member_id, %error, "an upgraded connection ended");
+        }
+        return Exchange::Close;
+    }
     // An HTTP/1.0 client gets a chunked answer unchunked, delimited by the close.
     let unchunk = client_version == Version::HTTP_10 && answer_framing == Framing::Chunked;
     if let Some(coding) = answer_coding
@@ -416,6 +448,78 @@ where
     finish(keep)
 }
 
+/// The protocols an HTTP/1.1 request without a body asks to upgrade to (`Connection:
+/// upgrade` with an `Upgrade` field), if it asks.
+fn upgrade_asked(parts: &http::request::Parts, framing: Framing) -> Option<HeaderValue> {
+    let asks = parts.version == Version::HTTP_11
+        && framing == Framing::Empty
+        && head::connection_has(&parts.headers, "upgrade");
+    asks.then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Serves an upgraded connection: sends the 101 head in `out` and what the member sent
+/// after it to the client, and what the client sent after its request to the member;
+/// then passes bytes both ways until both sides are closed, or neither sent anything for
+/// `idle`. A side that closes has its close passed on (a half-close), and the other
+/// may still send.
+async fn tunnel<S>(
+    client: &mut S,
+    member: &mut MemberStream,
+    out: &mut Vec<u8>,
+    client_input: &mut BytesMut,
+    member_input: &mut BytesMut,
+    idle: Duration,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    out.extend_from_slice(member_input);
+    member_input.clear();
+    write_out(client, out).await?;
+    if !client_input.is_empty() {
+        member.write_all(client_input).await?;
+        client_input.clear();
+    }
+    let (mut from_client, mut from_member) = (true, true);
+    while from_client || from_member {
+        client_input.reserve(BUFFER);
+        member_input.reserve(BUFFER);
+        let read = tokio::time::timeout(idle, async {
+            tokio::select! {
+                read = client.read_buf(client_input), if from_client => (Side::Client, read),
+                read = member.read_buf(member_input), if from_member => (Side::Member, read),
+            }
+        })
+        .await;
+        let Ok((side, read)) = read else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("nothing passed for {idle:?}"),
+            ));
+        };
+        match (side, read?) {
+            (Side::Client, 0) => {
+                from_client = false;
+                member.shutdown().await?;
+            }
+            (Side::Member, 0) => {
+                from_member = false;
+                client.shutdown().await?;
+            }
+            (Side::Client, _) => {
+                member.write_all(client_input).await?;
+                client_input.clear();
+            }
+            (Side::Member, _) => {
+                write_out(client, member_input).await?;
+                member_input.clear();
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A request on its way: the member it went to, the connection, the answer's head if
 /// it was read already, and the member's count of the request.
 struct Sent {
@@ -427,8 +531,8 @@ struct Sent {
 
 /// Sends a request (`out`: its head, and its whole body when `whole`) to a member of
 /// `pool`: over an idle connection when the request can be sent again, else a new one.
-/// With the whole request sent, also reads the answer's head (`Some`); otherwise the
-/// caller sends the body first (`None`).
+/// With the whole request sent, also reads the answer's head (`Some`; a 101 only when
+/// `upgrading`); otherwise the caller sends the body first (`None`).
 async fn send(
     pool: &PoolRuntime,
     target: &Target<'_>,
@@ -436,6 +540,7 @@ async fn send(
     whole: bool,
     member_input: &mut BytesMut,
     method: &http::Method,
+    upgrading: bool,
 ) -> Result<Sent, Failure> {
     let mut failed = Vec::new();
     let mut reuse = whole;
@@ -479,7 +584,8 @@ async fn send(
         }
         let answer = match written {
             Ok(()) => {
-                read_response(&mut stream, member_input, method, target.response_timeout).await
+                let timeout = target.response_timeout;
+                read_response(&mut stream, member_input, method, timeout, upgrading).await
             }
             Err(_) => Err(Failure::Member),
         };
@@ -518,12 +624,14 @@ async fn send(
 }
 
 /// Reads a member's answer head, passing nothing of 1xx answers on (the proxy answered
-/// `Expect: 100-continue` itself); `timeout` bounds the whole wait.
+/// `Expect: 100-continue` itself) but a 101 to a request `upgrading`; `timeout` bounds
+/// the whole wait.
 async fn read_response(
     member: &mut MemberStream,
     member_input: &mut BytesMut,
     method: &http::Method,
     timeout: Duration,
+    upgrading: bool,
 ) -> Result<ResponseHead, Failure> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -531,10 +639,14 @@ async fn read_response(
             match head::parse_response(member_input, method) {
                 Ok(Some((response, length))) => {
                     member_input.advance(length);
+                    if response.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return if upgrading {
+                            Ok(response)
+                        } else {
+                            Err(Failure::Member)
+                        };
+                    }
                     if response.status.is_informational() {
-                        if response.status == StatusCode::SWITCHING_PROTOCOLS {
-                            return Err(Failure::Member);
-                        }
                         continue;
                     }
                     return Ok(response);

@@ -833,3 +833,147 @@ async fn chunked_answers_pass_as_they_are_or_unchunked_for_http10_clients() {
     assert!(answer.ends_with("\r\n\r\nhello world"), "{answer:?}");
     proxy.shutdown().await;
 }
+
+/// A backend that answers every request `101 Switching Protocols` to a WebSocket,
+/// asked or not, then echoes every byte until the proxy closes its side. The request
+/// heads it read (lower case) go to `seen`.
+fn upgrading_backend(name: &str, seen: Arc<std::sync::Mutex<Vec<String>>>) -> Backend {
+    let listener = reusable_listener();
+    let address = listener.local_addr().expect("backend address");
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => head.push_str(&line.to_ascii_lowercase()),
+                    }
+                }
+                seen.lock().expect("the heads").push(head);
+                let early = reader.buffer().to_vec();
+                let mut stream = reader.into_inner();
+                let switched = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+                if stream.write_all(switched).await.is_err()
+                    || stream.write_all(&early).await.is_err()
+                {
+                    return;
+                }
+                let (mut from, mut to) = stream.split();
+                let _ = tokio::io::copy(&mut from, &mut to).await;
+                let _ = to.shutdown().await;
+            });
+        }
+    });
+    Backend::from_task(name, address, task)
+}
+
+/// Reads from `stream` until `wanted` bytes came.
+async fn read_exactly(stream: &mut TcpStream, wanted: usize) -> String {
+    let mut bytes = vec![0; wanted];
+    tokio::time::timeout(DEADLINE, stream.read_exact(&mut bytes))
+        .await
+        .expect("the bytes in time")
+        .expect("the bytes");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[tokio::test]
+async fn websocket_upgrades_become_tunnels_and_unasked_switches_are_refused() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let a = upgrading_backend("a", Arc::clone(&seen));
+    let proxy = Proxy::start(http_config(&[&a])).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+
+    // The handshake and the first bytes after it in one write: the member gets both.
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    stream
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: chat.example\r\nConnection: keep-alive, Upgrade\r\n\
+              Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\nhello",
+        )
+        .await
+        .expect("send the handshake");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        tokio::time::timeout(DEADLINE, stream.read_exact(&mut byte))
+            .await
+            .expect("the answer in time")
+            .expect("the answer");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    assert!(
+        head.contains("upgrade: websocket") && head.contains("connection: upgrade"),
+        "{head}"
+    );
+    assert_eq!(read_exactly(&mut stream, 5).await, "hello");
+    stream.write_all(b"again").await.expect("send");
+    assert_eq!(read_exactly(&mut stream, 5).await, "again");
+    let request = seen.lock().expect("the heads")[0].clone();
+    for field in [
+        "get /chat http/1.1",
+        "upgrade: websocket",
+        "connection: upgrade",
+        "sec-websocket-key: dghlihnhbxbszsbub25jzq==",
+        "x-forwarded-for: 127.0.0.1",
+    ] {
+        assert!(request.contains(field), "{field:?} not in {request}");
+    }
+    // The client closes its side: the close goes through, and the member's comes back.
+    stream.shutdown().await.expect("half-close");
+    let mut rest = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest))
+        .await
+        .expect("closed in time")
+        .expect("read to the close");
+    assert!(rest.is_empty(), "{rest:?}");
+    let stats = proxy.stats();
+    let listener = stats.listener("web");
+    assert!(
+        listener.bytes_in >= 10 && listener.bytes_out >= 10,
+        "{listener:?}"
+    );
+
+    // A member switching protocols for a request that did not ask is a broken answer.
+    let answer = exchange_raw(
+        address,
+        b"GET / HTTP/1.1\r\nHost: chat.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
+    assert!(
+        !seen.lock().expect("the heads")[1].contains("upgrade"),
+        "the request did not ask"
+    );
+    proxy.shutdown().await;
+
+    // A tunnel where nothing passes for the longer data timeout is closed.
+    let mut config = http_config(&[&a]);
+    config.listeners[0].timeout_client_data = 200;
+    config.listeners[0].timeout_member_data = 300;
+    let proxy = Proxy::start(config).await.unwrap();
+    let mut stream = TcpStream::connect(proxy.local_addr("web").unwrap())
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .await
+        .expect("send the handshake");
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the idle tunnel closed in time")
+        .expect("read to the close");
+    assert!(answer.starts_with(b"HTTP/1.1 101 "), "{answer:?}");
+    proxy.shutdown().await;
+}
