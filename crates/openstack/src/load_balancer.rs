@@ -204,34 +204,33 @@ fn routes_at(routes: Router<Arc<OpenStack>>, base: &str) -> Router<Arc<OpenStack
     }
     for (resource, parent_path) in [(&MEMBER, "pools"), (&L7_RULE, "l7policies")] {
         let collection = format!("{base}/lbaas/{parent_path}/{{parent}}/{}", resource.plural);
-        routes = routes
-            .route(
-                &collection,
-                get(move |state, user, Path(parent): Path<String>, raw| {
-                    list(resource, state, user, Some(parent), raw)
-                })
-                .post(move |state, user, Path(parent): Path<String>, body| {
-                    create(resource, state, user, Some(parent), body)
-                }),
+        let mut methods = get(move |state, user, Path(parent): Path<String>, raw| {
+            list(resource, state, user, Some(parent), raw)
+        })
+        .post(move |state, user, Path(parent): Path<String>, body| {
+            create(resource, state, user, Some(parent), body)
+        });
+        if resource.kind == MEMBER.kind {
+            methods = methods.put(replace_members);
+        }
+        routes = routes.route(&collection, methods).route(
+            &format!("{collection}/{{id}}"),
+            get(
+                move |state, user, Path((parent, id)): Path<(String, String)>, raw| {
+                    show(resource, state, user, Some(parent), id, raw)
+                },
             )
-            .route(
-                &format!("{collection}/{{id}}"),
-                get(
-                    move |state, user, Path((parent, id)): Path<(String, String)>, raw| {
-                        show(resource, state, user, Some(parent), id, raw)
-                    },
-                )
-                .put(
-                    move |state, user, Path((parent, id)): Path<(String, String)>, body| {
-                        update(resource, state, user, Some(parent), id, body)
-                    },
-                )
-                .delete(
-                    move |state, user, Path((parent, id)): Path<(String, String)>, raw| {
-                        delete(resource, state, user, Some(parent), id, raw)
-                    },
-                ),
-            );
+            .put(
+                move |state, user, Path((parent, id)): Path<(String, String)>, body| {
+                    update(resource, state, user, Some(parent), id, body)
+                },
+            )
+            .delete(
+                move |state, user, Path((parent, id)): Path<(String, String)>, raw| {
+                    delete(resource, state, user, Some(parent), id, raw)
+                },
+            ),
+        );
     }
     routes
 }
@@ -497,6 +496,52 @@ fn object_name(name: &str) -> Option<String> {
     (!name.is_empty() && name.len() <= 253 && name.split('.').all(label)).then(|| name.to_owned())
 }
 
+/// Makes an object of `resource` with `spec` in `namespace`, named after its Octavia
+/// name when that is a free object name, else generated.
+async fn make(
+    ctx: &Ctx,
+    resource: &Resource,
+    namespace: &str,
+    spec: Map<String, Value>,
+    options: &WriteOptions,
+) -> OctaviaResult<Value> {
+    let kind = ctx
+        .engine()
+        .kind(API_VERSION, resource.kind)
+        .map_err(from_api)?;
+    let display = spec
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut name = object_name(&display);
+    let spec = Value::Object(spec);
+    loop {
+        let mut metadata = Map::new();
+        match &name {
+            Some(name) => metadata.insert("name".into(), json!(name)),
+            None => metadata.insert("generateName".into(), json!(resource.prefix)),
+        };
+        let body = json!({"apiVersion": API_VERSION, "kind": resource.kind,
+                          "metadata": metadata, "spec": spec});
+        match ctx
+            .engine()
+            .create(&kind, Some(namespace), body, options)
+            .await
+        {
+            Ok(written) => return Ok(written.object),
+            Err(error)
+                if name.is_some()
+                    && error.code() == 409
+                    && error.status.reason == "AlreadyExists" =>
+            {
+                name = None;
+            }
+            Err(error) => return Err(from_api(error)),
+        }
+    }
+}
+
 async fn create(
     resource: &'static Resource,
     State(state): State<Arc<OpenStack>>,
@@ -523,40 +568,7 @@ async fn create(
         spec.insert((*field).into(), json!(uid(parent)));
     }
     defaults(resource, &mut spec);
-    let kind = ctx
-        .engine()
-        .kind(API_VERSION, resource.kind)
-        .map_err(from_api)?;
-    let display = spec
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let mut name = object_name(&display);
-    let created = loop {
-        let mut metadata = Map::new();
-        match &name {
-            Some(name) => metadata.insert("name".into(), json!(name)),
-            None => metadata.insert("generateName".into(), json!(resource.prefix)),
-        };
-        let body = json!({"apiVersion": API_VERSION, "kind": resource.kind,
-                          "metadata": metadata, "spec": spec});
-        match ctx
-            .engine()
-            .create(&kind, Some(&namespace), body, &WriteOptions::default())
-            .await
-        {
-            Ok(written) => break written.object,
-            Err(error)
-                if name.is_some()
-                    && error.code() == 409
-                    && error.status.reason == "AlreadyExists" =>
-            {
-                name = None;
-            }
-            Err(error) => return Err(from_api(error)),
-        }
-    };
+    let created = make(&ctx, resource, &namespace, spec, &WriteOptions::default()).await?;
     let tree = tree_around(&ctx, &created).await?;
     let shown = view(&ctx, resource, &created, &tree);
     Ok((
@@ -694,6 +706,180 @@ async fn delete(
         Err(error) if error.code() == 404 => Err(resource.missing(&id)),
         Err(error) => Err(from_api(error)),
     }
+}
+
+/// The attributes a member's entry in a batch update may change, as a member update may
+/// (its address, port and subnet are what matched it).
+const MATCHED_BY: [&str; 3] = ["address", "protocol_port", "subnet_id"];
+
+/// A member's address and port, the key a batch update matches members by.
+fn address_and_port(address: &str, port: Option<u64>) -> (String, u64) {
+    let address = address
+        .parse::<std::net::IpAddr>()
+        .map_or_else(|_| address.to_owned(), |ip| ip.to_string());
+    (address, port.unwrap_or_default())
+}
+
+/// `PUT /pools/{id}/members` (Octavia's batch member update): the pool's members become
+/// the ones listed, matched by address and port. A listed member the pool has is updated
+/// with the entry's other attributes, one it lacks is created, and one it has that is not
+/// listed is deleted (kept with `?additive_only=true`). Everything is checked before
+/// anything is written (the list as a whole, each entry's attributes, and each create and
+/// update as a dry run through the kinds' admission), so a bad entry changes nothing.
+/// Answered 202 with no body, as Octavia does.
+async fn replace_members(
+    State(state): State<Arc<OpenStack>>,
+    Extension(user): Extension<User>,
+    Path(pool_id): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> OctaviaResult<Response> {
+    let ctx = context(state, &user)?;
+    let body: Value =
+        serde_json::from_slice(&body).map_err(|_| bad("Invalid input: the body is not JSON."))?;
+    let entries = body
+        .get("members")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            bad("Invalid input for field/attribute members. Value: 'None'. Mandatory field missing.")
+        })?;
+    let pool = fetch(&ctx, &POOL, &pool_id).await?;
+    let namespace = object::namespace(&pool).unwrap_or_default().to_owned();
+    check(&ctx, &MEMBER.rule("put"), Some(&namespace))?;
+    if object::deletion_timestamp(&pool).is_some() {
+        return Err(conflict(format!(
+            "Invalid state PENDING_DELETE of pool resource {pool_id}"
+        )));
+    }
+    let additive = Query::parse(raw.as_deref())
+        .first("additive_only")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let tree = tree_around(&ctx, &pool).await?;
+    let this_pool = Some(("poolId", pool.clone()));
+    let existing: std::collections::HashMap<(String, u64), &Value> = tree
+        .members
+        .iter()
+        .filter(|member| belongs(member, &this_pool))
+        .filter(|member| object::deletion_timestamp(member).is_none())
+        .map(|member| {
+            let spec = &member["spec"];
+            let key = address_and_port(
+                spec["address"].as_str().unwrap_or_default(),
+                spec["protocolPort"].as_u64(),
+            );
+            (key, member)
+        })
+        .collect();
+
+    // The plan, checked as a whole.
+    let mut listed = std::collections::HashSet::new();
+    let mut creates = Vec::new();
+    let mut updates = Vec::new();
+    for entry in entries {
+        let request = entry.as_object().ok_or_else(|| {
+            bad("Invalid input for field/attribute members: each must be an object.")
+        })?;
+        let address = request.get("address").and_then(Value::as_str);
+        let port = request.get("protocol_port").and_then(|port| {
+            port.as_u64()
+                .or_else(|| port.as_str().and_then(|text| text.trim().parse().ok()))
+        });
+        let (Some(address), Some(port)) = (address, port) else {
+            return Err(bad(
+                "Invalid input for field/attribute members: each needs address and protocol_port.",
+            ));
+        };
+        let key = address_and_port(address, Some(port));
+        if !listed.insert(key.clone()) {
+            return Err(conflict(format!(
+                "Another member on this pool is already using ip {} on protocol_port {}",
+                key.0, key.1
+            )));
+        }
+        match existing.get(&key) {
+            Some(current) => {
+                let changes: Map<String, Value> = request
+                    .iter()
+                    .filter(|(name, _)| !MATCHED_BY.contains(&name.as_str()))
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect();
+                let mut desired = (*current).clone();
+                let spec = object::ensure_object(
+                    object::ensure_object(&mut desired)
+                        .entry("spec")
+                        .or_insert_with(|| json!({})),
+                );
+                attributes::apply(spec, &changes, MEMBER.attributes, false, "member")?;
+                if desired != **current {
+                    updates.push(desired);
+                }
+            }
+            None => {
+                let mut spec = Map::new();
+                attributes::apply(&mut spec, request, MEMBER.attributes, true, "member")?;
+                spec.insert("poolId".into(), json!(uid(&pool)));
+                creates.push(spec);
+            }
+        }
+    }
+    let deletes: Vec<&Value> = if additive {
+        Vec::new()
+    } else {
+        existing
+            .iter()
+            .filter(|(key, _)| !listed.contains(*key))
+            .map(|(_, member)| *member)
+            .collect()
+    };
+
+    // Each write as a dry run first, then for real.
+    let kind = ctx
+        .engine()
+        .kind(API_VERSION, MEMBER.kind)
+        .map_err(from_api)?;
+    for dry_run in [true, false] {
+        let options = WriteOptions {
+            dry_run,
+            ..WriteOptions::default()
+        };
+        for spec in &creates {
+            make(&ctx, &MEMBER, &namespace, spec.clone(), &options).await?;
+        }
+        for desired in &updates {
+            ctx.engine()
+                .replace(
+                    &kind,
+                    Some(&namespace),
+                    object::name(desired).unwrap_or_default(),
+                    desired.clone(),
+                    WriteTarget::Main,
+                    &options,
+                )
+                .await
+                .map_err(from_api)?;
+        }
+        let options = DeleteOptions {
+            dry_run,
+            ..DeleteOptions::default()
+        };
+        for member in &deletes {
+            match ctx
+                .engine()
+                .delete(
+                    &kind,
+                    Some(&namespace),
+                    object::name(member).unwrap_or_default(),
+                    &options,
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(error) if error.code() == 404 => {}
+                Err(error) => return Err(from_api(error)),
+            }
+        }
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 fn stats_view(stats: &ronghe_api_types::loadbalancing::Stats) -> Value {

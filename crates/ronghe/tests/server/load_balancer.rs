@@ -7,7 +7,7 @@ use anyhow::Context;
 use ronghe_testkit::{Openstack, OpenstackApi};
 use serde_json::{Value, json};
 
-use super::server;
+use super::{server, wait_for};
 
 const OCTAVIA: &str = "/load-balancer/v2";
 
@@ -389,4 +389,178 @@ async fn octavia_faults_for_bad_requests() -> anyhow::Result<()> {
     assert_eq!(code, 200);
     assert_eq!(api.count("/lbaas/loadbalancers", "loadbalancers").await?, 0);
     Ok(())
+}
+
+/// The members of pool `pool` as (address, port, weight, name), sorted.
+async fn members_of(
+    api: &OpenstackApi,
+    pool: &str,
+) -> anyhow::Result<Vec<(String, u64, u64, String)>> {
+    let (code, body) = api
+        .send("GET", &format!("/lbaas/pools/{pool}/members"), None)
+        .await?;
+    anyhow::ensure!(code == 200, "{code}: {body}");
+    let mut members: Vec<(String, u64, u64, String)> = body["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["address"].as_str().unwrap_or_default().to_owned(),
+                m["protocol_port"].as_u64().unwrap_or_default(),
+                m["weight"].as_u64().unwrap_or_default(),
+                m["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    members.sort();
+    Ok(members)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_member_update_creates_updates_and_deletes_or_changes_nothing() -> anyhow::Result<()>
+{
+    let server = server().await?;
+    let os = Openstack::for_data_dir(server.data_dir())?;
+    os.ok(&["network", "create", "bnet"])?;
+    os.ok(&[
+        "subnet",
+        "create",
+        "--network",
+        "bnet",
+        "--subnet-range",
+        "10.6.0.0/24",
+        "bsub",
+    ])?;
+    os.ok(&[
+        "loadbalancer",
+        "create",
+        "--name",
+        "blb",
+        "--vip-subnet-id",
+        "bsub",
+    ])?;
+    let pool = os.json(&[
+        "loadbalancer",
+        "pool",
+        "create",
+        "--name",
+        "bpool",
+        "--lb-algorithm",
+        "ROUND_ROBIN",
+        "--loadbalancer",
+        "blb",
+        "--protocol",
+        "HTTP",
+    ])?;
+    let pool = pool["id"].as_str().context("a pool id")?.to_owned();
+    for (name, address) in [("a", "10.6.0.15"), ("b", "10.6.0.16")] {
+        os.ok(&[
+            "loadbalancer",
+            "member",
+            "create",
+            "--name",
+            name,
+            "--address",
+            address,
+            "--protocol-port",
+            "80",
+            &pool,
+        ])?;
+    }
+    let api = OpenstackApi::admin(&server, OCTAVIA).await?;
+    let path = format!("/lbaas/pools/{pool}/members");
+    let member = |address: &str, weight: u64, name: &str| json!({"address": address, "protocol_port": 80, "weight": weight, "name": name});
+
+    // Bad entries change nothing: an address twice, an address no subnet of the VIP
+    // reaches (admission, found by the dry run), an attribute members do not have.
+    let before = members_of(&api, &pool).await?;
+    for (members, code, words) in [
+        (
+            json!([member("10.6.0.17", 1, "c"), member("10.6.0.17", 2, "d")]),
+            409,
+            "already using ip 10.6.0.17 on protocol_port 80",
+        ),
+        (
+            json!([
+                member("10.6.0.16", 5, "b"),
+                member("192.168.99.9", 1, "far")
+            ]),
+            400,
+            "not on any subnet reachable",
+        ),
+        (
+            json!([{"address": "10.6.0.18", "protocol_port": 80, "bogus": 1}]),
+            400,
+            "Unknown attribute",
+        ),
+        (json!([{"address": "10.6.0.18"}]), 400, "protocol_port"),
+    ] {
+        let (status, body) = api
+            .send("PUT", &path, Some(&json!({"members": members})))
+            .await?;
+        assert_eq!(status, code, "{members}: {body}");
+        assert!(
+            body["faultstring"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(words),
+            "{words:?} not in {body}"
+        );
+        assert_eq!(
+            members_of(&api, &pool).await?,
+            before,
+            "{members} changed something"
+        );
+    }
+
+    // 16 is updated, 17 made, 15 deleted.
+    let (status, body) = api
+        .send(
+            "PUT",
+            &path,
+            Some(&json!({"members": [member("10.6.0.16", 7, "b2"), member("10.6.0.17", 1, "c")]})),
+        )
+        .await?;
+    assert_eq!(status, 202, "{body}");
+    let wanted = [
+        ("10.6.0.16".to_owned(), 80, 7, "b2".to_owned()),
+        ("10.6.0.17".to_owned(), 80, 1, "c".to_owned()),
+    ];
+    settled(&api, &pool, |members| members == wanted).await?;
+    // additive_only keeps the members not listed.
+    let (status, body) = api
+        .send(
+            "PUT",
+            &format!("{path}?additive_only=true"),
+            Some(&json!({"members": [member("10.6.0.18", 3, "d")]})),
+        )
+        .await?;
+    assert_eq!(status, 202, "{body}");
+    settled(&api, &pool, |members| members.len() == 3).await?;
+    // An empty list empties the pool.
+    let (status, body) = api
+        .send("PUT", &path, Some(&json!({"members": []})))
+        .await?;
+    assert_eq!(status, 202, "{body}");
+    settled(&api, &pool, |members| members.is_empty()).await?;
+    Ok(())
+}
+
+/// Waits until the members of `pool` are as `wanted` says (deleted ones may linger
+/// PENDING_DELETE for a moment, as in Octavia).
+async fn settled(
+    api: &OpenstackApi,
+    pool: &str,
+    wanted: impl Fn(&[(String, u64, u64, String)]) -> bool,
+) -> anyhow::Result<()> {
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "the pool's members",
+        || async {
+            let members = members_of(api, pool).await?;
+            Ok(wanted(&members).then_some(()))
+        },
+    )
+    .await
 }
