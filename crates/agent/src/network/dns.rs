@@ -5,7 +5,8 @@
 //! project's Services only (`SERVICE.NAMESPACE.svc.cluster.local` → the ClusterIPs, or a
 //! headless Service's ready endpoints, `HOSTNAME.SERVICE...` for endpoints with a
 //! hostname, SRV for named ports, an ExternalName Service's CNAME, followed here or
-//! upstream to the addresses); a name in another namespace is NXDOMAIN, since tenants
+//! upstream to the addresses; `A-B-C-D.NAMESPACE.pod.cluster.local` for its pods' ports,
+//! as CoreDNS's `pods verified`); a name in another namespace is NXDOMAIN, since tenants
 //! are isolated and their service subnets overlap. The network's domain (its `dns_domain`,
 //! or Neutron's `openstacklocal`) holds its ports by `dns_name`, VMs' ports by the VM's
 //! hostname when they have none, and every address as Neutron's `host-A-B-C-D`. Reverse
@@ -225,6 +226,7 @@ impl DnsIndex {
             })
             .collect();
         let vms: HashMap<&str, &Value> = objects.vms.iter().map(|vm| (uid(vm), vm)).collect();
+        let mut projects: HashMap<String, Names> = HashMap::new();
         for port in objects.ports {
             let spec: PortSpec = spec_of(port);
             let Some(network) = networks.get_mut(&spec.network_id) else {
@@ -237,7 +239,18 @@ impl DnsIndex {
                 .filter(|vm| namespace(vm) == namespace(port));
             let hostname = hostname_of(&spec, vm);
             let domain = network.domain.clone();
+            let project = namespace(port);
+            let pod = spec.device_owner == owner::POD && is_label(project);
             for ip in addresses(&spec) {
+                if pod {
+                    // CoreDNS's `pods verified`: a pod's dashed address in its namespace.
+                    let dashed = ip.to_string().replace(['.', ':'], "-");
+                    let name = format!("{dashed}.{project}.pod.{CLUSTER_DOMAIN}");
+                    projects
+                        .entry(project.to_owned())
+                        .or_default()
+                        .add(name, Data::Address(ip));
+                }
                 let by_address = format!("{}.{domain}", address_hostname(ip));
                 network.hosts.add(by_address.clone(), Data::Address(ip));
                 let canonical = match &hostname {
@@ -251,7 +264,6 @@ impl DnsIndex {
                 network.hosts.add(reverse_name(ip), Data::Ptr(canonical));
             }
         }
-        let mut projects: HashMap<String, Names> = HashMap::new();
         let mut slices: HashMap<(&str, &str), Vec<&Value>> = HashMap::new();
         for slice in objects.endpoint_slices {
             let service = slice

@@ -704,6 +704,31 @@ fn alias(owner: &str, target: &str) -> (String, String) {
 }
 
 #[test]
+fn a_pod_resolves_by_its_dashed_address_in_its_own_namespace_only() {
+    let index = index();
+    let reply = ask(
+        &index,
+        "net-a",
+        "10-0-0-6.team.pod.cluster.local.",
+        RecordType::A,
+    );
+    assert_eq!(addresses(&reply), ips(&["10.0.0.6"]));
+    for (network, name) in [
+        // A VM's address is no pod's; another namespace's pod is not seen.
+        ("net-a", "10-0-0-5.team.pod.cluster.local."),
+        ("net-a", "10-0-0-6.other.pod.cluster.local."),
+        ("net-b", "10-0-0-6.team.pod.cluster.local."),
+    ] {
+        let reply = ask(&index, network, name, RecordType::A);
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{name} on {network}"
+        );
+    }
+}
+
+#[test]
 fn an_external_name_is_a_cname_followed_through_the_cluster_or_upstream() {
     let index = with_external_names(Vec::new());
     let ext = "ext.team.svc.cluster.local.";
