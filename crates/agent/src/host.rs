@@ -37,6 +37,9 @@ pub struct Host {
     /// Flat physical networks and their interfaces (the
     /// `network.ronghe.io/physical-networks` annotation, `name=interface,...`).
     pub physical_networks: BTreeMap<String, String>,
+    /// The port this host's agent takes node-port traffic on from other hosts (the
+    /// Node's `network.ronghe.io/node-port-relay` annotation), when it serves node ports.
+    pub node_port_relay: Option<u16>,
 }
 
 impl Host {
@@ -76,6 +79,7 @@ impl Host {
             kernel_version,
             os_image,
             tunnel_ip: None,
+            node_port_relay: None,
             physical_networks: BTreeMap::new(),
         }
     }
@@ -111,6 +115,12 @@ impl Host {
             annotations.insert(
                 ronghe_api_types::network::annotation::TUNNEL_IP.into(),
                 json!(tunnel_ip.to_string()),
+            );
+        }
+        if let Some(port) = self.node_port_relay {
+            annotations.insert(
+                ronghe_api_types::network::annotation::NODE_PORT_RELAY.into(),
+                json!(port.to_string()),
             );
         }
         if !self.physical_networks.is_empty() {
@@ -283,16 +293,18 @@ mod tests {
     }
 
     #[test]
-    fn the_node_says_where_its_tunnel_and_physical_networks_are() {
+    fn the_node_says_where_its_tunnel_relay_and_physical_networks_are() {
         let mut host = Host::detect("h");
         assert!(host.node()["metadata"].get("annotations").is_none());
         host.tunnel_ip = Some("10.200.0.1".parse().unwrap());
         host.physical_networks
             .insert("public".into(), "eth1".into());
         host.physical_networks.insert("lab".into(), "eth2".into());
+        host.node_port_relay = Some(10251);
         let node = host.node();
         let annotations = &node["metadata"]["annotations"];
         assert_eq!(annotations["network.ronghe.io/tunnel-ip"], "10.200.0.1");
+        assert_eq!(annotations["network.ronghe.io/node-port-relay"], "10251");
         assert_eq!(
             annotations["network.ronghe.io/physical-networks"],
             "lab=eth2,public=eth1"

@@ -13,6 +13,7 @@ mod host;
 pub mod images;
 pub mod loadbalancers;
 pub mod network;
+pub mod nodeports;
 pub mod pods;
 pub mod serve;
 pub mod vms;
@@ -108,6 +109,9 @@ pub struct Drivers {
     pub vms: Arc<dyn VmDriver>,
     pub network: Arc<dyn network::WorkloadNetwork>,
     pub load_balancers: Arc<dyn loadbalancers::LoadBalancerDriver>,
+    /// Where this host serves node ports (`None`: it does not, as simulated hosts and
+    /// hosts without tenant networking).
+    pub node_ports: Option<nodeports::NodePorts>,
 }
 
 impl Drivers {
@@ -118,6 +122,7 @@ impl Drivers {
             vms: Arc::new(FakeVmDriver),
             network: Arc::new(network::NoNetwork),
             load_balancers: Arc::new(loadbalancers::FakeLoadBalancerDriver::default()),
+            node_ports: None,
         }
     }
 }
@@ -181,6 +186,15 @@ pub async fn run(
                 tracing::error!(error = %format!("{error:#}"), "running pods stopped");
             }
         });
+        if let Some(config) = drivers.node_ports {
+            let (client, stop, hosts) = (client.clone(), stop.clone(), names.clone());
+            let driver = drivers.load_balancers.clone();
+            tokio::spawn(async move {
+                if let Err(error) = nodeports::run(client, hosts, config, driver, stop).await {
+                    tracing::error!(error = %format!("{error:#}"), "serving node ports stopped");
+                }
+            });
+        }
         let (lbs_client, lbs_stop, lb_hosts) = (client.clone(), stop.clone(), names.clone());
         let (lbs_driver, lbs_network) = (drivers.load_balancers.clone(), drivers.network.clone());
         tokio::spawn(async move {

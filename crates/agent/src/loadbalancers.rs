@@ -64,6 +64,9 @@ pub trait LoadBalancerDriver: Send + Sync + 'static {
     async fn stop(&self, uid: &str);
     /// The load balancers with a proxy here (found again after an agent restart).
     fn running(&self) -> Vec<String>;
+    /// The network namespace `uid`'s VIP is local in, if it exists here (`None` too for a
+    /// driver that needs none): where node-port traffic for it is sent from.
+    fn netns_of(&self, uid: &str) -> Option<PathBuf>;
 }
 
 fn counters(snapshot: &ronghe_proxy::CounterSnapshot) -> Stats {
@@ -273,6 +276,11 @@ impl LoadBalancerDriver for ProcessDriver {
             })
             .unwrap_or_default()
     }
+
+    fn netns_of(&self, uid: &str) -> Option<PathBuf> {
+        let path = ronghe_hostnet::netns::named_path(&self.netns(uid));
+        path.exists().then_some(path)
+    }
 }
 
 impl ProcessDriver {
@@ -366,9 +374,13 @@ impl LoadBalancerDriver for FakeLoadBalancerDriver {
             .cloned()
             .collect()
     }
+
+    fn netns_of(&self, _uid: &str) -> Option<PathBuf> {
+        None
+    }
 }
 
-fn resource(kind: &str) -> ApiResource {
+pub(crate) fn resource(kind: &str) -> ApiResource {
     let plural = match kind {
         "LoadBalancer" => "loadbalancers",
         "Listener" => "listeners",
@@ -436,7 +448,7 @@ pub async fn run(
     }
 }
 
-fn spawn_waker<K: Send + 'static>(
+pub(crate) fn spawn_waker<K: Send + 'static>(
     stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     wake: Arc<Notify>,
 ) {

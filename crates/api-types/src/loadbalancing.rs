@@ -454,6 +454,11 @@ impl Tree {
     }
 }
 
+/// The name of Service `service`'s load balancer (in the Service's namespace, owned by it).
+pub fn service_load_balancer_name(service: &str) -> String {
+    format!("svc-{service}")
+}
+
 /// An object's uid ("" when it has none).
 pub fn uid(object: &Value) -> &str {
     object

@@ -52,6 +52,9 @@ pub mod annotation {
     pub const TUNNEL_IP: &str = "network.ronghe.io/tunnel-ip";
     /// On a Node: the flat physical networks it has, as `name=interface,name=interface`.
     pub const PHYSICAL_NETWORKS: &str = "network.ronghe.io/physical-networks";
+    /// On a Node: the TCP port its agent takes node-port traffic on from other hosts (at
+    /// its tunnel IP), to deliver to the load balancers it runs.
+    pub const NODE_PORT_RELAY: &str = "network.ronghe.io/node-port-relay";
     /// On a VM's port: which entry of the VM's `spec.networks` it is (its NIC's index).
     pub const NIC_INDEX: &str = "network.ronghe.io/nic-index";
 }

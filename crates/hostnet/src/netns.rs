@@ -64,12 +64,14 @@ pub fn list_named() -> Result<Vec<String>, HostNetError> {
     Ok(names)
 }
 
-/// Creates the named netns unless it exists; returns whether it was created.
+/// Creates the named netns unless it exists, with its loopback up (connections to its own
+/// addresses go through it); returns whether it was created.
 pub async fn ensure_named(name: &str) -> Result<bool, HostNetError> {
     if named_path(name).exists() {
         return Ok(false);
     }
     run(None, "ip", &["netns", "add", name], None).await?;
+    run(None, "ip", &["-n", name, "link", "set", "lo", "up"], None).await?;
     Ok(true)
 }
 

@@ -97,6 +97,11 @@ pub struct AgentArgs {
     /// The interface VXLAN traffic leaves by (default: the route to each peer decides).
     #[arg(long)]
     underlay_interface: Option<String>,
+    /// The TCP port this host's agent takes node-port traffic on from other hosts' agents
+    /// (at its tunnel IP), for the load balancers it runs. With `--network linux`, node
+    /// ports are served on all of this host's addresses.
+    #[arg(long, default_value_t = ronghe_agent::nodeports::DEFAULT_RELAY_PORT)]
+    node_port_relay_port: u16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -233,9 +238,13 @@ async fn run_until(
                 NetworkMode::Linux => Some(crate::drivers::LinuxNetwork {
                     netns_prefix: args.netns_prefix.clone(),
                     underlay_interface: args.underlay_interface.clone(),
+                    node_port_relay_port: args.node_port_relay_port,
                 }),
                 NetworkMode::None => None,
             };
+            if network.is_some() {
+                host.node_port_relay = Some(args.node_port_relay_port);
+            }
             let drivers = crate::drivers::for_this_host(
                 &client,
                 &args.data_dir,

@@ -15,6 +15,8 @@ use ronghe_agent::{Drivers, Host};
 pub struct LinuxNetwork {
     pub netns_prefix: String,
     pub underlay_interface: Option<String>,
+    /// Where other hosts' agents hand this one node-port traffic.
+    pub node_port_relay_port: u16,
 }
 
 /// The drivers of this machine, keeping their state under `data_dir`; with `network`,
@@ -34,6 +36,12 @@ pub async fn for_this_host(
         .as_ref()
         .map(|network| network.netns_prefix.clone())
         .unwrap_or_default();
+    let node_ports = network
+        .as_ref()
+        .map(|network| ronghe_agent::nodeports::NodePorts {
+            address: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            relay_port: network.node_port_relay_port,
+        });
     let wiring: Arc<dyn WorkloadNetwork> = match network {
         Some(network) => {
             config.netns_prefix = network.netns_prefix.clone();
@@ -74,6 +82,7 @@ pub async fn for_this_host(
         vms: Arc::new(vms),
         network: wiring,
         load_balancers: Arc::new(load_balancers),
+        node_ports,
     })
 }
 

@@ -387,9 +387,18 @@ impl LabCluster {
     /// An HTTP GET from the external namespace; `None` when it gets no answer within a few
     /// seconds.
     pub fn get_from_outside(&self, url: &str) -> anyhow::Result<Option<String>> {
-        let external = self.lab().external().netns.clone();
+        self.get_in(&self.lab().external().netns, url)
+    }
+
+    /// The body of a GET of `url` from host `index`'s own namespace (where its agent
+    /// runs), if it succeeds within 5 s.
+    pub fn get_from_host(&self, index: usize, url: &str) -> anyhow::Result<Option<String>> {
+        self.get_in(&self.host(index).netns, url)
+    }
+
+    fn get_in(&self, netns: &str, url: &str) -> anyhow::Result<Option<String>> {
         let output = self.lab().exec(
-            &external,
+            netns,
             &["timeout", "5", "busybox", "wget", "-q", "-O", "-", url],
         )?;
         Ok(output

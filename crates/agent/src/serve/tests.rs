@@ -115,6 +115,7 @@ async fn endpoint() -> anyhow::Result<(SocketAddr, watch::Sender<bool>)> {
         vms: Arc::new(FakeVmDriver),
         network: Arc::new(crate::network::NoNetwork),
         load_balancers: Arc::new(crate::loadbalancers::FakeLoadBalancerDriver::default()),
+        node_ports: None,
     };
     let hosts = ["here".to_owned()].into_iter().collect();
     let endpoint = Endpoint::bind("127.0.0.1:0".parse()?, TOKEN).await?;

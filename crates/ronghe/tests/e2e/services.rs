@@ -3,8 +3,10 @@
 //! ClusterIP Service answers a client pod on its name (`web.admin.svc.cluster.local`,
 //! through the cluster DNS) from all three; a deleted pod
 //! leaves the rotation and its replacement joins it; scaling to five adds members; the
-//! Service turned LoadBalancer answers from the external namespace on its floating IP;
-//! deleting the Service takes its load balancer away.
+//! Service turned LoadBalancer answers from the external namespace on its floating IP,
+//! and on its node port at either host's address from either host (on the host running
+//! its load balancer, and relayed from the other); deleting the Service takes its load
+//! balancer away.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -69,6 +71,15 @@ async fn wait_for_rotation(
     .await
 }
 
+/// A field of Service `web`, by JSONPath, trimmed.
+fn web_service(cluster: &LabCluster, path: &str) -> anyhow::Result<String> {
+    let jsonpath = format!("jsonpath={path}");
+    let value = cluster
+        .kubectl
+        .ok(&["get", "service", "web", "-n", "admin", "-o", &jsonpath])?;
+    Ok(value.trim().to_owned())
+}
+
 /// Prints what the API says about the routing of the service subnet, for a failed wait.
 fn diagnose(cluster: &LabCluster) {
     for args in [
@@ -86,7 +97,11 @@ fn diagnose(cluster: &LabCluster) {
         let log = cluster.agent_log(index);
         let relevant: Vec<&str> = log
             .lines()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("router"))
+            .filter(|l| {
+                ["WARN", "ERROR", "router", "node port", "node-port"]
+                    .iter()
+                    .any(|word| l.contains(word))
+            })
             .collect();
         eprintln!("--- agent {index}:\n{}", relevant.join("\n"));
     }
@@ -230,16 +245,8 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
         Duration::from_secs(60),
         "a floating IP in the status",
         || async {
-            let ip = cluster.kubectl.ok(&[
-                "get",
-                "service",
-                "web",
-                "-n",
-                "admin",
-                "-o",
-                "jsonpath={.status.loadBalancer.ingress[0].ip}",
-            ])?;
-            Ok((!ip.trim().is_empty()).then(|| ip.trim().to_owned()))
+            let ip = web_service(&cluster, "{.status.loadBalancer.ingress[0].ip}")?;
+            Ok((!ip.is_empty()).then_some(ip))
         },
     )
     .await?;
@@ -257,6 +264,27 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
     .inspect_err(|_| diagnose(&cluster))?;
     let listed = cluster.kubectl.ok(&["get", "svc", "web", "-n", "admin"])?;
     assert!(listed.contains(&floating), "{listed}");
+
+    // Its node port answers at both hosts' addresses, from both hosts.
+    let node_port = web_service(&cluster, "{.spec.ports[0].nodePort}")?;
+    let node_port: u16 = node_port
+        .parse()
+        .with_context(|| format!("a node port: {node_port:?}"))?;
+    for from in 0..2 {
+        for to in 0..2 {
+            let url = format!("http://{}:{node_port}/", cluster.host(to).underlay_ip);
+            wait_for(
+                Duration::from_secs(60),
+                &format!("{url} answering from host {from}"),
+                || async {
+                    let answer = cluster.get_from_host(from, &url)?;
+                    Ok(answer.filter(|a| pods.contains(a.trim())).map(|_| ()))
+                },
+            )
+            .await
+            .inspect_err(|_| diagnose(&cluster))?;
+        }
+    }
 
     // Deleting the Service takes its load balancer, VIP and floating IP away.
     cluster

@@ -84,7 +84,7 @@ pub(super) fn kind() -> KindSpec {
 
 /// The name of a Service's load balancer.
 pub fn load_balancer_name(service: &str) -> String {
-    format!("svc-{service}")
+    ronghe_api_types::loadbalancing::service_load_balancer_name(service)
 }
 
 /// Whether a Service has a VIP (and so a load balancer): not headless, not ExternalName.

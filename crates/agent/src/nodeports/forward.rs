@@ -1,0 +1,400 @@
+//! The node-port data path: what comes to a node port (TCP connections, UDP flows) goes to
+//! the Service's VIP, from inside the netns of its load balancer when that runs here, or
+//! else to the relay of the agent whose host runs it, which delivers it there.
+//!
+//! A relayed stream opens with a 7-byte header (`RNP1`, the transport, the node port in
+//! network order); after it a TCP connection's bytes pass as they are, and a UDP flow's
+//! datagrams are framed with a 2-byte length each way. A relay only ever delivers to a
+//! load balancer running on its own host, so traffic can never go round between hosts
+//! whose views differ for a moment.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+use super::table::{Route, Table, Transport, route};
+
+/// How long connecting to a VIP or to a relay may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a relayed stream has to send its header.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A UDP flow with no datagram either way for this long is forgotten.
+const UDP_IDLE: Duration = Duration::from_secs(60);
+/// At most this many UDP flows per node port; datagrams of new clients past it are dropped.
+const MAX_FLOWS: usize = 4096;
+/// Datagrams queued for one flow while its upstream is opened or busy; more are dropped.
+const FLOW_QUEUE: usize = 64;
+/// At most this many forwarded TCP connections, UDP flows and relayed streams at once.
+const MAX_STREAMS: usize = 16_384;
+const MAGIC: &[u8; 4] = b"RNP1";
+const HEADER_LEN: usize = 7;
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Where sockets toward a load balancer's VIP are made.
+#[derive(Clone, Debug)]
+pub enum Reach {
+    /// In this process's own network namespace (tests).
+    Here,
+    /// Inside the load balancer's network namespace, by a thread that enters it.
+    Netns(PathBuf),
+}
+
+/// Finds where load balancer `uid`'s proxy runs on this host (`None`: not here).
+pub type Locate = Arc<dyn Fn(&str) -> Option<Reach> + Send + Sync>;
+
+/// What the node-port listeners and the relay of one agent share.
+pub struct Forwarder {
+    hosts: HashSet<String>,
+    table: RwLock<Arc<Table>>,
+    locate: Locate,
+    streams: Arc<Semaphore>,
+}
+
+impl Forwarder {
+    /// A forwarder for an agent running `hosts`, with no node ports yet.
+    pub fn new(hosts: HashSet<String>, locate: Locate) -> Arc<Forwarder> {
+        Arc::new(Forwarder {
+            hosts,
+            table: RwLock::new(Arc::default()),
+            locate,
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+        })
+    }
+
+    /// Takes a new table; connections and flows opened from now on follow it.
+    pub fn set_table(&self, table: Table) {
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    }
+
+    fn route(&self, transport: Transport, port: u16, relayed: bool) -> Route {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
+        route(table.get(&(transport, port)), &self.hosts, relayed)
+    }
+
+    /// A socket made where load balancer `uid`'s VIP is local.
+    async fn socket_for<T: Send + 'static>(
+        &self,
+        uid: &str,
+        make: fn() -> io::Result<T>,
+    ) -> io::Result<T> {
+        match (self.locate)(uid) {
+            Some(Reach::Here) => make(),
+            Some(Reach::Netns(path)) => ronghe_hostnet::netns::on_thread_in(Some(path), make).await,
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the load balancer's proxy does not run here",
+            )),
+        }
+    }
+
+    /// A UDP socket connected to `vip` from where load balancer `uid` runs.
+    async fn udp_to(&self, uid: &str, vip: SocketAddr) -> io::Result<UdpSocket> {
+        let socket = self
+            .socket_for(uid, || {
+                let socket = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
+                socket.set_nonblocking(true)?;
+                Ok(socket)
+            })
+            .await?;
+        let socket = UdpSocket::from_std(socket)?;
+        socket
+            .connect(vip)
+            .await
+            .map_err(|e| context(e, format!("to the VIP {vip}")))?;
+        Ok(socket)
+    }
+
+    /// A TCP stream toward node port `port`'s VIP: the VIP itself, or the relay of the
+    /// host running its load balancer with the header already sent.
+    async fn open_tcp(&self, port: u16, relayed: bool) -> io::Result<TcpStream> {
+        match self.route(Transport::Tcp, port, relayed) {
+            Route::Local { load_balancer, vip } => {
+                let socket = self.socket_for(&load_balancer, TcpSocket::new_v4).await?;
+                timed(socket.connect(vip))
+                    .await
+                    .map_err(|e| context(e, format!("to the VIP {vip}")))
+            }
+            Route::Relay(relay) => relay_stream(relay, Transport::Tcp, port).await,
+            Route::Refuse(why) => Err(refused(why)),
+        }
+    }
+
+    /// Accepts on node port `port` over TCP and forwards each connection, until aborted.
+    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener, port: u16) {
+        self.accept_each(listener, "node port", move |this, mut client| async move {
+            let mut upstream = this.open_tcp(port, false).await?;
+            splice(&mut client, &mut upstream).await
+        })
+        .await;
+    }
+
+    /// Accepts on `listener` until aborted and runs `serve` on each connection in a task
+    /// of its own, within the bound on streams.
+    async fn accept_each<F, Served>(
+        self: Arc<Self>,
+        listener: TcpListener,
+        what: &'static str,
+        serve: F,
+    ) where
+        F: Fn(Arc<Self>, TcpStream) -> Served,
+        Served: Future<Output = io::Result<()>> + Send + 'static,
+    {
+        loop {
+            let (stream, from) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::debug!(%error, "{what}: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.streams.clone().try_acquire_owned() else {
+                continue;
+            };
+            let served = serve(self.clone(), stream);
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(error) = served.await {
+                    tracing::debug!(%from, %error, "{what}: a connection ended");
+                }
+            });
+        }
+    }
+
+    /// Receives on node port `port` over UDP and forwards each client's datagrams as a
+    /// flow, until aborted.
+    pub async fn serve_udp(self: Arc<Self>, socket: UdpSocket, port: u16) {
+        let socket = Arc::new(socket);
+        let mut flows: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+        let mut buffer = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let (length, client) = match socket.recv_from(&mut buffer).await {
+                Ok(received) => received,
+                Err(error) => {
+                    // An ICMP error for an earlier reply; nothing to do about it here.
+                    tracing::trace!(port, %error, "node port: a UDP receive failed");
+                    continue;
+                }
+            };
+            let mut datagram = Bytes::copy_from_slice(&buffer[..length]);
+            if let Some(flow) = flows.get(&client) {
+                match flow.try_send(datagram) {
+                    Ok(()) | Err(TrySendError::Full(_)) => continue,
+                    Err(TrySendError::Closed(returned)) => {
+                        flows.remove(&client);
+                        datagram = returned;
+                    }
+                }
+            }
+            if flows.len() >= MAX_FLOWS {
+                flows.retain(|_, flow| !flow.is_closed());
+            }
+            if flows.len() >= MAX_FLOWS {
+                continue;
+            }
+            let Ok(permit) = self.streams.clone().try_acquire_owned() else {
+                continue;
+            };
+            let (sender, receiver) = mpsc::channel(FLOW_QUEUE);
+            let _ = sender.try_send(datagram);
+            flows.insert(client, sender);
+            let (this, socket) = (self.clone(), socket.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(error) = this.udp_flow(&socket, client, port, receiver).await {
+                    tracing::debug!(port, %client, %error, "node port: a UDP flow ended");
+                }
+            });
+        }
+    }
+
+    /// One client's UDP flow: its datagrams to the VIP (or the relay), the answers back
+    /// from the node port, until it is idle for [`UDP_IDLE`].
+    async fn udp_flow(
+        &self,
+        socket: &UdpSocket,
+        client: SocketAddr,
+        port: u16,
+        mut datagrams: mpsc::Receiver<Bytes>,
+    ) -> io::Result<()> {
+        match self.route(Transport::Udp, port, false) {
+            Route::Local { load_balancer, vip } => {
+                let upstream = self.udp_to(&load_balancer, vip).await?;
+                let mut buffer = vec![0u8; MAX_DATAGRAM];
+                loop {
+                    tokio::select! {
+                        datagram = datagrams.recv() => match datagram {
+                            Some(datagram) => {
+                                upstream.send(&datagram).await?;
+                            }
+                            None => return Ok(()),
+                        },
+                        answer = upstream.recv(&mut buffer) => {
+                            socket.send_to(&buffer[..answer?], client).await?;
+                        }
+                        () = tokio::time::sleep(UDP_IDLE) => return Ok(()),
+                    }
+                }
+            }
+            Route::Relay(relay) => {
+                let (read, write) = relay_stream(relay, Transport::Udp, port)
+                    .await?
+                    .into_split();
+                let (mut answers, mut sink) = (
+                    FramedRead::new(read, codec()),
+                    FramedWrite::new(write, codec()),
+                );
+                loop {
+                    tokio::select! {
+                        datagram = datagrams.recv() => match datagram {
+                            Some(datagram) => sink.send(datagram).await?,
+                            None => return Ok(()),
+                        },
+                        answer = answers.next() => match answer {
+                            Some(answer) => {
+                                socket.send_to(&answer?, client).await?;
+                            }
+                            None => return Ok(()),
+                        },
+                        () = tokio::time::sleep(UDP_IDLE) => return Ok(()),
+                    }
+                }
+            }
+            Route::Refuse(why) => Err(refused(why)),
+        }
+    }
+
+    /// Accepts relayed streams from other hosts' agents and delivers each to a load
+    /// balancer running here, until aborted.
+    pub async fn serve_relay(self: Arc<Self>, listener: TcpListener) {
+        self.accept_each(listener, "node-port relay", |this, stream| async move {
+            this.relayed(stream).await
+        })
+        .await;
+    }
+
+    async fn relayed(&self, mut stream: TcpStream) -> io::Result<()> {
+        let mut header = [0u8; HEADER_LEN];
+        tokio::time::timeout(HEADER_TIMEOUT, stream.read_exact(&mut header))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no relay header"))??;
+        let (transport, port) = parse_header(&header)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a relay header"))?;
+        match transport {
+            Transport::Tcp => {
+                let mut upstream = self.open_tcp(port, true).await?;
+                splice(&mut stream, &mut upstream).await
+            }
+            Transport::Udp => {
+                let Route::Local { load_balancer, vip } = self.route(Transport::Udp, port, true)
+                else {
+                    return Err(refused("the load balancer does not run here"));
+                };
+                let upstream = self.udp_to(&load_balancer, vip).await?;
+                let (read, write) = stream.into_split();
+                let (mut datagrams, mut sink) = (
+                    FramedRead::new(read, codec()),
+                    FramedWrite::new(write, codec()),
+                );
+                let mut buffer = vec![0u8; MAX_DATAGRAM];
+                loop {
+                    tokio::select! {
+                        datagram = datagrams.next() => match datagram {
+                            Some(datagram) => {
+                                upstream.send(&datagram?).await?;
+                            }
+                            None => return Ok(()),
+                        },
+                        answer = upstream.recv(&mut buffer) => {
+                            sink.send(Bytes::copy_from_slice(&buffer[..answer?])).await?;
+                        }
+                        () = tokio::time::sleep(UDP_IDLE) => return Ok(()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Passes bytes both ways until both sides have closed (half-closes passed on).
+async fn splice(client: &mut TcpStream, upstream: &mut TcpStream) -> io::Result<()> {
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    tokio::io::copy_bidirectional(client, upstream).await?;
+    Ok(())
+}
+
+async fn relay_stream(relay: SocketAddr, transport: Transport, port: u16) -> io::Result<TcpStream> {
+    let relayed = async {
+        let mut stream = timed(TcpStream::connect(relay)).await?;
+        stream.write_all(&header(transport, port)).await?;
+        Ok(stream)
+    };
+    relayed
+        .await
+        .map_err(|e| context(e, format!("to the relay at {relay}")))
+}
+
+/// `error`, saying where it happened.
+fn context(error: io::Error, place: String) -> io::Error {
+    io::Error::new(error.kind(), format!("{place}: {error}"))
+}
+
+fn header(transport: Transport, port: u16) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(MAGIC);
+    header[4] = transport.code();
+    header[5..].copy_from_slice(&port.to_be_bytes());
+    header
+}
+
+fn parse_header(header: &[u8; HEADER_LEN]) -> Option<(Transport, u16)> {
+    if &header[..4] != MAGIC {
+        return None;
+    }
+    let transport = Transport::from_code(header[4])?;
+    Some((transport, u16::from_be_bytes([header[5], header[6]])))
+}
+
+/// The framing of datagrams on a relayed stream: a 2-byte length, then the datagram.
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(2)
+        .max_frame_length(MAX_DATAGRAM)
+        .new_codec()
+}
+
+async fn timed<T>(connect: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connecting timed out"))?
+}
+
+fn refused(why: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionRefused, why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_header_names_its_transport_and_port() {
+        let header = header(Transport::Udp, 30053);
+        assert_eq!(&header, b"RNP1U\x75\x65");
+        assert_eq!(parse_header(&header), Some((Transport::Udp, 30053)));
+        assert_eq!(parse_header(b"GET / H"), None);
+        assert_eq!(parse_header(b"RNP1X\x75\x65"), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! Two agents' forwarders on loopback (hosts `a` at 127.0.0.1 and `b` at 127.0.0.2, in
+//! this process's netns), with echo servers standing in for a load balancer's VIP.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use super::table::{Placement, Table, Target, Transport};
+use super::{Forwarder, Reach};
+
+const A: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+const B: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A TCP echo server: each connection gets back what it sent, then a close.
+async fn tcp_echo() -> SocketAddr {
+    let listener = TcpListener::bind((A, 0)).await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.into_split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    address
+}
+
+/// A UDP echo server that answers `echo:` and the datagram.
+async fn udp_echo() -> SocketAddr {
+    let socket = UdpSocket::bind((A, 0)).await.unwrap();
+    let address = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; 2048];
+        while let Ok((length, from)) = socket.recv_from(&mut buffer).await {
+            let mut answer = b"echo:".to_vec();
+            answer.extend_from_slice(&buffer[..length]);
+            let _ = socket.send_to(&answer, from).await;
+        }
+    });
+    address
+}
+
+/// TCP listeners on one port at both hosts' addresses.
+async fn tcp_pair() -> (u16, TcpListener, TcpListener) {
+    loop {
+        let a = TcpListener::bind((A, 0)).await.unwrap();
+        let port = a.local_addr().unwrap().port();
+        if let Ok(b) = TcpListener::bind((B, port)).await {
+            return (port, a, b);
+        }
+    }
+}
+
+async fn udp_pair() -> (u16, UdpSocket, UdpSocket) {
+    loop {
+        let a = UdpSocket::bind((A, 0)).await.unwrap();
+        let port = a.local_addr().unwrap().port();
+        if let Ok(b) = UdpSocket::bind((B, port)).await {
+            return (port, a, b);
+        }
+    }
+}
+
+/// A forwarder of host `host` that runs load balancer `lb-web` when `runs_it`, with its
+/// relay on `relay`.
+fn forwarder(host: &str, runs_it: bool, relay: TcpListener) -> Arc<Forwarder> {
+    let forwarder = Forwarder::new(
+        HashSet::from([host.to_owned()]),
+        Arc::new(move |uid: &str| (runs_it && uid == "lb-web").then_some(Reach::Here)),
+    );
+    tokio::spawn(forwarder.clone().serve_relay(relay));
+    forwarder
+}
+
+fn target(vip: SocketAddr, host: &str, relay: SocketAddr) -> Target {
+    Target {
+        service: "admin/web".into(),
+        vip,
+        local_only: false,
+        placed: Some(Placement {
+            load_balancer: "lb-web".into(),
+            host: host.into(),
+            relay: Some(relay),
+        }),
+    }
+}
+
+/// What a TCP client sending `text` and closing its side gets back from `at`.
+async fn tcp_round_trip(at: SocketAddr, text: &str) -> String {
+    let exchange = async {
+        let mut stream = TcpStream::connect(at).await?;
+        stream.write_all(text.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        std::io::Result::Ok(answer)
+    };
+    tokio::time::timeout(PATIENCE, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no answer from {at} in time"))
+        .unwrap_or_else(|error| format!("error: {error}"))
+}
+
+/// Asserts that a connection to `at` is closed without an answer (a reset or a close).
+async fn refused(at: SocketAddr, why: &str) {
+    let answer = tcp_round_trip(at, "lost").await;
+    assert!(
+        answer.is_empty() || answer.starts_with("error:"),
+        "{why}: {at} answered {answer:?}"
+    );
+}
+
+async fn udp_round_trip(client: &UdpSocket, at: SocketAddr, text: &str) -> (String, SocketAddr) {
+    client.send_to(text.as_bytes(), at).await.unwrap();
+    let mut buffer = vec![0u8; 2048];
+    let (length, from) = tokio::time::timeout(PATIENCE, client.recv_from(&mut buffer))
+        .await
+        .unwrap_or_else(|_| panic!("no UDP answer from {at} in time"))
+        .unwrap();
+    (
+        String::from_utf8_lossy(&buffer[..length]).into_owned(),
+        from,
+    )
+}
+
+#[tokio::test]
+async fn node_ports_reach_the_vip_here_or_through_the_relay_of_the_host_running_it() {
+    let (tcp_vip, udp_vip) = (tcp_echo().await, udp_echo().await);
+    let (relay_a, relay_b) = (
+        TcpListener::bind((A, 0)).await.unwrap(),
+        TcpListener::bind((B, 0)).await.unwrap(),
+    );
+    let relay_at = relay_a.local_addr().unwrap();
+    let (a, b) = (
+        forwarder("a", true, relay_a),
+        forwarder("b", false, relay_b),
+    );
+    let (tcp_port, tcp_a, tcp_b) = tcp_pair().await;
+    let (udp_port, udp_a, udp_b) = udp_pair().await;
+    let table = Table::from([
+        ((Transport::Tcp, tcp_port), target(tcp_vip, "a", relay_at)),
+        ((Transport::Udp, udp_port), target(udp_vip, "a", relay_at)),
+    ]);
+    a.set_table(table.clone());
+    b.set_table(table);
+    tokio::spawn(a.clone().serve_tcp(tcp_a, tcp_port));
+    tokio::spawn(b.clone().serve_tcp(tcp_b, tcp_port));
+    tokio::spawn(a.clone().serve_udp(udp_a, udp_port));
+    tokio::spawn(b.clone().serve_udp(udp_b, udp_port));
+
+    // TCP, with the client's half-close passed on: on the host running the load balancer
+    // and relayed from the other.
+    for host in [A, B] {
+        let at = SocketAddr::new(host, tcp_port);
+        assert_eq!(tcp_round_trip(at, "hello").await, "hello", "through {at}");
+    }
+    // UDP: answers come back from the node port the client sent to; one client's
+    // datagrams stay one flow.
+    let client = UdpSocket::bind((A, 0)).await.unwrap();
+    for host in [A, B] {
+        let at = SocketAddr::new(host, udp_port);
+        for text in ["one", "two"] {
+            let (answer, from) = udp_round_trip(&client, at, text).await;
+            assert_eq!(
+                (answer.as_str(), from),
+                (format!("echo:{text}").as_str(), at)
+            );
+        }
+    }
+
+    // While the hosts disagree about where the load balancer runs, a relayed stream is
+    // refused rather than sent back: the connection closes with nothing.
+    let mut moved = Table::new();
+    moved.insert((Transport::Tcp, tcp_port), target(tcp_vip, "b", relay_at));
+    a.set_table(moved);
+    refused(
+        SocketAddr::new(B, tcp_port),
+        "a relayed connection is never relayed again",
+    )
+    .await;
+    // `externalTrafficPolicy: Local`: only the host running the load balancer answers.
+    let mut local = target(tcp_vip, "a", relay_at);
+    local.local_only = true;
+    let table = Table::from([((Transport::Tcp, tcp_port), local)]);
+    a.set_table(table.clone());
+    b.set_table(table);
+    assert_eq!(
+        tcp_round_trip(SocketAddr::new(A, tcp_port), "hi").await,
+        "hi"
+    );
+    refused(
+        SocketAddr::new(B, tcp_port),
+        "Local traffic policy elsewhere",
+    )
+    .await;
+    // A node port no Service has any more answers nothing.
+    b.set_table(Table::new());
+    refused(SocketAddr::new(B, tcp_port), "no Service").await;
+}
