@@ -2,6 +2,7 @@
 //! no secured port is ever wired without its filter; then networks, ports, services,
 //! routers; then leftovers), teardown, and the metadata and DNS sockets.
 
+mod announce;
 mod cleanup;
 mod dnsmasq;
 mod firewall;

@@ -336,10 +336,6 @@ async fn security_groups_are_stateful_and_ports_cannot_spoof() {
     .is_ok()));
 
     // ARP spoofing: A claims B's address to C. C's entry for B must not move to A's MAC.
-    let neighbour = |name: &str, ip: &str| {
-        String::from_utf8_lossy(&in_ns(name, &["ip", "neigh", "show", ip, "dev", "eth0"]).stdout)
-            .into_owned()
-    };
     let _ = ping_once(&pc, "10.0.0.6"); // B drops the echo, but C has resolved B by then.
     assert!(
         neighbour(&pc, "10.0.0.6").contains("fa:16:3e:00:00:0b"),
@@ -411,7 +407,13 @@ async fn a_router_gives_snat_floating_ips_and_port_forwarding() {
     let mut port2 = pod_port("port-2", 2, "10.0.0.6", &p2);
     port2.gateway = Some("10.0.0.1".parse().unwrap());
     let tenant = vxlan_network("net-t", 104, vec![port1, port2]);
-    let mut outside = vxlan_network("net-ext", 0, vec![]);
+    // A port on the flat network too (as a load balancer's VIP there would be).
+    let p3 = fx.netns("p3");
+    let mut outside = vxlan_network(
+        "net-ext",
+        0,
+        vec![pod_port("port-3", 3, "172.24.4.30", &p3)],
+    );
     outside.segment = Segment::Flat {
         interface: "ext0".into(),
     };
@@ -448,7 +450,39 @@ async fn a_router_gives_snat_floating_ips_and_port_forwarding() {
         networks: vec![tenant, outside],
         routers: vec![router],
     };
+    // The outside still holds another MAC for a floating IP (it was elsewhere before).
+    for moved in ["172.24.4.20", "172.24.4.30"] {
+        must(&[
+            "ip",
+            "-n",
+            &external,
+            "neigh",
+            "add",
+            moved,
+            "lladdr",
+            "02:00:00:00:00:99",
+            "dev",
+            "eth0",
+            "nud",
+            "stale",
+        ]);
+    }
     assert_clean(&net.apply(&plan).await.unwrap());
+    // The router and the flat network's port announce their addresses by gratuitous ARP:
+    // the outside takes their MACs before any traffic.
+    for (moved, mac) in [
+        ("172.24.4.20", "fa:16:3e:00:00:90"),
+        ("172.24.4.30", "fa:16:3e:00:00:03"),
+    ] {
+        let announced = wait_until(Duration::from_secs(10), || {
+            neighbour(&external, moved).contains(mac)
+        });
+        assert!(
+            announced,
+            "no gratuitous ARP for {moved}: {}",
+            neighbour(&external, moved)
+        );
+    }
 
     assert!(
         ping(&p1, "172.24.4.1"),

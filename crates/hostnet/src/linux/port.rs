@@ -5,13 +5,14 @@ use std::path::Path;
 
 use crate::error::HostNetError;
 use crate::linux::LinuxConfig;
+use crate::linux::announce::announce;
 use crate::linux::qos::ensure_ingress_shaping;
 use crate::linux::veth::{
     StaticRoute, Target, VethSpec, converge_addresses, converge_routes, default_route, plug,
 };
 use crate::names;
 use crate::netlink::{LinkChange, LinkKind, Netlink};
-use crate::plan::{Attachment, NetworkPlan, PortPlan};
+use crate::plan::{Attachment, NetworkPlan, PortPlan, Segment};
 use crate::run::run;
 use crate::{Action, Applied};
 
@@ -79,7 +80,11 @@ async fn ensure_pod_port(
         applied,
     )
     .await?;
-    converge_addresses(&pod, inner, &port.addresses, applied, &object).await?;
+    let added = converge_addresses(&pod, inner, &port.addresses, applied, &object).await?;
+    if matches!(network.segment, Segment::Flat { .. }) {
+        // A load balancer's VIP may have moved here from another host.
+        announce(netns.to_path_buf(), ifname, &added);
+    }
     let mut routes: Vec<StaticRoute> = Vec::new();
     if let Some(gateway) = port.gateway {
         routes.push(StaticRoute {

@@ -1,7 +1,8 @@
 //! A legacy router in its own netns: a veth from each network's bridge (`rr-…` on the
 //! bridge, `qr-…` inside), a gateway on the external network (`rg-…`/`qg-…`) carrying the
-//! gateway address and every floating IP as /32 (so it answers ARP for them), forwarding
-//! on, routes, and NAT from `nft::render_router`.
+//! gateway address and every floating IP as /32 (so it answers ARP for them, and announces
+//! them by gratuitous ARP as they come up here), forwarding on, routes, and NAT from
+//! `nft::render_router`.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -10,6 +11,7 @@ use ipnet::IpNet;
 
 use crate::error::HostNetError;
 use crate::linux::LinuxConfig;
+use crate::linux::announce::announce;
 use crate::linux::firewall::{self, InstalledRulesets};
 use crate::linux::service::bring_up_loopback;
 use crate::linux::veth::{
@@ -87,6 +89,8 @@ pub(crate) async fn ensure_router(
             applied,
         )
         .await?;
+        // Tenant networks' MACs are known to every VTEP (or learnt from the first frame
+        // on a flat one): no announcement.
         converge_addresses(&inner, index, &[interface.address], applied, &object).await?;
         wanted_inner.insert(inner_name);
         connected.push((index, interface.address.trunc()));
@@ -134,7 +138,8 @@ pub(crate) async fn ensure_router(
                 addresses.push(net);
             }
         }
-        converge_addresses(&inner, index, &addresses, applied, &object).await?;
+        let added = converge_addresses(&inner, index, &addresses, applied, &object).await?;
+        announce(netns_path.clone(), &inner_name, &added);
         wanted_inner.insert(inner_name);
         connected.push((index, gateway.address.trunc()));
         gateway_index = Some(index);

@@ -166,14 +166,14 @@ fn missing(spec: &VethSpec<'_>, name: &str) -> HostNetError {
 }
 
 /// Makes the addresses of link `index` exactly `desired` (kernel-made IPv6 link-local
-/// addresses are left alone).
+/// addresses are left alone); returns the ones it added.
 pub(crate) async fn converge_addresses(
     netlink: &Netlink,
     index: u32,
     desired: &[IpNet],
     applied: &mut Applied,
     object: &str,
-) -> Result<(), HostNetError> {
+) -> Result<Vec<IpNet>, HostNetError> {
     let current: BTreeSet<IpNet> = netlink
         .addresses(index)
         .await?
@@ -181,15 +181,17 @@ pub(crate) async fn converge_addresses(
         .filter(|net| !is_ipv6_link_local(net))
         .collect();
     let desired: BTreeSet<IpNet> = desired.iter().copied().collect();
+    let mut added = Vec::new();
     for address in desired.difference(&current) {
         netlink.add_address(index, *address).await?;
         applied.record(Action::Repaired, format!("{object} address {address}"));
+        added.push(*address);
     }
     for address in current.difference(&desired) {
         netlink.delete_address(index, *address).await?;
         applied.record(Action::Removed, format!("{object} address {address}"));
     }
-    Ok(())
+    Ok(added)
 }
 
 fn is_ipv6_link_local(net: &IpNet) -> bool {

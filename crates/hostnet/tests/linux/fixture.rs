@@ -223,6 +223,12 @@ pub fn in_ns(name: &str, args: &[&str]) -> Output {
     sh(&full)
 }
 
+/// What netns `name` knows of `ip` on its `eth0` (`ip neigh show`).
+pub fn neighbour(name: &str, ip: &str) -> String {
+    String::from_utf8_lossy(&in_ns(name, &["ip", "neigh", "show", ip, "dev", "eth0"]).stdout)
+        .into_owned()
+}
+
 /// One ping from netns `name`.
 pub fn ping_once(name: &str, address: &str) -> bool {
     in_ns(name, &["busybox", "ping", "-c1", "-W1", address])
