@@ -23,7 +23,9 @@ use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use kube::runtime::watcher;
-use ronghe_api_types::loadbalancing::proxy::{certificate_of_secret, proxy_config, vip_of};
+use ronghe_api_types::loadbalancing::proxy::{
+    certificate_of_secret, proxy_config, secret_name, vip_of,
+};
 use ronghe_api_types::loadbalancing::{
     self as lb, API_VERSION, GROUP, ListenerSpec, LoadBalancerStatus, Stats, TREE_KINDS, Tree,
 };
@@ -500,33 +502,37 @@ async fn tree_of(client: &kube::Client, load_balancer: Value) -> anyhow::Result<
     Ok(tree)
 }
 
-/// The certificates of the tree's TERMINATED_HTTPS listeners, by listener uid; one that
-/// cannot be read is left out (the proxy then refuses the listener, saying so).
+/// The certificates the tree's TERMINATED_HTTPS listeners name (default and SNI), by
+/// Secret name; one that cannot be read is left out (the proxy then refuses a listener
+/// left with none, saying so).
 async fn certificates(client: &kube::Client, tree: &Tree) -> BTreeMap<String, TlsCertificate> {
     let mut found = BTreeMap::new();
     for listener in &tree.listeners {
         let spec: ListenerSpec = lb::spec_of(listener);
-        let Some(reference) = spec.default_tls_container_ref.filter(|r| !r.is_empty()) else {
-            continue;
-        };
         let namespace = listener
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let name = reference
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or_default();
-        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-            Api::namespaced(client.clone(), namespace);
-        let Ok(secret) = secrets.get(name).await else {
-            continue;
-        };
-        if let Ok(value) = serde_json::to_value(&secret)
-            && let Ok(certificate) = certificate_of_secret(&value)
-        {
-            found.insert(lb::uid(listener).to_owned(), certificate);
+        let references = spec
+            .default_tls_container_ref
+            .iter()
+            .chain(&spec.sni_container_refs)
+            .filter(|reference| !reference.is_empty());
+        for reference in references {
+            let name = secret_name(reference);
+            if found.contains_key(name) {
+                continue;
+            }
+            let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+                Api::namespaced(client.clone(), namespace);
+            let Ok(secret) = secrets.get(name).await else {
+                continue;
+            };
+            if let Ok(value) = serde_json::to_value(&secret)
+                && let Ok(certificate) = certificate_of_secret(&value)
+            {
+                found.insert(name.to_owned(), certificate);
+            }
         }
     }
     found

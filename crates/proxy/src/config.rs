@@ -83,6 +83,11 @@ pub struct Listener {
     /// The serving certificate of a TERMINATED_HTTPS listener.
     #[serde(default)]
     pub tls: Option<TlsCertificate>,
+    /// More certificates of a TERMINATED_HTTPS listener, picked by the name a client asks
+    /// for (SNI): the first valid for that name serves it; other clients get `tls` (or,
+    /// without one, the first of these). Octavia's `sni_container_refs`.
+    #[serde(default)]
+    pub sni: Vec<TlsCertificate>,
 }
 
 fn default_data_timeout() -> u64 {

@@ -1,12 +1,16 @@
 //! TLS for TERMINATED_HTTPS listeners: the rustls server configuration built from a
-//! listener's PEM certificate and key (checked at validation), and the handshake in front
-//! of the HTTP path.
+//! listener's PEM certificates and keys (checked at validation; with SNI certificates, the
+//! one serving a handshake is picked by the name the client asks for), and the handshake
+//! in front of the HTTP path.
 
 use std::sync::Arc;
 
 use rustls::ServerConfig;
+use rustls::client::verify_server_name;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use tokio::sync::watch;
 
@@ -34,11 +38,39 @@ pub(crate) fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Builds the server side of a TERMINATED_HTTPS listener, offering HTTP/2 and HTTP/1.1
-/// through ALPN.
+/// Builds the server side of a TERMINATED_HTTPS listener serving `default` and the `sni`
+/// certificates (at least one of them), offering HTTP/2 and HTTP/1.1 through ALPN.
 pub(crate) fn server_config(
-    certificate: &TlsCertificate,
+    default: Option<&TlsCertificate>,
+    sni: &[TlsCertificate],
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let provider = crypto_provider();
+    let resolver = ByServerName {
+        default: default
+            .map(|certificate| certified_key(certificate, &provider))
+            .transpose()?,
+        named: sni
+            .iter()
+            .map(|certificate| certified_key(certificate, &provider))
+            .collect::<Result<_, _>>()?,
+    };
+    if resolver.default.is_none() && resolver.named.is_empty() {
+        return Err(TlsConfigError::NoCertificate);
+    }
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsConfigError::Refused)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A certificate chain with its signing key, the key checked against the certificate.
+fn certified_key(
+    certificate: &TlsCertificate,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, TlsConfigError> {
     let chain = CertificateDer::pem_slice_iter(certificate.certificate_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(TlsConfigError::CertificatePem)?;
@@ -47,14 +79,42 @@ pub(crate) fn server_config(
     }
     let key = PrivateKeyDer::from_pem_slice(certificate.private_key_pem.as_bytes())
         .map_err(TlsConfigError::PrivateKeyPem)?;
-    let mut config = ServerConfig::builder_with_provider(crypto_provider())
-        .with_safe_default_protocol_versions()
-        .map_err(TlsConfigError::Refused)?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(TlsConfigError::Refused)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let certified =
+        CertifiedKey::from_der(chain, key, provider).map_err(TlsConfigError::Refused)?;
+    Ok(Arc::new(certified))
+}
+
+/// Picks the certificate of a handshake as Octavia's SNI does: the first SNI certificate
+/// valid for the name the client asks for (its subject alternative names, wildcards
+/// included), else the default one (else the first SNI certificate).
+#[derive(Debug)]
+struct ByServerName {
+    default: Option<Arc<CertifiedKey>>,
+    named: Vec<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for ByServerName {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let asked = client_hello
+            .server_name()
+            .and_then(|name| ServerName::try_from(name).ok());
+        asked
+            .and_then(|name| {
+                self.named
+                    .iter()
+                    .find(|certified| valid_for(certified, &name))
+            })
+            .or(self.default.as_ref())
+            .or(self.named.first())
+            .cloned()
+    }
+}
+
+fn valid_for(certified: &CertifiedKey, name: &ServerName<'_>) -> bool {
+    certified
+        .end_entity_cert()
+        .and_then(ParsedCertificate::try_from)
+        .is_ok_and(|parsed| verify_server_name(&parsed, name).is_ok())
 }
 
 /// The client side of HTTPS health checks. Octavia's HTTPS monitor does not verify member

@@ -64,8 +64,9 @@ fn listener(
     vip: IpAddr,
     default_pool_id: Option<String>,
     l7_policies: Vec<data::L7Policy>,
-    tls: Option<TlsCertificate>,
+    certificates: &BTreeMap<String, TlsCertificate>,
 ) -> Option<data::Listener> {
+    let certificate = |reference: &str| certificates.get(secret_name(reference)).cloned();
     Some(data::Listener {
         id: id.to_owned(),
         protocol: parse(&spec.protocol)?,
@@ -79,8 +80,27 @@ fn listener(
         insert_headers: insert_headers(&spec.insert_headers),
         default_pool_id,
         l7_policies,
-        tls,
+        tls: spec
+            .default_tls_container_ref
+            .as_deref()
+            .filter(|reference| !reference.is_empty())
+            .and_then(certificate),
+        sni: spec
+            .sni_container_refs
+            .iter()
+            .filter_map(|reference| certificate(reference))
+            .collect(),
     })
+}
+
+/// The name of the Secret a certificate container reference names: the reference itself,
+/// or the last segment of a URL (`https://…/containers/NAME`).
+pub fn secret_name(reference: &str) -> &str {
+    reference
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(reference)
 }
 
 fn rule(spec: &L7RuleSpec) -> Option<data::L7Rule> {
@@ -179,8 +199,9 @@ pub fn policies_in_order<'a>(listener_id: &str, policies: &'a [Value]) -> Vec<&'
     found
 }
 
-/// What a load balancer's proxy serves on `vip`. `certificates` holds each
-/// TERMINATED_HTTPS listener's certificate by listener uid (read from its Secret).
+/// What a load balancer's proxy serves on `vip`. `certificates` holds the certificates
+/// the TERMINATED_HTTPS listeners name (default and SNI), by Secret name; one missing is
+/// left out (a listener left with none is refused by the proxy, saying so).
 /// Objects that do not translate (which admission prevents) are left out.
 pub fn proxy_config(
     tree: &Tree,
@@ -247,8 +268,7 @@ pub fn proxy_config(
             .collect();
         let default_pool =
             default_pool_of(listener_object, &tree.pools).filter(|p| pool_ids.contains(p));
-        let tls = certificates.get(id).cloned();
-        if let Some(translated) = listener(id, &spec, vip, default_pool, policies, tls) {
+        if let Some(translated) = listener(id, &spec, vip, default_pool, policies, certificates) {
             config.listeners.push(translated);
         }
     }
@@ -288,6 +308,7 @@ fn candidate_listener(protocol: data::ListenerProtocol) -> data::Listener {
         default_pool_id: None,
         l7_policies: Vec::new(),
         tls: None,
+        sni: Vec::new(),
     }
 }
 

@@ -348,24 +348,25 @@ fn compile_listener(
     if let Some(pool_id) = &listener.default_pool_id {
         check_pool_reference(listener, pool_id, config)?;
     }
-    let tls = match (&listener.tls, listener.protocol) {
-        (None, ListenerProtocol::TerminatedHttps) => {
+    let has_certificates = listener.tls.is_some() || !listener.sni.is_empty();
+    let tls = match listener.protocol {
+        ListenerProtocol::TerminatedHttps if !has_certificates => {
             return Err(ConfigError::MissingCertificate {
                 listener: listener.id.clone(),
             });
         }
-        (Some(certificate), ListenerProtocol::TerminatedHttps) => {
-            Some(tls::server_config(certificate).map_err(|source| {
+        ListenerProtocol::TerminatedHttps => Some(
+            tls::server_config(listener.tls.as_ref(), &listener.sni).map_err(|source| {
                 ConfigError::InvalidCertificate {
                     listener: listener.id.clone(),
                     source,
                 }
-            })?)
-        }
-        (Some(_), _) => {
+            })?,
+        ),
+        _ if has_certificates => {
             return Err(invalid("a certificate needs a TERMINATED_HTTPS listener"));
         }
-        (None, _) => None,
+        _ => None,
     };
     let mut policies = Vec::new();
     let mut ordered: Vec<&L7Policy> = listener.l7_policies.iter().collect();

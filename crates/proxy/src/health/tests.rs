@@ -191,11 +191,11 @@ async fn http_probe_sends_method_and_path_and_checks_codes() {
 #[tokio::test]
 async fn https_probe_accepts_a_self_signed_member() {
     let generated = rcgen::generate_simple_self_signed(vec!["member.invalid".into()]).unwrap();
-    let server_config = crate::tls::server_config(&crate::config::TlsCertificate {
+    let certificate = crate::config::TlsCertificate {
         certificate_pem: generated.cert.pem(),
         private_key_pem: generated.signing_key.serialize_pem(),
-    })
-    .unwrap();
+    };
+    let server_config = crate::tls::server_config(Some(&certificate), &[]).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

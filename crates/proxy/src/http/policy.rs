@@ -185,6 +185,7 @@ mod tests {
                 default_pool_id: Some("web".into()),
                 l7_policies: policies,
                 tls: None,
+                sni: Vec::new(),
             }],
             pools: vec![pool("web"), pool("api")],
         };

@@ -718,6 +718,96 @@ async fn terminated_https_serves_http1_and_h2_by_alpn() {
     proxy.shutdown().await;
 }
 
+#[tokio::test]
+async fn terminated_https_picks_its_certificate_by_the_name_asked_for() {
+    let generate = |names: &[&str]| {
+        let generated = rcgen::generate_simple_self_signed(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        TlsCertificate {
+            certificate_pem: generated.cert.pem(),
+            private_key_pem: generated.signing_key.serialize_pem(),
+        }
+    };
+    let default = generate(&["default.test", "127.0.0.1"]);
+    let (a, wild) = (generate(&["a.test"]), generate(&["*.wild.test"]));
+    let trusted = [&default, &a, &wild]
+        .map(|c| c.certificate_pem.clone())
+        .concat();
+    let backend = http_echo_backend("a").await;
+    let mut config = http_config(&[&backend]);
+    config.listeners[0].protocol = ListenerProtocol::TerminatedHttps;
+    config.listeners[0].tls = Some(default.clone());
+    config.listeners[0].sni = vec![a.clone(), wild.clone()];
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    // Each handshake is verified against the name asked for, which only one of the three
+    // certificates holds: it succeeds only if that one was served.
+    let connector = tokio_rustls::TlsConnector::from(tls_client(&trusted, &["http/1.1"]));
+    let handshake = |name: &'static str| {
+        let connector = connector.clone();
+        async move {
+            let name = rustls::pki_types::ServerName::try_from(name).unwrap();
+            let tcp = TcpStream::connect(address).await.unwrap();
+            connector.connect(name, tcp).await
+        }
+    };
+    for (name, served) in [
+        ("a.test", "the SNI certificate"),
+        ("x.wild.test", "the wildcard SNI certificate"),
+        ("other.test", "no certificate"),
+        ("default.test", "the default certificate"),
+        // An address: the client sends no SNI, and gets the default.
+        ("127.0.0.1", "the default certificate"),
+    ] {
+        let outcome = handshake(name).await;
+        if name == "other.test" {
+            assert!(
+                outcome.is_err(),
+                "{name}: the default one, valid for no such name"
+            );
+        } else {
+            let tls = outcome.unwrap_or_else(|error| panic!("{name} expected {served}: {error}"));
+            let mut client = Client::http1_over(tls).await;
+            assert_eq!(client.get("/", &[]).await.seen().path, "/");
+        }
+    }
+    proxy.shutdown().await;
+
+    // SNI certificates alone: the first is the default.
+    config.listeners[0].tls = None;
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    for name in ["a.test", "x.wild.test"] {
+        let name = rustls::pki_types::ServerName::try_from(name).unwrap();
+        let tcp = TcpStream::connect(address).await.unwrap();
+        connector
+            .connect(name.clone(), tcp)
+            .await
+            .unwrap_or_else(|error| panic!("{name:?}: {error}"));
+    }
+    proxy.shutdown().await;
+
+    // No certificate at all is refused; so is a broken SNI one.
+    config.listeners[0].sni.clear();
+    assert!(Proxy::start(config.clone()).await.is_err());
+    config.listeners[0].sni = vec![TlsCertificate {
+        certificate_pem: a.certificate_pem.clone(),
+        private_key_pem: wild.private_key_pem.clone(),
+    }];
+    let Err(refused) = Proxy::start(config).await else {
+        panic!("a key not matching its certificate was taken");
+    };
+    let mut chain = refused.to_string();
+    let mut source = std::error::Error::source(&refused);
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    assert!(chain.contains("does not match the certificate"), "{chain}");
+}
+
 /// Writes `request` on a new connection to `address` and reads until the proxy closes.
 async fn exchange_raw(address: std::net::SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(address).await.expect("connect");

@@ -209,6 +209,7 @@ pub fn listener(id: &str, protocol: ListenerProtocol, pool: Option<&str>) -> Lis
         default_pool_id: pool.map(Into::into),
         l7_policies: vec![],
         tls: None,
+        sni: Vec::new(),
     }
 }
 

@@ -3,7 +3,8 @@
 //! ACTIVE once its host's proxy serves it in the VIP's namespace, sends a client pod's
 //! requests to a pod and a VM alike, marks a member without a server ERROR and back
 //! ONLINE when one starts, routes `/api` to a second pool by an L7 policy, counts the
-//! traffic, serves a Secret's certificate on a TERMINATED_HTTPS listener, and falls back
+//! traffic, serves a Secret's certificate on a TERMINATED_HTTPS listener (and an SNI one to
+//! clients asking for its name), and falls back
 //! to a backup member once every normal member is down; deleting it stops its proxy.
 //! A second test kills the host of a load balancer (agent, proxy and links) and sees it
 //! rebuilt on the other host, its VIP answering again.
@@ -50,6 +51,39 @@ fn diagnose(cluster: &LabCluster) {
     {
         eprintln!("--- load balancers:\n{shown}");
     }
+}
+
+/// A `kubernetes.io/tls` Secret `name` in `admin` holding a new self-signed certificate
+/// for `host` (its CN and DNS name).
+fn tls_secret(cluster: &LabCluster, name: &str, host: &str) -> anyhow::Result<()> {
+    let directory = cluster.server.data_dir().join(format!("tls-{name}"));
+    std::fs::create_dir_all(&directory)?;
+    let (cert, key) = (directory.join("cert.pem"), directory.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", &format!("/CN={host}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{host}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()?;
+    anyhow::ensure!(made.status.success(), "openssl: {made:?}");
+    cluster.kubectl.ok(&[
+        "create",
+        "secret",
+        "tls",
+        name,
+        "-n",
+        "admin",
+        "--cert",
+        cert.to_str().context("a UTF-8 path")?,
+        "--key",
+        key.to_str().context("a UTF-8 path")?,
+    ])?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -319,33 +353,10 @@ async fn an_octavia_load_balancer_serves_a_pod_and_a_vm_with_health_checks_l7_tl
     assert!(total >= 10, "{total} connections counted");
     assert!(bytes > 0, "{bytes} bytes out counted");
 
-    // TERMINATED_HTTPS: the proxy serves the certificate of a kubernetes.io/tls Secret.
-    let tls = cluster.server.data_dir().join("lb-tls");
-    std::fs::create_dir_all(&tls)?;
-    let (cert, key) = (tls.join("cert.pem"), tls.join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=lb1.example"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()?;
-    anyhow::ensure!(made.status.success(), "openssl: {made:?}");
-    cluster.kubectl.ok(&[
-        "create",
-        "secret",
-        "tls",
-        "lb1-cert",
-        "-n",
-        "admin",
-        "--cert",
-        cert.to_str().context("a UTF-8 path")?,
-        "--key",
-        key.to_str().context("a UTF-8 path")?,
-    ])?;
+    // TERMINATED_HTTPS: the proxy serves the certificate of a kubernetes.io/tls Secret,
+    // and an SNI one to clients asking for its name.
+    tls_secret(&cluster, "lb1-cert", "lb1.example")?;
+    tls_secret(&cluster, "shop-cert", "shop.example")?;
     os.ok(&[
         "loadbalancer",
         "listener",
@@ -356,6 +367,8 @@ async fn an_octavia_load_balancer_serves_a_pod_and_a_vm_with_health_checks_l7_tl
         "TERMINATED_HTTPS",
         "--protocol-port",
         "443",
+        "--sni-container-refs",
+        "shop-cert",
         "--default-tls-container-ref",
         "lb1-cert",
         "--wait",
@@ -398,6 +411,24 @@ async fn an_octavia_load_balancer_serves_a_pod_and_a_vm_with_health_checks_l7_tl
     assert_eq!(String::from_utf8_lossy(&served.stdout).trim(), "from-pod");
     let handshake = String::from_utf8_lossy(&served.stderr);
     assert!(handshake.contains("CN=lb1.example"), "{handshake}");
+    let resolve = format!("shop.example:443:{vip}");
+    let output = cluster.lab().exec(
+        &client_netns,
+        &[
+            "curl",
+            "-skv",
+            "--max-time",
+            "5",
+            "--resolve",
+            &resolve,
+            "https://shop.example/",
+        ],
+    )?;
+    let handshake = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && handshake.contains("CN=shop.example"),
+        "the SNI certificate for shop.example: {handshake}"
+    );
 
     // A backup member answers once every normal member is down (the pod deleted, the VM
     // stopped), and not before.

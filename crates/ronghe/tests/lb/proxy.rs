@@ -68,6 +68,7 @@ fn listener(id: &str) -> Listener {
         default_pool_id: Some("pool".into()),
         l7_policies: vec![],
         tls: None,
+        sni: Vec::new(),
     }
 }
 

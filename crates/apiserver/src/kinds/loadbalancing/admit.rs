@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use futures::future::BoxFuture;
 use ronghe_api_types::loadbalancing::proxy::{
-    certificate_of_secret, check_certificate, compatible,
+    certificate_of_secret, check_certificate, compatible, secret_name,
 };
 use ronghe_api_types::loadbalancing::{
     API_VERSION, HealthMonitorSpec, L7PolicySpec, L7RuleSpec, ListenerSpec, LoadBalancerSpec,
@@ -283,15 +283,6 @@ pub(super) fn load_balancer<'a>(
         put_spec(lb, &spec);
         Ok(())
     })
-}
-
-/// The Secret a TLS container reference names: its name, or the last segment of a URL.
-fn secret_name(reference: &str) -> &str {
-    reference
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or(reference)
 }
 
 async fn check_tls_reference(engine: &Engine, namespace: &str, reference: &str) -> ApiResult<()> {

@@ -507,4 +507,25 @@ async fn the_tree_becomes_the_proxys_configuration() {
             .listeners
             .is_empty()
     );
+
+    // A TERMINATED_HTTPS listener's certificates are found by the Secret names its
+    // references end with; one not read is left out.
+    let mut secure = tree.clone();
+    let spec = &mut secure.listeners[0]["spec"];
+    spec["protocol"] = json!("TERMINATED_HTTPS");
+    spec["defaultTlsContainerRef"] = json!("https://key-manager/v1/containers/web-tls/");
+    spec["sniContainerRefs"] = json!(["a-tls", "gone"]);
+    let certificate = |name: &str| ronghe_proxy::config::TlsCertificate {
+        certificate_pem: format!("{name} certificate"),
+        private_key_pem: format!("{name} key"),
+    };
+    let certificates = BTreeMap::from([
+        ("web-tls".to_owned(), certificate("web")),
+        ("a-tls".to_owned(), certificate("a")),
+    ]);
+    let served = proxy_config(&secure, vip, &certificates)
+        .listeners
+        .remove(0);
+    assert_eq!(served.tls, Some(certificate("web")));
+    assert_eq!(served.sni, [certificate("a")]);
 }

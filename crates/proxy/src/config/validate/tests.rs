@@ -16,6 +16,7 @@ fn listener(id: &str, protocol: ListenerProtocol, bind: &str, pool: Option<&str>
         default_pool_id: pool.map(Into::into),
         l7_policies: vec![],
         tls: None,
+        sni: Vec::new(),
     }
 }
 

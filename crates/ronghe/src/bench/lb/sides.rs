@@ -142,6 +142,7 @@ pub fn proxy_config(backends: &[SocketAddr]) -> ProxyConfig {
             default_pool_id: Some("pool".into()),
             l7_policies: vec![],
             tls: None,
+            sni: Vec::new(),
         }],
         pools: vec![Pool {
             id: "pool".into(),
