@@ -186,7 +186,7 @@ pub async fn run(
                 tracing::error!(error = %format!("{error:#}"), "running pods stopped");
             }
         });
-        if let Some(config) = drivers.node_ports {
+        if let Some(config) = drivers.node_ports.clone() {
             let (client, stop, hosts) = (client.clone(), stop.clone(), names.clone());
             let driver = drivers.load_balancers.clone();
             tokio::spawn(async move {

@@ -3,11 +3,13 @@
 //! and UDP as each port says) and forwards what comes to the Service's VIP, which only
 //! the host running the Service's load balancer can reach (from inside the load
 //! balancer's netns). Other hosts hand the traffic to that host's agent over its relay
-//! port (announced on its Node with its tunnel IP); `externalTrafficPolicy: Local` keeps
-//! a node port answering only on that host.
+//! (a TCP port at its tunnel IP, announced on its Node); `externalTrafficPolicy: Local`
+//! keeps a node port open only on that host. A port whose traffic could go nowhere from
+//! here is not listened on, so clients (and outside health checks) are refused.
 //!
 //! `table.rs` decides (no I/O), `forward.rs` moves the bytes; this module keeps the
-//! listeners in step with the Services, their load balancers and the Nodes.
+//! listeners in step with the Services, their load balancers and the Nodes, read from
+//! watch-fed caches.
 
 mod forward;
 mod table;
@@ -17,31 +19,35 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
-use kube::api::{Api, DynamicObject, ListParams};
-use kube::runtime::watcher;
+use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 pub use forward::{Forwarder, Locate, Reach};
-pub use table::{Table, Target, Transport};
+pub use table::{Route, Table, Target, Transport};
 
 use crate::loadbalancers::{self, LoadBalancerDriver};
 
 /// The relay port agents take other hosts' node-port traffic on, unless configured.
 pub const DEFAULT_RELAY_PORT: u16 = 10251;
-/// How often the table is rebuilt with no change seen.
-const RESYNC: Duration = Duration::from_secs(30);
+/// How soon a node port that could not be bound is tried again.
+const RETRY: Duration = Duration::from_secs(30);
 
 /// Where this host serves node ports.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct NodePorts {
-    /// The address node ports and the relay listen on (`0.0.0.0`: all of the host's).
+    /// The address node ports listen on (`0.0.0.0`: all of the host's).
     pub address: IpAddr,
-    /// The relay's TCP port (the Node's `network.ronghe.io/node-port-relay`).
-    pub relay_port: u16,
+    /// The relay, bound before the Node announced it (`None`: this host takes no relayed
+    /// traffic, having no tunnel IP for others to reach it at).
+    pub relay: Option<Arc<std::net::TcpListener>>,
 }
 
 /// Serves the node ports from the host(s) `hosts` until `stop` flips; `driver` runs the
@@ -56,69 +62,96 @@ pub async fn run(
     let locate: Locate = Arc::new(move |uid: &str| driver.netns_of(uid).map(Reach::Netns));
     let forwarder = Forwarder::new(hosts, locate);
     let wake = Arc::new(Notify::new());
-    let services: Api<Service> = Api::all(client.clone());
-    loadbalancers::spawn_waker(
-        watcher::watcher(services, watcher::Config::default()),
-        wake.clone(),
-    );
-    let lbs: Api<DynamicObject> =
-        Api::all_with(client.clone(), &loadbalancers::resource("LoadBalancer"));
-    loadbalancers::spawn_waker(
-        watcher::watcher(lbs, watcher::Config::default()),
-        wake.clone(),
-    );
-    let nodes: Api<Node> = Api::all(client.clone());
-    loadbalancers::spawn_waker(
-        watcher::watcher(nodes, watcher::Config::default()),
-        wake.clone(),
-    );
-    let mut listeners = Listeners::default();
-    loop {
-        listeners.relay(
-            &forwarder,
-            SocketAddr::new(config.address, config.relay_port),
-        );
-        match read_table(&client).await {
-            Ok(table) => {
-                listeners
-                    .reconcile(&forwarder, &table, config.address)
-                    .await;
-                forwarder.set_table(table);
-            }
-            Err(error) => {
-                tracing::warn!(error = %format!("{error:#}"), "reading the node ports failed");
-            }
+    let kinds = [
+        ApiResource::erase::<Service>(&()),
+        loadbalancers::resource("LoadBalancer"),
+        ApiResource::erase::<Node>(&()),
+    ];
+    let [services, lbs, nodes] = kinds.map(|kind| watched(&client, kind, &wake, &stop));
+    let _relay = match &config.relay {
+        Some(relay) => {
+            let listener = relay.try_clone().and_then(|listener| {
+                listener.set_nonblocking(true)?;
+                TcpListener::from_std(listener)
+            })?;
+            tracing::info!(address = %listener.local_addr()?, "node-port relay listening");
+            Some(Task(tokio::spawn(forwarder.clone().serve_relay(listener))))
         }
+        None => None,
+    };
+    for store in [&services, &lbs, &nodes] {
+        tokio::select! {
+            ready = store.wait_until_ready() => ready?,
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+    let mut listeners = Listeners::default();
+    let mut last: Option<(Table, HashSet<IpAddr>)> = None;
+    loop {
+        let (services, lbs, nodes) = (values(&services), values(&lbs), values(&nodes));
+        let now = (table::table(&services, &lbs, &nodes), table::peers(&nodes));
+        // A load balancer's status changes every few seconds with its counters: most
+        // wakes change nothing here.
+        if last.as_ref() != Some(&now) {
+            let (table, peers) = now.clone();
+            forwarder.set_table(table, peers);
+            listeners
+                .reconcile(&forwarder, &now.0, config.address)
+                .await;
+            last = Some(now);
+        }
+        let retry = !listeners.failed.is_empty();
         tokio::select! {
             () = wake.notified() => {}
-            () = tokio::time::sleep(RESYNC) => {}
+            () = tokio::time::sleep(RETRY), if retry => {
+                if let Some((table, _)) = &last {
+                    listeners.reconcile(&forwarder, table, config.address).await;
+                }
+            }
             _ = stop.changed() => return Ok(()),
         }
     }
 }
 
-/// The node ports of the cloud, from the API.
-async fn read_table(client: &kube::Client) -> anyhow::Result<Table> {
-    async fn all<K>(api: Api<K>) -> anyhow::Result<Vec<Value>>
-    where
-        K: Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-    {
-        Ok(api
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .filter_map(|o| serde_json::to_value(o).ok())
-            .collect())
-    }
-    let services = all(Api::<Service>::all(client.clone())).await?;
-    let lbs = all(Api::<DynamicObject>::all_with(
-        client.clone(),
-        &loadbalancers::resource("LoadBalancer"),
-    ))
-    .await?;
-    let nodes = all(Api::<Node>::all(client.clone())).await?;
-    Ok(table::table(&services, &lbs, &nodes))
+/// A cache of one kind fed by its watch, each change notifying `wake`, until `stop` flips.
+fn watched(
+    client: &kube::Client,
+    kind: ApiResource,
+    wake: &Arc<Notify>,
+    stop: &watch::Receiver<bool>,
+) -> Store<DynamicObject> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind);
+    let writer = reflector::store::Writer::new(kind.clone());
+    let store = writer.as_reader();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    let (wake, mut stop) = (wake.clone(), stop.clone());
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            tokio::select! {
+                event = stream.next() => match event {
+                    Some(Ok(_)) => wake.notify_one(),
+                    Some(Err(error)) => {
+                        tracing::warn!(kind = %kind.kind, %error, "watching for node ports failed; retrying");
+                    }
+                    None => return,
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    });
+    store
+}
+
+fn values(store: &Store<DynamicObject>) -> Vec<Value> {
+    store
+        .state()
+        .iter()
+        .filter_map(|object| serde_json::to_value(&**object).ok())
+        .collect()
 }
 
 /// A task that ends when its handle goes.
@@ -130,48 +163,32 @@ impl Drop for Task {
     }
 }
 
-/// The listening sockets of one agent: its relay and one per node port.
+/// The node ports one agent listens on.
 #[derive(Default)]
 struct Listeners {
-    relay: Option<Task>,
     open: HashMap<(Transport, u16), Task>,
-    /// Why a node port (or the relay, under port 0) could not be bound, last time, so
-    /// the same failure is logged once.
+    /// Why a node port could not be bound, last time, so the same failure is logged once.
     failed: HashMap<(Transport, u16), String>,
 }
 
 impl Listeners {
-    /// Binds the relay, unless it is already.
-    fn relay(&mut self, forwarder: &Arc<Forwarder>, address: SocketAddr) {
-        if self.relay.is_some() {
-            return;
-        }
-        let bound = std::net::TcpListener::bind(address).and_then(|listener| {
-            listener.set_nonblocking(true)?;
-            TcpListener::from_std(listener)
-        });
-        match bound {
-            Ok(listener) => {
-                tracing::info!(%address, "node-port relay listening");
-                self.relay = Some(Task(tokio::spawn(forwarder.clone().serve_relay(listener))));
-            }
-            Err(error) => self.failed_to_bind((Transport::Tcp, 0), address, &error),
-        }
-    }
-
-    /// Listens on every node port of `table` (on `address`) and on no other.
+    /// Listens (on `address`) on every node port of `table` whose traffic can go somewhere
+    /// from here, and on no other.
     async fn reconcile(&mut self, forwarder: &Arc<Forwarder>, table: &Table, address: IpAddr) {
+        let served = |key: &(Transport, u16)| {
+            table.contains_key(key)
+                && !matches!(forwarder.route(key.0, key.1, false), Route::Refuse(_))
+        };
         self.open.retain(|key, _| {
-            let keep = table.contains_key(key);
+            let keep = served(key);
             if !keep {
                 tracing::info!(transport = key.0.name(), port = key.1, "node port closed");
             }
             keep
         });
-        self.failed
-            .retain(|key, _| key.1 == 0 || table.contains_key(key));
+        self.failed.retain(|key, _| served(key));
         for (&(transport, port), target) in table {
-            if self.open.contains_key(&(transport, port)) {
+            if self.open.contains_key(&(transport, port)) || !served(&(transport, port)) {
                 continue;
             }
             let at = SocketAddr::new(address, port);
@@ -194,21 +211,19 @@ impl Listeners {
                     self.failed.remove(&(transport, port));
                     self.open.insert((transport, port), Task(task));
                 }
-                Err(error) => self.failed_to_bind((transport, port), at, &error),
+                Err(error) => {
+                    let message = error.to_string();
+                    if self.failed.get(&(transport, port)) != Some(&message) {
+                        tracing::warn!(
+                            transport = transport.name(),
+                            %at,
+                            error = %message,
+                            "cannot listen on a node port (retried at every change)"
+                        );
+                        self.failed.insert((transport, port), message);
+                    }
+                }
             }
-        }
-    }
-
-    fn failed_to_bind(&mut self, key: (Transport, u16), at: SocketAddr, error: &std::io::Error) {
-        let message = error.to_string();
-        if self.failed.get(&key) != Some(&message) {
-            tracing::warn!(
-                transport = key.0.name(),
-                %at,
-                error = %message,
-                "cannot listen for node-port traffic (retried at every change)"
-            );
-            self.failed.insert(key, message);
         }
     }
 }

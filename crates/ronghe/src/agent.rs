@@ -98,8 +98,8 @@ pub struct AgentArgs {
     #[arg(long)]
     underlay_interface: Option<String>,
     /// The TCP port this host's agent takes node-port traffic on from other hosts' agents
-    /// (at its tunnel IP), for the load balancers it runs. With `--network linux`, node
-    /// ports are served on all of this host's addresses.
+    /// (at its tunnel IP, from theirs only), for the load balancers it runs. With
+    /// `--network linux`, node ports are served on all of this host's addresses.
     #[arg(long, default_value_t = ronghe_agent::nodeports::DEFAULT_RELAY_PORT)]
     node_port_relay_port: u16,
 }
@@ -174,6 +174,22 @@ pub async fn embedded(
     run_until(parsed.args, stop).await
 }
 
+/// The node-port relay, at this host's tunnel IP (none without one: no other host could
+/// reach it); one that cannot be bound is left out, saying why.
+fn node_port_relay(
+    tunnel_ip: Option<std::net::Ipv4Addr>,
+    port: u16,
+) -> Option<std::sync::Arc<std::net::TcpListener>> {
+    let address = std::net::SocketAddr::from((tunnel_ip?, port));
+    match std::net::TcpListener::bind(address) {
+        Ok(listener) => Some(std::sync::Arc::new(listener)),
+        Err(error) => {
+            tracing::warn!(%address, %error, "cannot bind the node-port relay; other hosts' node ports will not reach this host's load balancers");
+            None
+        }
+    }
+}
+
 async fn run_until(
     args: AgentArgs,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -238,11 +254,15 @@ async fn run_until(
                 NetworkMode::Linux => Some(crate::drivers::LinuxNetwork {
                     netns_prefix: args.netns_prefix.clone(),
                     underlay_interface: args.underlay_interface.clone(),
-                    node_port_relay_port: args.node_port_relay_port,
+                    node_port_relay: node_port_relay(host.tunnel_ip, args.node_port_relay_port),
                 }),
                 NetworkMode::None => None,
             };
-            if network.is_some() {
+            // Other hosts are told of the relay only once it is bound.
+            if network
+                .as_ref()
+                .is_some_and(|n| n.node_port_relay.is_some())
+            {
                 host.node_port_relay = Some(args.node_port_relay_port);
             }
             let drivers = crate::drivers::for_this_host(

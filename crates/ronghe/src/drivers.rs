@@ -15,8 +15,8 @@ use ronghe_agent::{Drivers, Host};
 pub struct LinuxNetwork {
     pub netns_prefix: String,
     pub underlay_interface: Option<String>,
-    /// Where other hosts' agents hand this one node-port traffic.
-    pub node_port_relay_port: u16,
+    /// Where other hosts' agents hand this one node-port traffic, bound.
+    pub node_port_relay: Option<std::sync::Arc<std::net::TcpListener>>,
 }
 
 /// The drivers of this machine, keeping their state under `data_dir`; with `network`,
@@ -40,7 +40,7 @@ pub async fn for_this_host(
         .as_ref()
         .map(|network| ronghe_agent::nodeports::NodePorts {
             address: std::net::Ipv4Addr::UNSPECIFIED.into(),
-            relay_port: network.node_port_relay_port,
+            relay: network.node_port_relay.clone(),
         });
     let wiring: Arc<dyn WorkloadNetwork> = match network {
         Some(network) => {

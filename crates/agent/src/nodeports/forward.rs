@@ -10,9 +10,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use super::table::{Route, Table, Transport, route};
@@ -29,14 +29,20 @@ use super::table::{Route, Table, Transport, route};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a relayed stream has to send its header.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a datagram may wait to go into a relayed stream (its peer stopped reading).
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// A UDP flow with no datagram either way for this long is forgotten.
 const UDP_IDLE: Duration = Duration::from_secs(60);
 /// At most this many UDP flows per node port; datagrams of new clients past it are dropped.
 const MAX_FLOWS: usize = 4096;
 /// Datagrams queued for one flow while its upstream is opened or busy; more are dropped.
 const FLOW_QUEUE: usize = 64;
-/// At most this many forwarded TCP connections, UDP flows and relayed streams at once.
+/// At most this many TCP connections and UDP flows through the node ports at once, and
+/// (apart) this many relayed streams, so a flood of one cannot starve the other.
 const MAX_STREAMS: usize = 16_384;
+/// A relayed stream whose peer stops answering ends in about this long (keepalives on an
+/// idle stream, TCP's user timeout on a busy one).
+const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 const MAGIC: &[u8; 4] = b"RNP1";
 const HEADER_LEN: usize = 7;
 const MAX_DATAGRAM: usize = 65_535;
@@ -53,12 +59,21 @@ pub enum Reach {
 /// Finds where load balancer `uid`'s proxy runs on this host (`None`: not here).
 pub type Locate = Arc<dyn Fn(&str) -> Option<Reach> + Send + Sync>;
 
+/// Where node-port traffic goes, as of now.
+#[derive(Default)]
+struct View {
+    table: Table,
+    /// The addresses other hosts' agents relay from (their tunnel IPs).
+    peers: HashSet<IpAddr>,
+}
+
 /// What the node-port listeners and the relay of one agent share.
 pub struct Forwarder {
     hosts: HashSet<String>,
-    table: RwLock<Arc<Table>>,
+    view: watch::Sender<Arc<View>>,
     locate: Locate,
     streams: Arc<Semaphore>,
+    relayed_streams: Arc<Semaphore>,
 }
 
 impl Forwarder {
@@ -66,20 +81,29 @@ impl Forwarder {
     pub fn new(hosts: HashSet<String>, locate: Locate) -> Arc<Forwarder> {
         Arc::new(Forwarder {
             hosts,
-            table: RwLock::new(Arc::default()),
+            view: watch::Sender::new(Arc::default()),
             locate,
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            relayed_streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         })
     }
 
-    /// Takes a new table; connections and flows opened from now on follow it.
-    pub fn set_table(&self, table: Table) {
-        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    /// Takes a new table and the addresses relayed streams may come from; connections
+    /// opened from now on follow it, and UDP flows whose route it changes end (the next
+    /// datagram opens one on the new route).
+    pub fn set_table(&self, table: Table, peers: HashSet<IpAddr>) {
+        self.view.send_replace(Arc::new(View { table, peers }));
     }
 
-    fn route(&self, transport: Transport, port: u16, relayed: bool) -> Route {
-        let table = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
-        route(table.get(&(transport, port)), &self.hosts, relayed)
+    /// The table as of now.
+    pub fn table(&self) -> Table {
+        self.view.borrow().table.clone()
+    }
+
+    /// Where traffic to node port `port` goes from here now.
+    pub fn route(&self, transport: Transport, port: u16, relayed: bool) -> Route {
+        let view = self.view.borrow();
+        route(view.table.get(&(transport, port)), &self.hosts, relayed)
     }
 
     /// A socket made where load balancer `uid`'s VIP is local.
@@ -132,18 +156,31 @@ impl Forwarder {
 
     /// Accepts on node port `port` over TCP and forwards each connection, until aborted.
     pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener, port: u16) {
-        self.accept_each(listener, "node port", move |this, mut client| async move {
-            let mut upstream = this.open_tcp(port, false).await?;
-            splice(&mut client, &mut upstream).await
-        })
+        let streams = self.streams.clone();
+        self.accept_each(
+            listener,
+            streams,
+            "node port",
+            move |this, mut client| async move {
+                let mut upstream = match this.open_tcp(port, false).await {
+                    Ok(upstream) => upstream,
+                    Err(error) => {
+                        reset(&client);
+                        return Err(error);
+                    }
+                };
+                splice(&mut client, &mut upstream).await
+            },
+        )
         .await;
     }
 
     /// Accepts on `listener` until aborted and runs `serve` on each connection in a task
-    /// of its own, within the bound on streams.
+    /// of its own, within the bound `streams` sets; a connection past it is reset.
     async fn accept_each<F, Served>(
         self: Arc<Self>,
         listener: TcpListener,
+        streams: Arc<Semaphore>,
         what: &'static str,
         serve: F,
     ) where
@@ -159,7 +196,8 @@ impl Forwarder {
                     continue;
                 }
             };
-            let Ok(permit) = self.streams.clone().try_acquire_owned() else {
+            let Ok(permit) = streams.clone().try_acquire_owned() else {
+                reset(&stream);
                 continue;
             };
             let served = serve(self.clone(), stream);
@@ -220,7 +258,7 @@ impl Forwarder {
     }
 
     /// One client's UDP flow: its datagrams to the VIP (or the relay), the answers back
-    /// from the node port, until it is idle for [`UDP_IDLE`].
+    /// from the node port, until it is idle for [`UDP_IDLE`] or its route changes.
     async fn udp_flow(
         &self,
         socket: &UdpSocket,
@@ -228,7 +266,11 @@ impl Forwarder {
         port: u16,
         mut datagrams: mpsc::Receiver<Bytes>,
     ) -> io::Result<()> {
-        match self.route(Transport::Udp, port, false) {
+        let view = self.view.subscribe();
+        let taken = self.route(Transport::Udp, port, false);
+        let moved = self.until_moved(view, port, false, taken.clone());
+        tokio::pin!(moved);
+        match taken {
             Route::Local { load_balancer, vip } => {
                 let upstream = self.udp_to(&load_balancer, vip).await?;
                 let mut buffer = vec![0u8; MAX_DATAGRAM];
@@ -243,6 +285,7 @@ impl Forwarder {
                         answer = upstream.recv(&mut buffer) => {
                             socket.send_to(&buffer[..answer?], client).await?;
                         }
+                        () = &mut moved => return Ok(()),
                         () = tokio::time::sleep(UDP_IDLE) => return Ok(()),
                     }
                 }
@@ -258,7 +301,7 @@ impl Forwarder {
                 loop {
                     tokio::select! {
                         datagram = datagrams.recv() => match datagram {
-                            Some(datagram) => sink.send(datagram).await?,
+                            Some(datagram) => send_frame(&mut sink, datagram).await?,
                             None => return Ok(()),
                         },
                         answer = answers.next() => match answer {
@@ -267,6 +310,7 @@ impl Forwarder {
                             }
                             None => return Ok(()),
                         },
+                        () = &mut moved => return Ok(()),
                         () = tokio::time::sleep(UDP_IDLE) => return Ok(()),
                     }
                 }
@@ -275,16 +319,46 @@ impl Forwarder {
         }
     }
 
-    /// Accepts relayed streams from other hosts' agents and delivers each to a load
-    /// balancer running here, until aborted.
+    /// Resolves once a UDP flow to node port `port` would no longer take `taken` (seen
+    /// through `view`, subscribed before `taken` was decided, so no change is missed).
+    async fn until_moved(
+        &self,
+        mut view: watch::Receiver<Arc<View>>,
+        port: u16,
+        relayed: bool,
+        taken: Route,
+    ) {
+        while view.changed().await.is_ok() {
+            if self.route(Transport::Udp, port, relayed) != taken {
+                return;
+            }
+        }
+        // The sender lives as long as `self`: this is not reached.
+        std::future::pending::<()>().await;
+    }
+
+    /// Accepts relayed streams from other hosts' agents (only from their tunnel IPs) and
+    /// delivers each to a load balancer running here, until aborted.
     pub async fn serve_relay(self: Arc<Self>, listener: TcpListener) {
-        self.accept_each(listener, "node-port relay", |this, stream| async move {
-            this.relayed(stream).await
-        })
+        let streams = self.relayed_streams.clone();
+        self.accept_each(
+            listener,
+            streams,
+            "node-port relay",
+            |this, stream| async move {
+                let from = stream.peer_addr()?.ip();
+                if !this.view.borrow().peers.contains(&from) {
+                    reset(&stream);
+                    return Err(refused("not a host's agent"));
+                }
+                this.relayed(stream).await
+            },
+        )
         .await;
     }
 
     async fn relayed(&self, mut stream: TcpStream) -> io::Result<()> {
+        watch_peer(&stream);
         let mut header = [0u8; HEADER_LEN];
         tokio::time::timeout(HEADER_TIMEOUT, stream.read_exact(&mut header))
             .await
@@ -293,14 +367,24 @@ impl Forwarder {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a relay header"))?;
         match transport {
             Transport::Tcp => {
-                let mut upstream = self.open_tcp(port, true).await?;
+                let mut upstream = match self.open_tcp(port, true).await {
+                    Ok(upstream) => upstream,
+                    Err(error) => {
+                        reset(&stream);
+                        return Err(error);
+                    }
+                };
                 splice(&mut stream, &mut upstream).await
             }
             Transport::Udp => {
-                let Route::Local { load_balancer, vip } = self.route(Transport::Udp, port, true)
-                else {
+                let view = self.view.subscribe();
+                let taken = self.route(Transport::Udp, port, true);
+                let Route::Local { load_balancer, vip } = taken.clone() else {
+                    reset(&stream);
                     return Err(refused("the load balancer does not run here"));
                 };
+                let moved = self.until_moved(view, port, true, taken);
+                tokio::pin!(moved);
                 let upstream = self.udp_to(&load_balancer, vip).await?;
                 let (read, write) = stream.into_split();
                 let (mut datagrams, mut sink) = (
@@ -317,14 +401,44 @@ impl Forwarder {
                             None => return Ok(()),
                         },
                         answer = upstream.recv(&mut buffer) => {
-                            sink.send(Bytes::copy_from_slice(&buffer[..answer?])).await?;
+                            let answer = Bytes::copy_from_slice(&buffer[..answer?]);
+                            send_frame(&mut sink, answer).await?;
                         }
+                        () = &mut moved => return Ok(()),
                         () = tokio::time::sleep(UDP_IDLE) => return Ok(()),
                     }
                 }
             }
         }
     }
+}
+
+/// Sends one framed datagram on a relayed stream, giving up if the peer stopped reading.
+async fn send_frame(
+    sink: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, LengthDelimitedCodec>,
+    datagram: Bytes,
+) -> io::Result<()> {
+    tokio::time::timeout(SEND_TIMEOUT, sink.send(datagram))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the relay's peer stopped reading"))?
+}
+
+/// Closes `stream` with a reset when it goes, so its client sees a refusal rather than an
+/// answer with nothing in it.
+fn reset(stream: &TcpStream) {
+    let _ = stream.set_zero_linger();
+}
+
+/// Makes a relayed stream end when its peer's host goes silent: keepalives while it is
+/// idle, TCP's user timeout while data waits unacknowledged.
+fn watch_peer(stream: &TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(PEER_TIMEOUT / 3)
+        .with_interval(PEER_TIMEOUT / 6)
+        .with_retries(2);
+    let _ = socket.set_tcp_keepalive(&keepalive);
+    let _ = socket.set_tcp_user_timeout(Some(PEER_TIMEOUT));
 }
 
 /// Passes bytes both ways until both sides have closed (half-closes passed on).
@@ -338,6 +452,7 @@ async fn splice(client: &mut TcpStream, upstream: &mut TcpStream) -> io::Result<
 async fn relay_stream(relay: SocketAddr, transport: Transport, port: u16) -> io::Result<TcpStream> {
     let relayed = async {
         let mut stream = timed(TcpStream::connect(relay)).await?;
+        watch_peer(&stream);
         stream.write_all(&header(transport, port)).await?;
         Ok(stream)
     };

@@ -150,6 +150,12 @@ fn owned_by(object: &Value, uid: &str) -> bool {
             .any(|owner| owner["uid"].as_str() == Some(uid))
 }
 
+/// The addresses other hosts' agents relay from: the tunnel IPs of the Nodes announcing a
+/// relay.
+pub fn peers(nodes: &[Value]) -> HashSet<IpAddr> {
+    relays(nodes).values().map(SocketAddr::ip).collect()
+}
+
 /// Each Node's relay: its tunnel IP and the relay port it announces.
 fn relays(nodes: &[Value]) -> HashMap<&str, SocketAddr> {
     nodes

@@ -34,12 +34,17 @@ async fn tcp_echo() -> SocketAddr {
 
 /// A UDP echo server that answers `echo:` and the datagram.
 async fn udp_echo() -> SocketAddr {
+    udp_echo_saying("echo:").await
+}
+
+/// A UDP echo server that answers `prefix` and the datagram.
+async fn udp_echo_saying(prefix: &'static str) -> SocketAddr {
     let socket = UdpSocket::bind((A, 0)).await.unwrap();
     let address = socket.local_addr().unwrap();
     tokio::spawn(async move {
         let mut buffer = vec![0u8; 2048];
         while let Ok((length, from)) = socket.recv_from(&mut buffer).await {
-            let mut answer = b"echo:".to_vec();
+            let mut answer = prefix.as_bytes().to_vec();
             answer.extend_from_slice(&buffer[..length]);
             let _ = socket.send_to(&answer, from).await;
         }
@@ -148,8 +153,8 @@ async fn node_ports_reach_the_vip_here_or_through_the_relay_of_the_host_running_
         ((Transport::Tcp, tcp_port), target(tcp_vip, "a", relay_at)),
         ((Transport::Udp, udp_port), target(udp_vip, "a", relay_at)),
     ]);
-    a.set_table(table.clone());
-    b.set_table(table);
+    a.set_table(table.clone(), peers());
+    b.set_table(table, peers());
     tokio::spawn(a.clone().serve_tcp(tcp_a, tcp_port));
     tokio::spawn(b.clone().serve_tcp(tcp_b, tcp_port));
     tokio::spawn(a.clone().serve_udp(udp_a, udp_port));
@@ -175,11 +180,41 @@ async fn node_ports_reach_the_vip_here_or_through_the_relay_of_the_host_running_
         }
     }
 
+    // A UDP flow ends when its route changes (here the VIP behind the relay): its client's
+    // next datagrams take the new one.
+    let other_vip = udp_echo_saying("moved:").await;
+    let mut table = a.table();
+    table.insert((Transport::Udp, udp_port), target(other_vip, "a", relay_at));
+    a.set_table(table.clone(), peers());
+    b.set_table(table, peers());
+    // (A datagram caught by the old flow as it ends is lost, as UDP may be.)
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        client
+            .send_to(b"x", SocketAddr::new(B, udp_port))
+            .await
+            .unwrap();
+        let mut buffer = vec![0u8; 2048];
+        let wait = Duration::from_millis(500);
+        let answer = match tokio::time::timeout(wait, client.recv_from(&mut buffer)).await {
+            Ok(received) => String::from_utf8_lossy(&buffer[..received.unwrap().0]).into_owned(),
+            Err(_) => "(lost)".to_owned(),
+        };
+        if answer == "moved:x" {
+            break;
+        }
+        answers.push(answer);
+    }
+    assert!(
+        answers.len() < 20,
+        "the flow stayed on its old route: {answers:?}"
+    );
+
     // While the hosts disagree about where the load balancer runs, a relayed stream is
     // refused rather than sent back: the connection closes with nothing.
     let mut moved = Table::new();
     moved.insert((Transport::Tcp, tcp_port), target(tcp_vip, "b", relay_at));
-    a.set_table(moved);
+    a.set_table(moved, peers());
     refused(
         SocketAddr::new(B, tcp_port),
         "a relayed connection is never relayed again",
@@ -189,8 +224,8 @@ async fn node_ports_reach_the_vip_here_or_through_the_relay_of_the_host_running_
     let mut local = target(tcp_vip, "a", relay_at);
     local.local_only = true;
     let table = Table::from([((Transport::Tcp, tcp_port), local)]);
-    a.set_table(table.clone());
-    b.set_table(table);
+    a.set_table(table.clone(), peers());
+    b.set_table(table.clone(), peers());
     assert_eq!(
         tcp_round_trip(SocketAddr::new(A, tcp_port), "hi").await,
         "hi"
@@ -201,6 +236,28 @@ async fn node_ports_reach_the_vip_here_or_through_the_relay_of_the_host_running_
     )
     .await;
     // A node port no Service has any more answers nothing.
-    b.set_table(Table::new());
+    b.set_table(Table::new(), peers());
     refused(SocketAddr::new(B, tcp_port), "no Service").await;
+
+    // A relay takes streams only from the hosts' tunnel IPs (B's reaches A from
+    // 127.0.0.1, loopback's own source).
+    let mut everywhere = target(tcp_vip, "a", relay_at);
+    everywhere.local_only = false;
+    let table = Table::from([((Transport::Tcp, tcp_port), everywhere)]);
+    b.set_table(table.clone(), peers());
+    assert_eq!(
+        tcp_round_trip(SocketAddr::new(B, tcp_port), "hi").await,
+        "hi"
+    );
+    a.set_table(table, HashSet::from([B]));
+    refused(
+        SocketAddr::new(B, tcp_port),
+        "a relayed stream from no host",
+    )
+    .await;
+}
+
+/// The tunnel IPs of both hosts.
+fn peers() -> HashSet<IpAddr> {
+    HashSet::from([A, B])
 }

@@ -71,6 +71,14 @@ async fn wait_for_rotation(
     .await
 }
 
+/// Merge-patches Service `web` with `patch`.
+fn patch_web(cluster: &LabCluster, patch: &str) -> anyhow::Result<()> {
+    cluster
+        .kubectl
+        .ok(&["patch", "service", "web", "-n", "admin", "-p", patch])?;
+    Ok(())
+}
+
 /// A field of Service `web`, by JSONPath, trimmed.
 fn web_service(cluster: &LabCluster, path: &str) -> anyhow::Result<String> {
     let jsonpath = format!("jsonpath={path}");
@@ -232,15 +240,7 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
     wait_for_rotation(&cluster, &url, "5 pods answering", |pods| pods.len() == 5).await?;
 
     // A LoadBalancer Service gets a floating IP that answers from outside.
-    cluster.kubectl.ok(&[
-        "patch",
-        "service",
-        "web",
-        "-n",
-        "admin",
-        "-p",
-        r#"{"spec":{"type":"LoadBalancer"}}"#,
-    ])?;
+    patch_web(&cluster, r#"{"spec":{"type":"LoadBalancer"}}"#)?;
     let floating = wait_for(
         Duration::from_secs(60),
         "a floating IP in the status",
@@ -285,6 +285,38 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
             .inspect_err(|_| diagnose(&cluster))?;
         }
     }
+    // With `externalTrafficPolicy: Local`, only the host running the load balancer answers
+    // on the node port; the other refuses.
+    patch_web(&cluster, r#"{"spec":{"externalTrafficPolicy":"Local"}}"#)?;
+    let lb_host = cluster.kubectl.ok(&[
+        "get",
+        "loadbalancer",
+        "svc-web",
+        "-n",
+        "admin",
+        "-o",
+        "jsonpath={.status.host}",
+    ])?;
+    let running = (0..2)
+        .find(|&index| cluster.host(index).netns == lb_host.trim())
+        .with_context(|| format!("the load balancer's host {lb_host:?} is not a lab host"))?;
+    let url_of = |index: usize| format!("http://{}:{node_port}/", cluster.host(index).underlay_ip);
+    wait_for(
+        Duration::from_secs(30),
+        "the node port closed on the host without the load balancer",
+        || async {
+            Ok(cluster
+                .get_from_host(running, &url_of(1 - running))?
+                .is_none()
+                .then_some(()))
+        },
+    )
+    .await?;
+    let answer = cluster.get_from_host(1 - running, &url_of(running))?;
+    assert!(
+        answer.as_deref().is_some_and(|a| pods.contains(a.trim())),
+        "the load balancer's host answers on its node port: {answer:?}"
+    );
 
     // Deleting the Service takes its load balancer, VIP and floating IP away.
     cluster
