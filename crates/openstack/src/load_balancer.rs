@@ -10,12 +10,16 @@
 //! kinds' admission resolves references and checks what spans objects; the controller
 //! keeps the statuses shown here.
 //!
+//! A load balancer request carrying `listeners` or `pools` is Octavia's fully populated
+//! create (`graph.rs`).
+//!
 //! Ronghe is more lenient than Octavia in one way: a change under a load balancer that is
 //! PENDING_UPDATE is accepted (the proxy reconfigures atomically, so there is nothing to
 //! lock); a load balancer being deleted refuses changes with Octavia's 409.
 
 mod attributes;
 mod fault;
+mod graph;
 mod views;
 
 use std::sync::Arc;
@@ -555,6 +559,12 @@ async fn create(
     let request = attributes::member(&body, resource.singular)?;
     let namespace = create_namespace(&ctx, request)?;
     check(&ctx, &resource.rule("post"), Some(&namespace))?;
+    if resource.kind == "LoadBalancer" && graph::is_graph(request) {
+        let created = graph::create(&ctx, &namespace, request).await?;
+        let tree = tree_around(&ctx, &created).await?;
+        let shown = graph::view(&ctx, &tree);
+        return Ok((StatusCode::CREATED, Json(json!({ "loadbalancer": shown }))).into_response());
+    }
     let parent = parent_of(&ctx, resource, parent.as_deref()).await?;
     let mut spec = Map::new();
     attributes::apply(

@@ -17,6 +17,11 @@ fn names(rows: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// The message of an Octavia fault body.
+fn faultstring(body: &Value) -> &str {
+    body["faultstring"].as_str().unwrap_or_default()
+}
+
 /// An openstack command that must fail, with `words` in what it prints.
 fn refused(os: &Openstack, args: &[&str], words: &str) -> anyhow::Result<()> {
     let (ok, stdout, stderr) = os.run(args)?;
@@ -347,13 +352,7 @@ async fn octavia_faults_for_bad_requests() -> anyhow::Result<()> {
         .await?;
     assert_eq!(code, 404, "{body}");
     assert_eq!(body["faultcode"], "Client", "{body}");
-    assert!(
-        body["faultstring"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("not found"),
-        "{body}"
-    );
+    assert!(faultstring(&body).contains("not found"), "{body}");
     assert_eq!(body["debuginfo"], Value::Null, "{body}");
     let (code, body) = api
         .send(
@@ -364,10 +363,7 @@ async fn octavia_faults_for_bad_requests() -> anyhow::Result<()> {
         .await?;
     assert_eq!(code, 400, "{body}");
     assert!(
-        body["faultstring"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("VIP must contain one of"),
+        faultstring(&body).contains("VIP must contain one of"),
         "{body}"
     );
     let (code, body) = api
@@ -378,13 +374,7 @@ async fn octavia_faults_for_bad_requests() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(code, 400, "{body}");
-    assert!(
-        body["faultstring"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Unknown attribute"),
-        "{body}"
-    );
+    assert!(faultstring(&body).contains("Unknown attribute"), "{body}");
     let (code, _) = api.send("GET", "/lbaas/loadbalancers", None).await?;
     assert_eq!(code, 200);
     assert_eq!(api.count("/lbaas/loadbalancers", "loadbalancers").await?, 0);
@@ -501,10 +491,7 @@ async fn a_batch_member_update_creates_updates_and_deletes_or_changes_nothing() 
             .await?;
         assert_eq!(status, code, "{members}: {body}");
         assert!(
-            body["faultstring"]
-                .as_str()
-                .unwrap_or_default()
-                .contains(words),
+            faultstring(&body).contains(words),
             "{words:?} not in {body}"
         );
         assert_eq!(
@@ -563,4 +550,130 @@ async fn settled(
         },
     )
     .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fully_populated_load_balancer_is_made_in_one_call_or_not_at_all() -> anyhow::Result<()> {
+    let server = server().await?;
+    let os = Openstack::for_data_dir(server.data_dir())?;
+    os.ok(&["network", "create", "gnet"])?;
+    let subnet = os.json(&[
+        "subnet",
+        "create",
+        "--network",
+        "gnet",
+        "--subnet-range",
+        "10.7.0.0/24",
+        "gsub",
+    ])?;
+    let subnet = subnet["id"].as_str().context("a subnet id")?.to_owned();
+    let api = OpenstackApi::admin(&server, OCTAVIA).await?;
+    let graph = |name: &str, member: &str| {
+        json!({"loadbalancer": {
+            "name": name,
+            "vip_subnet_id": subnet,
+            "listeners": [{
+                "name": format!("{name}-web"),
+                "protocol": "HTTP",
+                "protocol_port": 80,
+                "default_pool": {
+                    "name": format!("{name}-webpool"),
+                    "protocol": "HTTP",
+                    "lb_algorithm": "ROUND_ROBIN",
+                    "members": [
+                        {"address": "10.7.0.10", "protocol_port": 8080},
+                        {"address": member, "protocol_port": 8080},
+                    ],
+                    "healthmonitor": {"type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2},
+                },
+                "l7policies": [{
+                    "action": "REDIRECT_TO_POOL",
+                    "redirect_pool": {"name": format!("{name}-api")},
+                    "rules": [{"type": "PATH", "compare_type": "STARTS_WITH", "value": "/api"}],
+                }],
+            }],
+            "pools": [{
+                "name": format!("{name}-api"),
+                "protocol": "HTTP",
+                "lb_algorithm": "LEAST_CONNECTIONS",
+                "members": [{"address": "10.7.0.12", "protocol_port": 9000}],
+            }],
+        }})
+    };
+
+    let (status, body) = api
+        .send(
+            "POST",
+            "/lbaas/loadbalancers",
+            Some(&graph("glb", "10.7.0.11")),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let lb = &body["loadbalancer"];
+    let pool_named = |name: &str| {
+        lb["pools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (web, api_pool) = (pool_named("glb-webpool"), pool_named("glb-api"));
+    assert_eq!(web["members"].as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(web["healthmonitor"]["type"], "HTTP", "{body}");
+    assert_eq!(api_pool["lb_algorithm"], "LEAST_CONNECTIONS", "{body}");
+    let listener = &lb["listeners"][0];
+    assert_eq!(listener["default_pool_id"], web["id"], "{body}");
+    let policy = &listener["l7policies"][0];
+    assert_eq!(
+        policy["redirect_pool_id"], api_pool["id"],
+        "a redirect pool named after one of the request's pools is that pool: {body}"
+    );
+    assert_eq!(policy["rules"][0]["value"], "/api", "{body}");
+    // The CLI sees the same graph.
+    let listed = os.json(&["loadbalancer", "listener", "list", "--loadbalancer", "glb"])?;
+    assert_eq!(names(&listed), ["glb-web"]);
+    let members = os.json(&["loadbalancer", "member", "list", "glb-webpool"])?;
+    assert_eq!(members.as_array().map(Vec::len), Some(2), "{members}");
+
+    // A graph with a bad part makes nothing: not even its load balancer stays.
+    for (request, words) in [
+        (graph("bad", "192.168.9.9"), "not on any subnet reachable"),
+        (
+            {
+                let mut request = graph("odd", "10.7.0.11");
+                request["loadbalancer"]["listeners"][0]["bogus"] = json!(1);
+                request
+            },
+            "Unknown attribute",
+        ),
+        (
+            {
+                let mut request = graph("flat", "10.7.0.11");
+                request["loadbalancer"]["pools"] = json!({"name": "x"});
+                request
+            },
+            "Invalid input for field/attribute pools",
+        ),
+    ] {
+        let (status, body) = api
+            .send("POST", "/lbaas/loadbalancers", Some(&request))
+            .await?;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            faultstring(&body).contains(words),
+            "{words:?} not in {body}"
+        );
+    }
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "only the good load balancer left",
+        || async {
+            let listed = os.json(&["loadbalancer", "list"])?;
+            Ok((names(&listed) == ["glb"]).then_some(()))
+        },
+    )
+    .await?;
+    Ok(())
 }
