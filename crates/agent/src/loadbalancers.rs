@@ -503,9 +503,13 @@ async fn tree_of(client: &kube::Client, load_balancer: Value) -> anyhow::Result<
 }
 
 /// The certificates the tree's TERMINATED_HTTPS listeners name (default and SNI), by
-/// Secret name; one that cannot be read is left out (the proxy then refuses a listener
-/// left with none, saying so).
-async fn certificates(client: &kube::Client, tree: &Tree) -> BTreeMap<String, TlsCertificate> {
+/// Secret name; one whose Secret is missing or holds no usable certificate is left out
+/// (the proxy then refuses its listener, saying so). Any other failure to read is an
+/// error: the proxy serves on as it was.
+async fn certificates(
+    client: &kube::Client,
+    tree: &Tree,
+) -> anyhow::Result<BTreeMap<String, TlsCertificate>> {
     let mut found = BTreeMap::new();
     for listener in &tree.listeners {
         let spec: ListenerSpec = lb::spec_of(listener);
@@ -525,7 +529,7 @@ async fn certificates(client: &kube::Client, tree: &Tree) -> BTreeMap<String, Tl
             }
             let secrets: Api<k8s_openapi::api::core::v1::Secret> =
                 Api::namespaced(client.clone(), namespace);
-            let Ok(secret) = secrets.get(name).await else {
+            let Some(secret) = secrets.get_opt(name).await? else {
                 continue;
             };
             if let Ok(value) = serde_json::to_value(&secret)
@@ -535,7 +539,7 @@ async fn certificates(client: &kube::Client, tree: &Tree) -> BTreeMap<String, Tl
             }
         }
     }
-    found
+    Ok(found)
 }
 
 async fn pass(
@@ -602,7 +606,7 @@ async fn serve_one(
         }
         known.attached = true;
     }
-    let certificates = certificates(client, &tree).await;
+    let certificates = certificates(client, &tree).await?;
     let config = proxy_config(&tree, vip, &certificates);
     let mut serve_error = String::new();
     let changed = known.config.as_ref() != Some(&config);

@@ -45,6 +45,8 @@ const RETRY: Duration = Duration::from_secs(30);
 pub struct NodePorts {
     /// The address node ports listen on (`0.0.0.0`: all of the host's).
     pub address: IpAddr,
+    /// This host's tunnel IP, which streams to other hosts' relays leave from.
+    pub tunnel_ip: Option<IpAddr>,
     /// The relay, bound before the Node announced it (`None`: this host takes no relayed
     /// traffic, having no tunnel IP for others to reach it at).
     pub relay: Option<Arc<std::net::TcpListener>>,
@@ -60,7 +62,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let locate: Locate = Arc::new(move |uid: &str| driver.netns_of(uid).map(Reach::Netns));
-    let forwarder = Forwarder::new(hosts, locate);
+    let forwarder = Forwarder::new(hosts, config.tunnel_ip, locate);
     let wake = Arc::new(Notify::new());
     let kinds = [
         ApiResource::erase::<Service>(&()),
@@ -87,6 +89,9 @@ pub async fn run(
     }
     let mut listeners = Listeners::default();
     let mut last: Option<(Table, HashSet<IpAddr>)> = None;
+    // When the node ports that could not be bound are tried again (kept across wakes,
+    // which come every few seconds with load balancers' counters).
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         let (services, lbs, nodes) = (values(&services), values(&lbs), values(&nodes));
         let now = (table::table(&services, &lbs, &nodes), table::peers(&nodes));
@@ -100,10 +105,15 @@ pub async fn run(
                 .await;
             last = Some(now);
         }
-        let retry = !listeners.failed.is_empty();
+        if listeners.failed.is_empty() {
+            retry_at = None;
+        } else if retry_at.is_none() {
+            retry_at = Some(tokio::time::Instant::now() + RETRY);
+        }
         tokio::select! {
             () = wake.notified() => {}
-            () = tokio::time::sleep(RETRY), if retry => {
+            () = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {
+                retry_at = None;
                 if let Some((table, _)) = &last {
                     listeners.reconcile(&forwarder, table, config.address).await;
                 }
@@ -218,7 +228,7 @@ impl Listeners {
                             transport = transport.name(),
                             %at,
                             error = %message,
-                            "cannot listen on a node port (retried at every change)"
+                            "cannot listen on a node port (tried again in 30 s)"
                         );
                         self.failed.insert((transport, port), message);
                     }

@@ -560,7 +560,8 @@ async fn create(
     let namespace = create_namespace(&ctx, request)?;
     check(&ctx, &resource.rule("post"), Some(&namespace))?;
     if resource.kind == "LoadBalancer" && graph::is_graph(request) {
-        let created = graph::create(&ctx, &namespace, request).await?;
+        let plan = graph::plan(request)?;
+        let created = graph::create(&ctx, &namespace, plan).await?;
         let tree = tree_around(&ctx, &created).await?;
         let shown = graph::view(&ctx, &tree);
         return Ok((StatusCode::CREATED, Json(json!({ "loadbalancer": shown }))).into_response());

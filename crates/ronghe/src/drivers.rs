@@ -40,6 +40,7 @@ pub async fn for_this_host(
         .as_ref()
         .map(|network| ronghe_agent::nodeports::NodePorts {
             address: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            tunnel_ip: host.tunnel_ip.map(Into::into),
             relay: network.node_port_relay.clone(),
         });
     let wiring: Arc<dyn WorkloadNetwork> = match network {

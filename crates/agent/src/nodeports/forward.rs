@@ -70,6 +70,9 @@ struct View {
 /// What the node-port listeners and the relay of one agent share.
 pub struct Forwarder {
     hosts: HashSet<String>,
+    /// This host's tunnel IP, which relayed streams leave from (other hosts' relays take
+    /// streams from tunnel IPs only).
+    source: Option<IpAddr>,
     view: watch::Sender<Arc<View>>,
     locate: Locate,
     streams: Arc<Semaphore>,
@@ -77,10 +80,12 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// A forwarder for an agent running `hosts`, with no node ports yet.
-    pub fn new(hosts: HashSet<String>, locate: Locate) -> Arc<Forwarder> {
+    /// A forwarder for an agent running `hosts` with tunnel IP `source`, with no node
+    /// ports yet.
+    pub fn new(hosts: HashSet<String>, source: Option<IpAddr>, locate: Locate) -> Arc<Forwarder> {
         Arc::new(Forwarder {
             hosts,
+            source,
             view: watch::Sender::new(Arc::default()),
             locate,
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
@@ -149,7 +154,7 @@ impl Forwarder {
                     .await
                     .map_err(|e| context(e, format!("to the VIP {vip}")))
             }
-            Route::Relay(relay) => relay_stream(relay, Transport::Tcp, port).await,
+            Route::Relay(relay) => relay_stream(relay, self.source, Transport::Tcp, port).await,
             Route::Refuse(why) => Err(refused(why)),
         }
     }
@@ -291,7 +296,7 @@ impl Forwarder {
                 }
             }
             Route::Relay(relay) => {
-                let (read, write) = relay_stream(relay, Transport::Udp, port)
+                let (read, write) = relay_stream(relay, self.source, Transport::Udp, port)
                     .await?
                     .into_split();
                 let (mut answers, mut sink) = (
@@ -449,9 +454,18 @@ async fn splice(client: &mut TcpStream, upstream: &mut TcpStream) -> io::Result<
     Ok(())
 }
 
-async fn relay_stream(relay: SocketAddr, transport: Transport, port: u16) -> io::Result<TcpStream> {
+async fn relay_stream(
+    relay: SocketAddr,
+    source: Option<IpAddr>,
+    transport: Transport,
+    port: u16,
+) -> io::Result<TcpStream> {
     let relayed = async {
-        let mut stream = timed(TcpStream::connect(relay)).await?;
+        let socket = TcpSocket::new_v4()?;
+        if let Some(source) = source {
+            socket.bind(SocketAddr::new(source, 0))?;
+        }
+        let mut stream = timed(socket.connect(relay)).await?;
         watch_peer(&stream);
         stream.write_all(&header(transport, port)).await?;
         Ok(stream)

@@ -150,10 +150,18 @@ fn owned_by(object: &Value, uid: &str) -> bool {
             .any(|owner| owner["uid"].as_str() == Some(uid))
 }
 
-/// The addresses other hosts' agents relay from: the tunnel IPs of the Nodes announcing a
-/// relay.
+/// The addresses other hosts' agents relay from: the Nodes' tunnel IPs (whether or not
+/// they take relayed traffic themselves).
 pub fn peers(nodes: &[Value]) -> HashSet<IpAddr> {
-    relays(nodes).values().map(SocketAddr::ip).collect()
+    nodes
+        .iter()
+        .filter_map(|node| {
+            node["metadata"]["annotations"][annotation::TUNNEL_IP]
+                .as_str()?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// Each Node's relay: its tunnel IP and the relay port it announces.

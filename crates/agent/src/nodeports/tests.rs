@@ -76,8 +76,10 @@ async fn udp_pair() -> (u16, UdpSocket, UdpSocket) {
 /// A forwarder of host `host` that runs load balancer `lb-web` when `runs_it`, with its
 /// relay on `relay`.
 fn forwarder(host: &str, runs_it: bool, relay: TcpListener) -> Arc<Forwarder> {
+    let source = relay.local_addr().unwrap().ip();
     let forwarder = Forwarder::new(
         HashSet::from([host.to_owned()]),
+        Some(source),
         Arc::new(move |uid: &str| (runs_it && uid == "lb-web").then_some(Reach::Here)),
     );
     tokio::spawn(forwarder.clone().serve_relay(relay));
@@ -239,8 +241,7 @@ async fn node_ports_reach_the_vip_here_or_through_the_relay_of_the_host_running_
     b.set_table(Table::new(), peers());
     refused(SocketAddr::new(B, tcp_port), "no Service").await;
 
-    // A relay takes streams only from the hosts' tunnel IPs (B's reaches A from
-    // 127.0.0.1, loopback's own source).
+    // A relay takes streams only from the hosts' tunnel IPs (B's leave from its own).
     let mut everywhere = target(tcp_vip, "a", relay_at);
     everywhere.local_only = false;
     let table = Table::from([((Transport::Tcp, tcp_port), everywhere)]);
@@ -249,7 +250,7 @@ async fn node_ports_reach_the_vip_here_or_through_the_relay_of_the_host_running_
         tcp_round_trip(SocketAddr::new(B, tcp_port), "hi").await,
         "hi"
     );
-    a.set_table(table, HashSet::from([B]));
+    a.set_table(table, HashSet::from([A]));
     refused(
         SocketAddr::new(B, tcp_port),
         "a relayed stream from no host",

@@ -66,7 +66,21 @@ fn listener(
     l7_policies: Vec<data::L7Policy>,
     certificates: &BTreeMap<String, TlsCertificate>,
 ) -> Option<data::Listener> {
-    let certificate = |reference: &str| certificates.get(secret_name(reference)).cloned();
+    let default = spec
+        .default_tls_container_ref
+        .as_deref()
+        .filter(|reference| !reference.is_empty());
+    // A listener with a certificate that could not be read gets none, so the proxy refuses
+    // it (saying so) rather than serving another certificate in its place.
+    let all_read = default
+        .into_iter()
+        .chain(spec.sni_container_refs.iter().map(String::as_str))
+        .all(|reference| certificates.contains_key(secret_name(reference)));
+    let certificate = |reference: &str| {
+        all_read
+            .then(|| certificates.get(secret_name(reference)).cloned())
+            .flatten()
+    };
     Some(data::Listener {
         id: id.to_owned(),
         protocol: parse(&spec.protocol)?,
@@ -80,11 +94,7 @@ fn listener(
         insert_headers: insert_headers(&spec.insert_headers),
         default_pool_id,
         l7_policies,
-        tls: spec
-            .default_tls_container_ref
-            .as_deref()
-            .filter(|reference| !reference.is_empty())
-            .and_then(certificate),
+        tls: default.and_then(certificate),
         sni: spec
             .sni_container_refs
             .iter()
@@ -200,8 +210,8 @@ pub fn policies_in_order<'a>(listener_id: &str, policies: &'a [Value]) -> Vec<&'
 }
 
 /// What a load balancer's proxy serves on `vip`. `certificates` holds the certificates
-/// the TERMINATED_HTTPS listeners name (default and SNI), by Secret name; one missing is
-/// left out (a listener left with none is refused by the proxy, saying so).
+/// the TERMINATED_HTTPS listeners name (default and SNI), by Secret name; a listener one of
+/// whose certificates is missing gets none, and the proxy refuses it, saying so.
 /// Objects that do not translate (which admission prevents) are left out.
 pub fn proxy_config(
     tree: &Tree,

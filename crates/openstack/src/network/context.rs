@@ -30,6 +30,7 @@ const UPDATED_AT: &str = "network.ronghe.io/updated-at";
 const WRITE_ATTEMPTS: usize = 8;
 
 /// Who calls, and in which project.
+#[derive(Clone)]
 pub(crate) struct Ctx {
     pub state: Arc<OpenStack>,
     pub principal: Arc<Principal>,

@@ -509,12 +509,12 @@ async fn the_tree_becomes_the_proxys_configuration() {
     );
 
     // A TERMINATED_HTTPS listener's certificates are found by the Secret names its
-    // references end with; one not read is left out.
+    // references end with; if one was not read, it gets none (and the proxy refuses it).
     let mut secure = tree.clone();
     let spec = &mut secure.listeners[0]["spec"];
     spec["protocol"] = json!("TERMINATED_HTTPS");
     spec["defaultTlsContainerRef"] = json!("https://key-manager/v1/containers/web-tls/");
-    spec["sniContainerRefs"] = json!(["a-tls", "gone"]);
+    spec["sniContainerRefs"] = json!(["a-tls"]);
     let certificate = |name: &str| ronghe_proxy::config::TlsCertificate {
         certificate_pem: format!("{name} certificate"),
         private_key_pem: format!("{name} key"),
@@ -528,4 +528,9 @@ async fn the_tree_becomes_the_proxys_configuration() {
         .remove(0);
     assert_eq!(served.tls, Some(certificate("web")));
     assert_eq!(served.sni, [certificate("a")]);
+    secure.listeners[0]["spec"]["sniContainerRefs"] = json!(["a-tls", "gone"]);
+    let served = proxy_config(&secure, vip, &certificates)
+        .listeners
+        .remove(0);
+    assert_eq!((served.tls, served.sni), (None, vec![]));
 }
