@@ -450,7 +450,7 @@ pub async fn run(
     }
 }
 
-pub(crate) fn spawn_waker<K: Send + 'static>(
+fn spawn_waker<K: Send + 'static>(
     stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     wake: Arc<Notify>,
 ) {
