@@ -4,8 +4,9 @@
 //! the host running the Service's load balancer can reach (from inside the load
 //! balancer's netns). Other hosts hand the traffic to that host's agent over its relay
 //! (a TCP port at its tunnel IP, announced on its Node); `externalTrafficPolicy: Local`
-//! keeps a node port open only on that host. A port whose traffic could go nowhere from
-//! here is not listened on, so clients (and outside health checks) are refused.
+//! keeps a node port open only on that host, and its Service's `healthCheckNodePort`
+//! answers 200 there and 503 elsewhere, as kube-proxy's does. A port whose traffic could
+//! go nowhere from here is not listened on, so clients are refused.
 //!
 //! `table.rs` decides (no I/O), `forward.rs` moves the bytes; this module keeps the
 //! listeners in step with the Services, their load balancers and the Nodes, read from
@@ -31,7 +32,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 pub use forward::{Forwarder, Locate, Reach};
-pub use table::{Route, Table, Target, Transport};
+pub use table::{HealthCheck, HealthChecks, Route, Table, Target, Transport};
 
 use crate::loadbalancers::{self, LoadBalancerDriver};
 
@@ -89,12 +90,21 @@ pub async fn run(
     }
     let mut listeners = Listeners::default();
     let mut last: Option<(Table, HashSet<IpAddr>)> = None;
+    let (health, health_seen) = watch::channel(Arc::new(HealthChecks::new()));
+    let hosts = Arc::new(forwarder.hosts().clone());
     // When the node ports that could not be bound are tried again (kept across wakes,
     // which come every few seconds with load balancers' counters).
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         let (services, lbs, nodes) = (values(&services), values(&lbs), values(&nodes));
         let now = (table::table(&services, &lbs, &nodes), table::peers(&nodes));
+        let checks = table::health_checks(&services, &lbs);
+        if **health.borrow() != checks {
+            listeners
+                .reconcile_health(&checks, config.address, &health_seen, &hosts)
+                .await;
+            health.send_replace(Arc::new(checks));
+        }
         // A load balancer's status changes every few seconds with its counters: most
         // wakes change nothing here.
         if last.as_ref() != Some(&now) {
@@ -177,6 +187,8 @@ impl Drop for Task {
 #[derive(Default)]
 struct Listeners {
     open: HashMap<(Transport, u16), Task>,
+    /// Health-check node ports.
+    health: HashMap<u16, Task>,
     /// Why a node port could not be bound, last time, so the same failure is logged once.
     failed: HashMap<(Transport, u16), String>,
 }
@@ -235,6 +247,70 @@ impl Listeners {
                 }
             }
         }
+    }
+}
+
+impl Listeners {
+    /// Listens (on `address`) on every health-check node port of `checks`, and on no
+    /// other; each answers from what `seen` holds when asked.
+    async fn reconcile_health(
+        &mut self,
+        checks: &HealthChecks,
+        address: IpAddr,
+        seen: &watch::Receiver<Arc<HealthChecks>>,
+        hosts: &Arc<HashSet<String>>,
+    ) {
+        self.health.retain(|port, _| checks.contains_key(port));
+        for &port in checks.keys() {
+            if self.health.contains_key(&port) {
+                continue;
+            }
+            let at = SocketAddr::new(address, port);
+            match TcpListener::bind(at).await {
+                Ok(listener) => {
+                    let (seen, hosts) = (seen.clone(), hosts.clone());
+                    let task = tokio::spawn(serve_health(listener, port, seen, hosts));
+                    self.health.insert(port, Task(task));
+                }
+                Err(error) => {
+                    tracing::warn!(%at, %error, "cannot listen on a health-check node port");
+                }
+            }
+        }
+    }
+}
+
+/// Answers health checks on `port` until aborted, as kube-proxy does: 200 with
+/// `localEndpoints: 1` on the host running the Service's load balancer, 503 with 0
+/// elsewhere (and for a port no Service has any more).
+async fn serve_health(
+    listener: TcpListener,
+    port: u16,
+    checks: watch::Receiver<Arc<HealthChecks>>,
+    hosts: Arc<HashSet<String>>,
+) {
+    let answer = move || {
+        let check = checks.borrow().get(&port).cloned();
+        let here = check
+            .as_ref()
+            .and_then(|check| check.host.as_ref())
+            .is_some_and(|host| hosts.contains(host));
+        let (namespace, name) = check.map(|c| (c.namespace, c.name)).unwrap_or_default();
+        let body = serde_json::json!({
+            "service": {"namespace": namespace, "name": name},
+            "localEndpoints": u8::from(here),
+            "serviceProxyHealthy": true,
+        });
+        let status = if here {
+            http::StatusCode::OK
+        } else {
+            http::StatusCode::SERVICE_UNAVAILABLE
+        };
+        async move { (status, axum::Json(body)) }
+    };
+    let app = axum::Router::new().fallback(answer);
+    if let Err(error) = axum::serve(listener, app).await {
+        tracing::warn!(port, %error, "a health-check node port stopped");
     }
 }
 

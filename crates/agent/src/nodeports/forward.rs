@@ -100,6 +100,11 @@ impl Forwarder {
         self.view.send_replace(Arc::new(View { table, peers }));
     }
 
+    /// The hosts this agent runs.
+    pub fn hosts(&self) -> &HashSet<String> {
+        &self.hosts
+    }
+
     /// The table as of now.
     pub fn table(&self) -> Table {
         self.view.borrow().table.clone()

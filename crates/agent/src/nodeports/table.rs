@@ -68,22 +68,78 @@ pub struct Placement {
 /// Every node port of the cloud, by transport and port.
 pub type Table = BTreeMap<(Transport, u16), Target>;
 
+/// A health-check node port (`spec.healthCheckNodePort` of a LoadBalancer Service with
+/// `externalTrafficPolicy: Local`): healthy on the host running the Service's load
+/// balancer only, the one host its node ports answer on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub namespace: String,
+    pub name: String,
+    /// The host running the Service's load balancer, once placed.
+    pub host: Option<String>,
+}
+
+/// Every health-check node port of the cloud.
+pub type HealthChecks = BTreeMap<u16, HealthCheck>;
+
+/// The health-check node ports of `services`.
+pub fn health_checks(services: &[Value], load_balancers: &[Value]) -> HealthChecks {
+    let owned = by_name(load_balancers);
+    services
+        .iter()
+        .filter_map(|service| {
+            let (metadata, spec) = (&service["metadata"], &service["spec"]);
+            let port = u16::try_from(spec["healthCheckNodePort"].as_u64()?).ok()?;
+            if port == 0 || spec["type"].as_str() != Some("LoadBalancer") {
+                return None;
+            }
+            let (namespace, name) = (metadata["namespace"].as_str()?, metadata["name"].as_str()?);
+            let host = placement(&owned, namespace, name, service)
+                .map(|(_, status)| status.host)
+                .filter(|host| !host.is_empty());
+            Some((
+                port,
+                HealthCheck {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    host,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Load balancers not being deleted, by namespace and name.
+fn by_name(load_balancers: &[Value]) -> HashMap<(&str, &str), &Value> {
+    load_balancers
+        .iter()
+        .filter(|load_balancer| !lb::deleting(load_balancer))
+        .filter_map(|load_balancer| {
+            let metadata = &load_balancer["metadata"];
+            Some((
+                (metadata["namespace"].as_str()?, metadata["name"].as_str()?),
+                load_balancer,
+            ))
+        })
+        .collect()
+}
+
+/// Service `namespace/name`'s load balancer (owned by it) and its status.
+fn placement<'a>(
+    owned: &HashMap<(&str, &str), &'a Value>,
+    namespace: &str,
+    name: &str,
+    service: &Value,
+) -> Option<(&'a Value, LoadBalancerStatus)> {
+    let service_uid = service["metadata"]["uid"].as_str().unwrap_or_default();
+    let load_balancer = *owned.get(&(namespace, lb::service_load_balancer_name(name).as_str()))?;
+    owned_by(load_balancer, service_uid).then(|| (load_balancer, net::status_of(load_balancer)))
+}
+
 /// The node ports of `services` and where their traffic goes.
 pub fn table(services: &[Value], load_balancers: &[Value], nodes: &[Value]) -> Table {
     let relays = relays(nodes);
-    // Load balancers by namespace and name, with the uid of the object owning them.
-    let mut owned: HashMap<(&str, &str), &Value> = HashMap::new();
-    for load_balancer in load_balancers {
-        if lb::deleting(load_balancer) {
-            continue;
-        }
-        let metadata = &load_balancer["metadata"];
-        if let (Some(namespace), Some(name)) =
-            (metadata["namespace"].as_str(), metadata["name"].as_str())
-        {
-            owned.insert((namespace, name), load_balancer);
-        }
-    }
+    let owned = by_name(load_balancers);
     let mut table = Table::new();
     for service in services {
         let (metadata, spec) = (&service["metadata"], &service["spec"]);
@@ -101,12 +157,8 @@ pub fn table(services: &[Value], load_balancers: &[Value], nodes: &[Value]) -> T
         else {
             continue;
         };
-        let service_uid = metadata["uid"].as_str().unwrap_or_default();
-        let placed = owned
-            .get(&(namespace, lb::service_load_balancer_name(name).as_str()))
-            .filter(|load_balancer| owned_by(load_balancer, service_uid))
-            .and_then(|load_balancer| {
-                let status: LoadBalancerStatus = net::status_of(load_balancer);
+        let placed =
+            placement(&owned, namespace, name, service).and_then(|(load_balancer, status)| {
                 (!status.host.is_empty()).then(|| Placement {
                     load_balancer: lb::uid(load_balancer).to_owned(),
                     relay: relays.get(status.host.as_str()).copied(),
@@ -324,6 +376,44 @@ mod tests {
         assert_eq!(table[&(Transport::Tcp, 30100)].placed, None);
         let placed = table[&(Transport::Tcp, 30443)].placed.clone().unwrap();
         assert_eq!((placed.host.as_str(), placed.relay), ("h2", None));
+    }
+
+    #[test]
+    fn health_check_ports_say_where_their_services_load_balancer_runs() {
+        let mut local = service(
+            "web",
+            "LoadBalancer",
+            json!([{"port": 80, "nodePort": 30080}]),
+        );
+        local["spec"]["externalTrafficPolicy"] = json!("Local");
+        local["spec"]["healthCheckNodePort"] = json!(31000);
+        let mut unplaced = service("new", "LoadBalancer", json!([]));
+        unplaced["spec"]["healthCheckNodePort"] = json!(31001);
+        let checks = health_checks(
+            &[local, unplaced, service("plain", "ClusterIP", json!([]))],
+            &[load_balancer("web", "uid-web", "h1")],
+        );
+        assert_eq!(
+            checks,
+            HealthChecks::from([
+                (
+                    31000,
+                    HealthCheck {
+                        namespace: "admin".into(),
+                        name: "web".into(),
+                        host: Some("h1".into()),
+                    }
+                ),
+                (
+                    31001,
+                    HealthCheck {
+                        namespace: "admin".into(),
+                        name: "new".into(),
+                        host: None,
+                    }
+                ),
+            ])
+        );
     }
 
     #[test]

@@ -317,6 +317,29 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
         answer.as_deref().is_some_and(|a| pods.contains(a.trim())),
         "the load balancer's host answers on its node port: {answer:?}"
     );
+    // Its health-check node port says so: 200 there, 503 (which wget fails on) elsewhere.
+    let health_port = web_service(&cluster, "{.spec.healthCheckNodePort}")?;
+    let health_port: u16 = health_port
+        .parse()
+        .with_context(|| format!("a health-check node port: {health_port:?}"))?;
+    let health_of = |index: usize| {
+        format!(
+            "http://{}:{health_port}/healthz",
+            cluster.host(index).underlay_ip
+        )
+    };
+    let healthy = wait_for(
+        Duration::from_secs(30),
+        "the health-check node port healthy on the load balancer's host",
+        || async { cluster.get_from_host(1 - running, &health_of(running)) },
+    )
+    .await?;
+    assert!(healthy.contains(r#""localEndpoints":1"#), "{healthy}");
+    assert_eq!(
+        cluster.get_from_host(running, &health_of(1 - running))?,
+        None,
+        "the other host is not healthy for the Service"
+    );
 
     // Deleting the Service takes its load balancer, VIP and floating IP away.
     cluster

@@ -142,6 +142,13 @@ fn needs_node_ports(spec: &Value) -> bool {
     }
 }
 
+/// Whether a Service of this spec has a health-check node port: a LoadBalancer Service
+/// whose external traffic stays on the host it reaches (`externalTrafficPolicy: Local`).
+fn needs_health_check_port(spec: &Value) -> bool {
+    spec["type"].as_str() == Some("LoadBalancer")
+        && spec["externalTrafficPolicy"].as_str() == Some("Local")
+}
+
 /// An update that changes a Service's type drops what the new type has no use for and the
 /// client left as it was, as Kubernetes does: the ClusterIP (and its families) when it
 /// becomes ExternalName, node ports when it needs none, and the fields only a NodePort or
@@ -189,6 +196,12 @@ fn drop_type_dependent_fields(service: &mut Value, old: &Value) {
         };
         node_ports(spec) == node_ports(before)
     };
+    if needs_health_check_port(before)
+        && !needs_health_check_port(spec)
+        && unchanged(spec, "healthCheckNodePort")
+    {
+        dropped.push("healthCheckNodePort");
+    }
     if let Some(spec) = spec.as_object_mut() {
         for field in dropped {
             spec.remove(field);
@@ -320,6 +333,28 @@ fn validate(new: &Value, old: Option<&Value>) -> Vec<FieldCause> {
             }
         }
     }
+    if let Some(port) = spec["healthCheckNodePort"]
+        .as_i64()
+        .filter(|port| *port != 0)
+    {
+        if !needs_health_check_port(spec) {
+            causes.push(FieldCause::invalid(
+                "spec.healthCheckNodePort",
+                port,
+                "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+            ));
+        } else if !(i64::from(*NODE_PORTS.start())..=i64::from(*NODE_PORTS.end())).contains(&port) {
+            causes.push(FieldCause::invalid(
+                "spec.healthCheckNodePort",
+                port,
+                format!(
+                    "provided port is not in the valid range. The range of valid ports is {}-{}",
+                    NODE_PORTS.start(),
+                    NODE_PORTS.end()
+                ),
+            ));
+        }
+    }
     if let Some(old) = old {
         let before = old["spec"]["clusterIP"].as_str().unwrap_or_default();
         if !before.is_empty() && !cluster_ip.is_empty() && before != cluster_ip {
@@ -333,9 +368,17 @@ fn validate(new: &Value, old: Option<&Value>) -> Vec<FieldCause> {
     causes
 }
 
-/// Node ports are unique across the cloud, per protocol.
+/// Node ports are unique across the cloud, per protocol; a health-check node port is a
+/// TCP one.
 fn claims(service: &Value) -> Vec<Claim> {
-    service["spec"]["ports"]
+    let claim = |protocol: &str, port: u64, field: String| Claim {
+        key: format!("nodeports/{protocol}/{port}"),
+        field,
+        reason: "FieldValueInvalid",
+        message: "provided port is already allocated".into(),
+    };
+    let spec = &service["spec"];
+    spec["ports"]
         .as_array()
         .into_iter()
         .flatten()
@@ -343,13 +386,18 @@ fn claims(service: &Value) -> Vec<Claim> {
         .filter_map(|(index, port)| {
             let node_port = port["nodePort"].as_u64()?;
             let protocol = port["protocol"].as_str().unwrap_or("TCP");
-            Some(Claim {
-                key: format!("nodeports/{protocol}/{node_port}"),
-                field: format!("spec.ports[{index}].nodePort"),
-                reason: "FieldValueInvalid",
-                message: "provided port is already allocated".into(),
-            })
+            Some(claim(
+                protocol,
+                node_port,
+                format!("spec.ports[{index}].nodePort"),
+            ))
         })
+        .chain(
+            spec["healthCheckNodePort"]
+                .as_u64()
+                .filter(|port| *port != 0)
+                .map(|port| claim("TCP", port, "spec.healthCheckNodePort".into())),
+        )
         .collect()
 }
 
@@ -404,6 +452,14 @@ fn carry_forward(service: &mut Value, old: &Value) {
             spec.insert(field.into(), value.clone());
         }
     }
+    if needs_health_check_port(&service["spec"])
+        && service["spec"]
+            .get("healthCheckNodePort")
+            .is_none_or(Value::is_null)
+        && let Some(port) = old["spec"].get("healthCheckNodePort")
+    {
+        service["spec"]["healthCheckNodePort"] = port.clone();
+    }
     if !needs_node_ports(&service["spec"]) {
         return;
     }
@@ -424,16 +480,18 @@ fn carry_forward(service: &mut Value, old: &Value) {
 /// (the claims make a concurrent choice of the same port fail, and the create is then
 /// admitted again with another).
 async fn allocate_node_ports(engine: &Engine, service: &mut Value) -> ApiResult<()> {
-    let kind = service["spec"]["type"].as_str().unwrap_or_default();
-    if kind != "NodePort" && kind != "LoadBalancer" {
+    let spec = &service["spec"];
+    let health_check = needs_health_check_port(spec)
+        && spec
+            .get("healthCheckNodePort")
+            .is_none_or(|port| port.is_null() || port == &json!(0));
+    let wanted = needs_node_ports(spec)
+        && spec["ports"]
+            .as_array()
+            .is_some_and(|ports| ports.iter().any(|p| p.get("nodePort").is_none()));
+    if !health_check && !wanted {
         return Ok(());
     }
-    if kind == "LoadBalancer" && service["spec"]["allocateLoadBalancerNodePorts"] == json!(false) {
-        return Ok(());
-    }
-    let Some(ports) = service["spec"]["ports"].as_array_mut() else {
-        return Ok(());
-    };
     let mut taken: BTreeSet<String> = engine
         .claims_under("", "nodeports/")
         .await?
@@ -441,9 +499,8 @@ async fn allocate_node_ports(engine: &Engine, service: &mut Value) -> ApiResult<
         .collect();
     // Start somewhere different for each service, so concurrent creates rarely collide.
     let seed = rand_seed() % NODE_PORTS.len();
-    for port in ports.iter_mut().filter(|p| p.get("nodePort").is_none()) {
-        let protocol = port["protocol"].as_str().unwrap_or("TCP").to_owned();
-        let free = NODE_PORTS
+    let mut free = |protocol: &str| {
+        let port = NODE_PORTS
             .cycle()
             .skip(seed)
             .take(NODE_PORTS.len())
@@ -451,8 +508,17 @@ async fn allocate_node_ports(engine: &Engine, service: &mut Value) -> ApiResult<
             .ok_or_else(|| {
                 ApiError::bad_request("no node port is free in the range 30000-32767")
             })?;
-        taken.insert(format!("nodeports/{protocol}/{free}"));
-        port["nodePort"] = json!(free);
+        taken.insert(format!("nodeports/{protocol}/{port}"));
+        ApiResult::Ok(port)
+    };
+    if wanted && let Some(ports) = service["spec"]["ports"].as_array_mut() {
+        for port in ports.iter_mut().filter(|p| p.get("nodePort").is_none()) {
+            let protocol = port["protocol"].as_str().unwrap_or("TCP").to_owned();
+            port["nodePort"] = json!(free(&protocol)?);
+        }
+    }
+    if health_check {
+        service["spec"]["healthCheckNodePort"] = json!(free("TCP")?);
     }
     Ok(())
 }

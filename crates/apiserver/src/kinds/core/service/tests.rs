@@ -165,3 +165,45 @@ fn a_type_change_drops_only_what_the_new_type_has_no_use_for() {
     assert!(external["spec"]["ports"][0].get("nodePort").is_none());
     assert!(validate(&external, Some(&load_balancer)).is_empty());
 }
+
+#[test]
+fn a_health_check_node_port_belongs_to_a_local_load_balancer_service_only() {
+    let local = service(json!({
+        "type": "LoadBalancer", "clusterIP": "10.96.0.10", "externalTrafficPolicy": "Local",
+        "healthCheckNodePort": 31000, "ports": [{"port": 80, "nodePort": 30080}],
+    }));
+    assert!(
+        validate(&local, None).is_empty(),
+        "{:?}",
+        validate(&local, None)
+    );
+    assert!(
+        claims(&local)
+            .iter()
+            .any(|claim| claim.key == "nodeports/TCP/31000"),
+        "claimed with the node ports"
+    );
+    let mut cluster = local.clone();
+    cluster["spec"]["externalTrafficPolicy"] = json!("Cluster");
+    assert_eq!(
+        messages(&validate(&cluster, Some(&local))),
+        [
+            "spec.healthCheckNodePort: Invalid value: 31000: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"
+        ]
+    );
+    // The policy turned Cluster: the port goes with it, unless the client changed it.
+    drop_type_dependent_fields(&mut cluster, &local);
+    assert!(cluster["spec"].get("healthCheckNodePort").is_none());
+    assert!(validate(&cluster, Some(&local)).is_empty());
+    // A PUT leaving it out keeps it while it is needed.
+    let mut put = local.clone();
+    put["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("healthCheckNodePort");
+    carry_forward(&mut put, &local);
+    assert_eq!(put["spec"]["healthCheckNodePort"], 31000);
+    let mut far = local.clone();
+    far["spec"]["healthCheckNodePort"] = json!(80);
+    assert!(messages(&validate(&far, None))[0].contains("not in the valid range"));
+}
