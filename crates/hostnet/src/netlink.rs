@@ -119,6 +119,24 @@ impl Drop for Netlink {
 }
 
 impl Netlink {
+    /// Brings loopback up: in a fresh netns it is down, and local sockets (connections
+    /// to the namespace's own addresses, the metadata server's replies to itself) need it.
+    pub async fn bring_up_loopback(&self) -> Result<(), HostNetError> {
+        if let Some(lo) = self.link("lo").await?
+            && !lo.up
+        {
+            self.set_link(
+                lo.index,
+                &LinkChange {
+                    up: Some(true),
+                    ..LinkChange::default()
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Opens a connection in the netns at `netns` (the current one when None).
     pub async fn open(netns: Option<&Path>) -> Result<Netlink, HostNetError> {
         let namespace = netns

@@ -71,7 +71,10 @@ pub async fn ensure_named(name: &str) -> Result<bool, HostNetError> {
         return Ok(false);
     }
     run(None, "ip", &["netns", "add", name], None).await?;
-    run(None, "ip", &["-n", name, "link", "set", "lo", "up"], None).await?;
+    crate::netlink::Netlink::open(Some(&named_path(name)))
+        .await?
+        .bring_up_loopback()
+        .await?;
     Ok(true)
 }
 

@@ -106,6 +106,7 @@ impl Forwarder {
     }
 
     /// The table as of now.
+    #[cfg(test)]
     pub fn table(&self) -> Table {
         self.view.borrow().table.clone()
     }
@@ -164,6 +165,19 @@ impl Forwarder {
         }
     }
 
+    /// Passes `client`'s connection to node port `port` on to where it goes, until both
+    /// sides close; one that can go nowhere is reset.
+    async fn forward_tcp(&self, mut client: TcpStream, port: u16, relayed: bool) -> io::Result<()> {
+        let mut upstream = match self.open_tcp(port, relayed).await {
+            Ok(upstream) => upstream,
+            Err(error) => {
+                reset(&client);
+                return Err(error);
+            }
+        };
+        splice(&mut client, &mut upstream).await
+    }
+
     /// Accepts on node port `port` over TCP and forwards each connection, until aborted.
     pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener, port: u16) {
         let streams = self.streams.clone();
@@ -171,16 +185,7 @@ impl Forwarder {
             listener,
             streams,
             "node port",
-            move |this, mut client| async move {
-                let mut upstream = match this.open_tcp(port, false).await {
-                    Ok(upstream) => upstream,
-                    Err(error) => {
-                        reset(&client);
-                        return Err(error);
-                    }
-                };
-                splice(&mut client, &mut upstream).await
-            },
+            move |this, client| async move { this.forward_tcp(client, port, false).await },
         )
         .await;
     }
@@ -376,16 +381,7 @@ impl Forwarder {
         let (transport, port) = parse_header(&header)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a relay header"))?;
         match transport {
-            Transport::Tcp => {
-                let mut upstream = match self.open_tcp(port, true).await {
-                    Ok(upstream) => upstream,
-                    Err(error) => {
-                        reset(&stream);
-                        return Err(error);
-                    }
-                };
-                splice(&mut stream, &mut upstream).await
-            }
+            Transport::Tcp => self.forward_tcp(stream, port, true).await,
             Transport::Udp => {
                 let view = self.view.subscribe();
                 let taken = self.route(Transport::Udp, port, true);

@@ -13,7 +13,6 @@ use crate::error::HostNetError;
 use crate::linux::LinuxConfig;
 use crate::linux::announce::announce;
 use crate::linux::firewall::{self, InstalledRulesets};
-use crate::linux::service::bring_up_loopback;
 use crate::linux::veth::{
     StaticRoute, Target, VethSpec, converge_addresses, converge_routes, default_route, plug,
 };
@@ -40,7 +39,7 @@ pub(crate) async fn ensure_router(
     let file = std::fs::File::open(&netns_path)
         .map_err(HostNetError::io(format!("opening netns {netns_name}")))?;
     let inner = Netlink::open(Some(&netns_path)).await?;
-    bring_up_loopback(&inner).await?;
+    inner.bring_up_loopback().await?;
     if set_sysctl(Some(netns_path.clone()), "net.ipv4.ip_forward", "1").await? && !created {
         applied.record(Action::Repaired, format!("router {} forwarding", router.id));
     }

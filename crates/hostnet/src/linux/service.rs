@@ -7,7 +7,7 @@ use crate::error::HostNetError;
 use crate::linux::veth::{Target, VethSpec, converge_addresses, plug};
 use crate::linux::{LinuxConfig, dnsmasq};
 use crate::names;
-use crate::netlink::{LinkChange, Netlink};
+use crate::netlink::Netlink;
 use crate::netns::{ensure_named, named_path};
 use crate::plan::{NetworkPlan, ServicePlan};
 use crate::{Action, Applied};
@@ -31,7 +31,7 @@ pub(crate) async fn ensure_service(
     let file = std::fs::File::open(&netns_path)
         .map_err(HostNetError::io(format!("opening netns {netns_name}")))?;
     let inner = Netlink::open(Some(&netns_path)).await?;
-    bring_up_loopback(&inner).await?;
+    inner.bring_up_loopback().await?;
 
     let host_name = names::service_host(&network.id);
     let inner_name = names::service_inner(&network.id);
@@ -71,23 +71,4 @@ pub(crate) async fn ensure_service(
         applied,
     )
     .await
-}
-
-/// Loopback in a fresh netns is down; local sockets (and the metadata server's replies
-/// to itself) need it.
-pub(crate) async fn bring_up_loopback(netlink: &Netlink) -> Result<(), HostNetError> {
-    if let Some(lo) = netlink.link("lo").await?
-        && !lo.up
-    {
-        netlink
-            .set_link(
-                lo.index,
-                &LinkChange {
-                    up: Some(true),
-                    ..LinkChange::default()
-                },
-            )
-            .await?;
-    }
-    Ok(())
 }
