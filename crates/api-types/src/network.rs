@@ -383,6 +383,11 @@ pub struct FloatingIpSpec {
     pub dns_domain: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Ronghe's own (not in Neutron's API): when set, only connections from these CIDRs
+    /// are let in through the floating IP (its router drops the others). A LoadBalancer
+    /// Service's `loadBalancerSourceRanges` arrive here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_ranges: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 /// An Ethernet address, written `fa:16:3e:12:34:56`.
@@ -314,6 +314,10 @@ pub struct RouterGateway {
 pub struct FloatingIp {
     pub floating: Ipv4Addr,
     pub fixed: Ipv4Addr,
+    /// With `Some`, only connections from these networks come in through it (none with an
+    /// empty list); replies to connections made from inside always do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<Ipv4Net>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -435,6 +435,7 @@ async fn a_router_gives_snat_floating_ips_and_port_forwarding() {
         floating_ips: vec![FloatingIp {
             floating: "172.24.4.20".parse().unwrap(),
             fixed: "10.0.0.6".parse().unwrap(),
+            sources: None,
         }],
         port_forwardings: vec![PortForwarding {
             protocol: ForwardProtocol::Tcp,
@@ -531,6 +532,36 @@ async fn a_router_gives_snat_floating_ips_and_port_forwarding() {
 
     let again = net.apply(&plan).await.unwrap();
     assert!(again.unchanged(), "{:#?}", again.changes);
+
+    // Open to some sources only, the floating IP turns the others away, while its port's
+    // own connections out still get their replies.
+    let mut limited = plan.clone();
+    let only = |sources: &[&str]| Some(sources.iter().map(|s| s.parse().unwrap()).collect());
+    limited.routers[0].floating_ips[0].sources = only(&["192.0.2.0/24"]);
+    assert_clean(&net.apply(&limited).await.unwrap());
+    assert!(
+        connect(
+            &external,
+            addr("172.24.4.20:80"),
+            None,
+            Duration::from_secs(2)
+        )
+        .is_err(),
+        "a source outside the floating IP's ranges got through"
+    );
+    let mut out = connect(&p2, addr("172.24.4.1:9000"), None, Duration::from_secs(5)).unwrap();
+    echo(&mut out, "out through a limited floating IP").unwrap();
+    limited.routers[0].floating_ips[0].sources = only(&["192.0.2.0/24", "172.24.4.0/24"]);
+    assert_clean(&net.apply(&limited).await.unwrap());
+    let mut allowed = connect(
+        &external,
+        addr("172.24.4.20:80"),
+        None,
+        Duration::from_secs(5),
+    )
+    .expect("a source inside the floating IP's ranges is let in");
+    echo(&mut allowed, "dnat, allowed").unwrap();
+
     net.teardown().await.unwrap();
     // The flat interface is not Ronghe's: it stays, released from the bridge.
     assert!(links(&host).contains(&"ext0".to_string()));

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use ronghe_api_types::network::{
     self as net, FloatingIpSpec, NetworkSpec, PortForwardingSpec, PortSpec, QosPolicySpec,
     RouterSpec, RouterStatus, SecurityGroupRuleSpec, SubnetSpec, ipam, owner, spec_of, status_of,
@@ -513,6 +513,20 @@ fn qos_of(snapshot: &Snapshot, policy_id: &str) -> Option<Qos> {
     (qos.ingress.is_some() || qos.egress.is_some()).then_some(qos)
 }
 
+/// The sources a floating IP lets in, if it limits them: its IPv4 ranges (an IPv6 range
+/// lets in no one through an IPv4 address, so ranges that are all IPv6 let in no one).
+fn sources_of(spec: &FloatingIpSpec) -> Option<Vec<Ipv4Net>> {
+    (!spec.source_ranges.is_empty()).then(|| {
+        spec.source_ranges
+            .iter()
+            .filter_map(|range| match ipam::parse_source_range(range) {
+                Ok(IpNet::V4(net)) => Some(net),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
 fn router_plan(
     snapshot: &Snapshot,
     ports: &[(&Value, PortSpec)],
@@ -576,7 +590,11 @@ fn router_plan(
                     .as_deref()
                     .and_then(|f| f.parse().ok())
             {
-                floating_ips.push(FloatingIp { floating, fixed });
+                floating_ips.push(FloatingIp {
+                    floating,
+                    fixed,
+                    sources: sources_of(&fip_spec),
+                });
             }
             for forwarding in &snapshot.port_forwardings {
                 let pf: PortForwardingSpec = spec_of(forwarding);
@@ -731,7 +749,7 @@ mod tests {
             floating_ips: vec![
                 object(
                     "fip",
-                    json!({"floatingNetworkId": "ext", "floatingIpAddress": "172.24.4.20", "portId": "vm", "fixedIpAddress": "10.0.0.6", "routerId": "r1"}),
+                    json!({"floatingNetworkId": "ext", "floatingIpAddress": "172.24.4.20", "portId": "vm", "fixedIpAddress": "10.0.0.6", "routerId": "r1", "sourceRanges": ["192.0.2.7/24", "2001:db8::/64"]}),
                 ),
                 object(
                     "fip2",
@@ -831,7 +849,8 @@ mod tests {
             router.floating_ips,
             vec![FloatingIp {
                 floating: "172.24.4.20".parse().unwrap(),
-                fixed: "10.0.0.6".parse().unwrap()
+                fixed: "10.0.0.6".parse().unwrap(),
+                sources: Some(vec!["192.0.2.0/24".parse().unwrap()]),
             }]
         );
         assert_eq!(router.port_forwardings.len(), 1);

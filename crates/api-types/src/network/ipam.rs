@@ -28,6 +28,15 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
     Ok(net)
 }
 
+/// Parses a source range: a CIDR, space-padded or with host bits set, as Kubernetes
+/// takes `loadBalancerSourceRanges`; the network it names.
+pub fn parse_source_range(text: &str) -> Result<IpNet, String> {
+    text.trim()
+        .parse::<IpNet>()
+        .map(|net| net.trunc())
+        .map_err(|_| format!("'{text}' is not a CIDR (e.g. 10.9.8.0/24 or 2001:db8::/64)"))
+}
+
 /// Parses an address or a CIDR (as security group rules and address pairs take them);
 /// a bare address is a host route (/32, /128).
 pub fn parse_prefix(text: &str) -> Result<IpNet, String> {

@@ -10,7 +10,9 @@
 //!   subnets by a `services` router, with a host route on each of them so pods (and VMs,
 //!   through DHCP) send service traffic to it (`routing.rs`);
 //! * a LoadBalancer Service gets a floating IP on an external network for its VIP, shown
-//!   in `status.loadBalancer.ingress`.
+//!   in `status.loadBalancer.ingress`, open to its `loadBalancerSourceRanges` only when it
+//!   has them (the floating IP's router drops other sources, as kube-proxy does for a
+//!   load balancer's address; node ports and the ClusterIP are not limited).
 
 mod endpoints;
 mod routing;

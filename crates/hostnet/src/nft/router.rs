@@ -28,6 +28,36 @@ pub fn render_router(router: &RouterPlan) -> String {
         .into_iter()
         .collect();
 
+    // Floating IPs open to some sources only turn the others away before their DNAT (new
+    // connections only: replies to the fixed address's own connections come in).
+    let limited: Vec<_> = router
+        .floating_ips
+        .iter()
+        .filter_map(|floating| floating.sources.as_ref().map(|s| (floating.floating, s)))
+        .collect();
+    if !limited.is_empty() {
+        out.push_str("\tchain sources {\n");
+        out.push_str("\t\ttype filter hook prerouting priority dstnat - 10; policy accept;\n");
+        for (floating, sources) in limited {
+            let sources: Vec<String> = sources
+                .iter()
+                .map(|net| net.trunc().to_string())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if sources.is_empty() {
+                let _ = writeln!(out, "\t\tip daddr {floating} ct state new drop");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "\t\tip daddr {floating} ct state new ip saddr != {} drop",
+                    set(&sources)
+                );
+            }
+        }
+        out.push_str("\t}\n");
+    }
+
     out.push_str("\tchain prerouting {\n");
     out.push_str("\t\ttype nat hook prerouting priority dstnat; policy accept;\n");
     // Port forwardings first: they are more specific than a floating IP's 1:1 NAT.
@@ -112,6 +142,7 @@ mod tests {
             floating_ips: vec![FloatingIp {
                 floating: "172.24.4.20".parse().unwrap(),
                 fixed: "10.0.0.6".parse().unwrap(),
+                sources: None,
             }],
             port_forwardings: vec![PortForwarding {
                 protocol: ForwardProtocol::Tcp,
@@ -154,5 +185,46 @@ mod tests {
         let text = render_router(&no_snat);
         assert!(!text.contains("snat to"), "{text}");
         assert!(!text.contains("masquerade"), "{text}");
+    }
+
+    #[test]
+    fn a_floating_ip_open_to_some_sources_turns_the_others_away_before_its_dnat() {
+        let floating = |last: u8, sources: Option<&[&str]>| FloatingIp {
+            floating: [172, 24, 4, last].into(),
+            fixed: [10, 0, 0, last].into(),
+            sources: sources.map(|s| s.iter().map(|n| n.parse().unwrap()).collect()),
+        };
+        let router = RouterPlan {
+            id: "r1".into(),
+            interfaces: vec![],
+            gateway: None,
+            floating_ips: vec![
+                floating(20, None),
+                floating(21, Some(&["192.0.2.7/24", "198.51.100.0/25"])),
+                floating(22, Some(&["203.0.113.9/32"])),
+                floating(23, Some(&[])),
+            ],
+            port_forwardings: vec![],
+            routes: vec![],
+        };
+        let text = render_router(&router);
+        let sources = "\tchain sources {\n\
+             \t\ttype filter hook prerouting priority dstnat - 10; policy accept;\n\
+             \t\tip daddr 172.24.4.21 ct state new ip saddr != { 192.0.2.0/24, 198.51.100.0/25 } drop\n\
+             \t\tip daddr 172.24.4.22 ct state new ip saddr != 203.0.113.9/32 drop\n\
+             \t\tip daddr 172.24.4.23 ct state new drop\n\
+             \t}\n\
+             \tchain prerouting {\n";
+        assert!(text.contains(sources), "{text}");
+        assert!(
+            text.contains("ip daddr 172.24.4.21 dnat to 10.0.0.21"),
+            "{text}"
+        );
+
+        let open = RouterPlan {
+            floating_ips: vec![floating(20, None)],
+            ..router
+        };
+        assert!(!render_router(&open).contains("chain sources"));
     }
 }

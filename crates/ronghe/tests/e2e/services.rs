@@ -3,8 +3,9 @@
 //! ClusterIP Service answers a client pod on its name (`web.admin.svc.cluster.local`,
 //! through the cluster DNS) from all three; a deleted pod
 //! leaves the rotation and its replacement joins it; scaling to five adds members; the
-//! Service turned LoadBalancer answers from the external namespace on its floating IP,
-//! and on its node port at either host's address from either host (on the host running
+//! Service turned LoadBalancer answers from the external namespace on its floating IP
+//! (until `loadBalancerSourceRanges` leave the outside out, and again once they take it
+//! in), and on its node port at either host's address from either host (on the host running
 //! its load balancer, and relayed from the other); deleting the Service takes its load
 //! balancer away.
 
@@ -252,18 +253,61 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
     .await?;
     assert!(floating.starts_with("172.24.4."), "{floating}");
     let pods = web_pods(&cluster)?;
+    // Whether one of the pods answers on the floating IP from outside.
+    let from_outside = || async {
+        let answer = cluster.get_from_outside(&format!("http://{floating}/"))?;
+        anyhow::Ok(answer.is_some_and(|a| pods.contains(a.trim())))
+    };
     wait_for(
         Duration::from_secs(60),
         "the floating IP answering",
-        || async {
-            let answer = cluster.get_from_outside(&format!("http://{floating}/"))?;
-            Ok(answer.filter(|a| pods.contains(a.trim())).map(|_| ()))
-        },
+        || async { Ok(from_outside().await?.then_some(())) },
     )
     .await
     .inspect_err(|_| diagnose(&cluster))?;
     let listed = cluster.kubectl.ok(&["get", "svc", "web", "-n", "admin"])?;
     assert!(listed.contains(&floating), "{listed}");
+
+    // `loadBalancerSourceRanges` keep other sources away from the floating IP (its router
+    // drops them); a range holding the outside lets it back in.
+    let refused = cluster.kubectl.run(
+        &[
+            "patch",
+            "service",
+            "web",
+            "-n",
+            "admin",
+            "-p",
+            r#"{"spec":{"loadBalancerSourceRanges":["everywhere"]}}"#,
+        ],
+        None,
+    )?;
+    assert!(
+        !refused.success && refused.stderr.contains("must be a valid CIDR"),
+        "a source range that is no CIDR refused: {refused:?}"
+    );
+    patch_web(
+        &cluster,
+        r#"{"spec":{"loadBalancerSourceRanges":["192.0.2.0/24"]}}"#,
+    )?;
+    wait_for(
+        Duration::from_secs(30),
+        "the floating IP closed to the outside",
+        || async { Ok((!from_outside().await?).then_some(())) },
+    )
+    .await
+    .inspect_err(|_| diagnose(&cluster))?;
+    patch_web(
+        &cluster,
+        r#"{"spec":{"loadBalancerSourceRanges":["192.0.2.0/24","172.24.4.0/24"]}}"#,
+    )?;
+    wait_for(
+        Duration::from_secs(30),
+        "the floating IP open to the outside's range",
+        || async { Ok(from_outside().await?.then_some(())) },
+    )
+    .await
+    .inspect_err(|_| diagnose(&cluster))?;
 
     // Its node port answers at both hosts' addresses, from both hosts.
     let node_port = web_service(&cluster, "{.spec.ports[0].nodePort}")?;

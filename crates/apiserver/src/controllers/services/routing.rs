@@ -4,11 +4,13 @@
 //! route sending the service CIDR to that interface — pods take it from their subnet,
 //! VMs through DHCP. The load balancers' replies and health checks go back the same way.
 //! A LoadBalancer Service's floating IP comes through the same router, which then gets a
-//! gateway on the external network.
+//! gateway on the external network; the floating IP carries the Service's source ranges
+//! (`sourceRanges`), which that router enforces.
 
 use ronghe_api_types::loadbalancing as lb;
 use ronghe_api_types::network::{
-    self as net, HostRoute, NetworkSpec, PortSpec, RouterSpec, SubnetSpec, ipam, owner, spec_of,
+    self as net, FloatingIpSpec, HostRoute, NetworkSpec, PortSpec, RouterSpec, SubnetSpec, ipam,
+    owner, spec_of,
 };
 use serde_json::{Value, json};
 
@@ -283,6 +285,7 @@ pub async fn external_address(engine: &Engine, svc: &Value) -> ApiResult<()> {
     .await?;
     let mut ingress = Vec::new();
     if svc["spec"]["type"].as_str() == Some("LoadBalancer") {
+        let sources = service::source_ranges(svc);
         if fips.is_empty()
             && let Some(external) = floating_network(engine, svc).await?
         {
@@ -311,12 +314,30 @@ pub async fn external_address(engine: &Engine, svc: &Value) -> ApiResult<()> {
                     "floatingNetworkId": uid(&external),
                     "portId": vip_port,
                     "description": format!("Kubernetes Service {namespace}/{name}"),
+                    "sourceRanges": sources,
                 },
             });
             let made = engine
                 .create(&fips_kind, Some(namespace), body, &WriteOptions::default())
                 .await?;
             fips.push(made.object);
+        }
+        // `loadBalancerSourceRanges` are the floating IP's: its router turns others away.
+        for fip in &mut fips {
+            if spec_of::<FloatingIpSpec>(fip).source_ranges != sources {
+                *fip = engine
+                    .patch(
+                        &fips_kind,
+                        Some(namespace),
+                        object::name(fip).unwrap_or_default(),
+                        PatchKind::Merge,
+                        json!({"spec": {"sourceRanges": sources}}),
+                        Target::Main,
+                        &WriteOptions::default(),
+                    )
+                    .await?
+                    .object;
+            }
         }
         ingress = fips
             .iter()

@@ -34,6 +34,10 @@ pub const SERVICE_LABEL: &str = "loadbalancing.ronghe.io/service";
 /// The range node ports are allocated from, as Kubernetes' default.
 pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
+/// The annotation Kubernetes took source ranges from before `loadBalancerSourceRanges`
+/// (comma-separated; the field wins when both are set).
+pub const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
+
 const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 
@@ -91,6 +95,74 @@ pub fn load_balancer_name(service: &str) -> String {
 pub fn has_vip(service: &Value) -> bool {
     let spec = &service["spec"];
     spec["type"].as_str() != Some("ExternalName") && spec["clusterIP"].as_str() != Some("None")
+}
+
+/// The source ranges a LoadBalancer Service lets in through its external address, as
+/// written (`loadBalancerSourceRanges`, else the older annotation); none: any source.
+pub fn source_ranges(service: &Value) -> Vec<String> {
+    let field: Vec<String> = service["spec"]["loadBalancerSourceRanges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|range| range.trim().to_owned())
+        .collect();
+    if !field.is_empty() {
+        return field;
+    }
+    service["metadata"]["annotations"][SOURCE_RANGES_ANNOTATION]
+        .as_str()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|range| !range.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `loadBalancerSourceRanges` (or the older annotation): LoadBalancer Services only, each
+/// a CIDR. The capital in the field's path is Kubernetes' own, a leftover of the
+/// annotation days that `kubectl` users see in its messages.
+fn validate_source_ranges(service: &Value, kind: &str, causes: &mut Vec<FieldCause>) {
+    const NOT_A_CIDR: &str = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)";
+    let fields = service["spec"]["loadBalancerSourceRanges"]
+        .as_array()
+        .filter(|ranges| !ranges.is_empty());
+    let annotation = service["metadata"]["annotations"][SOURCE_RANGES_ANNOTATION].as_str();
+    let path = if fields.is_some() {
+        "spec.LoadBalancerSourceRanges".to_owned()
+    } else if annotation.is_some() {
+        format!("metadata.annotations[{SOURCE_RANGES_ANNOTATION}]")
+    } else {
+        return;
+    };
+    if kind != "LoadBalancer" {
+        causes.push(FieldCause::forbidden(
+            path.as_str(),
+            "may only be used when `type` is 'LoadBalancer'",
+        ));
+    }
+    match fields {
+        Some(fields) => {
+            for (index, range) in fields.iter().enumerate() {
+                let text = range.as_str().unwrap_or_default();
+                if ipam::parse_source_range(text).is_err() {
+                    causes.push(FieldCause::invalid(
+                        format!("spec.loadBalancerSourceRanges[{index}]"),
+                        range.clone(),
+                        NOT_A_CIDR,
+                    ));
+                }
+            }
+        }
+        None => {
+            for range in source_ranges(service) {
+                if ipam::parse_source_range(&range).is_err() {
+                    causes.push(FieldCause::invalid(path.as_str(), range, NOT_A_CIDR));
+                }
+            }
+        }
+    }
 }
 
 fn default_service(service: &mut Value) {
@@ -355,6 +427,7 @@ fn validate(new: &Value, old: Option<&Value>) -> Vec<FieldCause> {
             ));
         }
     }
+    validate_source_ranges(new, kind, &mut causes);
     if let Some(old) = old {
         let before = old["spec"]["clusterIP"].as_str().unwrap_or_default();
         if !before.is_empty() && !cluster_ip.is_empty() && before != cluster_ip {

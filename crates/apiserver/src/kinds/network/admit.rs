@@ -718,6 +718,10 @@ pub(super) fn floating_ip<'a>(
             )));
         }
         spec.floating_network_id = uid_of(&network);
+        for range in &spec.source_ranges {
+            ipam::parse_source_range(range)
+                .map_err(|error| bad(format!("Invalid input for sourceRanges: {error}.")))?;
+        }
         if old.is_none() {
             let subnets = subnets_of(engine, &network).await?;
             let subnet = if spec.subnet_id.is_empty() {

@@ -207,3 +207,63 @@ fn a_health_check_node_port_belongs_to_a_local_load_balancer_service_only() {
     far["spec"]["healthCheckNodePort"] = json!(80);
     assert!(messages(&validate(&far, None))[0].contains("not in the valid range"));
 }
+
+#[test]
+fn source_ranges_are_cidrs_of_load_balancer_services() {
+    let mut limited = service(json!({
+        "type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{"port": 80}],
+        "loadBalancerSourceRanges": [" 192.0.2.0/24", "10.1.2.3/8", "2001:db8::/64"],
+    }));
+    assert!(
+        validate(&limited, None).is_empty(),
+        "{:?}",
+        validate(&limited, None)
+    );
+    assert_eq!(
+        source_ranges(&limited),
+        ["192.0.2.0/24", "10.1.2.3/8", "2001:db8::/64"]
+    );
+    limited["spec"]["loadBalancerSourceRanges"] = json!(["192.0.2.0/24", "everywhere"]);
+    assert_eq!(
+        messages(&validate(&limited, None)),
+        [
+            "spec.loadBalancerSourceRanges[1]: Invalid value: \"everywhere\": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+        ]
+    );
+    let mut cluster = limited.clone();
+    cluster["spec"]["type"] = json!("ClusterIP");
+    cluster["spec"]["loadBalancerSourceRanges"] = json!(["192.0.2.0/24"]);
+    assert_eq!(
+        messages(&validate(&cluster, None)),
+        [
+            "spec.LoadBalancerSourceRanges: Forbidden: may only be used when `type` is 'LoadBalancer'"
+        ]
+    );
+
+    // The older annotation, when the field is empty.
+    let mut annotated = service(json!({
+        "type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{"port": 80}],
+    }));
+    annotated["metadata"]["annotations"] =
+        json!({SOURCE_RANGES_ANNOTATION: "192.0.2.0/24, 198.51.100.0/25,"});
+    assert!(validate(&annotated, None).is_empty());
+    assert_eq!(
+        source_ranges(&annotated),
+        ["192.0.2.0/24", "198.51.100.0/25"]
+    );
+    annotated["spec"]["loadBalancerSourceRanges"] = json!(["203.0.113.0/24"]);
+    assert_eq!(
+        source_ranges(&annotated),
+        ["203.0.113.0/24"],
+        "the field wins"
+    );
+    annotated["spec"]["loadBalancerSourceRanges"] = json!([]);
+    annotated["metadata"]["annotations"][SOURCE_RANGES_ANNOTATION] = json!("192.0.2.0/33");
+    assert_eq!(
+        messages(&validate(&annotated, None)),
+        [format!(
+            "metadata.annotations[{SOURCE_RANGES_ANNOTATION}]: Invalid value: \"192.0.2.0/33\": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+        )]
+    );
+    assert!(source_ranges(&service(json!({"type": "LoadBalancer"}))).is_empty());
+}
