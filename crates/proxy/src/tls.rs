@@ -1,15 +1,16 @@
 //! TLS for TERMINATED_HTTPS listeners: the rustls server configuration built from a
 //! listener's PEM certificates and keys (checked at validation; with SNI certificates, the
-//! one serving a handshake is picked by the name the client asks for), and the handshake
+//! one serving a handshake is picked by the name the client asks for, an exact name before
+//! a wildcard), and the handshake
 //! in front of the HTTP path.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
-use rustls::client::verify_server_name;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use tokio::sync::watch;
@@ -45,16 +46,20 @@ pub(crate) fn server_config(
     sni: &[TlsCertificate],
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let provider = crypto_provider();
-    let resolver = ByServerName {
+    let mut resolver = ByServerName {
         default: default
             .map(|certificate| certified_key(certificate, &provider))
             .transpose()?,
-        named: sni
-            .iter()
-            .map(|certificate| certified_key(certificate, &provider))
-            .collect::<Result<_, _>>()?,
+        first: None,
+        exact: HashMap::new(),
+        wildcard: HashMap::new(),
     };
-    if resolver.default.is_none() && resolver.named.is_empty() {
+    for certificate in sni {
+        let certified = certified_key(certificate, &provider)?;
+        resolver.add(&certified);
+        resolver.first.get_or_insert(certified);
+    }
+    if resolver.default.is_none() && resolver.first.is_none() {
         return Err(TlsConfigError::NoCertificate);
     }
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -84,37 +89,86 @@ fn certified_key(
     Ok(Arc::new(certified))
 }
 
-/// Picks the certificate of a handshake as Octavia's SNI does: the first SNI certificate
-/// valid for the name the client asks for (its subject alternative names, wildcards
-/// included), else the default one (else the first SNI certificate).
+/// Picks the certificate of a handshake by the name the client asks for, as HAProxy
+/// (Octavia's amphora) does: an SNI certificate with that exact name, else one with a
+/// wildcard covering it (`*.example.com` covers one label), the first in the listener's
+/// list winning among several; else the default certificate, else the first SNI one.
+/// A certificate's names are its subject alternative DNS names and its common name, read
+/// once when the configuration is built, so a handshake costs two map lookups.
 #[derive(Debug)]
 struct ByServerName {
     default: Option<Arc<CertifiedKey>>,
-    named: Vec<Arc<CertifiedKey>>,
+    first: Option<Arc<CertifiedKey>>,
+    /// Lowercase names.
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// `example.com` for `*.example.com`.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl ByServerName {
+    fn add(&mut self, certified: &Arc<CertifiedKey>) {
+        let Some(end_entity) = certified.cert.first() else {
+            return;
+        };
+        for name in certificate_names(end_entity) {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            let (names, name) = match name.strip_prefix("*.") {
+                Some(parent) => (&mut self.wildcard, parent.to_owned()),
+                None => (&mut self.exact, name),
+            };
+            if !name.is_empty() {
+                names.entry(name).or_insert_with(|| Arc::clone(certified));
+            }
+        }
+    }
+
+    fn by_name(&self, asked: &str) -> Option<&Arc<CertifiedKey>> {
+        let asked = asked.trim_end_matches('.').to_ascii_lowercase();
+        self.exact.get(&asked).or_else(|| {
+            let (label, parent) = asked.split_once('.')?;
+            (!label.is_empty())
+                .then(|| self.wildcard.get(parent))
+                .flatten()
+        })
+    }
 }
 
 impl ResolvesServerCert for ByServerName {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let asked = client_hello
+        client_hello
             .server_name()
-            .and_then(|name| ServerName::try_from(name).ok());
-        asked
-            .and_then(|name| {
-                self.named
-                    .iter()
-                    .find(|certified| valid_for(certified, &name))
-            })
+            .and_then(|asked| self.by_name(asked))
             .or(self.default.as_ref())
-            .or(self.named.first())
+            .or(self.first.as_ref())
             .cloned()
     }
 }
 
-fn valid_for(certified: &CertifiedKey, name: &ServerName<'_>) -> bool {
-    certified
-        .end_entity_cert()
-        .and_then(ParsedCertificate::try_from)
-        .is_ok_and(|parsed| verify_server_name(&parsed, name).is_ok())
+/// The DNS names a certificate is for: its subject alternative names, then its common
+/// names (HAProxy takes both); none if it does not parse (rustls took it already).
+fn certificate_names(der: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, certificate)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = certificate
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .into_iter()
+        .flat_map(|extension| extension.value.general_names.iter())
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+            _ => None,
+        })
+        .collect();
+    names.extend(
+        certificate
+            .subject()
+            .iter_common_name()
+            .filter_map(|common| common.as_str().ok())
+            .map(str::to_owned),
+    );
+    names
 }
 
 /// The client side of HTTPS health checks. Octavia's HTTPS monitor does not verify member
@@ -217,5 +271,66 @@ pub(crate) async fn serve_connection(
             tracing::debug!("TLS handshake timed out");
             accepted.stats.add_request_error();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certified(names: &[&str], common_name: Option<&str>) -> Arc<CertifiedKey> {
+        let names = names
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect::<Vec<_>>();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(common_name) = common_name {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, common_name);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = TlsCertificate {
+            certificate_pem: params.self_signed(&key).unwrap().pem(),
+            private_key_pem: key.serialize_pem(),
+        };
+        certified_key(&certificate, &crypto_provider()).unwrap()
+    }
+
+    #[test]
+    fn sni_prefers_an_exact_name_to_a_wildcard_and_takes_common_names() {
+        let wildcard = certified(&["*.shop.test"], None);
+        let exact = certified(&["www.shop.test"], Some("common.shop.test"));
+        let common = certified(&[], Some("legacy.test"));
+        let later = certified(&["www.shop.test", "Other.Test"], None);
+        let mut resolver = ByServerName {
+            default: None,
+            first: None,
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+        };
+        for certified in [&wildcard, &exact, &common, &later] {
+            resolver.add(certified);
+        }
+        let serves = |asked: &str, expected: &Arc<CertifiedKey>| {
+            resolver
+                .by_name(asked)
+                .is_some_and(|served| Arc::ptr_eq(served, expected))
+        };
+        // The exact name wins over a wildcard listed before it, and the first of two
+        // certificates with one name wins; names are matched without case or a final dot.
+        assert!(serves("www.shop.test", &exact));
+        assert!(serves("WWW.Shop.Test.", &exact));
+        assert!(serves("cart.shop.test", &wildcard));
+        assert!(serves("other.test", &later));
+        // A certificate without subject alternative names is found by its common name;
+        // one with them by those and its common name, as HAProxy indexes both.
+        assert!(serves("legacy.test", &common));
+        assert!(serves("common.shop.test", &exact));
+        // A wildcard covers one label only.
+        assert!(resolver.by_name("a.b.shop.test").is_none());
+        assert!(resolver.by_name("shop.test").is_none());
+        assert!(resolver.by_name(".shop.test").is_none());
     }
 }
