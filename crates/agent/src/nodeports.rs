@@ -115,7 +115,7 @@ pub async fn run(
                 .await;
             last = Some(now);
         }
-        if listeners.failed.is_empty() {
+        if listeners.failed.is_empty() && listeners.health_failed.is_empty() {
             retry_at = None;
         } else if retry_at.is_none() {
             retry_at = Some(tokio::time::Instant::now() + RETRY);
@@ -127,6 +127,10 @@ pub async fn run(
                 if let Some((table, _)) = &last {
                     listeners.reconcile(&forwarder, table, config.address).await;
                 }
+                let checks = health.borrow().clone();
+                listeners
+                    .reconcile_health(&checks, config.address, &health_seen, &hosts)
+                    .await;
             }
             _ = stop.changed() => return Ok(()),
         }
@@ -191,6 +195,8 @@ struct Listeners {
     health: HashMap<u16, Task>,
     /// Why a node port could not be bound, last time, so the same failure is logged once.
     failed: HashMap<(Transport, u16), String>,
+    /// The same for health-check node ports.
+    health_failed: HashMap<u16, String>,
 }
 
 impl Listeners {
@@ -261,6 +267,8 @@ impl Listeners {
         hosts: &Arc<HashSet<String>>,
     ) {
         self.health.retain(|port, _| checks.contains_key(port));
+        self.health_failed
+            .retain(|port, _| checks.contains_key(port));
         for &port in checks.keys() {
             if self.health.contains_key(&port) {
                 continue;
@@ -270,10 +278,19 @@ impl Listeners {
                 Ok(listener) => {
                     let (seen, hosts) = (seen.clone(), hosts.clone());
                     let task = tokio::spawn(serve_health(listener, port, seen, hosts));
+                    self.health_failed.remove(&port);
                     self.health.insert(port, Task(task));
                 }
                 Err(error) => {
-                    tracing::warn!(%at, %error, "cannot listen on a health-check node port");
+                    let message = error.to_string();
+                    if self.health_failed.get(&port) != Some(&message) {
+                        tracing::warn!(
+                            %at,
+                            error = %message,
+                            "cannot listen on a health-check node port (tried again in 30 s)"
+                        );
+                        self.health_failed.insert(port, message);
+                    }
                 }
             }
         }

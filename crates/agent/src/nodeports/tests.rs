@@ -262,3 +262,40 @@ async fn node_ports_reach_the_vip_here_or_through_the_relay_of_the_host_running_
 fn peers() -> HashSet<IpAddr> {
     HashSet::from([A, B])
 }
+
+#[tokio::test]
+async fn a_health_check_node_port_taken_by_another_program_is_listened_on_once_free() {
+    let occupant = TcpListener::bind((A, 0)).await.unwrap();
+    let port = occupant.local_addr().unwrap().port();
+    let checks = super::table::HealthChecks::from([(
+        port,
+        super::table::HealthCheck {
+            namespace: "admin".into(),
+            name: "web".into(),
+            host: Some("a".into()),
+        },
+    )]);
+    let (_sender, seen) = tokio::sync::watch::channel(Arc::new(checks.clone()));
+    let hosts = Arc::new(HashSet::from(["a".to_owned()]));
+    let mut listeners = super::Listeners::default();
+    listeners.reconcile_health(&checks, A, &seen, &hosts).await;
+    assert!(
+        listeners.health_failed.contains_key(&port) && listeners.health.is_empty(),
+        "the port is taken, and the failure is kept to be tried again"
+    );
+    drop(occupant);
+    listeners.reconcile_health(&checks, A, &seen, &hosts).await;
+    assert!(listeners.health_failed.is_empty());
+    let mut stream = TcpStream::connect((A, port)).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut answer))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    assert!(answer.contains(r#""localEndpoints":1"#), "{answer}");
+}
