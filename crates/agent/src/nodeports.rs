@@ -14,6 +14,7 @@
 
 mod forward;
 mod table;
+mod udp;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};

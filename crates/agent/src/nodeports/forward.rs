@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use super::table::{Route, Table, Transport, route};
+use super::udp::{NodePortSocket, Received};
 
 /// How long connecting to a VIP or to a relay may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,6 +47,19 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 const MAGIC: &[u8; 4] = b"RNP1";
 const HEADER_LEN: usize = 7;
 const MAX_DATAGRAM: usize = 65_535;
+
+/// Where a UDP flow's answers go: to its client, from the host address it sent to.
+struct Reply<'a> {
+    socket: &'a NodePortSocket,
+    client: SocketAddr,
+    local: Option<Ipv4Addr>,
+}
+
+impl Reply<'_> {
+    async fn send(&self, datagram: &[u8]) -> io::Result<()> {
+        self.socket.send(datagram, self.client, self.local).await
+    }
+}
 
 /// Where sockets toward a load balancer's VIP are made.
 #[derive(Clone, Debug)]
@@ -228,11 +242,17 @@ impl Forwarder {
     /// Receives on node port `port` over UDP and forwards each client's datagrams as a
     /// flow, until aborted.
     pub async fn serve_udp(self: Arc<Self>, socket: UdpSocket, port: u16) {
-        let socket = Arc::new(socket);
-        let mut flows: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+        let socket = Arc::new(NodePortSocket::new(socket));
+        // A flow per client and host address it sent to.
+        let mut flows: HashMap<(SocketAddr, Option<Ipv4Addr>), mpsc::Sender<Bytes>> =
+            HashMap::new();
         let mut buffer = vec![0u8; MAX_DATAGRAM];
         loop {
-            let (length, client) = match socket.recv_from(&mut buffer).await {
+            let Received {
+                length,
+                client,
+                local,
+            } = match socket.recv(&mut buffer).await {
                 Ok(received) => received,
                 Err(error) => {
                     // An ICMP error for an earlier reply; nothing to do about it here.
@@ -241,11 +261,11 @@ impl Forwarder {
                 }
             };
             let mut datagram = Bytes::copy_from_slice(&buffer[..length]);
-            if let Some(flow) = flows.get(&client) {
+            if let Some(flow) = flows.get(&(client, local)) {
                 match flow.try_send(datagram) {
                     Ok(()) | Err(TrySendError::Full(_)) => continue,
                     Err(TrySendError::Closed(returned)) => {
-                        flows.remove(&client);
+                        flows.remove(&(client, local));
                         datagram = returned;
                     }
                 }
@@ -261,11 +281,16 @@ impl Forwarder {
             };
             let (sender, receiver) = mpsc::channel(FLOW_QUEUE);
             let _ = sender.try_send(datagram);
-            flows.insert(client, sender);
+            flows.insert((client, local), sender);
             let (this, socket) = (self.clone(), socket.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                if let Err(error) = this.udp_flow(&socket, client, port, receiver).await {
+                let reply = Reply {
+                    socket: &socket,
+                    client,
+                    local,
+                };
+                if let Err(error) = this.udp_flow(reply, port, receiver).await {
                     tracing::debug!(port, %client, %error, "node port: a UDP flow ended");
                 }
             });
@@ -276,8 +301,7 @@ impl Forwarder {
     /// from the node port, until it is idle for [`UDP_IDLE`] or its route changes.
     async fn udp_flow(
         &self,
-        socket: &UdpSocket,
-        client: SocketAddr,
+        reply: Reply<'_>,
         port: u16,
         mut datagrams: mpsc::Receiver<Bytes>,
     ) -> io::Result<()> {
@@ -298,7 +322,7 @@ impl Forwarder {
                             None => return Ok(()),
                         },
                         answer = upstream.recv(&mut buffer) => {
-                            socket.send_to(&buffer[..answer?], client).await?;
+                            reply.send(&buffer[..answer?]).await?;
                         }
                         () = &mut moved => return Ok(()),
                         () = tokio::time::sleep(UDP_IDLE) => return Ok(()),
@@ -320,9 +344,7 @@ impl Forwarder {
                             None => return Ok(()),
                         },
                         answer = answers.next() => match answer {
-                            Some(answer) => {
-                                socket.send_to(&answer?, client).await?;
-                            }
+                            Some(answer) => reply.send(&answer?).await?,
                             None => return Ok(()),
                         },
                         () = &mut moved => return Ok(()),

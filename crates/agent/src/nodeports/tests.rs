@@ -299,3 +299,70 @@ async fn a_health_check_node_port_taken_by_another_program_is_listened_on_once_f
     assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
     assert!(answer.contains(r#""localEndpoints":1"#), "{answer}");
 }
+
+/// Deletes a network namespace the test made, even when the test fails.
+struct TestNetns(String);
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_udp_node_port_on_every_address_answers_from_the_one_the_client_sent_to() {
+    if !rustix::process::geteuid().is_root() {
+        println!(
+            "SKIPPED a_udp_node_port_on_every_address_answers_from_the_one_the_client_sent_to: \
+             making a network namespace needs root"
+        );
+        return;
+    }
+    // The node port and its client in a namespace of their own, where the node port is
+    // bound to every address; the load balancer's stand-in here.
+    let name = format!("ronghe-t-pktinfo-{}", std::process::id());
+    ronghe_hostnet::netns::ensure_named(&name).await.unwrap();
+    let _netns = TestNetns(name.clone());
+    let path = Some(ronghe_hostnet::netns::named_path(&name));
+    let node_port = ronghe_hostnet::netns::on_thread_in(path.clone(), || {
+        std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+    })
+    .await
+    .unwrap();
+    let port = node_port.local_addr().unwrap().port();
+    node_port.set_nonblocking(true).unwrap();
+    let vip = udp_echo().await;
+    let relay = TcpListener::bind((A, 0)).await.unwrap();
+    let relay_at = relay.local_addr().unwrap();
+    let host = forwarder("a", true, relay);
+    host.set_table(
+        Table::from([((Transport::Udp, port), target(vip, "a", relay_at))]),
+        peers(),
+    );
+    tokio::spawn(
+        host.clone()
+            .serve_udp(UdpSocket::from_std(node_port).unwrap(), port),
+    );
+
+    // A client sending to 127.0.0.2 from 127.0.0.1 would get answers from 127.0.0.1 by
+    // routing alone; connected to 127.0.0.2, it only takes answers from there.
+    let sent_to = SocketAddr::new(B, port);
+    let client = ronghe_hostnet::netns::on_thread_in(path, move || {
+        let client = std::net::UdpSocket::bind((A, 0))?;
+        client.connect(sent_to)?;
+        client.set_nonblocking(true)?;
+        Ok(client)
+    })
+    .await
+    .unwrap();
+    let client = UdpSocket::from_std(client).unwrap();
+    client.send(b"hi").await.unwrap();
+    let mut buffer = vec![0u8; 2048];
+    let length = tokio::time::timeout(PATIENCE, client.recv(&mut buffer))
+        .await
+        .expect("an answer from the address the client sent to")
+        .unwrap();
+    assert_eq!(&buffer[..length], b"echo:hi");
+}
