@@ -327,6 +327,9 @@ pub struct PortForwarding {
     pub external_port: u16,
     pub internal: Ipv4Addr,
     pub internal_port: u16,
+    /// The sources the floating IP lets in, as [`FloatingIp::sources`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<Ipv4Net>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

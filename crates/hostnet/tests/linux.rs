@@ -443,6 +443,7 @@ async fn a_router_gives_snat_floating_ips_and_port_forwarding() {
             external_port: 8080,
             internal: "10.0.0.5".parse().unwrap(),
             internal_port: 80,
+            sources: None,
         }],
         routes: vec![],
     };
@@ -504,26 +505,17 @@ async fn a_router_gives_snat_floating_ips_and_port_forwarding() {
     );
 
     let p2_server = EchoServer::start(&p2, addr("10.0.0.6:80"));
-    let mut to_floating = connect(
-        &external,
-        addr("172.24.4.20:80"),
-        None,
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    // A connection from the outside namespace.
+    let from_outside =
+        |to: &str, patience: u64| connect(&external, addr(to), None, Duration::from_secs(patience));
+    let mut to_floating = from_outside("172.24.4.20:80", 5).unwrap();
     echo(&mut to_floating, "dnat").unwrap();
     assert_eq!(
         p2_server.peer_ips(),
         ["172.24.4.1".parse::<IpAddr>().unwrap()]
     );
     let p1_server = EchoServer::start(&p1, addr("10.0.0.5:80"));
-    let mut forwarded = connect(
-        &external,
-        addr("172.24.4.21:8080"),
-        None,
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let mut forwarded = from_outside("172.24.4.21:8080", 5).unwrap();
     echo(&mut forwarded, "port forwarding").unwrap();
     assert_eq!(
         p1_server.peer_ips(),
@@ -540,26 +532,19 @@ async fn a_router_gives_snat_floating_ips_and_port_forwarding() {
     limited.routers[0].floating_ips[0].sources = only(&["192.0.2.0/24"]);
     assert_clean(&net.apply(&limited).await.unwrap());
     assert!(
-        connect(
-            &external,
-            addr("172.24.4.20:80"),
-            None,
-            Duration::from_secs(2)
-        )
-        .is_err(),
+        from_outside("172.24.4.20:80", 2).is_err(),
         "a source outside the floating IP's ranges got through"
     );
     let mut out = connect(&p2, addr("172.24.4.1:9000"), None, Duration::from_secs(5)).unwrap();
     echo(&mut out, "out through a limited floating IP").unwrap();
+    // New connections only: one made before goes on, and so do other floating IPs.
+    echo(&mut to_floating, "dnat, made before the limit").unwrap();
+    let mut forwarded = from_outside("172.24.4.21:8080", 5).unwrap();
+    echo(&mut forwarded, "port forwarding of another floating IP").unwrap();
     limited.routers[0].floating_ips[0].sources = only(&["192.0.2.0/24", "172.24.4.0/24"]);
     assert_clean(&net.apply(&limited).await.unwrap());
-    let mut allowed = connect(
-        &external,
-        addr("172.24.4.20:80"),
-        None,
-        Duration::from_secs(5),
-    )
-    .expect("a source inside the floating IP's ranges is let in");
+    let mut allowed = from_outside("172.24.4.20:80", 5)
+        .expect("a source inside the floating IP's ranges is let in");
     echo(&mut allowed, "dnat, allowed").unwrap();
 
     net.teardown().await.unwrap();

@@ -630,6 +630,7 @@ fn router_plan(
                     external_port,
                     internal,
                     internal_port,
+                    sources: sources_of(&fip_spec),
                 });
             }
         }

@@ -1,12 +1,15 @@
 //! A router netns's NAT as `table ip ronghe`: port forwardings and floating IPs DNAT on
 //! the way in, floating IPs and (with `snat`) the internal subnets SNAT on the way out by
 //! the gateway, and hairpin traffic (an internal client reaching a floating IP of its own
-//! side) masqueraded so the reply comes back through the router.
+//! side) masqueraded so the reply comes back through the router; before the DNAT, a
+//! filter chain turns away new connections to a floating IP limited to some sources
+//! from the others.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 use super::{quoted, replace_table, set};
 use crate::names;
@@ -30,10 +33,16 @@ pub fn render_router(router: &RouterPlan) -> String {
 
     // Floating IPs open to some sources only turn the others away before their DNAT (new
     // connections only: replies to the fixed address's own connections come in).
-    let limited: Vec<_> = router
+    let limited: BTreeMap<Ipv4Addr, &Vec<Ipv4Net>> = router
         .floating_ips
         .iter()
         .filter_map(|floating| floating.sources.as_ref().map(|s| (floating.floating, s)))
+        .chain(router.port_forwardings.iter().filter_map(|forwarding| {
+            forwarding
+                .sources
+                .as_ref()
+                .map(|s| (forwarding.floating, s))
+        }))
         .collect();
     if !limited.is_empty() {
         out.push_str("\tchain sources {\n");
@@ -150,6 +159,7 @@ mod tests {
                 external_port: 8080,
                 internal: "10.0.0.5".parse().unwrap(),
                 internal_port: 80,
+                sources: None,
             }],
             routes: vec![],
         };
@@ -204,7 +214,14 @@ mod tests {
                 floating(22, Some(&["203.0.113.9/32"])),
                 floating(23, Some(&[])),
             ],
-            port_forwardings: vec![],
+            port_forwardings: vec![PortForwarding {
+                protocol: ForwardProtocol::Udp,
+                floating: [172, 24, 4, 24].into(),
+                external_port: 53,
+                internal: [10, 0, 0, 24].into(),
+                internal_port: 53,
+                sources: Some(vec!["192.0.2.0/24".parse().unwrap()]),
+            }],
             routes: vec![],
         };
         let text = render_router(&router);
@@ -213,6 +230,7 @@ mod tests {
              \t\tip daddr 172.24.4.21 ct state new ip saddr != { 192.0.2.0/24, 198.51.100.0/25 } drop\n\
              \t\tip daddr 172.24.4.22 ct state new ip saddr != 203.0.113.9/32 drop\n\
              \t\tip daddr 172.24.4.23 ct state new drop\n\
+             \t\tip daddr 172.24.4.24 ct state new ip saddr != 192.0.2.0/24 drop\n\
              \t}\n\
              \tchain prerouting {\n";
         assert!(text.contains(sources), "{text}");
@@ -223,6 +241,7 @@ mod tests {
 
         let open = RouterPlan {
             floating_ips: vec![floating(20, None)],
+            port_forwardings: vec![],
             ..router
         };
         assert!(!render_router(&open).contains("chain sources"));

@@ -297,6 +297,12 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
     )
     .await
     .inspect_err(|_| diagnose(&cluster))?;
+    for _ in 0..2 {
+        assert!(
+            !from_outside().await?,
+            "the floating IP answered the outside, outside its source ranges"
+        );
+    }
     patch_web(
         &cluster,
         r#"{"spec":{"loadBalancerSourceRanges":["192.0.2.0/24","172.24.4.0/24"]}}"#,

@@ -270,6 +270,32 @@ async fn floating_network(engine: &Engine, svc: &Value) -> ApiResult<Option<Valu
         }))
 }
 
+/// The source ranges a LoadBalancer Service's floating IP takes: its valid ones (a Service
+/// stored by an older version may hold others, which are left out with a warning); when it
+/// has ranges and none is valid, one no client comes from, so the address is closed
+/// rather than open to all.
+fn floating_sources(svc: &Value) -> Vec<String> {
+    const NO_CLIENT: &str = "0.0.0.0/32";
+    let asked = service::source_ranges(svc);
+    let valid: Vec<String> = asked
+        .iter()
+        .filter_map(|range| ipam::parse_source_range(range).ok())
+        .map(|net| net.to_string())
+        .collect();
+    if valid.len() < asked.len() {
+        tracing::warn!(
+            namespace = object::namespace(svc).unwrap_or_default(),
+            name = object::name(svc).unwrap_or_default(),
+            ?asked,
+            "source ranges that are not CIDRs are left out"
+        );
+    }
+    if valid.is_empty() && !asked.is_empty() {
+        return vec![NO_CLIENT.into()];
+    }
+    valid
+}
+
 /// Gives a LoadBalancer Service a floating IP for its VIP and shows it in
 /// `status.loadBalancer.ingress`; takes it away from a Service of another type.
 pub async fn external_address(engine: &Engine, svc: &Value) -> ApiResult<()> {
@@ -285,7 +311,7 @@ pub async fn external_address(engine: &Engine, svc: &Value) -> ApiResult<()> {
     .await?;
     let mut ingress = Vec::new();
     if svc["spec"]["type"].as_str() == Some("LoadBalancer") {
-        let sources = service::source_ranges(svc);
+        let sources = floating_sources(svc);
         if fips.is_empty()
             && let Some(external) = floating_network(engine, svc).await?
         {
@@ -380,4 +406,25 @@ pub async fn external_address(engine: &Engine, svc: &Value) -> ApiResult<()> {
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_floating_ip_takes_the_valid_source_ranges_and_closes_when_none_is() {
+        let with = |ranges: Value| {
+            floating_sources(&json!({
+                "metadata": {"name": "web", "namespace": "admin"},
+                "spec": {"type": "LoadBalancer", "loadBalancerSourceRanges": ranges},
+            }))
+        };
+        assert!(with(json!([])).is_empty(), "no ranges: open to all");
+        assert_eq!(
+            with(json!([" 10.1.2.3/8", "everywhere", "2001:db8::/64"])),
+            ["10.0.0.0/8", "2001:db8::/64"]
+        );
+        assert_eq!(with(json!(["everywhere"])), ["0.0.0.0/32"]);
+    }
 }

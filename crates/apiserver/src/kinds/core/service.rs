@@ -121,17 +121,31 @@ pub fn source_ranges(service: &Value) -> Vec<String> {
 }
 
 /// `loadBalancerSourceRanges` (or the older annotation): LoadBalancer Services only, each
-/// a CIDR. The capital in the field's path is Kubernetes' own, a leftover of the
-/// annotation days that `kubectl` users see in its messages.
-fn validate_source_ranges(service: &Value, kind: &str, causes: &mut Vec<FieldCause>) {
+/// a CIDR. As in Kubernetes, values an update leaves as they were are not checked again
+/// (older versions took what they no longer take), and the capital in the field's path
+/// is Kubernetes' own, a leftover of the annotation days that `kubectl` users see.
+fn validate_source_ranges(
+    service: &Value,
+    old: Option<&Value>,
+    kind: &str,
+    causes: &mut Vec<FieldCause>,
+) {
     const NOT_A_CIDR: &str = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)";
-    let fields = service["spec"]["loadBalancerSourceRanges"]
-        .as_array()
-        .filter(|ranges| !ranges.is_empty());
-    let annotation = service["metadata"]["annotations"][SOURCE_RANGES_ANNOTATION].as_str();
-    let path = if fields.is_some() {
+    let fields = |service: &Value| {
+        service["spec"]["loadBalancerSourceRanges"]
+            .as_array()
+            .filter(|ranges| !ranges.is_empty())
+            .cloned()
+    };
+    let annotation = |service: &Value| {
+        service["metadata"]["annotations"][SOURCE_RANGES_ANNOTATION]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let (new_fields, new_annotation) = (fields(service), annotation(service));
+    let path = if new_fields.is_some() {
         "spec.LoadBalancerSourceRanges".to_owned()
-    } else if annotation.is_some() {
+    } else if new_annotation.is_some() {
         format!("metadata.annotations[{SOURCE_RANGES_ANNOTATION}]")
     } else {
         return;
@@ -142,22 +156,33 @@ fn validate_source_ranges(service: &Value, kind: &str, causes: &mut Vec<FieldCau
             "may only be used when `type` is 'LoadBalancer'",
         ));
     }
-    match fields {
-        Some(fields) => {
-            for (index, range) in fields.iter().enumerate() {
-                let text = range.as_str().unwrap_or_default();
-                if ipam::parse_source_range(text).is_err() {
+    let trimmed = |range: &Value| range.as_str().unwrap_or_default().trim().to_owned();
+    match new_fields {
+        Some(ranges) => {
+            let existing: Vec<String> = old
+                .and_then(fields)
+                .unwrap_or_default()
+                .iter()
+                .map(trimmed)
+                .collect();
+            for (index, range) in ranges.iter().map(trimmed).enumerate() {
+                if !existing.contains(&range) && ipam::parse_source_range(&range).is_err() {
                     causes.push(FieldCause::invalid(
-                        format!("spec.loadBalancerSourceRanges[{index}]"),
-                        range.clone(),
+                        format!("{path}[{index}]"),
+                        range,
                         NOT_A_CIDR,
                     ));
                 }
             }
         }
         None => {
-            for range in source_ranges(service) {
-                if ipam::parse_source_range(&range).is_err() {
+            let value = new_annotation.unwrap_or_default();
+            if old.and_then(annotation).as_ref() == Some(&value) || value.trim().is_empty() {
+                return;
+            }
+            // Every comma-separated item must be a CIDR: an empty one is not.
+            for range in value.trim().split(',').map(str::trim) {
+                if ipam::parse_source_range(range).is_err() {
                     causes.push(FieldCause::invalid(path.as_str(), range, NOT_A_CIDR));
                 }
             }
@@ -427,7 +452,7 @@ fn validate(new: &Value, old: Option<&Value>) -> Vec<FieldCause> {
             ));
         }
     }
-    validate_source_ranges(new, kind, &mut causes);
+    validate_source_ranges(new, old, kind, &mut causes);
     if let Some(old) = old {
         let before = old["spec"]["clusterIP"].as_str().unwrap_or_default();
         if !before.is_empty() && !cluster_ip.is_empty() && before != cluster_ip {

@@ -227,9 +227,13 @@ fn source_ranges_are_cidrs_of_load_balancer_services() {
     assert_eq!(
         messages(&validate(&limited, None)),
         [
-            "spec.loadBalancerSourceRanges[1]: Invalid value: \"everywhere\": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+            "spec.LoadBalancerSourceRanges[1]: Invalid value: \"everywhere\": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
         ]
     );
+    // An update leaving a value an older version took is not refused for it.
+    let mut updated = limited.clone();
+    updated["spec"]["loadBalancerSourceRanges"] = json!(["198.51.100.0/24", " everywhere "]);
+    assert!(validate(&updated, Some(&limited)).is_empty());
     let mut cluster = limited.clone();
     cluster["spec"]["type"] = json!("ClusterIP");
     cluster["spec"]["loadBalancerSourceRanges"] = json!(["192.0.2.0/24"]);
@@ -245,11 +249,22 @@ fn source_ranges_are_cidrs_of_load_balancer_services() {
         "type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{"port": 80}],
     }));
     annotated["metadata"]["annotations"] =
-        json!({SOURCE_RANGES_ANNOTATION: "192.0.2.0/24, 198.51.100.0/25,"});
+        json!({SOURCE_RANGES_ANNOTATION: " 192.0.2.0/24, 198.51.100.0/25 "});
     assert!(validate(&annotated, None).is_empty());
     assert_eq!(
         source_ranges(&annotated),
         ["192.0.2.0/24", "198.51.100.0/25"]
+    );
+    let mut empty_item = annotated.clone();
+    empty_item["metadata"]["annotations"][SOURCE_RANGES_ANNOTATION] = json!("192.0.2.0/24,");
+    assert_eq!(
+        validate(&empty_item, None).len(),
+        1,
+        "an empty item is no CIDR"
+    );
+    assert!(
+        validate(&empty_item, Some(&empty_item)).is_empty(),
+        "unchanged on an update"
     );
     annotated["spec"]["loadBalancerSourceRanges"] = json!(["203.0.113.0/24"]);
     assert_eq!(
