@@ -11,8 +11,9 @@
 //! no health checks, no inserted headers. Runs alternate
 //! (Ronghe, HAProxy, Ronghe, HAProxy, ...) after a warm-up of each; every run is printed,
 //! and each side's summary is its best run by requests/s (other work on the machine only
-//! ever slows a run down). The last line is `lb: ratio R`, Ronghe's best requests/s over
-//! HAProxy's.
+//! ever slows a run down), followed by each pair's ratio and their median (a pair's runs
+//! are close in time, so the median moves less with the machine's other load). The last
+//! line is `lb: ratio R`, Ronghe's best requests/s over HAProxy's.
 //!
 //! Then the control plane (`control.rs`): create → ACTIVE and failover on a lab of two
 //! hosts (root, runc; `--no-control-plane` leaves it out).
@@ -116,6 +117,29 @@ pub struct DataPlaneFigures {
 }
 
 impl DataPlaneFigures {
+    /// Each pair of runs' ratio (Ronghe's requests/s over HAProxy's in the run right
+    /// after), in order, and their median: steadier than the best of each side when the
+    /// machine's other load comes and goes, since a pair's runs are close in time.
+    pub fn pair_ratios(&self) -> (Vec<f64>, f64) {
+        let ratios: Vec<f64> = self
+            .ronghe
+            .iter()
+            .zip(&self.haproxy)
+            .map(|(ronghe, haproxy)| {
+                ronghe.wrk.requests_per_second
+                    / haproxy.wrk.requests_per_second.max(f64::MIN_POSITIVE)
+            })
+            .collect();
+        let mut sorted = ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = match sorted.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => sorted[n / 2],
+            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        };
+        (ratios, median)
+    }
+
     /// Ronghe's best requests/s over HAProxy's.
     pub fn ratio(&self) -> f64 {
         best(&self.ronghe).wrk.requests_per_second
@@ -204,6 +228,9 @@ pub async fn data_plane(args: &LbBenchArgs) -> anyhow::Result<DataPlaneFigures> 
         figures.haproxy.len(),
         best(&figures.haproxy).show()
     );
+    let (ratios, median) = figures.pair_ratios();
+    let shown: Vec<String> = ratios.iter().map(|ratio| format!("{ratio:.2}")).collect();
+    println!("lb pairs: ratios {} (median {median:.2})", shown.join(" "));
     drop(ronghe);
     drop(haproxy);
     Ok(figures)
@@ -218,4 +245,43 @@ async fn measure(
     let wrk = wrk::run(address, load).await?;
     let cpu = proxy.cpu_time()?.saturating_sub(before);
     Ok(RunFigures { wrk, cpu })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs(rates: &[f64]) -> Vec<RunFigures> {
+        rates
+            .iter()
+            .map(|&requests_per_second| RunFigures {
+                wrk: WrkReport {
+                    requests: 1,
+                    requests_per_second,
+                    p50: Duration::ZERO,
+                    p99: Duration::ZERO,
+                    bad_answers: 0,
+                    socket_errors: 0,
+                },
+                cpu: Duration::ZERO,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_ratio_is_best_over_best_and_pairs_have_a_median() {
+        let figures = DataPlaneFigures {
+            ronghe: runs(&[110.0, 90.0, 120.0]),
+            haproxy: runs(&[100.0, 100.0, 60.0]),
+        };
+        assert!((figures.ratio() - 1.2).abs() < 1e-9);
+        let (ratios, median) = figures.pair_ratios();
+        assert_eq!(ratios.len(), 3);
+        assert!((median - 1.1).abs() < 1e-9, "{ratios:?} {median}");
+        let even = DataPlaneFigures {
+            ronghe: runs(&[110.0, 90.0]),
+            haproxy: runs(&[100.0, 100.0]),
+        };
+        assert!((even.pair_ratios().1 - 1.0).abs() < 1e-9);
+    }
 }

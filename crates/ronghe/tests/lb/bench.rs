@@ -57,6 +57,12 @@ fn the_lb_bench_measures_both_proxies_and_ends_with_the_ratio() {
         );
         assert!(!line.contains("not 2xx"), "every answer is a 200: {line}");
     }
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.starts_with("lb pairs: ratios ") && line.contains("(median ")),
+        "no pair ratios in {stdout}"
+    );
     // The control plane runs on a lab of two hosts where this machine has one (root,
     // runc, network namespaces) and says why not otherwise.
     let skipped = stdout.contains("lb control plane: skipped");
