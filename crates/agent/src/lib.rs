@@ -17,6 +17,7 @@ pub mod nodeports;
 pub mod pods;
 pub mod serve;
 pub mod vms;
+mod watched;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -21,13 +21,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
-use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::Value;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -36,6 +31,7 @@ pub use forward::{Forwarder, Locate, Reach};
 pub use table::{HealthCheck, HealthChecks, Route, Table, Target, Transport};
 
 use crate::loadbalancers::{self, LoadBalancerDriver};
+use crate::watched;
 
 /// The relay port agents take other hosts' node-port traffic on, unless configured.
 pub const DEFAULT_RELAY_PORT: u16 = 10251;
@@ -71,7 +67,8 @@ pub async fn run(
         loadbalancers::resource("LoadBalancer"),
         ApiResource::erase::<Node>(&()),
     ];
-    let [services, lbs, nodes] = kinds.map(|kind| watched(&client, kind, &wake, &stop));
+    let [services, lbs, nodes] =
+        kinds.map(|kind| watched::cache(&client, kind, &wake, &stop, "node ports", false));
     let _relay = match &config.relay {
         Some(relay) => {
             let listener = relay.try_clone().and_then(|listener| {
@@ -97,7 +94,11 @@ pub async fn run(
     // which come every few seconds with load balancers' counters).
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
-        let (services, lbs, nodes) = (values(&services), values(&lbs), values(&nodes));
+        let (services, lbs, nodes) = (
+            watched::values(&services),
+            watched::values(&lbs),
+            watched::values(&nodes),
+        );
         let now = (table::table(&services, &lbs, &nodes), table::peers(&nodes));
         let checks = table::health_checks(&services, &lbs);
         if **health.borrow() != checks {
@@ -136,47 +137,6 @@ pub async fn run(
             _ = stop.changed() => return Ok(()),
         }
     }
-}
-
-/// A cache of one kind fed by its watch, each change notifying `wake`, until `stop` flips.
-fn watched(
-    client: &kube::Client,
-    kind: ApiResource,
-    wake: &Arc<Notify>,
-    stop: &watch::Receiver<bool>,
-) -> Store<DynamicObject> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind);
-    let writer = reflector::store::Writer::new(kind.clone());
-    let store = writer.as_reader();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
-    );
-    let (wake, mut stop) = (wake.clone(), stop.clone());
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        loop {
-            tokio::select! {
-                event = stream.next() => match event {
-                    Some(Ok(_)) => wake.notify_one(),
-                    Some(Err(error)) => {
-                        tracing::warn!(kind = %kind.kind, %error, "watching for node ports failed; retrying");
-                    }
-                    None => return,
-                },
-                _ = stop.changed() => return,
-            }
-        }
-    });
-    store
-}
-
-fn values(store: &Store<DynamicObject>) -> Vec<Value> {
-    store
-        .state()
-        .iter()
-        .filter_map(|object| serde_json::to_value(&**object).ok())
-        .collect()
 }
 
 /// A task that ends when its handle goes.

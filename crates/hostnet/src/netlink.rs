@@ -119,24 +119,6 @@ impl Drop for Netlink {
 }
 
 impl Netlink {
-    /// Brings loopback up: in a fresh netns it is down, and local sockets (connections
-    /// to the namespace's own addresses, the metadata server's replies to itself) need it.
-    pub async fn bring_up_loopback(&self) -> Result<(), HostNetError> {
-        if let Some(lo) = self.link("lo").await?
-            && !lo.up
-        {
-            self.set_link(
-                lo.index,
-                &LinkChange {
-                    up: Some(true),
-                    ..LinkChange::default()
-                },
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
     /// Opens a connection in the netns at `netns` (the current one when None).
     pub async fn open(netns: Option<&Path>) -> Result<Netlink, HostNetError> {
         let namespace = netns
@@ -213,6 +195,24 @@ impl Netlink {
             .await?
             .into_iter()
             .find(|link| link.name == name))
+    }
+
+    /// Brings loopback up: in a fresh netns it is down, and local sockets (connections
+    /// to the namespace's own addresses, the metadata server's replies to itself) need it.
+    pub async fn bring_up_loopback(&self) -> Result<(), HostNetError> {
+        if let Some(lo) = self.link("lo").await?
+            && !lo.up
+        {
+            self.set_link(
+                lo.index,
+                &LinkChange {
+                    up: Some(true),
+                    ..LinkChange::default()
+                },
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// A bridge whose bridged IPv4 and IPv6 go through the inet hooks (br_netfilter),

@@ -9,17 +9,16 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DynamicObject};
+use kube::api::DynamicObject;
 use kube::discovery::ApiResource;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use super::plan::Snapshot;
+use crate::watched;
 
 /// The kinds watched, in the order of [`Objects::stores`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,17 +95,6 @@ pub(super) fn port_resource() -> ApiResource {
     Kind::Ports.resource()
 }
 
-/// Whether a watch failed because the server has no such resource.
-fn is_not_found(error: &watcher::Error) -> bool {
-    let api_error = match error {
-        watcher::Error::InitialListFailed(error)
-        | watcher::Error::WatchStartFailed(error)
-        | watcher::Error::WatchFailed(error) => error,
-        _ => return false,
-    };
-    matches!(api_error, kube::Error::Api(status) if status.code == 404)
-}
-
 /// Everything the wiring loop reads, as of one moment.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Cluster {
@@ -130,43 +118,20 @@ impl Objects {
         changed: Arc<Notify>,
         stop: &watch::Receiver<bool>,
     ) -> Objects {
-        let mut stores = Vec::new();
-        for kind in KINDS {
-            let resource = kind.resource();
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-            let writer = reflector::store::Writer::new(resource);
-            stores.push((kind, writer.as_reader()));
-            let stream = reflector::reflector(
-                writer,
-                watcher(api, watcher::Config::default()).default_backoff(),
-            );
-            let (changed, mut stop) = (changed.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut stream = std::pin::pin!(stream);
-                let mut absent = false;
-                loop {
-                    tokio::select! {
-                        event = stream.next() => match event {
-                            Some(Ok(_)) => {
-                                absent = false;
-                                changed.notify_one();
-                            }
-                            Some(Err(error)) if !kind.required() && is_not_found(&error) => {
-                                if !absent {
-                                    tracing::info!(?kind, "the server does not serve this kind; watching for it to appear");
-                                }
-                                absent = true;
-                            }
-                            Some(Err(error)) => {
-                                tracing::warn!(?kind, %error, "watching for the host network failed; retrying");
-                            }
-                            None => return,
-                        },
-                        _ = stop.changed() => return,
-                    }
-                }
-            });
-        }
+        let stores = KINDS
+            .into_iter()
+            .map(|kind| {
+                let store = watched::cache(
+                    client,
+                    kind.resource(),
+                    &changed,
+                    stop,
+                    "the host network",
+                    !kind.required(),
+                );
+                (kind, store)
+            })
+            .collect();
         Objects { stores }
     }
 
@@ -184,20 +149,11 @@ impl Objects {
     /// The cached objects of `kind`, in a stable order (by namespace, then name): a cache
     /// filled in another order (after a restart) must plan the same host, rule for rule.
     fn values(&self, kind: Kind) -> Vec<Value> {
-        let mut objects: Vec<_> = self
-            .stores
+        self.stores
             .iter()
-            .filter(|(k, _)| *k == kind)
-            .flat_map(|(_, store)| store.state())
-            .collect();
-        objects.sort_by(|a, b| {
-            (&a.metadata.namespace, &a.metadata.name)
-                .cmp(&(&b.metadata.namespace, &b.metadata.name))
-        });
-        objects
-            .iter()
-            .filter_map(|object| serde_json::to_value(&**object).ok())
-            .collect()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, store)| watched::values(store))
+            .unwrap_or_default()
     }
 
     /// The objects as they are now.
