@@ -191,6 +191,19 @@ pub(crate) fn listener_gone(
     state.has_changed().is_err() || state.borrow().config().protocol != accepted.config().protocol
 }
 
+/// Resolves once the listener a connection was accepted on is gone (see
+/// [`listener_gone`]).
+pub(crate) async fn listener_removed(
+    mut state: watch::Receiver<Arc<ListenerRuntime>>,
+    accepted: &ListenerRuntime,
+) {
+    while !listener_gone(&state, accepted) {
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn handle(client: &ClientConnection, request: Request<Incoming>) -> Response<ProxyBody> {
     let span =
         tracing::info_span!("request", method = %request.method(), path = request.uri().path());

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
 use tokio::net::TcpStream;
 
 use crate::balancer::{Balancer, Candidate, PersistenceTable};
@@ -189,7 +190,7 @@ impl PoolRuntime {
         persisted_member: Option<&str>,
         excluded: &[usize],
     ) -> Option<usize> {
-        let candidates: Vec<Candidate<'_>> = self
+        let candidates: SmallVec<[Candidate<'_>; 8]> = self
             .members
             .iter()
             .enumerate()
@@ -202,17 +203,15 @@ impl PoolRuntime {
                 active_connections: member.stats.active_connections(),
             })
             .collect();
-        let by_source = self.persistence_type() == Some(PersistenceType::SourceIp);
+        if self.persistence_type() != Some(PersistenceType::SourceIp) {
+            return lock(&self.balancer).choose(&candidates, client_ip, persisted_member);
+        }
         let now = Instant::now();
-        let sticky = if by_source {
-            lock(&self.sticky_clients)
-                .get(&client_ip, now)
-                .map(str::to_owned)
-        } else {
-            persisted_member.map(str::to_owned)
-        };
+        let sticky = lock(&self.sticky_clients)
+            .get(&client_ip, now)
+            .map(str::to_owned);
         let chosen = lock(&self.balancer).choose(&candidates, client_ip, sticky.as_deref())?;
-        if by_source && sticky.as_deref() != Some(candidates[chosen].id) {
+        if sticky.as_deref() != Some(candidates[chosen].id) {
             lock(&self.sticky_clients).insert(client_ip, candidates[chosen].id, now);
         }
         Some(chosen)

@@ -43,7 +43,6 @@ struct Shared {
     inner: tokio::sync::Mutex<Inner>,
     board: Arc<StatusBoard>,
     stats: Arc<StatsRegistry>,
-    shutdown: watch::Sender<bool>,
     context: ServeContext,
     /// What is served now, readable without waiting for a reconfigure in progress.
     current: Mutex<Served>,
@@ -156,14 +155,12 @@ impl Proxy {
     /// Validates `config`, binds every listener and starts serving and health checking.
     pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
         let compiled = CompiledConfig::compile(&config)?;
-        let (shutdown, receiver) = watch::channel(false);
         let shared = Arc::new(Shared {
             inner: tokio::sync::Mutex::new(Inner::default()),
             board: Arc::new(StatusBoard::new()),
             stats: Arc::new(StatsRegistry::default()),
-            shutdown,
             context: ServeContext {
-                shutdown: Shutdown::new(receiver),
+                shutdown: Shutdown::default(),
                 tracker: Tracker::default(),
             },
             current: Mutex::new(Served::default()),
@@ -216,7 +213,7 @@ impl Proxy {
     /// included) and waits until all of it is done.
     pub async fn shutdown(self) {
         let shared = self.shared;
-        shared.shutdown.send_replace(true);
+        shared.context.shutdown.signal();
         let mut inner = shared.inner.lock().await;
         for (_, checker) in inner.checkers.drain() {
             checker.task.stop().await;
@@ -226,6 +223,13 @@ impl Proxy {
         }
         drop(inner);
         shared.context.tracker.idle().await;
+    }
+}
+
+impl Drop for Shared {
+    /// A dropped proxy ends its connections too, without waiting for them.
+    fn drop(&mut self) {
+        self.context.shutdown.signal();
     }
 }
 

@@ -2,25 +2,56 @@
 //! wait for every connection task, including those still draining on listeners a
 //! reconfigure removed.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Poll, Waker};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-/// Resolves once the proxy shuts down (or is dropped).
-#[derive(Debug, Clone)]
-pub(crate) struct Shutdown(watch::Receiver<bool>);
+/// The proxy-wide shutdown signal: signalled once, when the proxy shuts down or is
+/// dropped, and watched by every connection task.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Shutdown(Arc<ShutdownInner>);
+
+#[derive(Debug, Default)]
+struct ShutdownInner {
+    signalled: AtomicBool,
+    notify: Notify,
+}
 
 impl Shutdown {
-    pub fn new(receiver: watch::Receiver<bool>) -> Shutdown {
-        Shutdown(receiver)
+    pub fn signal(&self) {
+        self.0.signalled.store(true, Ordering::Release);
+        self.0.notify.notify_waiters();
     }
 
-    pub async fn signalled(&mut self) {
-        // A dropped sender means the proxy is gone: that is a shutdown too.
-        let _ = self.0.wait_for(|stopping| *stopping).await;
+    /// Resolves once the signal is given. Cheap to poll again: a connection task polls
+    /// it each time it is woken, which is several times per request, so the waiter is
+    /// registered once and later polls only read a flag, unless the task's waker
+    /// changed.
+    pub async fn signalled(&self) {
+        let mut notified = pin!(self.0.notify.notified());
+        let mut registered: Option<Waker> = None;
+        poll_fn(|context| {
+            if self.0.signalled.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            if registered
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(context.waker()))
+            {
+                return Poll::Pending;
+            }
+            if notified.as_mut().poll(context).is_ready() {
+                return Poll::Ready(());
+            }
+            registered = Some(context.waker().clone());
+            Poll::Pending
+        })
+        .await;
     }
 }
 
@@ -74,7 +105,7 @@ impl Tracker {
         F: Future<Output = ()> + Send + 'static,
     {
         let token = self.token();
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _token = token;
             tokio::select! {
@@ -124,22 +155,30 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_ends_tracked_connections_and_idle_waits_for_them() {
-        let (sender, receiver) = watch::channel(false);
-        let shutdown = Shutdown::new(receiver);
+        let shutdown = Shutdown::default();
         let tracker = Tracker::default();
         tracker.idle().await;
         let first = tracker.spawn_connection(&shutdown, std::future::pending());
+        // A connection woken over and over polls the signal each time; it still ends.
+        let busy = tracker.spawn_connection(&shutdown, async {
+            loop {
+                tokio::task::yield_now().await;
+            }
+        });
         let second = tracker.spawn_connection(&shutdown, async {});
         second.await.unwrap();
-        assert_eq!(tracker.live(), 1);
-        sender.send_replace(true);
+        tokio::task::yield_now().await;
+        assert_eq!(tracker.live(), 2);
+        shutdown.signal();
         tokio::time::timeout(DEADLINE, tracker.idle())
             .await
             .unwrap();
         first.await.unwrap();
+        busy.await.unwrap();
 
-        drop(sender);
-        let mut shutdown = shutdown;
+        // After the signal, a new connection ends at once, as does a new wait.
+        let late = tracker.spawn_connection(&shutdown, std::future::pending());
+        tokio::time::timeout(DEADLINE, late).await.unwrap().unwrap();
         tokio::time::timeout(DEADLINE, shutdown.signalled())
             .await
             .unwrap();

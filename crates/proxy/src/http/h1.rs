@@ -35,7 +35,9 @@
 mod framing;
 pub(crate) mod head;
 mod invariants;
+mod wait;
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +58,7 @@ use crate::stats::ConnectionGuard;
 use framing::{BodyProgress, Framing, FramingError};
 use head::{RequestHead, ResponseHead};
 pub(crate) use invariants::check_client_bytes;
+use wait::Wait;
 
 /// A member connection of this path.
 pub(crate) type MemberStream = CountingIo<TcpStream>;
@@ -75,7 +78,8 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Read buffers start this large.
 const BUFFER: usize = 8 * 1024;
 
-/// The buffers of one client connection, kept from request to request.
+/// What one client connection keeps from request to request: its buffers and the
+/// timers of its waits.
 struct Buffers {
     /// What the client sent and the proxy has not passed on yet.
     input: BytesMut,
@@ -83,6 +87,10 @@ struct Buffers {
     member_input: BytesMut,
     /// Heads being written out.
     out: Vec<u8>,
+    /// Waits on the client: for request heads and bodies (`timeout_client_data`).
+    client_wait: Wait,
+    /// Waits on members: for answers (`timeout_member_data`).
+    member_wait: Wait,
 }
 
 /// How serving an HTTP/1 connection ended.
@@ -106,13 +114,16 @@ pub(crate) async fn serve<S>(client: &ClientConnection, stream: &mut S, detect_h
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut state = client.state.clone();
     let accepted = &client.accepted;
+    // One future for the connection's life, not one per request: it stays registered.
+    let mut removed = pin!(super::listener_removed(client.state.clone(), accepted));
     let header_timeout = Duration::from_millis(accepted.config().timeout_client_data);
     let mut buffers = Buffers {
         input: BytesMut::with_capacity(BUFFER),
         member_input: BytesMut::new(),
         out: Vec::with_capacity(1024),
+        client_wait: Wait::default(),
+        member_wait: Wait::default(),
     };
     let mut draining = false;
     let mut first = true;
@@ -147,7 +158,7 @@ where
             buffers.input.reserve(BUFFER);
             tokio::select! {
                 biased;
-                read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buffers.input)) => {
+                read = buffers.client_wait.until(deadline, stream.read_buf(&mut buffers.input)) => {
                     let ended = match read {
                         Ok(Ok(0)) => "closed",
                         Ok(Ok(_)) => continue,
@@ -160,11 +171,9 @@ where
                     }
                     return Ended::Closed;
                 }
-                _ = state.changed(), if !draining => {
-                    if super::listener_gone(&state, accepted) {
-                        tracing::debug!("listener removed; closing the connection after its requests");
-                        draining = true;
-                    }
+                () = &mut removed, if !draining => {
+                    tracing::debug!("listener removed; closing the connection after its requests");
+                    draining = true;
                 }
             }
         };
@@ -266,6 +275,8 @@ where
         input,
         member_input,
         out,
+        client_wait,
+        member_wait,
     } = buffers;
     let RequestHead {
         mut parts,
@@ -318,7 +329,7 @@ where
         &target,
         out,
         held.is_some(),
-        member_input,
+        (member_input, &mut *member_wait),
         &parts.method,
         upgrade.is_some(),
     )
@@ -349,14 +360,14 @@ where
                 &mut member,
                 &mut Vec::new(),
                 false,
-                client_timeout,
+                (client_wait, client_timeout),
             )
             .await
             {
                 Ok(()) => {
                     read_response(
                         &mut member,
-                        member_input,
+                        (member_input, &mut *member_wait),
                         &parts.method,
                         target.response_timeout,
                         false,
@@ -395,7 +406,15 @@ where
         out.clear();
         head::write_response_head(out, status, &reason, &headers);
         let idle = client_timeout.max(target.response_timeout);
-        if let Err(error) = tunnel(stream, &mut member, out, input, member_input, idle).await {
+        let tunnelled = tunnel(
+            stream,
+            &mut member,
+            out,
+            (input, member_input),
+            (client_wait, idle),
+        )
+        .await;
+        if let Err(error) = tunnelled {
             tracing::debug!(member = member_id, %error, "an upgraded connection ended");
         }
         return Exchange::Close;
@@ -427,7 +446,7 @@ where
         stream,
         out,
         unchunk,
-        member_timeout,
+        (member_wait, member_timeout),
     )
     .await
     {
@@ -459,17 +478,16 @@ fn upgrade_asked(parts: &http::request::Parts, framing: Framing) -> Option<Heade
 }
 
 /// Serves an upgraded connection: sends the 101 head in `out` and what the member sent
-/// after it to the client, and what the client sent after its request to the member;
-/// then passes bytes both ways until both sides are closed, or neither sent anything for
-/// `idle`. A side that closes has its close passed on (a half-close), and the other
-/// may still send.
+/// after it to the client, and what the client sent after its request to the member
+/// (`inputs`: the client's, then the member's); then passes bytes both ways until both
+/// sides are closed, or neither sent anything for `idle`. A side that closes has its
+/// close passed on (a half-close), and the other may still send.
 async fn tunnel<S>(
     client: &mut S,
     member: &mut MemberStream,
     out: &mut Vec<u8>,
-    client_input: &mut BytesMut,
-    member_input: &mut BytesMut,
-    idle: Duration,
+    (client_input, member_input): (&mut BytesMut, &mut BytesMut),
+    (wait, idle): (&mut Wait, Duration),
 ) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -485,13 +503,14 @@ where
     while from_client || from_member {
         client_input.reserve(BUFFER);
         member_input.reserve(BUFFER);
-        let read = tokio::time::timeout(idle, async {
-            tokio::select! {
-                read = client.read_buf(client_input), if from_client => (Side::Client, read),
-                read = member.read_buf(member_input), if from_member => (Side::Member, read),
-            }
-        })
-        .await;
+        let read = wait
+            .within(idle, async {
+                tokio::select! {
+                    read = client.read_buf(client_input), if from_client => (Side::Client, read),
+                    read = member.read_buf(member_input), if from_member => (Side::Member, read),
+                }
+            })
+            .await;
         let Ok((side, read)) = read else {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -532,13 +551,13 @@ struct Sent {
 /// Sends a request (`out`: its head, and its whole body when `whole`) to a member of
 /// `pool`: over an idle connection when the request can be sent again, else a new one.
 /// With the whole request sent, also reads the answer's head (`Some`; a 101 only when
-/// `upgrading`); otherwise the caller sends the body first (`None`).
+/// `upgrading`) into `member_input`; otherwise the caller sends the body first (`None`).
 async fn send(
     pool: &PoolRuntime,
     target: &Target<'_>,
     out: &[u8],
     whole: bool,
-    member_input: &mut BytesMut,
+    (member_input, wait): (&mut BytesMut, &mut Wait),
     method: &http::Method,
     upgrading: bool,
 ) -> Result<Sent, Failure> {
@@ -585,7 +604,8 @@ async fn send(
         let answer = match written {
             Ok(()) => {
                 let timeout = target.response_timeout;
-                read_response(&mut stream, member_input, method, timeout, upgrading).await
+                let input = (&mut *member_input, &mut *wait);
+                read_response(&mut stream, input, method, timeout, upgrading).await
             }
             Err(_) => Err(Failure::Member),
         };
@@ -628,7 +648,7 @@ async fn send(
 /// the whole wait.
 async fn read_response(
     member: &mut MemberStream,
-    member_input: &mut BytesMut,
+    (member_input, wait): (&mut BytesMut, &mut Wait),
     method: &http::Method,
     timeout: Duration,
     upgrading: bool,
@@ -659,7 +679,7 @@ async fn read_response(
             }
         }
         member_input.reserve(BUFFER);
-        match tokio::time::timeout_at(deadline, member.read_buf(member_input)).await {
+        match wait.until(deadline, member.read_buf(member_input)).await {
             Ok(Ok(0) | Err(_)) => return Err(Failure::Member),
             Ok(Ok(_)) => {}
             Err(_) => return Err(Failure::MemberTooSlow),
@@ -723,7 +743,7 @@ impl PassError {
 }
 
 /// Passes a body from `from` to `to`: first what `buffer` holds of it, then what comes,
-/// each read within `idle`. `head` (bytes to send before the body) goes out with the
+/// each read within `idle` (timed by `wait`). `head` (bytes to send before the body) goes out with the
 /// body's first bytes in one write. With `unchunk`, only the data of a chunked body
 /// goes. Bytes after the body stay in `buffer`.
 async fn pass_body<R, W>(
@@ -733,7 +753,7 @@ async fn pass_body<R, W>(
     to: &mut W,
     head: &mut Vec<u8>,
     unchunk: bool,
-    idle: Duration,
+    (wait, idle): (&mut Wait, Duration),
 ) -> Result<(), PassError>
 where
     R: AsyncRead + Unpin,
@@ -763,7 +783,7 @@ where
         // The receiver has all there is so far; it must not wait behind a buffer.
         to.flush().await.map_err(PassError::Write)?;
         buffer.reserve(BUFFER);
-        match tokio::time::timeout(idle, from.read_buf(buffer)).await {
+        match wait.within(idle, from.read_buf(buffer)).await {
             Ok(Ok(0)) => {
                 progress.end_of_input()?;
                 *head = pending;

@@ -206,11 +206,21 @@ async fn shutdown_closes_every_connection() {
         listeners: vec![listener("l", ListenerProtocol::Tcp, Some("pool"))],
         pools: vec![pool("pool", PoolProtocol::Tcp, &[&a])],
     };
-    let proxy = Proxy::start(config).await.unwrap();
+    let proxy = Proxy::start(config.clone()).await.unwrap();
     let address = proxy.local_addr("l").unwrap();
     let (_, mut open) = greeting(address).await;
     proxy.shutdown().await;
     let mut buffer = [0u8; 8];
+    let read = tokio::time::timeout(DEADLINE, open.read(&mut buffer))
+        .await
+        .expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    // Dropping a proxy ends its connections too, without anyone waiting.
+    let proxy = Proxy::start(config).await.unwrap();
+    let address = proxy.local_addr("l").unwrap();
+    let (_, mut open) = greeting(address).await;
+    drop(proxy);
     let read = tokio::time::timeout(DEADLINE, open.read(&mut buffer))
         .await
         .expect("closed in time");
