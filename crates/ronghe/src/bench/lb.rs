@@ -15,6 +15,12 @@
 //! are close in time, so the median moves less with the machine's other load). The last
 //! line is `lb: ratio R`, Ronghe's best requests/s over HAProxy's.
 //!
+//! The ceiling: each round also measures HAProxy relaying TCP to the same members
+//! (`mode tcp`), which reads no HTTP at all. It makes the same socket calls per request
+//! as an HTTP proxy (two reads, two writes) and nothing else, and it shares the machine
+//! with wrk and the members just as the HTTP proxies do; so its requests/s over HAProxy's
+//! HTTP ones (`lb ceiling:`) is about the most an HTTP proxy can reach on this machine.
+//!
 //! Then the control plane (`control.rs`): create → ACTIVE and failover on a lab of two
 //! hosts (root, runc; `--no-control-plane` leaves it out).
 //!
@@ -109,11 +115,13 @@ impl RunFigures {
     }
 }
 
-/// Both sides' runs, in the order they ran.
+/// Every side's runs, in the order they ran.
 #[derive(Debug, Clone)]
 pub struct DataPlaneFigures {
     pub ronghe: Vec<RunFigures>,
     pub haproxy: Vec<RunFigures>,
+    /// HAProxy's TCP relay over the same members: the ceiling (see `sides`).
+    pub relay: Vec<RunFigures>,
 }
 
 impl DataPlaneFigures {
@@ -121,33 +129,42 @@ impl DataPlaneFigures {
     /// after), in order, and their median: steadier than the best of each side when the
     /// machine's other load comes and goes, since a pair's runs are close in time.
     pub fn pair_ratios(&self) -> (Vec<f64>, f64) {
-        let ratios: Vec<f64> = self
-            .ronghe
-            .iter()
-            .zip(&self.haproxy)
-            .map(|(ronghe, haproxy)| {
-                ronghe.wrk.requests_per_second
-                    / haproxy.wrk.requests_per_second.max(f64::MIN_POSITIVE)
-            })
-            .collect();
-        let mut sorted = ratios.clone();
-        sorted.sort_by(f64::total_cmp);
-        let median = match sorted.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => sorted[n / 2],
-            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-        };
-        (ratios, median)
+        pair_ratios(&self.ronghe, &self.haproxy)
     }
 
     /// Ronghe's best requests/s over HAProxy's.
     pub fn ratio(&self) -> f64 {
-        best(&self.ronghe).wrk.requests_per_second
-            / best(&self.haproxy)
-                .wrk
-                .requests_per_second
-                .max(f64::MIN_POSITIVE)
+        best_ratio(&self.ronghe, &self.haproxy)
     }
+}
+
+/// The best requests/s of `runs` over the best of `reference`.
+fn best_ratio(runs: &[RunFigures], reference: &[RunFigures]) -> f64 {
+    best(runs).wrk.requests_per_second
+        / best(reference)
+            .wrk
+            .requests_per_second
+            .max(f64::MIN_POSITIVE)
+}
+
+/// The requests/s of each run of `runs` over the run of `reference` made beside it, and
+/// the median of those ratios.
+fn pair_ratios(runs: &[RunFigures], reference: &[RunFigures]) -> (Vec<f64>, f64) {
+    let ratios: Vec<f64> = runs
+        .iter()
+        .zip(reference)
+        .map(|(run, beside)| {
+            run.wrk.requests_per_second / beside.wrk.requests_per_second.max(f64::MIN_POSITIVE)
+        })
+        .collect();
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    };
+    (ratios, median)
 }
 
 /// The run with the most requests/s.
@@ -176,10 +193,12 @@ pub async fn data_plane(args: &LbBenchArgs) -> anyhow::Result<DataPlaneFigures> 
     let threads = args.proxy_threads.max(1);
     let (ronghe, ronghe_address) =
         sides::start_ronghe(&binary, directory.path(), &members, threads).await?;
-    let (haproxy, haproxy_address) =
+    let (haproxy, haproxy_addresses) =
         sides::start_haproxy(directory.path(), &members, threads).await?;
+    let haproxy_address = haproxy_addresses.http;
     sides::check_balancing("ronghe", ronghe_address, MEMBERS).await?;
     sides::check_balancing("haproxy", haproxy_address, MEMBERS).await?;
+    sides::check_balancing("haproxy's relay", haproxy_addresses.relay, MEMBERS).await?;
 
     let load = Load {
         threads: args.threads.max(1),
@@ -189,7 +208,9 @@ pub async fn data_plane(args: &LbBenchArgs) -> anyhow::Result<DataPlaneFigures> 
     println!(
         "lb data plane: HTTP, round robin over {MEMBERS} members ({} B bodies, one backend process), \
          {} proxy thread(s) each; wrk {} thread(s), {} connections, {} s per run, {} runs per side \
-         alternated after {} s of warm-up each; CPU is the proxy process's user + system time",
+         alternated after {} s of warm-up each; CPU is the proxy process's user + system time; \
+         \"relay\" is HAProxy relaying TCP to the same members without reading HTTP, the least \
+         work a proxy can do per request",
         args.body_bytes,
         threads,
         load.threads,
@@ -205,10 +226,12 @@ pub async fn data_plane(args: &LbBenchArgs) -> anyhow::Result<DataPlaneFigures> 
         };
         wrk::run(ronghe_address, warm_up).await?;
         wrk::run(haproxy_address, warm_up).await?;
+        wrk::run(haproxy_addresses.relay, warm_up).await?;
     }
     let mut figures = DataPlaneFigures {
         ronghe: Vec::new(),
         haproxy: Vec::new(),
+        relay: Vec::new(),
     };
     for run in 1..=args.runs.max(1) {
         let figure = measure(&ronghe, ronghe_address, load).await?;
@@ -217,6 +240,9 @@ pub async fn data_plane(args: &LbBenchArgs) -> anyhow::Result<DataPlaneFigures> 
         let figure = measure(&haproxy, haproxy_address, load).await?;
         println!("lb run {run} haproxy: {}", figure.show());
         figures.haproxy.push(figure);
+        let figure = measure(&haproxy, haproxy_addresses.relay, load).await?;
+        println!("lb run {run} relay  : {}", figure.show());
+        figures.relay.push(figure);
     }
     println!(
         "lb ronghe  (best of {}): {}",
@@ -228,9 +254,22 @@ pub async fn data_plane(args: &LbBenchArgs) -> anyhow::Result<DataPlaneFigures> 
         figures.haproxy.len(),
         best(&figures.haproxy).show()
     );
+    println!(
+        "lb relay   (best of {}): {}",
+        figures.relay.len(),
+        best(&figures.relay).show()
+    );
     let (ratios, median) = figures.pair_ratios();
     let shown: Vec<String> = ratios.iter().map(|ratio| format!("{ratio:.2}")).collect();
     println!("lb pairs: ratios {} (median {median:.2})", shown.join(" "));
+    let (_, relay_median) = pair_ratios(&figures.relay, &figures.haproxy);
+    println!(
+        "lb ceiling: the relay reached {:.2}x HAProxy's HTTP requests/s (best over best; pairs \
+         median {relay_median:.2}); an HTTP proxy makes the same socket calls per request and \
+         more work besides, and shares the CPUs with wrk and the members, so that is about the \
+         most one can reach here",
+        best_ratio(&figures.relay, &figures.haproxy)
+    );
     drop(ronghe);
     drop(haproxy);
     Ok(figures)
@@ -273,6 +312,7 @@ mod tests {
         let figures = DataPlaneFigures {
             ronghe: runs(&[110.0, 90.0, 120.0]),
             haproxy: runs(&[100.0, 100.0, 60.0]),
+            relay: runs(&[130.0, 100.0, 70.0]),
         };
         assert!((figures.ratio() - 1.2).abs() < 1e-9);
         let (ratios, median) = figures.pair_ratios();
@@ -281,7 +321,13 @@ mod tests {
         let even = DataPlaneFigures {
             ronghe: runs(&[110.0, 90.0]),
             haproxy: runs(&[100.0, 100.0]),
+            relay: Vec::new(),
         };
         assert!((even.pair_ratios().1 - 1.0).abs() < 1e-9);
+        // The relay's ceiling, over the same HAProxy runs.
+        assert!((best_ratio(&figures.relay, &figures.haproxy) - 1.3).abs() < 1e-9);
+        let (relay, relay_median) = pair_ratios(&figures.relay, &figures.haproxy);
+        assert_eq!(relay.len(), 3);
+        assert!((relay_median - 1.1666).abs() < 1e-3, "{relay:?}");
     }
 }

@@ -46,7 +46,11 @@ fn the_lb_bench_measures_both_proxies_and_ends_with_the_ratio() {
         "ronghe bench lb failed: {stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for side in ["lb run 1 ronghe :", "lb run 1 haproxy:"] {
+    for side in [
+        "lb run 1 ronghe :",
+        "lb run 1 haproxy:",
+        "lb run 1 relay  :",
+    ] {
         let line = stdout
             .lines()
             .find(|line| line.starts_with(side))
@@ -62,6 +66,12 @@ fn the_lb_bench_measures_both_proxies_and_ends_with_the_ratio() {
             .lines()
             .any(|line| line.starts_with("lb pairs: ratios ") && line.contains("(median ")),
         "no pair ratios in {stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.starts_with("lb ceiling: the relay reached ")),
+        "no ceiling in {stdout}"
     );
     // The control plane runs on a lab of two hosts where this machine has one (root,
     // runc, network namespaces) and says why not otherwise.

@@ -209,14 +209,23 @@ pub async fn start_ronghe(
     }
 }
 
+/// HAProxy's two listeners: the HTTP one compared with Ronghe's, and a TCP relay over the
+/// same members.
+pub struct HaproxyAddresses {
+    pub http: SocketAddr,
+    pub relay: SocketAddr,
+}
+
 /// HAProxy with the same listener, members, algorithm and timeouts: `nbthread` threads,
-/// no logging, idle member connections reused (`http-reuse always`).
+/// no logging, idle member connections reused (`http-reuse always`). A second frontend in
+/// `mode tcp` relays bytes to the same members without reading HTTP at all: the least
+/// work a proxy can do per request, which bounds what any HTTP proxy can reach here.
 pub async fn start_haproxy(
     directory: &Path,
     backends: &[SocketAddr],
     threads: usize,
-) -> anyhow::Result<(Started, SocketAddr)> {
-    let address = free_port()?;
+) -> anyhow::Result<(Started, HaproxyAddresses)> {
+    let [address, relay] = free_ports()?;
     let servers: String = backends
         .iter()
         .enumerate()
@@ -239,6 +248,15 @@ frontend bench
 
 backend pool
     balance roundrobin
+{servers}
+frontend relay
+    mode tcp
+    bind {relay}
+    default_backend relay_pool
+
+backend relay_pool
+    mode tcp
+    balance roundrobin
 {servers}"
     );
     let config_path = directory.join("haproxy.cfg");
@@ -257,8 +275,14 @@ backend pool
     )?;
     let deadline = Instant::now() + DEADLINE;
     loop {
-        if tokio::net::TcpStream::connect(address).await.is_ok() {
-            return Ok((started, address));
+        if tokio::net::TcpStream::connect(address).await.is_ok()
+            && tokio::net::TcpStream::connect(relay).await.is_ok()
+        {
+            let addresses = HaproxyAddresses {
+                http: address,
+                relay,
+            };
+            return Ok((started, addresses));
         }
         if let Some(status) = started.exited() {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -271,10 +295,17 @@ backend pool
     }
 }
 
-/// A loopback address with a port free right now (HAProxy binds it a moment later).
-fn free_port() -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?)
+/// Loopback addresses with distinct ports free right now (HAProxy binds them a moment
+/// later).
+fn free_ports<const N: usize>() -> anyhow::Result<[SocketAddr; N]> {
+    let listeners = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut addresses = [SocketAddr::from(([127, 0, 0, 1], 0)); N];
+    for (address, listener) in addresses.iter_mut().zip(&listeners) {
+        *address = listener.local_addr()?;
+    }
+    Ok(addresses)
 }
 
 /// Sends a few requests through a proxy and checks that each member answers 200: both
