@@ -288,6 +288,12 @@ pub enum PoolProtocol {
     Udp,
     Http,
     Https,
+    /// What the listener carries (TCP, or HTTP from an HTTP listener), each connection
+    /// opening with a PROXY protocol version 1 header naming the client.
+    Proxy,
+    /// The same with a version 2 (binary) header.
+    #[serde(rename = "PROXYV2")]
+    ProxyV2,
 }
 
 impl PoolProtocol {
@@ -298,6 +304,17 @@ impl PoolProtocol {
             PoolProtocol::Udp => "UDP",
             PoolProtocol::Http => "HTTP",
             PoolProtocol::Https => "HTTPS",
+            PoolProtocol::Proxy => "PROXY",
+            PoolProtocol::ProxyV2 => "PROXYV2",
+        }
+    }
+
+    /// The PROXY protocol version member connections open with, for PROXY pools.
+    pub(crate) fn proxy_protocol(self) -> Option<crate::proxy_protocol::Version> {
+        match self {
+            PoolProtocol::Proxy => Some(crate::proxy_protocol::Version::One),
+            PoolProtocol::ProxyV2 => Some(crate::proxy_protocol::Version::Two),
+            _ => None,
         }
     }
 }

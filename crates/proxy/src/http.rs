@@ -36,7 +36,6 @@ mod policy;
 mod upstream;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -50,6 +49,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::listener::{ListenerRuntime, ServeContext};
+use crate::pool::Origin;
 use body::RequestSlot;
 use forward::{ClientConnection, ProxyBody};
 pub(crate) use h1::{MemberStream, check_client_bytes};
@@ -77,7 +77,7 @@ pub(crate) async fn serve_connection<S>(
     accepted: Arc<ListenerRuntime>,
     state: watch::Receiver<Arc<ListenerRuntime>>,
     stream: S,
-    peer: SocketAddr,
+    origin: Origin,
     scheme: &'static str,
     serve: ServeContext,
     h2: bool,
@@ -88,7 +88,8 @@ pub(crate) async fn serve_connection<S>(
     let client = Arc::new(ClientConnection {
         state: state.clone(),
         accepted: Arc::clone(&accepted),
-        peer,
+        peer: origin.client,
+        destination: origin.destination,
         scheme,
         serve: serve.clone(),
         in_flight: Arc::new(AtomicUsize::new(0)),

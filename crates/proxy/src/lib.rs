@@ -40,7 +40,8 @@
 //! `balancer` (pure member selection), `stats`, `health` (checkers and probes), `pool`
 //! and `listener` (the serving state a configuration becomes), `tcp`, `udp`, `http`
 //! (L7 proxy with `policy`, `forward`, `body` for body timeouts and stream slots, and
-//! `io`), `tls`, `runtime` ([`Proxy`]: start, reconfigure, shutdown), `tasks` (shutdown
+//! `io`), `proxy_protocol` (the headers PROXY pools open member connections with), `tls`,
+//! `runtime` ([`Proxy`]: start, reconfigure, shutdown), `tasks` (shutdown
 //! signal and task tracking), `control` (the control socket's server and client),
 //! `testing` (unit-test helpers: deadlines, reserved ports).
 
@@ -52,6 +53,7 @@ pub mod health;
 mod http;
 mod listener;
 mod pool;
+mod proxy_protocol;
 mod runtime;
 pub mod stats;
 mod tasks;

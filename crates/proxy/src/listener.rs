@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
 use crate::config::{CompiledListener, Listener, ListenerProtocol};
-use crate::pool::PoolRuntime;
+use crate::pool::{Origin, PoolRuntime};
 use crate::stats::Counters;
 use crate::tasks::{Shutdown, Tracker};
 use crate::{http, tcp, tls};
@@ -100,6 +100,11 @@ fn dispatch(
         None => None,
     };
     let _ = stream.set_nodelay(true);
+    // The address the client connected to: a wildcard listener's own is not it.
+    let origin = Origin {
+        client: peer,
+        destination: stream.local_addr().unwrap_or(runtime.local_addr),
+    };
     let serve = context.clone();
     let state = state.clone();
     // Every event of the connection, HTTP/2 streams and member connections included,
@@ -110,14 +115,14 @@ fn dispatch(
         let _open = runtime.stats.open_connection();
         match runtime.config().protocol {
             ListenerProtocol::Tcp | ListenerProtocol::Https => {
-                tcp::serve_connection(&runtime, stream, peer).await;
+                tcp::serve_connection(&runtime, stream, origin).await;
             }
             ListenerProtocol::Http => {
                 http::serve_connection(
                     Arc::clone(&runtime),
                     state,
                     stream,
-                    peer,
+                    origin,
                     "http",
                     serve,
                     false,
@@ -125,7 +130,7 @@ fn dispatch(
                 .await;
             }
             ListenerProtocol::TerminatedHttps => {
-                tls::serve_connection(Arc::clone(&runtime), state, stream, peer, serve).await;
+                tls::serve_connection(Arc::clone(&runtime), state, stream, origin, serve).await;
             }
             // UDP listeners hold datagram sockets and never reach an accept loop.
             ListenerProtocol::Udp => {}

@@ -8,7 +8,7 @@
 //! open connections keep the one they started with.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use crate::balancer::{Balancer, Candidate, PersistenceTable};
 use crate::config::{CompiledPool, Member, PersistenceType, Pool};
 use crate::health::{MemberHealth, OperatingStatus};
 use crate::http::{IdleConnections, MemberStream, Sender};
+use crate::proxy_protocol;
 use crate::stats::{Counters, StatsRegistry};
 
 /// How long an idle stickiness entry lives when the configuration does not say.
@@ -44,6 +45,14 @@ pub(crate) struct PoolRuntime {
     balancer: Mutex<Balancer>,
     sticky_clients: Mutex<PersistenceTable<IpAddr>>,
     sticky_cookies: Mutex<PersistenceTable<String>>,
+}
+
+/// Whom a member connection is made for: the client, and the address it connected to
+/// (what a PROXY pool's header names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub client: SocketAddr,
+    pub destination: SocketAddr,
 }
 
 /// A connection to a member, and which member it is.
@@ -217,6 +226,12 @@ impl PoolRuntime {
         Some(chosen)
     }
 
+    /// Whether a member connection may serve the requests of other clients after one
+    /// client's: not in PROXY pools, whose connections name their client at the start.
+    pub fn shares_connections(&self) -> bool {
+        self.config().protocol.proxy_protocol().is_none()
+    }
+
     /// APP_COOKIE persistence: the member that set this value of the application's cookie.
     pub fn app_cookie_member(&self, value: &str) -> Option<String> {
         lock(&self.sticky_cookies)
@@ -233,16 +248,16 @@ impl PoolRuntime {
     /// `connect_timeout`, tries another member, each member at most once.
     pub async fn connect(
         &self,
-        client_ip: IpAddr,
+        origin: Origin,
         persisted_member: Option<&str>,
         connect_timeout: Duration,
     ) -> Result<MemberConnection, ConnectError> {
         let mut failed = Vec::new();
         while failed.len() < self.members.len() {
-            let Some(index) = self.choose(client_ip, persisted_member, &failed) else {
+            let Some(index) = self.choose(origin.client.ip(), persisted_member, &failed) else {
                 break;
             };
-            if let Some(stream) = self.connect_member(index, connect_timeout).await {
+            if let Some(stream) = self.connect_member(index, connect_timeout, origin).await {
                 return Ok(MemberConnection {
                     stream,
                     member: index,
@@ -253,22 +268,34 @@ impl PoolRuntime {
         Err(self.connect_error(&failed))
     }
 
-    /// Connects to member `index`; a failure or timeout is logged and counted as one of
-    /// the member's request errors.
+    /// Connects to member `index` for a client of `origin` (a PROXY pool's connection
+    /// opens with a header naming it); a failure or timeout is logged and counted as one
+    /// of the member's request errors.
     pub async fn connect_member(
         &self,
         index: usize,
         connect_timeout: Duration,
+        origin: Origin,
     ) -> Option<TcpStream> {
         let member = &self.members[index];
         let address = member.config.socket_addr();
-        match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await {
-            Ok(Ok(stream)) => {
-                // Small writes (requests, interactive protocols) must not wait for
-                // Nagle; failing to set it only costs latency.
-                let _ = stream.set_nodelay(true);
-                return Some(stream);
+        let header = self
+            .config()
+            .protocol
+            .proxy_protocol()
+            .map(|version| proxy_protocol::relayed(version, origin.client, origin.destination));
+        let connect = async {
+            let mut stream = TcpStream::connect(address).await?;
+            // Small writes (requests, interactive protocols) must not wait for Nagle;
+            // failing to set it only costs latency.
+            let _ = stream.set_nodelay(true);
+            if let Some(header) = header {
+                tokio::io::AsyncWriteExt::write_all(&mut stream, &header).await?;
             }
+            Ok::<_, std::io::Error>(stream)
+        };
+        match tokio::time::timeout(connect_timeout, connect).await {
+            Ok(Ok(stream)) => return Some(stream),
             Ok(Err(error)) => {
                 tracing::warn!(pool = self.id(), member = member.config.id, %address, %error, "connecting to member failed");
             }
@@ -366,7 +393,10 @@ mod tests {
             None,
             &stats,
         );
-        let client = IpAddr::from([127, 0, 0, 1]);
+        let client = Origin {
+            client: SocketAddr::from(([127, 0, 0, 1], 40000)),
+            destination: SocketAddr::from(([127, 0, 0, 1], 80)),
+        };
         for _ in 0..4 {
             let connection = pool.connect(client, None, DEADLINE).await.unwrap();
             assert_eq!(pool.members[connection.member].config.id, "live");

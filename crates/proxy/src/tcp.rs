@@ -8,7 +8,6 @@
 //! so both sides are idle exactly when the connection is: the connection closes after the
 //! shorter of the two timeouts passes with no byte moving in either direction.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -17,13 +16,14 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::listener::ListenerRuntime;
+use crate::pool::Origin;
 use crate::stats::Counters;
 
 /// Serves one accepted connection of a TCP or HTTPS (passthrough) listener.
 pub(crate) async fn serve_connection(
     listener: &ListenerRuntime,
     client: TcpStream,
-    peer: SocketAddr,
+    origin: Origin,
 ) {
     let Some(pool) = &listener.default_pool else {
         tracing::debug!("no default pool, closing");
@@ -31,7 +31,7 @@ pub(crate) async fn serve_connection(
     };
     let config = listener.config();
     let connect_timeout = Duration::from_millis(config.timeout_member_connect);
-    let connection = match pool.connect(peer.ip(), None, connect_timeout).await {
+    let connection = match pool.connect(origin, None, connect_timeout).await {
         Ok(connection) => connection,
         Err(error) => {
             tracing::warn!(%error, "no member for connection");

@@ -248,7 +248,7 @@ pub(crate) async fn serve_connection(
     accepted: Arc<ListenerRuntime>,
     state: watch::Receiver<Arc<ListenerRuntime>>,
     stream: tokio::net::TcpStream,
-    peer: std::net::SocketAddr,
+    origin: crate::pool::Origin,
     serve: ServeContext,
 ) {
     let Some(config) = accepted.compiled.tls.clone() else {
@@ -260,7 +260,7 @@ pub(crate) async fn serve_connection(
     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls_stream)) => {
             let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            crate::http::serve_connection(accepted, state, tls_stream, peer, "https", serve, h2)
+            crate::http::serve_connection(accepted, state, tls_stream, origin, "https", serve, h2)
                 .await;
         }
         Ok(Err(error)) => {

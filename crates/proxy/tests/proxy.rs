@@ -7,6 +7,7 @@ mod proxy {
 
     mod control;
     mod http;
+    mod proxy_protocol;
     mod reconfigure;
     mod tcp;
     mod udp;

@@ -15,7 +15,7 @@ use crate::network::ipam;
 pub use crate::network::validate::Problem;
 
 pub const LISTENER_PROTOCOLS: &[&str] = &["TCP", "UDP", "HTTP", "HTTPS", "TERMINATED_HTTPS"];
-pub const POOL_PROTOCOLS: &[&str] = &["TCP", "UDP", "HTTP", "HTTPS"];
+pub const POOL_PROTOCOLS: &[&str] = &["TCP", "UDP", "HTTP", "HTTPS", "PROXY", "PROXYV2"];
 pub const ALGORITHMS: &[&str] = &["ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP"];
 pub const PERSISTENCE_TYPES: &[&str] = &["SOURCE_IP", "HTTP_COOKIE", "APP_COOKIE"];
 pub const MONITOR_TYPES: &[&str] = &["PING", "TCP", "HTTP", "HTTPS", "UDP-CONNECT"];

@@ -274,10 +274,24 @@ fn check_port_clashes(listeners: &[Listener]) -> Result<(), ConfigError> {
 fn compatible(listener: ListenerProtocol, pool: PoolProtocol) -> bool {
     match listener {
         ListenerProtocol::Udp => pool == PoolProtocol::Udp,
-        ListenerProtocol::Http | ListenerProtocol::TerminatedHttps => pool == PoolProtocol::Http,
-        ListenerProtocol::Tcp | ListenerProtocol::Https => {
-            matches!(pool, PoolProtocol::Tcp | PoolProtocol::Https)
-        }
+        // Octavia's pairs (its VALID_LISTENER_POOL_PROTOCOL_MAP). PROXY pools carry what
+        // their listener does, after the header; a TCP listener relays to any TCP member.
+        ListenerProtocol::Http | ListenerProtocol::TerminatedHttps => matches!(
+            pool,
+            PoolProtocol::Http | PoolProtocol::Proxy | PoolProtocol::ProxyV2
+        ),
+        ListenerProtocol::Tcp => matches!(
+            pool,
+            PoolProtocol::Tcp
+                | PoolProtocol::Http
+                | PoolProtocol::Https
+                | PoolProtocol::Proxy
+                | PoolProtocol::ProxyV2
+        ),
+        ListenerProtocol::Https => matches!(
+            pool,
+            PoolProtocol::Tcp | PoolProtocol::Https | PoolProtocol::Proxy | PoolProtocol::ProxyV2
+        ),
     }
 }
 

@@ -1,4 +1,6 @@
-//! One health check of one member: TCP connect, HTTP(S) request, UDP datagram.
+//! One health check of one member: TCP connect, HTTP(S) request, UDP datagram. The TCP
+//! connections of a PROXY pool's checks open with the PROXY protocol's header for the
+//! proxy's own connections (`LOCAL`), as its members expect a header first.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::config::{ExpectedCodes, HealthMonitor, MonitorType, PoolProtocol};
-use crate::tls;
+use crate::{proxy_protocol, tls};
 
 /// Why a member failed one check.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +41,13 @@ fn io(operation: &'static str) -> impl FnOnce(std::io::Error) -> ProbeFailure {
 pub(crate) enum Probe {
     /// TCP monitors, and PING monitors of TCP and HTTP pools (see the module
     /// documentation of `health`).
-    TcpConnect,
+    TcpConnect { proxy_header: Option<Vec<u8>> },
     Http {
         method: String,
         path: String,
         expected: ExpectedCodes,
         tls: Option<Arc<rustls::ClientConfig>>,
+        proxy_header: Option<Vec<u8>>,
     },
     /// UDP-CONNECT monitors, and PING monitors of UDP pools.
     UdpConnect,
@@ -56,6 +59,7 @@ impl Probe {
         pool_protocol: PoolProtocol,
         expected_codes: Option<ExpectedCodes>,
     ) -> Probe {
+        let proxy_header = pool_protocol.proxy_protocol().map(proxy_protocol::local);
         let http = |tls| Probe::Http {
             method: monitor.http_method.clone().unwrap_or_else(|| "GET".into()),
             path: monitor.url_path.clone().unwrap_or_else(|| "/".into()),
@@ -63,10 +67,13 @@ impl Probe {
                 .clone()
                 .unwrap_or_else(ExpectedCodes::ok_only),
             tls,
+            proxy_header: proxy_header.clone(),
         };
         match monitor.monitor_type {
             MonitorType::Ping if pool_protocol == PoolProtocol::Udp => Probe::UdpConnect,
-            MonitorType::Ping | MonitorType::Tcp => Probe::TcpConnect,
+            MonitorType::Ping | MonitorType::Tcp => Probe::TcpConnect {
+                proxy_header: proxy_header.clone(),
+            },
             MonitorType::Http => http(None),
             MonitorType::Https => http(Some(tls::health_check_client_config())),
             MonitorType::UdpConnect => Probe::UdpConnect,
@@ -82,8 +89,8 @@ impl Probe {
     /// Checks `target` once. The caller bounds the time it may take.
     pub async fn check(&self, target: SocketAddr) -> Result<(), ProbeFailure> {
         match self {
-            Probe::TcpConnect => {
-                TcpStream::connect(target).await.map_err(io("connect"))?;
+            Probe::TcpConnect { proxy_header } => {
+                connect(target, proxy_header.as_deref()).await?;
                 Ok(())
             }
             Probe::Http {
@@ -91,8 +98,9 @@ impl Probe {
                 path,
                 expected,
                 tls,
+                proxy_header,
             } => {
-                let stream = TcpStream::connect(target).await.map_err(io("connect"))?;
+                let stream = connect(target, proxy_header.as_deref()).await?;
                 let status = match tls {
                     None => http_status(stream, method, path, target).await?,
                     Some(config) => {
@@ -114,6 +122,21 @@ impl Probe {
             Probe::UdpConnect => udp_connect(target).await,
         }
     }
+}
+
+/// Connects to `target`, sending `proxy_header` first if there is one.
+async fn connect(
+    target: SocketAddr,
+    proxy_header: Option<&[u8]>,
+) -> Result<TcpStream, ProbeFailure> {
+    let mut stream = TcpStream::connect(target).await.map_err(io("connect"))?;
+    if let Some(header) = proxy_header {
+        stream
+            .write_all(header)
+            .await
+            .map_err(io("send the PROXY header"))?;
+    }
+    Ok(stream)
 }
 
 /// Sends one request and reads the status code of the answer.

@@ -189,6 +189,36 @@ async fn http_probe_sends_method_and_path_and_checks_codes() {
 }
 
 #[tokio::test]
+async fn http_probes_of_a_proxyv2_pool_send_the_local_header_first() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut header = [0u8; 16];
+        stream.read_exact(&mut header).await.unwrap();
+        let mut request = Vec::new();
+        while !request.ends_with(b"\r\n\r\n") {
+            request.push(stream.read_u8().await.unwrap());
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        (header, request)
+    });
+    let probe = Probe::new(&monitor(MonitorType::Http), PoolProtocol::ProxyV2, None);
+    probe.check(address).await.unwrap();
+    let (header, request) = server.await.unwrap();
+    assert_eq!(&header[..12], b"\r\n\r\n\0\r\nQUIT\n");
+    assert_eq!(
+        &header[12..],
+        &[0x20, 0x00, 0x00, 0x00],
+        "LOCAL, no addresses"
+    );
+    assert!(request.starts_with(b"GET / HTTP/1.1\r\n"), "{request:?}");
+}
+
+#[tokio::test]
 async fn https_probe_accepts_a_self_signed_member() {
     let generated = rcgen::generate_simple_self_signed(vec!["member.invalid".into()]).unwrap();
     let certificate = crate::config::TlsCertificate {

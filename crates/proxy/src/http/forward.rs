@@ -23,7 +23,7 @@ use super::policy;
 use super::upstream::{self, AnswerBody, SendError, Target};
 use crate::config::PersistenceType;
 use crate::listener::{ListenerRuntime, ServeContext};
-use crate::pool::PoolRuntime;
+use crate::pool::{Origin, PoolRuntime};
 
 /// Octavia's (and haproxy's) name for the HTTP_COOKIE persistence cookie.
 pub(crate) const PERSISTENCE_COOKIE: &str = "SRV";
@@ -39,6 +39,8 @@ pub(crate) struct ClientConnection {
     /// socket has gone to a listener of another protocol (the connection then drains).
     pub accepted: Arc<ListenerRuntime>,
     pub peer: SocketAddr,
+    /// The address the client connected to (the VIP and the listener's port).
+    pub destination: SocketAddr,
     /// `http` or `https`, for X-Forwarded-Proto.
     pub scheme: &'static str,
     pub serve: ServeContext,
@@ -47,6 +49,13 @@ pub(crate) struct ClientConnection {
 }
 
 impl ClientConnection {
+    pub fn origin(&self) -> Origin {
+        Origin {
+            client: self.peer,
+            destination: self.destination,
+        }
+    }
+
     /// The listener as it is now (after a removal, as it was last configured).
     pub fn listener(&self) -> Arc<ListenerRuntime> {
         let current = self.state.borrow();

@@ -18,7 +18,9 @@
 //! idle keep-alive connection of the member, and is sent again on a new connection if
 //! the member had closed that one (it closed before answering anything). A request with
 //! a longer body always gets a new connection. After a complete answer on a connection
-//! the member keeps, it goes back among the member's idle ones.
+//! the member keeps, it goes back among the member's idle ones, except in PROXY pools:
+//! their connections open with a header naming one client, so each request gets a new
+//! one, closed after the answer.
 //!
 //! Upgrades (WebSocket): an HTTP/1.1 request without a body that asks for one
 //! (`Connection: upgrade` and `Upgrade`) goes to the member with both; if the member
@@ -461,7 +463,7 @@ where
             return Exchange::Close;
         }
     }
-    if member_keeps && member_input.is_empty() {
+    if member_keeps && member_input.is_empty() && pool.shares_connections() {
         member_runtime.idle_streams.keep(member);
     }
     finish(keep)
@@ -562,9 +564,10 @@ async fn send(
     upgrading: bool,
 ) -> Result<Sent, Failure> {
     let mut failed = Vec::new();
-    let mut reuse = whole;
+    let mut reuse = whole && pool.shares_connections();
     while failed.len() < pool.members.len() {
-        let Some(index) = pool.choose(target.client_ip, target.persisted_member, &failed) else {
+        let Some(index) = pool.choose(target.origin.client.ip(), target.persisted_member, &failed)
+        else {
             break;
         };
         let member = &pool.members[index];
@@ -576,7 +579,10 @@ async fn send(
         let reused = idle.is_some();
         let mut stream = match idle {
             Some(stream) => stream,
-            None => match pool.connect_member(index, target.connect_timeout).await {
+            None => match pool
+                .connect_member(index, target.connect_timeout, target.origin)
+                .await
+            {
                 Some(stream) => CountingIo::new(stream, Arc::clone(&member.stats), Side::Member),
                 None => {
                     failed.push(index);

@@ -16,7 +16,6 @@
 //! slots in haproxy's terms), which is what LEAST_CONNECTIONS balances on, and its
 //! `total_connections` the requests sent to it.
 
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -34,7 +33,7 @@ use super::body::{BodyIdle, BoxError, IdleTimeoutBody};
 use super::forward::ClientConnection;
 use super::io::{CountingIo, Side};
 use crate::listener::{ListenerRuntime, ServeContext};
-use crate::pool::{PoolRuntime, lock};
+use crate::pool::{Origin, PoolRuntime, lock};
 use crate::stats::ConnectionGuard;
 
 /// How long a member connection may wait idle for its next request before it is closed.
@@ -153,7 +152,8 @@ async fn sweep<C: Reusable>(connections: Weak<IdleConnections<C>>) {
 
 /// Where and how a request is to be sent.
 pub(crate) struct Target<'a> {
-    pub client_ip: IpAddr,
+    /// The client and the address it connected to.
+    pub origin: Origin,
     /// The member a persistence cookie names.
     pub persisted_member: Option<&'a str>,
     pub connect_timeout: Duration,
@@ -169,7 +169,7 @@ impl Target<'_> {
     ) -> Target<'a> {
         let config = listener.config();
         Target {
-            client_ip: client.peer.ip(),
+            origin: client.origin(),
             persisted_member,
             connect_timeout: Duration::from_millis(config.timeout_member_connect),
             response_timeout: Duration::from_millis(config.timeout_member_data),
@@ -200,10 +200,11 @@ pub(crate) struct Answer {
 }
 
 /// A member connection in use, and the member's count of the request; released into the
-/// member's idle connections once the answer has been passed on.
+/// member's idle connections once the answer has been passed on (`idle`), unless the
+/// connection is the client's own (a PROXY pool's), which closes then.
 pub(crate) struct Lease {
     sender: Sender,
-    idle: Arc<IdleConnections<Sender>>,
+    idle: Option<Arc<IdleConnections<Sender>>>,
     _active: ConnectionGuard,
 }
 
@@ -214,9 +215,10 @@ pub(crate) async fn send(
     mut request: MemberRequest,
 ) -> Result<Answer, SendError> {
     let mut failed = Vec::new();
-    let mut reuse = true;
+    let mut reuse = pool.shares_connections();
     while failed.len() < pool.members.len() {
-        let Some(index) = pool.choose(target.client_ip, target.persisted_member, &failed) else {
+        let Some(index) = pool.choose(target.origin.client.ip(), target.persisted_member, &failed)
+        else {
             break;
         };
         let member = &pool.members[index];
@@ -245,7 +247,9 @@ pub(crate) async fn send(
                     response,
                     lease: Lease {
                         sender,
-                        idle: Arc::clone(&member.idle_senders),
+                        idle: pool
+                            .shares_connections()
+                            .then(|| Arc::clone(&member.idle_senders)),
                         _active: active,
                     },
                 });
@@ -279,7 +283,9 @@ pub(crate) async fn send(
 
 /// Opens a new HTTP/1.1 connection to member `index`, its bytes counted on the member.
 async fn open(pool: &PoolRuntime, index: usize, target: &Target<'_>) -> Option<Sender> {
-    let stream = pool.connect_member(index, target.connect_timeout).await?;
+    let stream = pool
+        .connect_member(index, target.connect_timeout, target.origin)
+        .await?;
     let member = &pool.members[index];
     let io = CountingIo::new(stream, Arc::clone(&member.stats), Side::Member);
     match http1::handshake(TokioIo::new(io)).await {
@@ -368,8 +374,9 @@ impl Drop for AnswerBody {
         let complete = self.ended || self.inner.is_end_stream();
         if let Some(lease) = self.lease.take()
             && complete
+            && let Some(idle) = lease.idle
         {
-            lease.idle.put(lease.sender);
+            idle.put(lease.sender);
         }
     }
 }

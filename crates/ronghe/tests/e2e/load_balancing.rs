@@ -262,6 +262,35 @@ async fn an_octavia_load_balancer_serves_a_pod_and_a_vm_with_health_checks_l7_tl
         "{status}"
     );
 
+    // A PROXYV2 pool (Octavia's way to give members the client's address): the CLI's
+    // protocol goes through and the load balancer takes it, ACTIVE again.
+    os.ok(&[
+        "loadbalancer",
+        "pool",
+        "create",
+        "--name",
+        "proxied",
+        "--lb-algorithm",
+        "ROUND_ROBIN",
+        "--loadbalancer",
+        "lb1",
+        "--protocol",
+        "PROXYV2",
+        "--wait",
+    ])?;
+    let protocol = os.ok(&[
+        "loadbalancer",
+        "pool",
+        "show",
+        "proxied",
+        "-f",
+        "value",
+        "-c",
+        "protocol",
+    ])?;
+    assert_eq!(protocol.trim(), "PROXYV2");
+    os.ok(&["loadbalancer", "pool", "delete", "--wait", "proxied"])?;
+
     // L7: /api goes to a pool of its own (the pod's second server, which has /api/x).
     os.ok(&[
         "loadbalancer",

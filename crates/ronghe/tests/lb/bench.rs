@@ -70,8 +70,8 @@ fn the_lb_bench_measures_both_proxies_and_ends_with_the_ratio() {
     assert!(
         stdout
             .lines()
-            .any(|line| line.starts_with("lb ceiling: the relay reached ")),
-        "no ceiling in {stdout}"
+            .any(|line| line.starts_with("lb reference: HAProxy relaying TCP")),
+        "no reference in {stdout}"
     );
     // The control plane runs on a lab of two hosts where this machine has one (root,
     // runc, network namespaces) and says why not otherwise.

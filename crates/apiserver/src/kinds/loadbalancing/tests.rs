@@ -211,6 +211,38 @@ async fn one_listener_per_port_and_one_default_pool_per_listener() {
     .await
     .unwrap_err();
     assert_eq!(orphan.code(), 400);
+    // PROXY pools carry TCP or HTTP after their header: not behind a UDP listener, and
+    // without cookie persistence (the proxy reads no cookie for them).
+    let proxy_on_udp = create(
+        &engine,
+        "Pool",
+        "proxy-udp",
+        json!({"listenerId": "dns", "protocol": "PROXY", "lbAlgorithm": "ROUND_ROBIN"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(proxy_on_udp.code(), 400, "{proxy_on_udp:?}");
+    create(
+        &engine,
+        "Pool",
+        "proxy",
+        json!({"loadBalancerId": "lb", "protocol": "PROXYV2", "lbAlgorithm": "ROUND_ROBIN"}),
+    )
+    .await
+    .unwrap();
+    let cookie = create(
+        &engine,
+        "Pool",
+        "proxy-cookie",
+        json!({
+            "loadBalancerId": "lb", "protocol": "PROXY", "lbAlgorithm": "ROUND_ROBIN",
+            "sessionPersistence": {"type": "HTTP_COOKIE"},
+        }),
+    )
+    .await
+    .unwrap_err();
+    // Invalid in Kubernetes' words; the Octavia face answers it 400.
+    assert_eq!(cookie.code(), 422, "{cookie:?}");
 }
 
 #[tokio::test]

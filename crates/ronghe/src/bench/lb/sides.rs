@@ -218,8 +218,8 @@ pub struct HaproxyAddresses {
 
 /// HAProxy with the same listener, members, algorithm and timeouts: `nbthread` threads,
 /// no logging, idle member connections reused (`http-reuse always`). A second frontend in
-/// `mode tcp` relays bytes to the same members without reading HTTP at all: the least
-/// work a proxy can do per request, which bounds what any HTTP proxy can reach here.
+/// `mode tcp` relays bytes to the same members without reading HTTP at all: the bench's
+/// reference for what HTTP work costs.
 pub async fn start_haproxy(
     directory: &Path,
     backends: &[SocketAddr],

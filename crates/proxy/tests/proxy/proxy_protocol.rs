@@ -1,0 +1,274 @@
+//! PROXY and PROXYV2 pools: every member connection opens with a header naming the
+//! client and the address it connected to, a connection of one client is never given to
+//! another, and health checks say they are the proxy's own (`UNKNOWN`, `LOCAL`).
+
+use std::net::SocketAddr;
+
+use ronghe_proxy::config::{ListenerProtocol, MonitorType, PoolProtocol};
+use ronghe_proxy::{OperatingStatus, Proxy, ProxyConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::support::http::Client;
+use super::support::*;
+
+/// What a member read before anything else on one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Header {
+    V1(String),
+    V2 {
+        command: u8,
+        family: u8,
+        addresses: Vec<u8>,
+    },
+}
+
+impl Header {
+    /// A version 2 PROXY header's IPv4 addresses and ports.
+    fn v2_ends(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let Header::V2 {
+            command: 0x21,
+            family: 0x11,
+            addresses,
+        } = self
+        else {
+            return None;
+        };
+        let ip = |at: usize| {
+            std::net::Ipv4Addr::new(
+                addresses[at],
+                addresses[at + 1],
+                addresses[at + 2],
+                addresses[at + 3],
+            )
+        };
+        let port = |at: usize| u16::from_be_bytes([addresses[at], addresses[at + 1]]);
+        Some((
+            SocketAddr::from((ip(0), port(8))),
+            SocketAddr::from((ip(4), port(10))),
+        ))
+    }
+}
+
+/// Reads a PROXY header of either version from the start of a connection.
+async fn read_header(stream: &mut TcpStream) -> std::io::Result<Header> {
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first[..5]).await?;
+    if &first[..5] == b"PROXY" {
+        let mut line = b"PROXY".to_vec();
+        while !line.ends_with(b"\r\n") {
+            line.push(stream.read_u8().await?);
+        }
+        return Ok(Header::V1(String::from_utf8_lossy(&line).into_owned()));
+    }
+    stream.read_exact(&mut first[5..]).await?;
+    assert_eq!(
+        &first, b"\r\n\r\n\0\r\nQUIT\n",
+        "neither PROXY header version"
+    );
+    let command = stream.read_u8().await?;
+    let family = stream.read_u8().await?;
+    let length = stream.read_u16().await?;
+    let mut addresses = vec![0u8; usize::from(length)];
+    stream.read_exact(&mut addresses).await?;
+    Ok(Header::V2 {
+        command,
+        family,
+        addresses,
+    })
+}
+
+/// A member behind a PROXY pool: reports each connection's header, then echoes (TCP) or
+/// answers every HTTP/1.1 request 200 `ok` on the connection (HTTP).
+fn recording_backend(name: &str, http: bool) -> (Backend, mpsc::UnboundedReceiver<Header>) {
+    let listener = reusable_listener();
+    let address = listener.local_addr().expect("a bound listener");
+    let (headers, received) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let headers = headers.clone();
+            tokio::spawn(async move {
+                let Ok(header) = read_header(&mut stream).await else {
+                    return;
+                };
+                let _ = headers.send(header);
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    let Ok(read) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    if !http {
+                        if stream.write_all(&chunk[..read]).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    buffer.extend_from_slice(&chunk[..read]);
+                    while let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n")
+                    {
+                        buffer.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (Backend::from_task(name, address, task), received)
+}
+
+async fn next_header(received: &mut mpsc::UnboundedReceiver<Header>) -> Header {
+    tokio::time::timeout(DEADLINE, received.recv())
+        .await
+        .expect("a member connection in time")
+        .expect("the backend runs")
+}
+
+#[tokio::test]
+async fn a_proxy_pool_names_the_client_to_its_members_and_checks_say_local() {
+    let (backend, mut received) = recording_backend("a", false);
+    let mut tcp_pool = pool("pool", PoolProtocol::Proxy, &[&backend]);
+    tcp_pool.health_monitor = Some(monitor(MonitorType::Tcp));
+    let config = ProxyConfig {
+        listeners: vec![listener("l", ListenerProtocol::Tcp, Some("pool"))],
+        pools: vec![tcp_pool],
+    };
+    let proxy = Proxy::start(config).await.unwrap();
+    let address = proxy.local_addr("l").unwrap();
+    wait_for_status(&proxy, "pool", "a", OperatingStatus::Online).await;
+
+    let mut client = TcpStream::connect(address).await.unwrap();
+    let client_port = client.local_addr().unwrap().port();
+    client.write_all(b"hello").await.unwrap();
+    let mut echoed = [0u8; 5];
+    tokio::time::timeout(DEADLINE, client.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        &echoed, b"hello",
+        "the header is not passed back to the client"
+    );
+    // Health checks keep coming; the client's connection is among them.
+    let relayed = format!(
+        "PROXY TCP4 127.0.0.1 127.0.0.1 {client_port} {}\r\n",
+        address.port()
+    );
+    let mut saw_local = false;
+    loop {
+        match next_header(&mut received).await {
+            Header::V1(line) if line == relayed => break,
+            Header::V1(line) if line == "PROXY UNKNOWN\r\n" => saw_local = true,
+            other => panic!("unexpected header {other:?}, wanted {relayed:?}"),
+        }
+    }
+    if !saw_local {
+        assert_eq!(
+            next_header(&mut received).await,
+            Header::V1("PROXY UNKNOWN\r\n".into()),
+            "a health check's connection"
+        );
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http_listener_gives_each_request_of_a_proxyv2_pool_a_connection_of_its_own() {
+    let (backend, mut received) = recording_backend("a", true);
+    let config = ProxyConfig {
+        listeners: vec![listener("web", ListenerProtocol::Http, Some("pool"))],
+        pools: vec![pool("pool", PoolProtocol::ProxyV2, &[&backend])],
+    };
+    let proxy = Proxy::start(config).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+
+    // Two requests on one HTTP/1.1 connection: two member connections, both naming it.
+    let mut client = TcpStream::connect(address).await.unwrap();
+    let client_address = client.local_addr().unwrap();
+    for _ in 0..2 {
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"\r\n\r\nok") {
+            let mut chunk = [0u8; 256];
+            let read = tokio::time::timeout(DEADLINE, client.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                read > 0,
+                "closed early: {:?}",
+                String::from_utf8_lossy(&answer)
+            );
+            answer.extend_from_slice(&chunk[..read]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        let header = next_header(&mut received).await;
+        assert_eq!(
+            header.v2_ends(),
+            Some((client_address, address)),
+            "{header:?}"
+        );
+    }
+    // A second client is never handed the first one's member connection.
+    let mut other = TcpStream::connect(address).await.unwrap();
+    let other_address = other.local_addr().unwrap();
+    other
+        .write_all(b"GET / HTTP/1.1\r\nhost: web\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, other.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    let header = next_header(&mut received).await;
+    assert_eq!(
+        header.v2_ends(),
+        Some((other_address, address)),
+        "{header:?}"
+    );
+
+    // HTTP/2 clients go through hyper's member connections: the same header.
+    let mut h2 = Client::http2(address).await;
+    let answer = h2.get("/", &[]).await;
+    assert_eq!(answer.status, 200);
+    let header = next_header(&mut received).await;
+    let (client, destination) = header.v2_ends().expect("a version 2 PROXY header");
+    assert_eq!(destination, address);
+    assert_eq!(client.ip(), address.ip());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn proxy_pools_pair_with_the_listeners_octavia_allows() {
+    for (listener_protocol, pool_protocol, allowed) in [
+        (ListenerProtocol::Tcp, PoolProtocol::Proxy, true),
+        (ListenerProtocol::Https, PoolProtocol::ProxyV2, true),
+        (ListenerProtocol::Http, PoolProtocol::Proxy, true),
+        (ListenerProtocol::Udp, PoolProtocol::Proxy, false),
+    ] {
+        let config = ProxyConfig {
+            listeners: vec![listener("l", listener_protocol, Some("pool"))],
+            pools: vec![pool("pool", pool_protocol, &[])],
+        };
+        assert_eq!(
+            config.validate().is_ok(),
+            allowed,
+            "{listener_protocol:?} with {pool_protocol:?}"
+        );
+    }
+}
