@@ -211,8 +211,8 @@ pub async fn data_plane(args: &LbBenchArgs) -> anyhow::Result<DataPlaneFigures> 
         "lb data plane: HTTP, round robin over {MEMBERS} members ({} B bodies, one backend process), \
          {} proxy thread(s) each; wrk {} thread(s), {} connections, {} s per run, {} runs per side \
          alternated after {} s of warm-up each; CPU is the proxy process's user + system time; \
-         \"relay\" is HAProxy relaying TCP to the same members without reading HTTP, the least \
-         work a proxy can do per request",
+         \"relay\" is HAProxy relaying TCP to the same members without reading HTTP \
+         (the reference)",
         args.body_bytes,
         threads,
         load.threads,
