@@ -187,6 +187,9 @@ impl RiseFall {
 pub(crate) struct MonitoredMember {
     pub member_id: String,
     pub target: SocketAddr,
+    /// Whether checks go where the member serves (not to a monitor address or port),
+    /// so a PROXY pool's checks send its header.
+    pub at_member: bool,
     pub health: Arc<MemberHealth>,
 }
 
@@ -233,11 +236,13 @@ async fn check_member_forever(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let verdict = match tokio::time::timeout(timeout, probe.check(member.target)).await {
-            Ok(verdict) => verdict,
-            Err(_) if probe.silence_passes() => Ok(()),
-            Err(_) => Err(probe::ProbeFailure::TimedOut),
-        };
+        let verdict =
+            match tokio::time::timeout(timeout, probe.check(member.target, member.at_member)).await
+            {
+                Ok(verdict) => verdict,
+                Err(_) if probe.silence_passes() => Ok(()),
+                Err(_) => Err(probe::ProbeFailure::TimedOut),
+            };
         let current = member.health.status();
         let next = rise_fall.record(current, verdict.is_ok());
         if next != current {

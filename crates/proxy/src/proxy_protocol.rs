@@ -23,15 +23,17 @@ pub(crate) enum Version {
 const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
 /// The header opening a connection made for a client at `client`, which connected to
-/// `destination`. Addresses of different families are both given as IPv6 (an IPv4
-/// address as IPv4-mapped), since a header carries one family.
+/// `destination`. IPv4-mapped IPv6 addresses (a dual-stack socket's IPv4 clients) count
+/// as IPv4; addresses of different families are both given as IPv6 (an IPv4 address as
+/// IPv4-mapped), since a header carries one family.
 pub(crate) fn relayed(version: Version, client: SocketAddr, destination: SocketAddr) -> Vec<u8> {
-    let (source_ip, destination_ip) = match (client.ip(), destination.ip()) {
-        (IpAddr::V4(source), IpAddr::V4(destination)) => {
-            (IpAddr::V4(source), IpAddr::V4(destination))
-        }
-        (source, destination) => (IpAddr::V6(as_v6(source)), IpAddr::V6(as_v6(destination))),
-    };
+    let (source_ip, destination_ip) =
+        match (client.ip().to_canonical(), destination.ip().to_canonical()) {
+            (IpAddr::V4(source), IpAddr::V4(destination)) => {
+                (IpAddr::V4(source), IpAddr::V4(destination))
+            }
+            (source, destination) => (IpAddr::V6(as_v6(source)), IpAddr::V6(as_v6(destination))),
+        };
     let (source_port, destination_port) = (client.port(), destination.port());
     match version {
         Version::One => {
@@ -107,6 +109,13 @@ mod tests {
             b"PROXY TCP6 2001:db8::1 ::ffff:10.0.0.5 5000 80\r\n"
         );
         assert_eq!(local(Version::One), b"PROXY UNKNOWN\r\n");
+        let mapped: SocketAddr = "[::ffff:192.0.2.7]:40000".parse().unwrap();
+        let mapped_vip: SocketAddr = "[::ffff:10.0.0.5]:80".parse().unwrap();
+        assert_eq!(
+            relayed(Version::One, mapped, mapped_vip),
+            b"PROXY TCP4 192.0.2.7 10.0.0.5 40000 80\r\n",
+            "a dual-stack socket's IPv4 client is IPv4"
+        );
     }
 
     #[test]

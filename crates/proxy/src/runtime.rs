@@ -24,7 +24,7 @@ use crate::config::{
 };
 use crate::error::ProxyError;
 use crate::health::probe::Probe;
-use crate::health::{self, MemberHealth, MemberStatuses, MonitoredMember, StatusBoard};
+use crate::health::{self, MemberStatuses, MonitoredMember, StatusBoard};
 use crate::listener::{self, ListenerRuntime, ServeContext};
 use crate::pool::PoolRuntime;
 use crate::stats::{StatsRegistry, StatsSnapshot};
@@ -87,7 +87,7 @@ impl Slot {
 struct Checker {
     monitor: HealthMonitor,
     pool_protocol: PoolProtocol,
-    members: Vec<(String, SocketAddr, Arc<MemberHealth>)>,
+    members: Vec<MonitoredMember>,
     task: AbortOnDrop,
 }
 
@@ -106,15 +106,12 @@ impl Checker {
         self.monitor == plan.monitor
             && self.pool_protocol == plan.pool_protocol
             && self.members.len() == members.len()
-            && self
-                .members
-                .iter()
-                .zip(members)
-                .all(|((id, target, health), new)| {
-                    *id == new.member_id
-                        && *target == new.target
-                        && Arc::ptr_eq(health, &new.health)
-                })
+            && self.members.iter().zip(members).all(|(old, new)| {
+                old.member_id == new.member_id
+                    && old.target == new.target
+                    && old.at_member == new.at_member
+                    && Arc::ptr_eq(&old.health, &new.health)
+            })
     }
 }
 
@@ -432,11 +429,7 @@ impl Shared {
                     Checker {
                         monitor: plan.monitor,
                         pool_protocol: plan.pool_protocol,
-                        members: plan
-                            .members
-                            .into_iter()
-                            .map(|member| (member.member_id, member.target, member.health))
-                            .collect(),
+                        members: plan.members,
                         task: AbortOnDrop::new(task),
                     }
                 }
@@ -623,6 +616,7 @@ fn monitored_members(
                 .map(|member| MonitoredMember {
                     member_id: member.config.id.clone(),
                     target: member.config.monitor_socket_addr(),
+                    at_member: member.config.monitor_socket_addr() == member.config.socket_addr(),
                     health: Arc::clone(&member.health),
                 })
                 .collect();

@@ -1,6 +1,8 @@
 //! One health check of one member: TCP connect, HTTP(S) request, UDP datagram. The TCP
 //! connections of a PROXY pool's checks open with the PROXY protocol's header for the
-//! proxy's own connections (`LOCAL`), as its members expect a header first.
+//! proxy's own connections (`UNKNOWN`, `LOCAL`), as its members expect a header first;
+//! not when the member is checked at a monitor address or port of its own, which is
+//! HAProxy's rule (and so Octavia's).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,11 +88,15 @@ impl Probe {
         matches!(self, Probe::UdpConnect)
     }
 
-    /// Checks `target` once. The caller bounds the time it may take.
-    pub async fn check(&self, target: SocketAddr) -> Result<(), ProbeFailure> {
+    /// Checks `target` once, a PROXY pool's header first if `at_member` (the member is
+    /// checked where it serves). The caller bounds the time it may take.
+    pub async fn check(&self, target: SocketAddr, at_member: bool) -> Result<(), ProbeFailure> {
+        fn send(header: &Option<Vec<u8>>, at_member: bool) -> Option<&[u8]> {
+            header.as_deref().filter(|_| at_member)
+        }
         match self {
             Probe::TcpConnect { proxy_header } => {
-                connect(target, proxy_header.as_deref()).await?;
+                connect(target, send(proxy_header, at_member)).await?;
                 Ok(())
             }
             Probe::Http {
@@ -100,7 +106,7 @@ impl Probe {
                 tls,
                 proxy_header,
             } => {
-                let stream = connect(target, proxy_header.as_deref()).await?;
+                let stream = connect(target, send(proxy_header, at_member)).await?;
                 let status = match tls {
                     None => http_status(stream, method, path, target).await?,
                     Some(config) => {

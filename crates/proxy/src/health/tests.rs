@@ -160,9 +160,9 @@ async fn tcp_and_ping_probes_connect() {
     let (_reserved, closed) = refusing_tcp_address();
     for monitor_type in [MonitorType::Tcp, MonitorType::Ping] {
         let probe = Probe::new(&monitor(monitor_type), PoolProtocol::Tcp, None);
-        probe.check(open).await.unwrap();
+        probe.check(open, true).await.unwrap();
         assert!(matches!(
-            probe.check(closed).await,
+            probe.check(closed, true).await,
             Err(ProbeFailure::Io { .. })
         ));
     }
@@ -175,7 +175,7 @@ async fn http_probe_sends_method_and_path_and_checks_codes() {
     http.http_method = Some("HEAD".into());
     http.url_path = Some("/healthz?deep=1".into());
     let accepting = Probe::new(&http, PoolProtocol::Http, ExpectedCodes::parse("200-202"));
-    accepting.check(address).await.unwrap();
+    accepting.check(address, true).await.unwrap();
     assert_eq!(
         seen.lock().unwrap().as_slice(),
         ["HEAD /healthz?deep=1 HTTP/1.1"]
@@ -183,7 +183,7 @@ async fn http_probe_sends_method_and_path_and_checks_codes() {
 
     let strict = Probe::new(&http, PoolProtocol::Http, ExpectedCodes::parse("200"));
     assert!(matches!(
-        strict.check(address).await,
+        strict.check(address, true).await,
         Err(ProbeFailure::UnexpectedStatus { status: 202 })
     ));
 }
@@ -207,7 +207,7 @@ async fn http_probes_of_a_proxyv2_pool_send_the_local_header_first() {
         (header, request)
     });
     let probe = Probe::new(&monitor(MonitorType::Http), PoolProtocol::ProxyV2, None);
-    probe.check(address).await.unwrap();
+    probe.check(address, true).await.unwrap();
     let (header, request) = server.await.unwrap();
     assert_eq!(&header[..12], b"\r\n\r\n\0\r\nQUIT\n");
     assert_eq!(
@@ -215,6 +215,26 @@ async fn http_probes_of_a_proxyv2_pool_send_the_local_header_first() {
         &[0x20, 0x00, 0x00, 0x00],
         "LOCAL, no addresses"
     );
+    assert!(request.starts_with(b"GET / HTTP/1.1\r\n"), "{request:?}");
+
+    // Checked at a monitor address or port of its own, the member gets no header
+    // (HAProxy's rule).
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        while !request.ends_with(b"\r\n\r\n") {
+            request.push(stream.read_u8().await.unwrap());
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        request
+    });
+    probe.check(address, false).await.unwrap();
+    let request = server.await.unwrap();
     assert!(request.starts_with(b"GET / HTTP/1.1\r\n"), "{request:?}");
 }
 
@@ -246,11 +266,11 @@ async fn https_probe_accepts_a_self_signed_member() {
         }
     }));
     let probe = Probe::new(&monitor(MonitorType::Https), PoolProtocol::Https, None);
-    probe.check(address).await.unwrap();
+    probe.check(address, true).await.unwrap();
 
     // Plain HTTP against the TLS port does not pass.
     let plain = Probe::new(&monitor(MonitorType::Http), PoolProtocol::Https, None);
-    assert!(plain.check(address).await.is_err());
+    assert!(plain.check(address, true).await.is_err());
 }
 
 #[tokio::test]
@@ -265,7 +285,7 @@ async fn udp_probe_fails_only_on_port_unreachable() {
         // nothing depends on when it ends.
         let result = tokio::time::timeout(
             Duration::from_millis(200),
-            probe.check(silent.local_addr().unwrap()),
+            probe.check(silent.local_addr().unwrap(), true),
         )
         .await;
         assert!(
@@ -274,7 +294,7 @@ async fn udp_probe_fails_only_on_port_unreachable() {
         );
 
         let (_reserved, refusing) = refusing_udp_address().await;
-        let result = tokio::time::timeout(DEADLINE, probe.check(refusing))
+        let result = tokio::time::timeout(DEADLINE, probe.check(refusing, true))
             .await
             .expect("loopback answers a closed port with ICMP at once");
         assert!(matches!(result, Err(ProbeFailure::PortUnreachable)));
@@ -321,11 +341,13 @@ async fn checker_takes_a_dead_member_out_and_brings_it_back() {
         MonitoredMember {
             member_id: "live".into(),
             target: live,
+            at_member: true,
             health: Arc::clone(&live_health),
         },
         MonitoredMember {
             member_id: "dead".into(),
             target: dead,
+            at_member: true,
             health: Arc::clone(&dead_health),
         },
     ];

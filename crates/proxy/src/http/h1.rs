@@ -551,7 +551,8 @@ struct Sent {
 }
 
 /// Sends a request (`out`: its head, and its whole body when `whole`) to a member of
-/// `pool`: over an idle connection when the request can be sent again, else a new one.
+/// `pool`: over an idle connection when the request can be sent again (never in a PROXY
+/// pool), else a new one.
 /// With the whole request sent, also reads the answer's head (`Some`; a 101 only when
 /// `upgrading`) into `member_input`; otherwise the caller sends the body first (`None`).
 async fn send(

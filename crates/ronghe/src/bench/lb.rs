@@ -9,7 +9,8 @@
 //! without a `log` line), both reusing idle member connections (HAProxy's `http-reuse
 //! always`, what it does in production; Ronghe's proxy always does), the same timeouts,
 //! no health checks, no inserted headers. Runs alternate
-//! (Ronghe, HAProxy, Ronghe, HAProxy, ...) after a warm-up of each; every run is printed,
+//! (Ronghe, HAProxy, relay, Ronghe, HAProxy, relay, ...; the relay is the reference
+//! below) after a warm-up of each; every run is printed,
 //! and each side's summary is its best run by requests/s (other work on the machine only
 //! ever slows a run down), followed by each pair's ratio and their median (a pair's runs
 //! are close in time, so the median moves less with the machine's other load). The last
