@@ -188,13 +188,16 @@ async fn http_probe_sends_method_and_path_and_checks_codes() {
     ));
 }
 
-#[tokio::test]
-async fn http_probes_of_a_proxyv2_pool_send_the_local_header_first() {
+/// A member answering one HTTP check 200: what it read first (`header_length` bytes),
+/// then the request head.
+async fn answer_one_check(
+    header_length: usize,
+) -> (SocketAddr, tokio::task::JoinHandle<(Vec<u8>, Vec<u8>)>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
-        let mut header = [0u8; 16];
+        let mut header = vec![0u8; header_length];
         stream.read_exact(&mut header).await.unwrap();
         let mut request = Vec::new();
         while !request.ends_with(b"\r\n\r\n") {
@@ -206,6 +209,12 @@ async fn http_probes_of_a_proxyv2_pool_send_the_local_header_first() {
             .unwrap();
         (header, request)
     });
+    (address, server)
+}
+
+#[tokio::test]
+async fn http_probes_of_a_proxyv2_pool_send_the_local_header_first() {
+    let (address, server) = answer_one_check(16).await;
     let probe = Probe::new(&monitor(MonitorType::Http), PoolProtocol::ProxyV2, None);
     probe.check(address, true).await.unwrap();
     let (header, request) = server.await.unwrap();
@@ -219,22 +228,9 @@ async fn http_probes_of_a_proxyv2_pool_send_the_local_header_first() {
 
     // Checked at a monitor address or port of its own, the member gets no header
     // (HAProxy's rule).
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut request = Vec::new();
-        while !request.ends_with(b"\r\n\r\n") {
-            request.push(stream.read_u8().await.unwrap());
-        }
-        stream
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-            .await
-            .unwrap();
-        request
-    });
+    let (address, server) = answer_one_check(0).await;
     probe.check(address, false).await.unwrap();
-    let request = server.await.unwrap();
+    let (_, request) = server.await.unwrap();
     assert!(request.starts_with(b"GET / HTTP/1.1\r\n"), "{request:?}");
 }
 
