@@ -29,6 +29,7 @@
 //! for HTTP/2 connections between streams.
 
 mod body;
+mod fields;
 mod forward;
 mod h1;
 mod io;

@@ -1,11 +1,13 @@
 //! Forwarding one HTTP request to a pool member over HTTP/1.1, and its answer back:
 //! cookie persistence, X-Forwarded-* headers, hop-by-hop headers, status codes for
-//! failures (503 no member, 502 a member that fails, 504 one too slow to answer).
+//! failures (503 no member, 502 a member that fails, 504 one too slow to answer). The
+//! heads' rewriting ([`Persistence::request_fields`], [`Persistence::answer_fields`]) is
+//! the same for both paths: it reads and writes fields through [`fields`].
 //!
 //! Each request is balanced on its own, as haproxy balances requests in HTTP mode, and
 //! goes over one of the chosen member's keep-alive connections ([`upstream`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -16,12 +18,14 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
+use smallvec::SmallVec;
 use tokio::sync::watch;
 
 use super::body::{BoxError, IdleTimeoutBody, RequestSlot};
+use super::fields::{self, FieldSink, Fields, RequestView};
 use super::policy;
 use super::upstream::{self, AnswerBody, SendError, Target};
-use crate::config::PersistenceType;
+use crate::config::{InsertHeaders, PersistenceType};
 use crate::listener::{ListenerRuntime, ServeContext};
 use crate::pool::{Origin, PoolRuntime};
 
@@ -33,7 +37,9 @@ pub(crate) type ProxyBody = BoxBody<Bytes, BoxError>;
 /// What the HTTP path knows about the client connection a request came on.
 #[derive(Debug)]
 pub(crate) struct ClientConnection {
-    /// The listener's current state; each request reads it anew.
+    /// The listener's current state; each request reads it anew. Never marked seen
+    /// (nothing awaits `changed()` on it), so `has_changed()` tells whether anything
+    /// changed since the connection was accepted.
     pub state: watch::Receiver<Arc<ListenerRuntime>>,
     /// The listener as the connection was accepted, serving its requests once the
     /// socket has gone to a listener of another protocol (the connection then drains).
@@ -58,12 +64,26 @@ impl ClientConnection {
 
     /// The listener as it is now (after a removal, as it was last configured).
     pub fn listener(&self) -> Arc<ListenerRuntime> {
+        if self.unchanged() {
+            return Arc::clone(&self.accepted);
+        }
         let current = self.state.borrow();
         if current.config().protocol == self.accepted.config().protocol {
             Arc::clone(&current)
         } else {
             Arc::clone(&self.accepted)
         }
+    }
+
+    /// Whether the listener is gone (see [`super::listener_gone`]).
+    pub fn listener_gone(&self) -> bool {
+        !self.unchanged() && super::listener_gone(&self.state, &self.accepted)
+    }
+
+    /// Whether the listener's state is still the one the connection was accepted with:
+    /// one atomic read, no lock.
+    fn unchanged(&self) -> bool {
+        matches!(self.state.has_changed(), Ok(false))
     }
 }
 
@@ -100,7 +120,7 @@ pub(crate) struct Persistence {
 }
 
 impl Persistence {
-    pub fn of(pool: &PoolRuntime, parts: &http::request::Parts) -> Persistence {
+    pub fn of(pool: &PoolRuntime, request: &impl RequestView) -> Persistence {
         let kind = pool
             .config()
             .session_persistence
@@ -113,51 +133,206 @@ impl Persistence {
             });
         let member = match &kind {
             Some((PersistenceType::HttpCookie, _)) => {
-                policy::cookie(parts, PERSISTENCE_COOKIE).map(str::to_owned)
+                policy::cookie(request, PERSISTENCE_COOKIE).map(str::to_owned)
             }
             Some((PersistenceType::AppCookie, Some(name))) => {
-                policy::cookie(parts, name).and_then(|value| pool.app_cookie_member(value))
+                policy::cookie(request, name).and_then(|value| pool.app_cookie_member(value))
             }
             _ => None,
         };
         Persistence { kind, member }
     }
 
-    /// Makes the client's request the member's (see [`rewrite_request`]), without the
-    /// proxy's persistence cookie.
-    pub fn rewrite(
+    /// How a client's request is rewritten for its member (see [`RequestRewrite`]).
+    pub fn request_rewrite(
         &self,
-        parts: &mut http::request::Parts,
         client: &ClientConnection,
         listener: &ListenerRuntime,
-    ) {
-        let original_version = parts.version;
-        rewrite_request(parts, client, listener, original_version);
-        if matches!(self.kind, Some((PersistenceType::HttpCookie, _))) {
-            remove_cookie(&mut parts.headers, PERSISTENCE_COOKIE);
+        carried: Carried,
+    ) -> RequestRewrite {
+        RequestRewrite {
+            insert: listener.config().insert_headers,
+            client_ip: client.peer.ip(),
+            port: listener.local_addr.port(),
+            scheme: client.scheme,
+            strip_cookie: matches!(self.kind, Some((PersistenceType::HttpCookie, _))),
+            carried,
         }
     }
 
-    /// Makes the member's answer the client's: no hop-by-hop headers, and the
-    /// persistence cookie set (HTTP_COOKIE) or the application's cookie learnt
+    /// Writes the fields of a member's answer as the client gets them: its end-to-end
+    /// fields (see [`end_to_end`]; no Content-Length unless `carried` keeps it), with
+    /// the persistence cookie set (HTTP_COOKIE); an application's cookie is learnt
     /// (APP_COOKIE).
-    pub fn answer(&self, pool: &PoolRuntime, headers: &mut HeaderMap, member_id: &str) {
-        remove_hop_by_hop(headers);
+    pub fn answer_fields(
+        &self,
+        pool: &PoolRuntime,
+        answer: &impl Fields,
+        member_id: &str,
+        carried: Carried,
+        sink: &mut impl FieldSink,
+    ) {
+        for (name, value) in end_to_end(answer, carried) {
+            if carried.content_length || !name.eq_ignore_ascii_case(b"content-length") {
+                sink.push_field(name, value);
+            }
+        }
         match &self.kind {
             Some((PersistenceType::HttpCookie, _)) if self.member.as_deref() != Some(member_id) => {
-                if let Ok(cookie) =
-                    HeaderValue::from_str(&format!("{PERSISTENCE_COOKIE}={member_id}; path=/"))
-                {
-                    headers.append(header::SET_COOKIE, cookie);
-                }
+                let cookie = format!("{PERSISTENCE_COOKIE}={member_id}; path=/");
+                sink.push_field(b"set-cookie", cookie.as_bytes());
             }
             Some((PersistenceType::AppCookie, Some(name))) => {
-                for value in set_cookie_values(headers, name) {
+                for value in set_cookie_values(answer, name) {
                     pool.remember_app_cookie(&value, member_id);
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// How a client's request head is rewritten for its member, on both paths.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestRewrite {
+    pub insert: InsertHeaders,
+    pub client_ip: IpAddr,
+    /// The listener's port, for X-Forwarded-Port.
+    pub port: u16,
+    /// `http` or `https`, for X-Forwarded-Proto.
+    pub scheme: &'static str,
+    /// Whether the proxy's persistence cookie comes out (HTTP_COOKIE persistence).
+    pub strip_cookie: bool,
+    pub carried: Carried,
+}
+
+impl RequestRewrite {
+    /// Writes the fields of `request` as its member gets them over HTTP/1.1: a Host
+    /// field first if the request has none (HTTP/2 carries it as the authority), then
+    /// its end-to-end fields in order (see [`end_to_end`]) without the proxy's
+    /// persistence cookie, HTTP/2's cookie fields joined into one as HTTP/1.1 wants,
+    /// `Connection: upgrade` when an upgrade is carried, and last the X-Forwarded-*
+    /// fields the listener asks for.
+    pub fn write(&self, request: &impl RequestView, sink: &mut impl FieldSink) {
+        let fields = request.fields();
+        let insert = self.insert;
+        // HTTP/2 may split cookies over several fields; HTTP/1.1 wants one.
+        let join_cookies =
+            request.version() == Version::HTTP_2 && fields.all(&header::COOKIE).nth(1).is_some();
+        if !fields.has(&header::HOST)
+            && let Some(authority) = request.authority()
+        {
+            sink.push_field(b"host", authority.as_bytes());
+        }
+        for (name, value) in end_to_end(fields, self.carried) {
+            let passes = if name.eq_ignore_ascii_case(b"expect") {
+                self.carried.expect
+            } else if name.eq_ignore_ascii_case(X_FORWARDED_FOR.as_str().as_bytes()) {
+                !insert.x_forwarded_for
+            } else if name.eq_ignore_ascii_case(X_FORWARDED_PORT.as_str().as_bytes()) {
+                !insert.x_forwarded_port
+            } else if name.eq_ignore_ascii_case(X_FORWARDED_PROTO.as_str().as_bytes()) {
+                !insert.x_forwarded_proto
+            } else if name.eq_ignore_ascii_case(b"cookie") {
+                if join_cookies {
+                    false
+                } else if self.strip_cookie
+                    && let Some(kept) = without_cookie(value, PERSISTENCE_COOKIE)
+                {
+                    if !kept.is_empty() {
+                        sink.push_field(name, &kept);
+                    }
+                    false
+                } else {
+                    true
+                }
+            } else {
+                true
+            };
+            if passes {
+                sink.push_field(name, value);
+            }
+        }
+        if join_cookies {
+            let joined = join_values(fields.all(&header::COOKIE), b"; ");
+            let joined = match self.strip_cookie {
+                true => without_cookie(&joined, PERSISTENCE_COOKIE).unwrap_or(joined),
+                false => joined,
+            };
+            if !joined.is_empty() {
+                sink.push_field(b"cookie", &joined);
+            }
+        }
+        if self.carried.upgrade {
+            // Connection is hop-by-hop: this hop asks for the upgrade too.
+            sink.push_field(b"connection", b"upgrade");
+        }
+        if insert.x_forwarded_for {
+            // Every hop the request already went through, in order (all fields, as
+            // bytes), then the client: haproxy's `option forwardfor` appends the same way.
+            let mut chain = join_values(fields.all(&X_FORWARDED_FOR), b", ");
+            if !chain.is_empty() {
+                chain.extend_from_slice(b", ");
+            }
+            chain.extend_from_slice(self.client_ip.to_string().as_bytes());
+            sink.push_field(X_FORWARDED_FOR.as_str().as_bytes(), &chain);
+        }
+        if insert.x_forwarded_port {
+            let port = self.port.to_string();
+            sink.push_field(X_FORWARDED_PORT.as_str().as_bytes(), port.as_bytes());
+        }
+        if insert.x_forwarded_proto {
+            sink.push_field(
+                X_FORWARDED_PROTO.as_str().as_bytes(),
+                self.scheme.as_bytes(),
+            );
+        }
+    }
+}
+
+/// The fields of a message that go on to the next hop: all but the hop-by-hop ones
+/// (RFC 9110 section 7.6.1) and those its `Connection` fields name, except what
+/// `carried` keeps.
+pub(crate) fn end_to_end(
+    fields: &impl Fields,
+    carried: Carried,
+) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let listed: SmallVec<[&[u8]; 4]> = fields::connection_tokens(fields).collect();
+    fields.each().filter(move |(name, _)| {
+        carried.keeps(name)
+            || !(is_hop_by_hop(name) || listed.iter().any(|token| token.eq_ignore_ascii_case(name)))
+    })
+}
+
+/// The hop-by-hop fields that go on with a message, and the fields that do not: the
+/// HTTP/1 path passes a body verbatim, so its coding goes with it, and an upgrade asked
+/// (or accepted) goes to the next hop too.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Carried {
+    pub transfer_encoding: bool,
+    pub upgrade: bool,
+    /// Expect (false once the proxy answered `100 Continue` itself).
+    pub expect: bool,
+    /// Content-Length (false beside a Transfer-Encoding, which decides).
+    pub content_length: bool,
+}
+
+impl Default for Carried {
+    /// What hyper's path carries: no hop-by-hop field (hyper frames bodies itself).
+    fn default() -> Carried {
+        Carried {
+            transfer_encoding: false,
+            upgrade: false,
+            expect: true,
+            content_length: true,
+        }
+    }
+}
+
+impl Carried {
+    fn keeps(&self, name: &[u8]) -> bool {
+        (self.transfer_encoding && name.eq_ignore_ascii_case(b"transfer-encoding"))
+            || (self.upgrade && name.eq_ignore_ascii_case(b"upgrade"))
     }
 }
 
@@ -172,7 +347,17 @@ pub(crate) async fn forward(
     let config = listener.config();
     let (mut parts, body) = request.into_parts();
     let persistence = Persistence::of(pool, &parts);
-    persistence.rewrite(&mut parts, client, listener);
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
+    persistence
+        .request_rewrite(client, listener, Carried::default())
+        .write(&parts, &mut headers);
+    parts.headers = headers;
+    if (parts.uri.authority().is_some() || parts.uri.scheme().is_some())
+        && let Ok(origin_form) = fields::origin_form(&parts.uri).parse::<Uri>()
+    {
+        parts.uri = origin_form;
+    }
+    parts.version = Version::HTTP_11;
     let response_timeout = Duration::from_millis(config.timeout_member_data);
     let body = IdleTimeoutBody::new(
         body,
@@ -192,130 +377,56 @@ pub(crate) async fn forward(
     };
     let member_id = pool.members[answer.member].config.id.as_str();
     let (mut parts, body) = answer.response.into_parts();
-    persistence.answer(pool, &mut parts.headers, member_id);
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 1);
+    persistence.answer_fields(
+        pool,
+        &parts.headers,
+        member_id,
+        Carried::default(),
+        &mut headers,
+    );
+    parts.headers = headers;
     let body = IdleTimeoutBody::new(body, response_timeout, "member").holding(slot);
     Response::from_parts(parts, AnswerBody::new(body, answer.lease).boxed())
-}
-
-/// Turns a client's request into the member's: origin-form URI over HTTP/1.1, a Host
-/// header (HTTP/2 carries it as the authority), no hop-by-hop headers, and the
-/// X-Forwarded-* headers the listener asks for.
-fn rewrite_request(
-    parts: &mut http::request::Parts,
-    client: &ClientConnection,
-    listener: &ListenerRuntime,
-    original: Version,
-) {
-    let authority = parts.uri.authority().cloned();
-    if authority.is_some() || parts.uri.scheme().is_some() {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |path_and_query| path_and_query.as_str());
-        if let Ok(origin_form) = path.parse::<Uri>() {
-            parts.uri = origin_form;
-        }
-    }
-    parts.version = Version::HTTP_11;
-    remove_hop_by_hop(&mut parts.headers);
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(authority) = authority
-        && let Ok(host) = HeaderValue::from_str(authority.as_str())
-    {
-        parts.headers.insert(header::HOST, host);
-    }
-    if original == Version::HTTP_2 {
-        // HTTP/2 may split cookies over several fields; HTTP/1.1 wants one. Joined as
-        // bytes, so cookies that are not UTF-8 reach the member too.
-        let cookies = join_fields(&parts.headers, &header::COOKIE, b"; ");
-        if parts.headers.get_all(header::COOKIE).iter().count() > 1
-            && let Some(joined) = cookies
-            && let Ok(joined) = HeaderValue::from_bytes(&joined)
-        {
-            parts.headers.insert(header::COOKIE, joined);
-        }
-    }
-    let insert = listener.config().insert_headers;
-    if insert.x_forwarded_for {
-        // Every hop the request already went through, in order (all fields, as bytes),
-        // then the client: haproxy's `option forwardfor` appends the same way.
-        let client_ip = client.peer.ip().to_string();
-        let mut chain = join_fields(&parts.headers, &X_FORWARDED_FOR, b", ").unwrap_or_default();
-        if !chain.is_empty() {
-            chain.extend_from_slice(b", ");
-        }
-        chain.extend_from_slice(client_ip.as_bytes());
-        if let Ok(value) = HeaderValue::from_bytes(&chain) {
-            parts.headers.insert(X_FORWARDED_FOR, value);
-        }
-    }
-    if insert.x_forwarded_port {
-        parts.headers.insert(
-            X_FORWARDED_PORT,
-            HeaderValue::from(listener.local_addr.port()),
-        );
-    }
-    if insert.x_forwarded_proto {
-        parts
-            .headers
-            .insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.scheme));
-    }
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// The headers that concern one connection only (RFC 9110 section 7.6.1), besides the
+/// The fields that concern one connection only (RFC 9110 section 7.6.1), besides the
 /// ones `Connection` names.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
+const HOP_BY_HOP: [&[u8]; 9] = [
+    b"connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"keep-alive",
+    b"proxy-connection",
 ];
 
-/// Removes the headers that concern one connection only.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages have none: one look at each name is cheaper than nine removals.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        return;
-    }
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
 }
 
-/// The values of every field named `name`, joined by `separator`; `None` without any.
-fn join_fields(headers: &HeaderMap, name: &HeaderName, separator: &[u8]) -> Option<Vec<u8>> {
-    let mut fields = headers.get_all(name).iter();
-    let mut joined = fields.next()?.as_bytes().to_vec();
-    for field in fields {
-        joined.extend_from_slice(separator);
-        joined.extend_from_slice(field.as_bytes());
+/// Values joined by `separator`; empty without any.
+fn join_values<'a>(values: impl Iterator<Item = &'a [u8]>, separator: &[u8]) -> Vec<u8> {
+    let mut joined = Vec::new();
+    for value in values {
+        if !joined.is_empty() {
+            joined.extend_from_slice(separator);
+        }
+        joined.extend_from_slice(value);
     }
-    Some(joined)
+    joined
 }
 
 /// The cookie pairs (`name=value`) of one Cookie field, trimmed, as bytes.
-fn cookie_pairs(field: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+fn cookie_pairs(field: &[u8]) -> impl Iterator<Item = &[u8]> {
     field
-        .as_bytes()
         .split(|byte| *byte == b';')
         .map(<[u8]>::trim_ascii)
         .filter(|pair| !pair.is_empty())
@@ -326,38 +437,23 @@ fn is_cookie_named(pair: &[u8], name: &str) -> bool {
     key.trim_ascii() == name.as_bytes()
 }
 
-/// Takes the persistence cookie out of the request, so members never see it. Only the
-/// fields holding it are rewritten, byte for byte; the others pass as they are.
-fn remove_cookie(headers: &mut HeaderMap, name: &str) {
-    let fields: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
-    let holds_it =
-        |field: &HeaderValue| cookie_pairs(field).any(|pair| is_cookie_named(pair, name));
-    if !fields.iter().any(holds_it) {
-        return;
+/// A Cookie field without cookie `name` (its other pairs as they were, byte for byte),
+/// if the field holds it; `None` when it does not, and the field passes untouched.
+fn without_cookie(field: &[u8], name: &str) -> Option<Vec<u8>> {
+    if !cookie_pairs(field).any(|pair| is_cookie_named(pair, name)) {
+        return None;
     }
-    headers.remove(header::COOKIE);
-    for field in fields {
-        if !holds_it(&field) {
-            headers.append(header::COOKIE, field);
-            continue;
-        }
-        let kept: Vec<&[u8]> = cookie_pairs(&field)
-            .filter(|pair| !is_cookie_named(pair, name))
-            .collect();
-        if !kept.is_empty()
-            && let Ok(value) = HeaderValue::from_bytes(&kept.join(&b"; "[..]))
-        {
-            headers.append(header::COOKIE, value);
-        }
-    }
+    let kept: Vec<&[u8]> = cookie_pairs(field)
+        .filter(|pair| !is_cookie_named(pair, name))
+        .collect();
+    Some(kept.join(&b"; "[..]))
 }
 
-/// The values a response's Set-Cookie headers give cookie `name`.
-fn set_cookie_values(headers: &HeaderMap, name: &str) -> Vec<String> {
-    headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
+/// The values a response's Set-Cookie fields give cookie `name`.
+fn set_cookie_values(answer: &impl Fields, name: &str) -> Vec<String> {
+    answer
+        .all(&header::SET_COOKIE)
+        .filter_map(|value| std::str::from_utf8(value).ok())
         .filter_map(|value| {
             let pair = value.split(';').next()?;
             let (key, value) = pair.split_once('=')?;
@@ -370,6 +466,7 @@ fn set_cookie_values(headers: &HeaderMap, name: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::h1::head::parse_request;
 
     /// Cookie-ish bytes: separators, the persistence cookie's name, and any byte a
     /// header may carry (obs-text included).
@@ -391,38 +488,25 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn removing_the_persistence_cookie_keeps_every_other_pair(
-            fields in proptest::collection::vec(cookie_field(), 0..4),
-        ) {
-            let mut headers = HeaderMap::new();
-            for field in &fields {
-                if let Ok(value) = HeaderValue::from_bytes(field) {
-                    headers.append(header::COOKIE, value);
-                }
-            }
-            let pairs = |headers: &HeaderMap| -> Vec<Vec<u8>> {
-                headers
-                    .get_all(header::COOKIE)
-                    .iter()
-                    .flat_map(cookie_pairs)
-                    .map(<[u8]>::to_vec)
-                    .collect()
-            };
-            let expected: Vec<Vec<u8>> = pairs(&headers)
-                .into_iter()
+        fn removing_the_persistence_cookie_keeps_every_other_pair(field in cookie_field()) {
+            let expected: Vec<&[u8]> = cookie_pairs(&field)
                 .filter(|pair| !is_cookie_named(pair, PERSISTENCE_COOKIE))
                 .collect();
-            remove_cookie(&mut headers, PERSISTENCE_COOKIE);
-            proptest::prop_assert_eq!(pairs(&headers), expected);
+            let rewritten = without_cookie(&field, PERSISTENCE_COOKIE);
+            let kept = rewritten.as_deref().unwrap_or(&field);
+            proptest::prop_assert_eq!(cookie_pairs(kept).collect::<Vec<_>>(), expected);
+            proptest::prop_assert_eq!(
+                rewritten.is_none(),
+                !cookie_pairs(&field).any(|pair| is_cookie_named(pair, PERSISTENCE_COOKIE)),
+                "a field without the cookie passes untouched"
+            );
         }
 
         #[test]
         fn set_cookie_values_read_any_bytes(fields in proptest::collection::vec(cookie_field(), 0..4)) {
             let mut headers = HeaderMap::new();
             for field in &fields {
-                if let Ok(value) = HeaderValue::from_bytes(field) {
-                    headers.append(header::SET_COOKIE, value);
-                }
+                headers.push_field(b"set-cookie", field);
             }
             for value in set_cookie_values(&headers, "SRV") {
                 proptest::prop_assert!(!value.is_empty() && !value.contains(';'));
@@ -430,85 +514,148 @@ mod tests {
         }
     }
 
+    fn rewrite(insert: bool, strip_cookie: bool, carried: Carried) -> RequestRewrite {
+        RequestRewrite {
+            insert: InsertHeaders {
+                x_forwarded_for: insert,
+                x_forwarded_port: insert,
+                x_forwarded_proto: insert,
+            },
+            client_ip: "10.0.0.9".parse().unwrap(),
+            port: 80,
+            scheme: "http",
+            strip_cookie,
+            carried,
+        }
+    }
+
+    fn written(rewrite: &RequestRewrite, request: &impl RequestView) -> String {
+        let mut out = Vec::new();
+        rewrite.write(request, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn head(text: &str) -> crate::http::h1::head::RequestHead {
+        parse_request(&mut text.into()).unwrap().unwrap()
+    }
+
     #[test]
-    fn forwarded_for_appends_to_every_earlier_hop() {
-        let mut headers = HeaderMap::new();
-        headers.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
-        headers.append(
-            X_FORWARDED_FOR,
-            HeaderValue::from_static("10.0.0.2, 10.0.0.3"),
+    fn requests_lose_hop_by_hop_fields_and_gain_forwarded_ones() {
+        let request = head(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
+             Keep-Alive: timeout=5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\n\
+             x-forwarded-for: 10.0.0.2, 10.0.0.3\r\nAccept: */*\r\nCookie: a=1; SRV=m2\r\n\
+             Cookie: b=café\r\nX-Forwarded-Proto: https\r\nExpect: 100-continue\r\n\r\n",
+        );
+        let answered_continue = Carried {
+            expect: false,
+            ..Carried::default()
+        };
+        assert_eq!(
+            written(&rewrite(true, true, answered_continue), &request),
+            "Host: h\r\nAccept: */*\r\nCookie: a=1\r\nCookie: b=café\r\n\
+             x-forwarded-for: 10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.9\r\n\
+             x-forwarded-port: 80\r\nx-forwarded-proto: http\r\n",
+            "every earlier hop is kept in order, a field without the cookie passes as it was"
         );
         assert_eq!(
-            join_fields(&headers, &X_FORWARDED_FOR, b", ").unwrap(),
-            b"10.0.0.1, 10.0.0.2, 10.0.0.3"
+            written(&rewrite(false, false, Carried::default()), &request),
+            "Host: h\r\nX-Forwarded-For: 10.0.0.1\r\nx-forwarded-for: 10.0.0.2, 10.0.0.3\r\n\
+             Accept: */*\r\nCookie: a=1; SRV=m2\r\nCookie: b=café\r\n\
+             X-Forwarded-Proto: https\r\nExpect: 100-continue\r\n"
         );
+        let only_cookie = head("GET / HTTP/1.1\r\nCookie: SRV=m1\r\n\r\n");
         assert_eq!(
-            join_fields(&HeaderMap::new(), &X_FORWARDED_FOR, b", "),
-            None
+            written(&rewrite(false, true, Carried::default()), &only_cookie),
+            ""
         );
     }
 
     #[test]
-    fn hop_by_hop_headers_and_the_ones_connection_names_go() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("close, x-secret"),
+    fn carried_hop_by_hop_fields_go_on() {
+        let request = head(
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
         );
-        headers.insert("x-secret", HeaderValue::from_static("1"));
-        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
+        let carried = Carried {
+            transfer_encoding: true,
+            upgrade: true,
+            ..Carried::default()
+        };
+        assert_eq!(
+            written(&rewrite(false, false, carried), &request),
+            "Transfer-Encoding: chunked\r\nUpgrade: websocket\r\nconnection: upgrade\r\n"
         );
-        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        remove_hop_by_hop(&mut headers);
-        assert_eq!(headers.len(), 1);
-        assert!(headers.contains_key(header::ACCEPT));
+        assert_eq!(
+            written(&rewrite(false, false, Carried::default()), &request),
+            ""
+        );
     }
 
     #[test]
-    fn persistence_cookie_is_removed_and_app_cookies_are_read() {
+    fn http2_requests_get_a_host_and_one_cookie_field() {
+        let request = http::Request::builder()
+            .version(Version::HTTP_2)
+            .uri("https://example.com:8443/p?q")
+            .header("cookie", "a=1")
+            .header("cookie", "SRV=m1; b=2")
+            .header("accept", "*/*")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
         let mut headers = HeaderMap::new();
-        headers.append(header::COOKIE, HeaderValue::from_static("a=1; SRV=m2"));
-        headers.append(
-            header::COOKIE,
-            HeaderValue::from_bytes(b"b=caf\xe9").unwrap(),
-        );
-        remove_cookie(&mut headers, "SRV");
-        let fields: Vec<&[u8]> = headers
-            .get_all(header::COOKIE)
+        rewrite(false, true, Carried::default()).write(&request, &mut headers);
+        let fields: Vec<(&str, &[u8])> = headers
             .iter()
-            .map(HeaderValue::as_bytes)
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
             .collect();
         assert_eq!(
             fields,
-            [&b"a=1"[..], &b"b=caf\xe9"[..]],
-            "a field without the cookie, even one not UTF-8, passes untouched"
+            [
+                ("host", &b"example.com:8443"[..]),
+                ("accept", b"*/*"),
+                ("cookie", b"a=1; b=2"),
+            ]
         );
-        let mut latin = HeaderMap::new();
-        latin.insert(
-            header::COOKIE,
-            HeaderValue::from_bytes(b"n=\xe9t\xe9; SRV=m1").unwrap(),
-        );
-        remove_cookie(&mut latin, "SRV");
-        assert_eq!(latin[header::COOKIE].as_bytes(), b"n=\xe9t\xe9");
-        let mut none = HeaderMap::new();
-        none.insert(header::COOKIE, HeaderValue::from_static("SRVX=1"));
-        remove_cookie(&mut none, "SRV");
-        assert_eq!(none[header::COOKIE], "SRVX=1");
-        let mut only = HeaderMap::new();
-        only.insert(header::COOKIE, HeaderValue::from_static("SRV=m1"));
-        remove_cookie(&mut only, "SRV");
-        assert!(only.is_empty());
+        assert_eq!(request.path_and_query(), "/p?q");
+    }
 
-        let mut response = HeaderMap::new();
-        response.append(
-            header::SET_COOKIE,
-            HeaderValue::from_static("JSESSIONID=abc; Path=/; HttpOnly"),
+    #[test]
+    fn answers_keep_their_end_to_end_fields() {
+        let mut headers = HeaderMap::new();
+        headers.push_field(b"connection", b"close, x-secret");
+        headers.push_field(b"x-secret", b"1");
+        headers.push_field(b"keep-alive", b"timeout=5");
+        headers.push_field(b"transfer-encoding", b"chunked");
+        headers.push_field(b"content-length", b"9");
+        headers.push_field(b"accept-ranges", b"bytes");
+        let names = |carried: Carried| -> Vec<String> {
+            end_to_end(&headers, carried)
+                .map(|(name, _)| String::from_utf8_lossy(name).into_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(Carried::default()),
+            ["content-length", "accept-ranges"]
         );
-        response.append(header::SET_COOKIE, HeaderValue::from_static("other=x"));
+        let chunked = Carried {
+            transfer_encoding: true,
+            ..Carried::default()
+        };
+        assert_eq!(
+            names(chunked),
+            ["transfer-encoding", "content-length", "accept-ranges"]
+        );
+    }
+
+    #[test]
+    fn set_cookie_values_name_one_cookie() {
+        let mut response = HeaderMap::new();
+        response.push_field(b"set-cookie", b"JSESSIONID=abc; Path=/; HttpOnly");
+        response.push_field(b"set-cookie", b"other=x");
         assert_eq!(set_cookie_values(&response, "JSESSIONID"), ["abc"]);
         assert!(set_cookie_values(&response, "missing").is_empty());
+        assert_eq!(join_values([&b"a"[..], b"b"].into_iter(), b", "), b"a, b");
+        assert!(join_values(std::iter::empty(), b", ").is_empty());
     }
 }

@@ -10,7 +10,8 @@
 //! carries both, or another transfer coding, is refused 400 and the connection closed);
 //! bodies pass verbatim, except that chunked answers to HTTP/1.0 clients are unchunked
 //! and delimited by the close. Requests are sent as HTTP/1.1 with the rewritten head of
-//! [`forward`](super::forward); pipelined requests are answered in order. `Expect:
+//! [`forward`](super::forward), written straight from the bytes read (fields keep their
+//! order and the case of their names); pipelined requests are answered in order. `Expect:
 //! 100-continue` is answered by the proxy, which then forwards the body; 1xx answers of
 //! members are passed on.
 //!
@@ -50,7 +51,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::forward::{ClientConnection, Persistence};
+use super::fields::{self, FieldSink, Fields, RequestView};
+use super::forward::{Carried, ClientConnection, Persistence};
 use super::io::{CountingIo, Side};
 use super::policy::{self, Route};
 use super::upstream::{Reusable, Target};
@@ -131,7 +133,7 @@ where
     let mut first = true;
     loop {
         let deadline = Instant::now() + header_timeout;
-        let (request, length) = loop {
+        let request = loop {
             if !buffers.input.is_empty() {
                 if detect_h2
                     && first
@@ -141,8 +143,8 @@ where
                         return Ended::Http2(std::mem::take(&mut buffers.input));
                     }
                 } else {
-                    match head::parse_request(&buffers.input) {
-                        Ok(Some(parsed)) => break parsed,
+                    match head::parse_request(&mut buffers.input) {
+                        Ok(Some(request)) => break request,
                         Ok(None) => {}
                         Err(error) => {
                             tracing::debug!(%error, "refusing a request head");
@@ -180,7 +182,6 @@ where
             }
         };
         first = false;
-        buffers.input.advance(length);
         let exchange = handle(client, request, stream, &mut buffers).await;
         if matches!(exchange, Exchange::Close) {
             return Ended::Closed;
@@ -201,7 +202,7 @@ where
     let listener = client.listener();
     // A request the proxy answers itself keeps its connection only without a body.
     let keep = request.keep_alive && request.framing == Framing::Empty;
-    let pool = match policy::route(&listener.compiled.policies, &request.parts) {
+    let pool = match policy::route(&listener.compiled.policies, &request) {
         Route::Reject => {
             return answer_locally(stream, &mut buffers.out, StatusCode::FORBIDDEN, keep).await;
         }
@@ -280,39 +281,41 @@ where
         client_wait,
         member_wait,
     } = buffers;
-    let RequestHead {
-        mut parts,
-        framing,
-        transfer_encoding,
-        keep_alive,
-        expects_continue,
-    } = request;
-    let client_version = parts.version;
-    let upgrade = upgrade_asked(&parts, framing);
-    let persistence = Persistence::of(pool, &parts);
-    persistence.rewrite(&mut parts, client, listener);
-    if let Some(protocols) = &upgrade {
-        // Hop-by-hop, so the rewrite took them out: this hop asks for the upgrade too.
-        parts.headers.insert(header::UPGRADE, protocols.clone());
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-    if let Some(coding) = transfer_encoding {
-        // The body goes on as it came, so its coding does too.
-        parts.headers.insert(header::TRANSFER_ENCODING, coding);
-    }
-    if expects_continue && framing != Framing::Empty {
-        parts.headers.remove(header::EXPECT);
-        if write_out(stream, b"HTTP/1.1 100 Continue\r\n\r\n")
+    let framing = request.framing;
+    let upgrade = upgrade_asked(&request);
+    let persistence = Persistence::of(pool, &request);
+    // The proxy answers `Expect: 100-continue` itself, so the member gets no Expect.
+    let continued = request.expects_continue && framing != Framing::Empty;
+    if continued
+        && write_out(stream, b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
             .is_err()
-        {
-            return Exchange::Close;
-        }
+    {
+        return Exchange::Close;
     }
+    let carried = Carried {
+        transfer_encoding: framing == Framing::Chunked,
+        upgrade,
+        expect: !continued,
+        content_length: true,
+    };
     out.clear();
-    head::write_request_head(out, &parts);
+    head::write_request_line(out, &request.method, request.path_and_query());
+    persistence
+        .request_rewrite(client, listener, carried)
+        .write(&request, out);
+    head::end_head(out);
+    let RequestHead {
+        method,
+        uri,
+        version: client_version,
+        fields,
+        keep_alive,
+        ..
+    } = request;
+    // The head's bytes go: the input buffer is the connection's alone again, and grows
+    // in place.
+    drop((uri, fields));
     // A body the proxy holds whole goes out with the head, and can go again.
     let held = match framing {
         Framing::Empty => Some(0),
@@ -332,8 +335,8 @@ where
         out,
         held.is_some(),
         (member_input, &mut *member_wait),
-        &parts.method,
-        upgrade.is_some(),
+        &method,
+        upgrade,
     )
     .await;
     let Sent {
@@ -370,7 +373,7 @@ where
                     read_response(
                         &mut member,
                         (member_input, &mut *member_wait),
-                        &parts.method,
+                        &method,
                         target.response_timeout,
                         false,
                     )
@@ -380,14 +383,7 @@ where
             }
         }
     };
-    let ResponseHead {
-        status,
-        reason,
-        mut headers,
-        framing: answer_framing,
-        transfer_encoding: answer_coding,
-        keep_alive: member_keeps,
-    } = match response {
+    let response = match response {
         Ok(response) => response,
         Err(failure) => {
             if matches!(failure, Failure::Member | Failure::MemberTooSlow) {
@@ -397,16 +393,38 @@ where
         }
     };
     let member_id = member_runtime.config.id.as_str();
-    let switched = status == StatusCode::SWITCHING_PROTOCOLS;
-    let switched_to = headers.get(header::UPGRADE).cloned();
-    persistence.answer(pool, &mut headers, member_id);
+    let switched = response.status == StatusCode::SWITCHING_PROTOCOLS;
+    let answer_framing = response.framing;
+    let member_keeps = response.keep_alive;
+    // An HTTP/1.0 client gets a chunked answer unchunked, delimited by the close.
+    let unchunk = client_version == Version::HTTP_10 && answer_framing == Framing::Chunked;
+    let keep =
+        keep_alive && !unchunk && answer_framing != Framing::UntilClose && !client.listener_gone();
+    let carried = Carried {
+        transfer_encoding: response.transfer_encoding && !unchunk,
+        upgrade: switched,
+        expect: true,
+        content_length: !response.transfer_encoding,
+    };
+    out.clear();
+    head::write_status_line(out, response.status, response.reason());
+    persistence.answer_fields(pool, &response.fields, member_id, carried, out);
+    let connection: &[u8] = if switched {
+        b"upgrade"
+    } else if !keep {
+        b"close"
+    } else if client_version == Version::HTTP_10 {
+        b"keep-alive"
+    } else {
+        b""
+    };
+    if !connection.is_empty() {
+        out.push_field(b"connection", connection);
+    }
+    head::end_head(out);
+    // The answer's head goes too: the member's buffer holds what follows it.
+    drop(response);
     if switched {
-        if let Some(protocol) = switched_to {
-            headers.insert(header::UPGRADE, protocol);
-        }
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        out.clear();
-        head::write_response_head(out, status, &reason, &headers);
         let idle = client_timeout.max(target.response_timeout);
         let tunnelled = tunnel(
             stream,
@@ -421,24 +439,6 @@ where
         }
         return Exchange::Close;
     }
-    // An HTTP/1.0 client gets a chunked answer unchunked, delimited by the close.
-    let unchunk = client_version == Version::HTTP_10 && answer_framing == Framing::Chunked;
-    if let Some(coding) = answer_coding
-        && !unchunk
-    {
-        headers.insert(header::TRANSFER_ENCODING, coding);
-    }
-    let keep = keep_alive
-        && !unchunk
-        && answer_framing != Framing::UntilClose
-        && !super::listener_gone(&client.state, &client.accepted);
-    if !keep {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    } else if client_version == Version::HTTP_10 {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-    }
-    out.clear();
-    head::write_response_head(out, status, &reason, &headers);
     let mut progress = BodyProgress::new(answer_framing);
     let member_timeout = target.response_timeout;
     match pass_body(
@@ -469,14 +469,13 @@ where
     finish(keep)
 }
 
-/// The protocols an HTTP/1.1 request without a body asks to upgrade to (`Connection:
-/// upgrade` with an `Upgrade` field), if it asks.
-fn upgrade_asked(parts: &http::request::Parts, framing: Framing) -> Option<HeaderValue> {
-    let asks = parts.version == Version::HTTP_11
-        && framing == Framing::Empty
-        && head::connection_has(&parts.headers, "upgrade");
-    asks.then(|| parts.headers.get(header::UPGRADE).cloned())
-        .flatten()
+/// Whether an HTTP/1.1 request without a body asks for an upgrade (`Connection:
+/// upgrade` with an `Upgrade` field).
+fn upgrade_asked(request: &RequestHead) -> bool {
+    request.version == Version::HTTP_11
+        && request.framing == Framing::Empty
+        && fields::connection_has(&request.fields, "upgrade")
+        && request.fields.has(&header::UPGRADE)
 }
 
 /// Serves an upgraded connection: sends the 101 head in `out` and what the member sent
@@ -664,8 +663,7 @@ async fn read_response(
     loop {
         if !member_input.is_empty() {
             match head::parse_response(member_input, method) {
-                Ok(Some((response, length))) => {
-                    member_input.advance(length);
+                Ok(Some(response)) => {
                     if response.status == StatusCode::SWITCHING_PROTOCOLS {
                         return if upgrading {
                             Ok(response)

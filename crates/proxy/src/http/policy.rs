@@ -13,8 +13,8 @@
 //! Octavia renders it (`path_end -m reg`), so a migrated `\.(js|css)$` keeps working.
 
 use http::header::{COOKIE, HOST};
-use http::request::Parts;
 
+use super::fields::{Fields, RequestView};
 use crate::config::{CompiledPolicy, CompiledRule, L7RuleType, Matcher, PolicyAction};
 
 /// Where a request goes.
@@ -31,7 +31,7 @@ pub(crate) enum Route<'a> {
     Reject,
 }
 
-pub(crate) fn route<'a>(policies: &'a [CompiledPolicy], request: &Parts) -> Route<'a> {
+pub(crate) fn route<'a>(policies: &'a [CompiledPolicy], request: &impl RequestView) -> Route<'a> {
     let Some(policy) = policies
         .iter()
         .find(|policy| policy.rules.iter().all(|rule| rule_matches(rule, request)))
@@ -40,7 +40,7 @@ pub(crate) fn route<'a>(policies: &'a [CompiledPolicy], request: &Parts) -> Rout
     };
     tracing::trace!(
         policy = policy.id,
-        path = request.uri.path(),
+        path = request.path(),
         "l7 policy matched"
     );
     match &policy.action {
@@ -50,33 +50,26 @@ pub(crate) fn route<'a>(policies: &'a [CompiledPolicy], request: &Parts) -> Rout
             location: url.clone(),
             code: *code,
         },
-        PolicyAction::RedirectPrefix { prefix, code } => {
-            let path = request
-                .uri
-                .path_and_query()
-                .map_or("/", |path_and_query| path_and_query.as_str());
-            Route::Redirect {
-                location: format!("{prefix}{path}"),
-                code: *code,
-            }
-        }
+        PolicyAction::RedirectPrefix { prefix, code } => Route::Redirect {
+            location: format!("{prefix}{}", request.path_and_query()),
+            code: *code,
+        },
     }
 }
 
-fn rule_matches(rule: &CompiledRule, request: &Parts) -> bool {
+fn rule_matches(rule: &CompiledRule, request: &impl RequestView) -> bool {
     let matched = match (rule.rule_type, &rule.matcher) {
         (L7RuleType::Header, matcher) => rule.header.as_ref().is_some_and(|name| {
             request
-                .headers
-                .get_all(name)
-                .iter()
-                .flat_map(|field| field.as_bytes().split(|byte| *byte == b','))
+                .fields()
+                .all(name)
+                .flat_map(|field| field.split(|byte| *byte == b','))
                 .any(|value| matcher.matches(String::from_utf8_lossy(value).trim()))
         }),
-        (L7RuleType::FileType, Matcher::EqualTo(value)) => file_extension(request.uri.path())
+        (L7RuleType::FileType, Matcher::EqualTo(value)) => file_extension(request.path())
             .is_some_and(|extension| extension.eq_ignore_ascii_case(value.trim_start_matches('.'))),
-        (L7RuleType::FileType, matcher) => matcher.matches(request.uri.path()),
-        (L7RuleType::Path, matcher) => matcher.matches(request.uri.path()),
+        (L7RuleType::FileType, matcher) => matcher.matches(request.path()),
+        (L7RuleType::Path, matcher) => matcher.matches(request.path()),
         (L7RuleType::HostName, matcher) => {
             host_name(request).is_some_and(|host| matcher.matches(&host))
         }
@@ -97,10 +90,10 @@ fn file_extension(path: &str) -> Option<&str> {
 }
 
 /// The request's host without its port, lower-cased.
-pub(crate) fn host_name(request: &Parts) -> Option<String> {
-    let host = match request.headers.get(HOST) {
-        Some(value) => value.to_str().ok()?.to_owned(),
-        None => request.uri.authority()?.as_str().to_owned(),
+pub(crate) fn host_name(request: &impl RequestView) -> Option<String> {
+    let host = match request.fields().first(&HOST) {
+        Some(value) => std::str::from_utf8(value).ok()?,
+        None => request.authority()?,
     };
     let without_port = if let Some(rest) = host.strip_prefix('[') {
         // An IPv6 literal: keep the brackets, drop what follows them.
@@ -112,12 +105,11 @@ pub(crate) fn host_name(request: &Parts) -> Option<String> {
 }
 
 /// The value of cookie `name` in the request's Cookie headers (HTTP/2 may split them).
-pub(crate) fn cookie<'a>(request: &'a Parts, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(request: &'a impl RequestView, name: &str) -> Option<&'a str> {
     request
-        .headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
+        .fields()
+        .all(&COOKIE)
+        .filter_map(|value| std::str::from_utf8(value).ok())
         .flat_map(|value| value.split(';'))
         .find_map(|pair| {
             let (key, value) = pair.trim().split_once('=')?;
@@ -127,6 +119,8 @@ pub(crate) fn cookie<'a>(request: &'a Parts, name: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
+    use http::request::Parts;
+
     use super::*;
     use crate::config::{
         CompiledConfig, InsertHeaders, L7Action, L7CompareType, L7Policy, L7Rule, Listener,
