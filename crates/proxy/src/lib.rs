@@ -40,7 +40,8 @@
 //! `balancer` (pure member selection), `stats`, `health` (checkers and probes), `pool`
 //! and `listener` (the serving state a configuration becomes), `tcp`, `udp`, `http`
 //! (L7 proxy with `policy`, `forward`, `fields` for header fields read and written alike
-//! by the HTTP/1 path and hyper's, `body` for body timeouts and stream slots, and `io`), `proxy_protocol` (the headers PROXY pools open member connections with), `tls`,
+//! by the HTTP/1 path and hyper's, `body` for body timeouts and stream slots, and `io`),
+//! `proxy_protocol` (the headers PROXY pools open member connections with), `tls`,
 //! `runtime` ([`Proxy`]: start, reconfigure, shutdown), `tasks` (shutdown
 //! signal and task tracking), `control` (the control socket's server and client),
 //! `testing` (unit-test helpers: deadlines, reserved ports).

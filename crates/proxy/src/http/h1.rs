@@ -20,8 +20,9 @@
 //! the member had closed that one (it closed before answering anything). A request with
 //! a longer body always gets a new connection. After a complete answer on a connection
 //! the member keeps, it goes back among the member's idle ones, except in PROXY pools:
-//! their connections open with a header naming one client, so each request gets a new
-//! one, closed after the answer.
+//! their connections open with a header naming one client, so the client connection
+//! keeps its last one for its own next requests to that member (HAProxy's private
+//! connections), and closes it when it closes.
 //!
 //! Upgrades (WebSocket): an HTTP/1.1 request without a body that asks for one
 //! (`Connection: upgrade` and `Upgrade`) goes to the member with both; if the member
@@ -41,7 +42,7 @@ mod invariants;
 mod wait;
 
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -95,6 +96,23 @@ struct Buffers {
     client_wait: Wait,
     /// Waits on members: for answers (`timeout_member_data`).
     member_wait: Wait,
+    /// The last member connection of a PROXY pool this client used, kept for its next
+    /// requests (its header names this client, so it serves no other).
+    own: Option<OwnConnection>,
+}
+
+/// A member connection that serves one client only (see [`Buffers::own`]).
+struct OwnConnection {
+    /// The pool it belongs to; a reconfigured pool is another one.
+    pool: Weak<PoolRuntime>,
+    member: usize,
+    stream: MemberStream,
+}
+
+impl OwnConnection {
+    fn serves(&self, pool: &PoolRuntime, member: usize) -> bool {
+        std::ptr::eq(self.pool.as_ptr(), pool) && self.member == member
+    }
 }
 
 /// How serving an HTTP/1 connection ended.
@@ -128,6 +146,7 @@ where
         out: Vec::with_capacity(1024),
         client_wait: Wait::default(),
         member_wait: Wait::default(),
+        own: None,
     };
     let mut draining = false;
     let mut first = true;
@@ -280,6 +299,7 @@ where
         out,
         client_wait,
         member_wait,
+        own,
     } = buffers;
     let framing = request.framing;
     let upgrade = upgrade_asked(&request);
@@ -334,7 +354,7 @@ where
         &target,
         out,
         held.is_some(),
-        (member_input, &mut *member_wait),
+        (member_input, &mut *member_wait, own),
         &method,
         upgrade,
     )
@@ -463,8 +483,16 @@ where
             return Exchange::Close;
         }
     }
-    if member_keeps && member_input.is_empty() && pool.shares_connections() {
-        member_runtime.idle_streams.keep(member);
+    if member_keeps && member_input.is_empty() {
+        if pool.shares_connections() {
+            member_runtime.idle_streams.keep(member);
+        } else {
+            *own = Some(OwnConnection {
+                pool: Arc::downgrade(pool),
+                member: member_index,
+                stream: member,
+            });
+        }
     }
     finish(keep)
 }
@@ -550,8 +578,8 @@ struct Sent {
 }
 
 /// Sends a request (`out`: its head, and its whole body when `whole`) to a member of
-/// `pool`: over an idle connection when the request can be sent again (never in a PROXY
-/// pool), else a new one.
+/// `pool`: over an idle connection when the request can be sent again (in a PROXY pool,
+/// only the client's `own` one, if it goes to that member), else a new one.
 /// With the whole request sent, also reads the answer's head (`Some`; a 101 only when
 /// `upgrading`) into `member_input`; otherwise the caller sends the body first (`None`).
 async fn send(
@@ -559,22 +587,26 @@ async fn send(
     target: &Target<'_>,
     out: &[u8],
     whole: bool,
-    (member_input, wait): (&mut BytesMut, &mut Wait),
+    (member_input, wait, own): (&mut BytesMut, &mut Wait, &mut Option<OwnConnection>),
     method: &http::Method,
     upgrading: bool,
 ) -> Result<Sent, Failure> {
     let mut failed = Vec::new();
-    let mut reuse = whole && pool.shares_connections();
+    let shared = pool.shares_connections();
+    let mut reuse = whole;
     while failed.len() < pool.members.len() {
         let Some(index) = pool.choose(target.origin.client.ip(), target.persisted_member, &failed)
         else {
             break;
         };
         let member = &pool.members[index];
-        let idle = if reuse {
+        let idle = if !reuse {
+            None
+        } else if shared {
             member.idle_streams.take()
         } else {
-            None
+            own.take_if(|own| own.serves(pool, index))
+                .map(|own| own.stream)
         };
         let reused = idle.is_some();
         let mut stream = match idle {

@@ -5,8 +5,9 @@
 //! has one, else over a new connection (failing over to another member when connecting
 //! fails). Once the member's answer has been passed on to its end, the connection goes
 //! back among the member's idle ones for the next request, as haproxy's `http-reuse`
-//! does, except in PROXY pools, whose connections name one client: each request gets a
-//! new one, closed after the answer. An answer cut short, a member that says `Connection: close`, and
+//! does, except in PROXY pools, whose connections name one client: each request of an
+//! HTTP/2 client gets a new one, closed after the answer (HTTP/1 clients keep theirs, see
+//! [`super::h1`]). An answer cut short, a member that says `Connection: close`, and
 //! [`IDLE_TIMEOUT`] without a request close the connection instead.
 //!
 //! A request meant for an idle connection the member closed meanwhile comes back from

@@ -183,7 +183,7 @@ async fn a_proxy_pool_names_the_client_to_its_members_and_checks_say_local() {
 }
 
 #[tokio::test]
-async fn an_http_listener_gives_each_request_of_a_proxyv2_pool_a_connection_of_its_own() {
+async fn an_http_listener_gives_each_client_of_a_proxyv2_pool_a_connection_of_its_own() {
     let (backend, mut received) = recording_backend("a", true);
     let config = ProxyConfig {
         listeners: vec![listener("web", ListenerProtocol::Http, Some("pool"))],
@@ -192,10 +192,11 @@ async fn an_http_listener_gives_each_request_of_a_proxyv2_pool_a_connection_of_i
     let proxy = Proxy::start(config).await.unwrap();
     let address = proxy.local_addr("web").unwrap();
 
-    // Two requests on one HTTP/1.1 connection: two member connections, both naming it.
+    // Three requests on one HTTP/1.1 connection: one member connection, naming it,
+    // kept for the client's next requests.
     let mut client = TcpStream::connect(address).await.unwrap();
     let client_address = client.local_addr().unwrap();
-    for _ in 0..2 {
+    for request in 0..3 {
         client
             .write_all(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n")
             .await
@@ -215,13 +216,19 @@ async fn an_http_listener_gives_each_request_of_a_proxyv2_pool_a_connection_of_i
             answer.extend_from_slice(&chunk[..read]);
         }
         assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
-        let header = next_header(&mut received).await;
-        assert_eq!(
-            header.v2_ends(),
-            Some((client_address, address)),
-            "{header:?}"
-        );
+        if request == 0 {
+            let header = next_header(&mut received).await;
+            assert_eq!(
+                header.v2_ends(),
+                Some((client_address, address)),
+                "{header:?}"
+            );
+        }
     }
+    assert!(
+        received.try_recv().is_err(),
+        "the client's later requests went over its own member connection"
+    );
     // A second client is never handed the first one's member connection.
     let mut other = TcpStream::connect(address).await.unwrap();
     let other_address = other.local_addr().unwrap();
