@@ -100,10 +100,16 @@ fn dispatch(
         None => None,
     };
     let _ = stream.set_nodelay(true);
-    // The address the client connected to: a wildcard listener's own is not it.
+    // The address the client connected to: a listener bound to one address accepts only
+    // connections to it; a wildcard listener's socket is asked (one more syscall).
+    let destination = if runtime.local_addr.ip().is_unspecified() {
+        stream.local_addr().unwrap_or(runtime.local_addr)
+    } else {
+        runtime.local_addr
+    };
     let origin = Origin {
         client: peer,
-        destination: stream.local_addr().unwrap_or(runtime.local_addr),
+        destination,
     };
     let serve = context.clone();
     let state = state.clone();
