@@ -1,8 +1,8 @@
 //! Forwarding one HTTP request to a pool member over HTTP/1.1, and its answer back:
 //! cookie persistence, X-Forwarded-* headers, hop-by-hop headers, status codes for
 //! failures (503 no member, 502 a member that fails, 504 one too slow to answer). The
-//! heads' rewriting ([`Persistence::request_fields`], [`Persistence::answer_fields`]) is
-//! the same for both paths: it reads and writes fields through [`fields`].
+//! heads' rewriting ([`RequestRewrite::write`], [`Persistence::answer_fields`]) is the
+//! same for both paths: it reads and writes fields through [`fields`].
 //!
 //! Each request is balanced on its own, as haproxy balances requests in HTTP mode, and
 //! goes over one of the chosen member's keep-alive connections ([`upstream`]).
