@@ -292,17 +292,28 @@ impl RequestRewrite {
 
 /// The fields of a message that go on to the next hop: all but the hop-by-hop ones
 /// (RFC 9110 section 7.6.1) and those its `Connection` fields name, except what
-/// `carried` keeps.
+/// `carried` keeps. A `Connection` field cannot take out Content-Length or Host: the
+/// next hop would then find the body's end, or the request's target, somewhere else
+/// than the proxy did, which is how requests are smuggled past a proxy.
 pub(crate) fn end_to_end(
     fields: &impl Fields,
     carried: Carried,
 ) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let listed: SmallVec<[&[u8]; 4]> = fields::connection_tokens(fields).collect();
+    let listed: SmallVec<[&[u8]; 4]> = fields::connection_tokens(fields)
+        .filter(|token| {
+            !NOT_LISTABLE
+                .iter()
+                .any(|name| token.eq_ignore_ascii_case(name))
+        })
+        .collect();
     fields.each().filter(move |(name, _)| {
         carried.keeps(name)
             || !(is_hop_by_hop(name) || listed.iter().any(|token| token.eq_ignore_ascii_case(name)))
     })
 }
+
+/// The end-to-end fields a `Connection` field's list cannot make hop-by-hop.
+const NOT_LISTABLE: [&[u8]; 2] = [b"content-length", b"host"];
 
 /// The hop-by-hop fields that go on with a message, and the fields that do not: the
 /// HTTP/1 path passes a body verbatim, so its coding goes with it, and an upgrade asked
@@ -568,6 +579,19 @@ mod tests {
         assert_eq!(
             written(&rewrite(false, true, Carried::default()), &only_cookie),
             ""
+        );
+    }
+
+    #[test]
+    fn connection_cannot_take_out_a_requests_length_or_host() {
+        let request = head(
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\
+             Connection: Content-Length, host, X-A\r\nX-A: 1\r\n\r\nabc",
+        );
+        assert_eq!(
+            written(&rewrite(false, false, Carried::default()), &request),
+            "Host: h\r\nContent-Length: 3\r\n",
+            "the member must find the body's end where the proxy found it"
         );
     }
 
