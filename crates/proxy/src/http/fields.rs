@@ -128,16 +128,27 @@ pub(crate) fn connection_tokens(fields: &impl Fields) -> impl Iterator<Item = &[
         .filter(|token| !token.is_empty())
 }
 
+/// A `HeaderMap` of `fields` (name, value), in order, for tests.
+#[cfg(test)]
+pub(crate) fn header_map(fields: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in fields {
+        map.push_field(name.as_bytes(), value.as_bytes());
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn header_maps_are_read_and_written_as_fields() {
-        let mut map = HeaderMap::new();
-        map.push_field(b"Connection", b"close, X-Secret");
-        map.push_field(b"x-a", b"1");
-        map.push_field(b"X-A", b"2");
+        let mut map = header_map(&[
+            ("Connection", "close, X-Secret"),
+            ("x-a", "1"),
+            ("X-A", "2"),
+        ]);
         map.push_field(b"bad name", b"ignored");
         assert_eq!(map.len(), 3);
         assert_eq!(

@@ -149,6 +149,7 @@ impl Persistence {
         client: &ClientConnection,
         listener: &ListenerRuntime,
         carried: Carried,
+        answered_continue: bool,
     ) -> RequestRewrite {
         RequestRewrite {
             insert: listener.config().insert_headers,
@@ -157,23 +158,24 @@ impl Persistence {
             scheme: client.scheme,
             strip_cookie: matches!(self.kind, Some((PersistenceType::HttpCookie, _))),
             carried,
+            answered_continue,
         }
     }
 
     /// Writes the fields of a member's answer as the client gets them: its end-to-end
-    /// fields (see [`end_to_end`]; no Content-Length unless `carried` keeps it), with
-    /// the persistence cookie set (HTTP_COOKIE); an application's cookie is learnt
-    /// (APP_COOKIE).
+    /// fields (see [`end_to_end`]; no Content-Length when the answer is `coded`, framed
+    /// by its Transfer-Encoding, which decides), with the persistence cookie set
+    /// (HTTP_COOKIE); an application's cookie is learnt (APP_COOKIE).
     pub fn answer_fields(
         &self,
         pool: &PoolRuntime,
-        answer: &impl Fields,
+        (answer, coded): (&impl Fields, bool),
         member_id: &str,
         carried: Carried,
         sink: &mut impl FieldSink,
     ) {
         for (name, value) in end_to_end(answer, carried) {
-            if carried.content_length || !name.eq_ignore_ascii_case(b"content-length") {
+            if !coded || !name.eq_ignore_ascii_case(b"content-length") {
                 sink.push_field(name, value);
             }
         }
@@ -204,6 +206,8 @@ pub(crate) struct RequestRewrite {
     /// Whether the proxy's persistence cookie comes out (HTTP_COOKIE persistence).
     pub strip_cookie: bool,
     pub carried: Carried,
+    /// Whether the proxy answered `100 Continue` itself: then Expect does not go on.
+    pub answered_continue: bool,
 }
 
 impl RequestRewrite {
@@ -226,7 +230,7 @@ impl RequestRewrite {
         }
         for (name, value) in end_to_end(fields, self.carried) {
             let passes = if name.eq_ignore_ascii_case(b"expect") {
-                self.carried.expect
+                !self.answered_continue
             } else if name.eq_ignore_ascii_case(X_FORWARDED_FOR.as_str().as_bytes()) {
                 !insert.x_forwarded_for
             } else if name.eq_ignore_ascii_case(X_FORWARDED_PORT.as_str().as_bytes()) {
@@ -315,29 +319,13 @@ pub(crate) fn end_to_end(
 /// The end-to-end fields a `Connection` field's list cannot make hop-by-hop.
 const NOT_LISTABLE: [&[u8]; 2] = [b"content-length", b"host"];
 
-/// The hop-by-hop fields that go on with a message, and the fields that do not: the
-/// HTTP/1 path passes a body verbatim, so its coding goes with it, and an upgrade asked
-/// (or accepted) goes to the next hop too.
-#[derive(Debug, Clone, Copy)]
+/// The hop-by-hop fields that go on with a message: the HTTP/1 path passes a body
+/// verbatim, so its coding goes with it, and an upgrade asked (or accepted) goes to the
+/// next hop too. The default, none, is hyper's path (hyper frames bodies itself).
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Carried {
     pub transfer_encoding: bool,
     pub upgrade: bool,
-    /// Expect (false once the proxy answered `100 Continue` itself).
-    pub expect: bool,
-    /// Content-Length (false beside a Transfer-Encoding, which decides).
-    pub content_length: bool,
-}
-
-impl Default for Carried {
-    /// What hyper's path carries: no hop-by-hop field (hyper frames bodies itself).
-    fn default() -> Carried {
-        Carried {
-            transfer_encoding: false,
-            upgrade: false,
-            expect: true,
-            content_length: true,
-        }
-    }
 }
 
 impl Carried {
@@ -360,7 +348,7 @@ pub(crate) async fn forward(
     let persistence = Persistence::of(pool, &parts);
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
     persistence
-        .request_rewrite(client, listener, Carried::default())
+        .request_rewrite(client, listener, Carried::default(), false)
         .write(&parts, &mut headers);
     parts.headers = headers;
     if (parts.uri.authority().is_some() || parts.uri.scheme().is_some())
@@ -391,7 +379,7 @@ pub(crate) async fn forward(
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 1);
     persistence.answer_fields(
         pool,
-        &parts.headers,
+        (&parts.headers, false),
         member_id,
         Carried::default(),
         &mut headers,
@@ -537,6 +525,7 @@ mod tests {
             scheme: "http",
             strip_cookie,
             carried,
+            answered_continue: false,
         }
     }
 
@@ -558,12 +547,12 @@ mod tests {
              x-forwarded-for: 10.0.0.2, 10.0.0.3\r\nAccept: */*\r\nCookie: a=1; SRV=m2\r\n\
              Cookie: b=café\r\nX-Forwarded-Proto: https\r\nExpect: 100-continue\r\n\r\n",
         );
-        let answered_continue = Carried {
-            expect: false,
-            ..Carried::default()
+        let answered_continue = RequestRewrite {
+            answered_continue: true,
+            ..rewrite(true, true, Carried::default())
         };
         assert_eq!(
-            written(&rewrite(true, true, answered_continue), &request),
+            written(&answered_continue, &request),
             "Host: h\r\nAccept: */*\r\nCookie: a=1\r\nCookie: b=café\r\n\
              x-forwarded-for: 10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.9\r\n\
              x-forwarded-port: 80\r\nx-forwarded-proto: http\r\n",
@@ -603,7 +592,6 @@ mod tests {
         let carried = Carried {
             transfer_encoding: true,
             upgrade: true,
-            ..Carried::default()
         };
         assert_eq!(
             written(&rewrite(false, false, carried), &request),
@@ -646,13 +634,14 @@ mod tests {
 
     #[test]
     fn answers_keep_their_end_to_end_fields() {
-        let mut headers = HeaderMap::new();
-        headers.push_field(b"connection", b"close, x-secret");
-        headers.push_field(b"x-secret", b"1");
-        headers.push_field(b"keep-alive", b"timeout=5");
-        headers.push_field(b"transfer-encoding", b"chunked");
-        headers.push_field(b"content-length", b"9");
-        headers.push_field(b"accept-ranges", b"bytes");
+        let headers = fields::header_map(&[
+            ("connection", "close, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "9"),
+            ("accept-ranges", "bytes"),
+        ]);
         let names = |carried: Carried| -> Vec<String> {
             end_to_end(&headers, carried)
                 .map(|(name, _)| String::from_utf8_lossy(name).into_owned())
@@ -664,7 +653,7 @@ mod tests {
         );
         let chunked = Carried {
             transfer_encoding: true,
-            ..Carried::default()
+            upgrade: false,
         };
         assert_eq!(
             names(chunked),
@@ -674,9 +663,10 @@ mod tests {
 
     #[test]
     fn set_cookie_values_name_one_cookie() {
-        let mut response = HeaderMap::new();
-        response.push_field(b"set-cookie", b"JSESSIONID=abc; Path=/; HttpOnly");
-        response.push_field(b"set-cookie", b"other=x");
+        let response = fields::header_map(&[
+            ("set-cookie", "JSESSIONID=abc; Path=/; HttpOnly"),
+            ("set-cookie", "other=x"),
+        ]);
         assert_eq!(set_cookie_values(&response, "JSESSIONID"), ["abc"]);
         assert!(set_cookie_values(&response, "missing").is_empty());
         assert_eq!(join_values([&b"a"[..], b"b"].into_iter(), b", "), b"a, b");

@@ -316,13 +316,11 @@ where
     let carried = Carried {
         transfer_encoding: framing == Framing::Chunked,
         upgrade,
-        expect: !continued,
-        content_length: true,
     };
     out.clear();
     head::write_request_line(out, &request.method, request.path_and_query());
     persistence
-        .request_rewrite(client, listener, carried)
+        .request_rewrite(client, listener, carried, continued)
         .write(&request, out);
     head::end_head(out);
     let RequestHead {
@@ -423,22 +421,21 @@ where
     let carried = Carried {
         transfer_encoding: response.transfer_encoding && !unchunk,
         upgrade: switched,
-        expect: true,
-        content_length: !response.transfer_encoding,
     };
     out.clear();
     head::write_status_line(out, response.status, response.reason());
-    persistence.answer_fields(pool, &response.fields, member_id, carried, out);
-    let connection: &[u8] = if switched {
-        b"upgrade"
+    let answer = (&response.fields, response.transfer_encoding);
+    persistence.answer_fields(pool, answer, member_id, carried, out);
+    let connection: Option<&[u8]> = if switched {
+        Some(b"upgrade")
     } else if !keep {
-        b"close"
+        Some(b"close")
     } else if client_version == Version::HTTP_10 {
-        b"keep-alive"
+        Some(b"keep-alive")
     } else {
-        b""
+        None
     };
-    if !connection.is_empty() {
+    if let Some(connection) = connection {
         out.push_field(b"connection", connection);
     }
     head::end_head(out);
