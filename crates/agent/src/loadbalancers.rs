@@ -15,6 +15,7 @@
 //! nothing and reports every configuration taken, for simulated hosts.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -69,7 +70,19 @@ pub trait LoadBalancerDriver: Send + Sync + 'static {
     /// The network namespace `uid`'s VIP is local in, if it exists here (`None` too for a
     /// driver that needs none): where node-port traffic for it is sent from.
     fn netns_of(&self, uid: &str) -> Option<PathBuf>;
+    /// The address in that namespace node-port traffic for `uid` connects from to open
+    /// with a PROXY protocol header naming its client, when `uid`'s proxy takes such
+    /// headers (`None`: it does not, and sees the forwarder as the client).
+    fn announce_from(&self, _uid: &str) -> Option<IpAddr> {
+        None
+    }
 }
+
+/// The address of a load balancer's netns that the node-port forwarder connects to the
+/// VIP from, and that its proxy takes PROXY protocol headers from: a loopback address,
+/// so only what runs in the namespace (the agent's forwarder) can connect from it (the
+/// kernel drops packets from outside with a loopback source).
+pub const NODE_PORT_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 fn counters(snapshot: &ronghe_proxy::CounterSnapshot) -> Stats {
     Stats {
@@ -122,6 +135,12 @@ impl ProcessDriver {
 
     /// The pid of `uid`'s proxy, when the process named in its pid file is that proxy.
     fn pid(&self, uid: &str) -> Option<i32> {
+        self.process(uid).map(|(pid, _)| pid)
+    }
+
+    /// The pid and arguments of `uid`'s proxy, when the process named in its pid file is
+    /// that proxy.
+    fn process(&self, uid: &str) -> Option<(i32, Vec<Vec<u8>>)> {
         let dir = self.dir(uid);
         let pid: i32 = std::fs::read_to_string(dir.join("pid"))
             .ok()?
@@ -129,11 +148,12 @@ impl ProcessDriver {
             .parse()
             .ok()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let arguments: Vec<Vec<u8>> = cmdline.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
         let socket = dir.join("control.sock");
-        let names_socket = cmdline
-            .split(|b| *b == 0)
+        let names_socket = arguments
+            .iter()
             .any(|arg| arg == socket.as_os_str().as_encoded_bytes());
-        names_socket.then_some(pid)
+        names_socket.then_some((pid, arguments))
     }
 
     async fn start(&self, uid: &str, config: &ProxyConfig) -> Result<(), String> {
@@ -154,6 +174,8 @@ impl ProcessDriver {
             .arg(&config_path)
             .arg("--control")
             .arg(&socket)
+            .arg("--accept-proxy-from")
+            .arg(NODE_PORT_SOURCE.to_string())
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
@@ -282,6 +304,17 @@ impl LoadBalancerDriver for ProcessDriver {
     fn netns_of(&self, uid: &str) -> Option<PathBuf> {
         let path = ronghe_hostnet::netns::named_path(&self.netns(uid));
         path.exists().then_some(path)
+    }
+
+    fn announce_from(&self, uid: &str) -> Option<IpAddr> {
+        // A proxy started by an agent from before it took headers does not: it would
+        // pass one on to the members as the client's bytes.
+        let (_, arguments) = self.process(uid)?;
+        let wanted = NODE_PORT_SOURCE.to_string();
+        arguments
+            .windows(2)
+            .any(|pair| pair[0] == b"--accept-proxy-from" && pair[1] == wanted.as_bytes())
+            .then_some(NODE_PORT_SOURCE)
     }
 }
 
@@ -697,4 +730,66 @@ async fn serve_one(
     known.reported = Some(report);
     known.stats_written = Some(Instant::now());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process standing in for a proxy: its command line holds `arguments`. (A shell
+    /// waiting in a builtin on its stdin: no child of its own, nothing exec'd over it.)
+    struct StandIn(std::process::Child);
+
+    impl StandIn {
+        fn start(arguments: &[&str]) -> StandIn {
+            let child = std::process::Command::new("sh")
+                .args(["-c", "read _", "proxy"])
+                .args(arguments)
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("starting sh");
+            // Until it has exec'd, its command line is still this test's.
+            let cmdline = format!("/proc/{}/cmdline", child.id());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !std::fs::read(&cmdline).is_ok_and(|line| line.starts_with(b"sh\0-c\0read _\0")) {
+                assert!(Instant::now() < deadline, "sh did not start");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            StandIn(child)
+        }
+    }
+
+    impl Drop for StandIn {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn node_port_traffic_is_announced_only_to_proxies_started_to_take_it() {
+        let state = std::env::temp_dir().join(format!("ronghe-lb-driver-{}", std::process::id()));
+        let driver = ProcessDriver::new(PathBuf::from("ronghe"), state.clone(), "t-".into());
+        let socket = |uid: &str| driver.dir(uid).join("control.sock");
+        let taking = StandIn::start(&[
+            "--control",
+            socket("new").to_str().unwrap(),
+            "--accept-proxy-from",
+            "127.0.0.2",
+        ]);
+        // A proxy an agent from before started, without the option.
+        let older = StandIn::start(&["--control", socket("old").to_str().unwrap()]);
+        for (uid, process) in [("new", &taking), ("old", &older)] {
+            std::fs::create_dir_all(driver.dir(uid)).unwrap();
+            std::fs::write(driver.dir(uid).join("pid"), process.0.id().to_string()).unwrap();
+        }
+        assert_eq!(driver.announce_from("new"), Some(NODE_PORT_SOURCE));
+        assert_eq!(driver.announce_from("old"), None);
+        assert_eq!(driver.announce_from("none"), None, "no proxy at all");
+        // A pid file naming some other process.
+        std::fs::create_dir_all(driver.dir("stale")).unwrap();
+        std::fs::write(driver.dir("stale").join("pid"), taking.0.id().to_string()).unwrap();
+        assert_eq!(driver.announce_from("stale"), None);
+        let _ = std::fs::remove_dir_all(state);
+    }
 }

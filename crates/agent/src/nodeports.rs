@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-pub use forward::{Forwarder, Locate, Reach};
+pub use forward::{Forwarder, Locate, Located, Reach};
 pub use table::{HealthCheck, HealthChecks, Route, Table, Target, Transport};
 
 use crate::loadbalancers::{self, LoadBalancerDriver};
@@ -59,7 +59,12 @@ pub async fn run(
     driver: Arc<dyn LoadBalancerDriver>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let locate: Locate = Arc::new(move |uid: &str| driver.netns_of(uid).map(Reach::Netns));
+    let locate: Locate = Arc::new(move |uid: &str| {
+        driver.netns_of(uid).map(|path| Located {
+            reach: Reach::Netns(path),
+            announce_from: driver.announce_from(uid),
+        })
+    });
     let forwarder = Forwarder::new(hosts, config.tunnel_ip, locate);
     let wake = Arc::new(Notify::new());
     let kinds = [

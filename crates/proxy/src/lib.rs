@@ -54,7 +54,7 @@ pub mod health;
 mod http;
 mod listener;
 mod pool;
-mod proxy_protocol;
+pub mod proxy_protocol;
 mod runtime;
 pub mod stats;
 mod tasks;
@@ -77,6 +77,6 @@ pub mod fuzzing {
 pub use config::{ConfigError, ProxyConfig};
 pub use error::ProxyError;
 pub use health::{MemberStatuses, OperatingStatus};
-pub use runtime::Proxy;
+pub use runtime::{Proxy, ProxyOptions};
 pub use stats::{CounterSnapshot, StatsSnapshot};
 pub use tls::TlsConfigError;

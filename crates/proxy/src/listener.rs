@@ -9,7 +9,7 @@
 //! gracefully).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +19,13 @@ use tracing::Instrument;
 
 use crate::config::{CompiledListener, Listener, ListenerProtocol};
 use crate::pool::{Origin, PoolRuntime};
+use crate::proxy_protocol::{self, Announced};
 use crate::stats::Counters;
 use crate::tasks::{Shutdown, Tracker};
 use crate::{http, tcp, tls};
+
+/// How long a connection that is to open with a PROXY protocol header has to send it.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub(crate) struct ListenerRuntime {
@@ -51,6 +55,9 @@ impl ListenerRuntime {
 pub(crate) struct ServeContext {
     pub shutdown: Shutdown,
     pub tracker: Tracker,
+    /// Connections from this address open with a PROXY protocol version 2 header naming
+    /// the client they carry (see [`crate::ProxyOptions`]).
+    pub accept_proxy_from: Option<IpAddr>,
 }
 
 /// Accepts connections until the state channel's sender is dropped.
@@ -111,14 +118,33 @@ fn dispatch(
         client: peer,
         destination,
     };
+    let announced = context.accept_proxy_from == Some(peer.ip());
     let serve = context.clone();
     let state = state.clone();
     // Every event of the connection, HTTP/2 streams and member connections included,
-    // carries the listener and the client.
-    let span = tracing::info_span!("connection", listener = runtime.id(), %peer);
+    // carries the listener and the client (and the client a header names, if any).
+    let span = tracing::info_span!(
+        "connection",
+        listener = runtime.id(),
+        %peer,
+        client = tracing::field::Empty
+    );
     let connection = async move {
         let _permit = permit;
         let _open = runtime.stats.open_connection();
+        let mut stream = stream;
+        let origin = if announced {
+            match announced_origin(&mut stream, origin).await {
+                Ok(origin) => origin,
+                Err(error) => {
+                    tracing::debug!(%error, "no PROXY protocol header where one was due, closing");
+                    runtime.stats.add_request_error();
+                    return;
+                }
+            }
+        } else {
+            origin
+        };
         match runtime.config().protocol {
             ListenerProtocol::Tcp | ListenerProtocol::Https => {
                 tcp::serve_connection(&runtime, stream, origin).await;
@@ -145,4 +171,25 @@ fn dispatch(
     context
         .tracker
         .spawn_connection(&context.shutdown, connection.instrument(span));
+}
+
+/// The client a connection from the trusted forwarder carries, and the address that
+/// client connected to, as its header says; a LOCAL header leaves `origin` as it is.
+async fn announced_origin(stream: &mut TcpStream, origin: Origin) -> std::io::Result<Origin> {
+    let header = tokio::time::timeout(HEADER_TIMEOUT, proxy_protocol::read_header(stream))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no header in time"))??;
+    Ok(match header {
+        Announced::Relayed {
+            client,
+            destination,
+        } => {
+            tracing::Span::current().record("client", tracing::field::display(client));
+            Origin {
+                client,
+                destination,
+            }
+        }
+        Announced::Local => origin,
+    })
 }

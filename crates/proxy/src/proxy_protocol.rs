@@ -7,8 +7,16 @@
 //! The headers are written here from the specification
 //! (<https://www.haproxy.org/download/2.6/doc/proxy-protocol.txt>): version 1 is one
 //! line of text, version 2 a 16-byte binary prefix and the addresses. No TLV is sent.
+//!
+//! A listener also reads version 2 headers ([`read_header`]), on connections from the
+//! one address the proxy is told to take them from (`ronghe proxy --accept-proxy-from`):
+//! the host agent's node-port forwarder, which opens every connection it passes on to
+//! the VIP with a header naming the client it carries.
 
-use std::net::{IpAddr, SocketAddr};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Which version of the protocol a pool speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +78,13 @@ pub(crate) fn relayed(version: Version, client: SocketAddr, destination: SocketA
     }
 }
 
+/// The version 2 header a connection carrying a client at `client`, which connected to
+/// `destination`, opens with: what a proxy takes from the address it is told to
+/// ([`crate::ProxyOptions::accept_proxy_from`]).
+pub fn header_v2(client: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+    relayed(Version::Two, client, destination)
+}
+
 /// The header of a connection the proxy makes for itself (a health check): the member is
 /// to use the connection's own addresses.
 pub(crate) fn local(version: Version) -> Vec<u8> {
@@ -82,6 +97,92 @@ pub(crate) fn local(version: Version) -> Vec<u8> {
             header
         }
     }
+}
+
+/// The most bytes taken after a version 2 header's 16-byte prefix (addresses and
+/// TLVs); a longer header is refused rather than read.
+const MAX_V2_BODY: usize = 512;
+
+/// What a version 2 header says of the connection it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announced {
+    /// Command PROXY: it carries a client at `client`, which connected to `destination`.
+    Relayed {
+        client: SocketAddr,
+        destination: SocketAddr,
+    },
+    /// Command LOCAL, or PROXY with family UNSPEC: the connection's own addresses stand.
+    Local,
+}
+
+/// Reads the version 2 header a connection opens with, and not a byte past it (what
+/// follows is the client's).
+pub async fn read_header<R: AsyncRead + Unpin>(stream: &mut R) -> io::Result<Announced> {
+    let mut prefix = [0u8; 16];
+    stream.read_exact(&mut prefix).await?;
+    let length = body_length(&prefix)?;
+    let mut body = [0u8; MAX_V2_BODY];
+    stream.read_exact(&mut body[..length]).await?;
+    announced(prefix[12], prefix[13], &body[..length])
+}
+
+/// The length of the addresses and TLVs after a version 2 header's `prefix`.
+fn body_length(prefix: &[u8; 16]) -> io::Result<usize> {
+    if prefix[..12] != V2_SIGNATURE {
+        return Err(invalid("not a PROXY protocol version 2 header"));
+    }
+    if prefix[12] >> 4 != 2 {
+        return Err(invalid("a PROXY protocol header of a version other than 2"));
+    }
+    let length = usize::from(u16::from_be_bytes([prefix[14], prefix[15]]));
+    if length > MAX_V2_BODY {
+        return Err(invalid("a PROXY protocol header longer than 512 bytes"));
+    }
+    Ok(length)
+}
+
+/// What a header of `version_command` and `family` with `body` after its prefix says.
+fn announced(version_command: u8, family: u8, body: &[u8]) -> io::Result<Announced> {
+    match version_command & 0x0f {
+        0x0 => return Ok(Announced::Local),
+        0x1 => {}
+        _ => return Err(invalid("a PROXY protocol header with an unknown command")),
+    }
+    let port = |at: usize| u16::from_be_bytes([body[at], body[at + 1]]);
+    match family {
+        // UNSPEC: the receiver is to use the connection's own addresses.
+        0x00 => Ok(Announced::Local),
+        // AF_INET, STREAM.
+        0x11 if body.len() >= 12 => {
+            let ip = |at: usize| Ipv4Addr::new(body[at], body[at + 1], body[at + 2], body[at + 3]);
+            Ok(Announced::Relayed {
+                client: SocketAddr::from((ip(0), port(8))),
+                destination: SocketAddr::from((ip(4), port(10))),
+            })
+        }
+        // AF_INET6, STREAM.
+        0x21 if body.len() >= 36 => {
+            let ip = |at: usize| {
+                let mut octets = [0u8; 16];
+                octets.copy_from_slice(&body[at..at + 16]);
+                IpAddr::V6(Ipv6Addr::from(octets)).to_canonical()
+            };
+            Ok(Announced::Relayed {
+                client: SocketAddr::new(ip(0), port(32)),
+                destination: SocketAddr::new(ip(16), port(34)),
+            })
+        }
+        0x11 | 0x21 => Err(invalid(
+            "a PROXY protocol header too short for its addresses",
+        )),
+        _ => Err(invalid(
+            "a PROXY protocol header of a family other than TCP over IPv4 or IPv6",
+        )),
+    }
+}
+
+fn invalid(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
 fn as_v6(ip: IpAddr) -> std::net::Ipv6Addr {
@@ -145,5 +246,106 @@ mod tests {
         let local = local(Version::Two);
         assert_eq!(&local[..12], &expected[..12]);
         assert_eq!(&local[12..], &[0x20, 0x00, 0x00, 0x00]);
+    }
+
+    fn read(bytes: &[u8]) -> io::Result<Announced> {
+        let mut reader = bytes;
+        futures::executor::block_on(read_header(&mut reader))
+    }
+
+    #[test]
+    fn a_version_two_header_reads_back_as_written_and_no_further() {
+        let client = SocketAddr::from(([192, 0, 2, 7], 40000));
+        let vip = SocketAddr::from(([10, 0, 0, 5], 80));
+        let mut bytes = relayed(Version::Two, client, vip);
+        bytes.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        let mut reader = &bytes[..];
+        let announced = futures::executor::block_on(read_header(&mut reader)).unwrap();
+        assert_eq!(
+            announced,
+            Announced::Relayed {
+                client,
+                destination: vip
+            }
+        );
+        assert_eq!(
+            reader, b"GET / HTTP/1.1\r\n",
+            "the client's bytes stay unread"
+        );
+
+        let client6: SocketAddr = "[2001:db8::1]:5000".parse().unwrap();
+        let vip6: SocketAddr = "[2001:db8::5]:443".parse().unwrap();
+        assert_eq!(
+            read(&relayed(Version::Two, client6, vip6)).unwrap(),
+            Announced::Relayed {
+                client: client6,
+                destination: vip6
+            }
+        );
+        assert_eq!(read(&local(Version::Two)).unwrap(), Announced::Local);
+    }
+
+    #[test]
+    fn a_version_two_header_with_tlvs_is_read_past_them() {
+        let client = SocketAddr::from(([192, 0, 2, 7], 40000));
+        let vip = SocketAddr::from(([10, 0, 0, 5], 80));
+        let mut bytes = relayed(Version::Two, client, vip);
+        // A PP2_TYPE_NOOP TLV of three bytes, counted in the length.
+        bytes[15] += 6;
+        bytes.extend_from_slice(&[0x04, 0x00, 0x03, 1, 2, 3]);
+        bytes.push(b'X');
+        let mut reader = &bytes[..];
+        assert!(matches!(
+            futures::executor::block_on(read_header(&mut reader)),
+            Ok(Announced::Relayed { .. })
+        ));
+        assert_eq!(reader, b"X");
+    }
+
+    #[test]
+    fn what_is_not_a_version_two_tcp_header_is_refused() {
+        let client = SocketAddr::from(([192, 0, 2, 7], 40000));
+        let vip = SocketAddr::from(([10, 0, 0, 5], 80));
+        let good = relayed(Version::Two, client, vip);
+        let refused = |bytes: &[u8], why: &str| {
+            let error = read(bytes).expect_err(why);
+            assert!(
+                matches!(
+                    error.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                ),
+                "{why}: {error}"
+            );
+        };
+        refused(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "an HTTP request");
+        refused(&relayed(Version::One, client, vip), "version 1");
+        refused(&good[..20], "cut short");
+        let mut udp = good.clone();
+        udp[13] = 0x12;
+        refused(&udp, "UDP over IPv4");
+        let mut unknown = good.clone();
+        unknown[12] = 0x2f;
+        refused(&unknown, "an unknown command");
+        let mut version_three = good.clone();
+        version_three[12] = 0x31;
+        refused(&version_three, "version 3");
+        let mut short = good.clone();
+        short[15] = 8;
+        refused(&short[..24], "addresses cut short by the length");
+        let mut long = good;
+        long[14..16].copy_from_slice(&600u16.to_be_bytes());
+        refused(&long, "longer than taken");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_read_as_a_header_or_fail_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            signed in proptest::prelude::any::<bool>(),
+        ) {
+            let mut input = if signed { V2_SIGNATURE.to_vec() } else { Vec::new() };
+            input.extend_from_slice(&bytes);
+            let _ = read(&input);
+        }
     }
 }

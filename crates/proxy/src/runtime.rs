@@ -12,7 +12,7 @@
 //! restart health checkers whose work changed, publish statuses and counters.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::net::{TcpListener, UdpSocket};
@@ -30,6 +30,19 @@ use crate::pool::PoolRuntime;
 use crate::stats::{StatsRegistry, StatsSnapshot};
 use crate::tasks::{AbortOnDrop, Shutdown, Tracker};
 use crate::udp;
+
+/// How a proxy is run, apart from what it serves.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyOptions {
+    /// Connections from this address open with a PROXY protocol version 2 header naming
+    /// the client they carry and the address it connected to, which the proxy then takes
+    /// as the connection's (for X-Forwarded-For, source-IP balancing and persistence, and
+    /// the headers of PROXY pools); a connection from it without a valid header is
+    /// closed. The host agent's node-port forwarder connects from such an address inside
+    /// the load balancer's network namespace, where nothing from outside can come from it
+    /// (the kernel drops packets from the outside with a loopback source).
+    pub accept_proxy_from: Option<IpAddr>,
+}
 
 /// One load balancer's data plane. Dropping it stops everything without waiting;
 /// [`Proxy::shutdown`] stops everything and waits.
@@ -151,6 +164,15 @@ enum Placement {
 impl Proxy {
     /// Validates `config`, binds every listener and starts serving and health checking.
     pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
+        Proxy::start_with(config, ProxyOptions::default()).await
+    }
+
+    /// [`Proxy::start`], with what comes from where the proxy runs rather than from the
+    /// load balancer's configuration.
+    pub async fn start_with(
+        config: ProxyConfig,
+        options: ProxyOptions,
+    ) -> Result<Proxy, ProxyError> {
         let compiled = CompiledConfig::compile(&config)?;
         let shared = Arc::new(Shared {
             inner: tokio::sync::Mutex::new(Inner::default()),
@@ -159,6 +181,7 @@ impl Proxy {
             context: ServeContext {
                 shutdown: Shutdown::default(),
                 tracker: Tracker::default(),
+                accept_proxy_from: options.accept_proxy_from,
             },
             current: Mutex::new(Served::default()),
         });

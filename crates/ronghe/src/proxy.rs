@@ -5,13 +5,14 @@
 //! `--config` so a restart comes back with the last good one, and stops on SIGTERM or
 //! SIGINT.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use ronghe_proxy::control::{ControlServer, SaveConfig};
-use ronghe_proxy::{Proxy, ProxyConfig};
+use ronghe_proxy::{Proxy, ProxyConfig, ProxyOptions};
 
 #[derive(Args, Debug)]
 pub struct ProxyArgs {
@@ -25,6 +26,10 @@ pub struct ProxyArgs {
     /// Worker threads serving traffic (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
+    /// Connections from this address open with a PROXY protocol version 2 header naming
+    /// the client they carry (the agent's node-port forwarder connects from it).
+    #[arg(long, value_name = "IP")]
+    accept_proxy_from: Option<IpAddr>,
 }
 
 /// The runtime `ronghe proxy` serves on: `--threads` workers. One thread runs on the
@@ -46,7 +51,10 @@ pub fn runtime(args: &ProxyArgs) -> std::io::Result<tokio::runtime::Runtime> {
 
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let config = read_config(&args.config)?;
-    let proxy = Proxy::start(config)
+    let options = ProxyOptions {
+        accept_proxy_from: args.accept_proxy_from,
+    };
+    let proxy = Proxy::start_with(config, options)
         .await
         .with_context(|| format!("starting the proxy with {}", args.config.display()))?;
     let save: SaveConfig = {

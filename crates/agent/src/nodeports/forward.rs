@@ -2,11 +2,20 @@
 //! the Service's VIP, from inside the netns of its load balancer when that runs here, or
 //! else to the relay of the agent whose host runs it, which delivers it there.
 //!
-//! A relayed stream opens with a 7-byte header (`RNP1`, the transport, the node port in
-//! network order); after it a TCP connection's bytes pass as they are, and a UDP flow's
-//! datagrams are framed with a 2-byte length each way. A relay only ever delivers to a
-//! load balancer running on its own host, so traffic can never go round between hosts
-//! whose views differ for a moment.
+//! A relayed stream opens with a header: `RNP2`, the transport, the node port, then the
+//! client's address (its length, 4 or 16, the address, the port; or a length of 0 when
+//! the client is not known), all in network order
+//! (an `RNP1` header, of agents before, ends after the node port and names no client).
+//! After it a TCP connection's bytes pass as they are, and a UDP flow's datagrams are
+//! framed with a 2-byte length each way. A relay only ever delivers to a load balancer
+//! running on its own host, so traffic can never go round between hosts whose views
+//! differ for a moment.
+//!
+//! A TCP connection delivered to a VIP whose proxy takes PROXY protocol headers (from
+//! the address [`Located::announce_from`] names) is made from that address and opens
+//! with a version 2 header naming the client and the VIP, so the load balancer sees the
+//! client rather than this forwarder: X-Forwarded-For, source-IP persistence
+//! (`sessionAffinity: ClientIP`) and PROXY pools work for node-port traffic as for any.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -44,8 +53,11 @@ const MAX_STREAMS: usize = 16_384;
 /// A relayed stream whose peer stops answering ends in about this long (keepalives on an
 /// idle stream, TCP's user timeout on a busy one).
 const PEER_TIMEOUT: Duration = Duration::from_secs(30);
-const MAGIC: &[u8; 4] = b"RNP1";
-const HEADER_LEN: usize = 7;
+const MAGIC: &[u8; 4] = b"RNP2";
+/// The magic of headers naming no client.
+const MAGIC_V1: &[u8; 4] = b"RNP1";
+/// The bytes every header starts with: magic, transport, node port.
+const PREFIX_LEN: usize = 7;
 const MAX_DATAGRAM: usize = 65_535;
 
 /// Where a UDP flow's answers go: to its client, from the host address it sent to.
@@ -70,8 +82,18 @@ pub enum Reach {
     Netns(PathBuf),
 }
 
+/// Where a load balancer's VIP is reached from on this host.
+#[derive(Clone, Debug)]
+pub struct Located {
+    pub reach: Reach,
+    /// The address its proxy takes PROXY protocol headers from, connections from which
+    /// open with one naming the client they carry (`None`: its proxy takes none, and
+    /// sees this forwarder as the client).
+    pub announce_from: Option<IpAddr>,
+}
+
 /// Finds where load balancer `uid`'s proxy runs on this host (`None`: not here).
-pub type Locate = Arc<dyn Fn(&str) -> Option<Reach> + Send + Sync>;
+pub type Locate = Arc<dyn Fn(&str) -> Option<Located> + Send + Sync>;
 
 /// Where node-port traffic goes, as of now.
 #[derive(Default)]
@@ -131,25 +153,33 @@ impl Forwarder {
         route(view.table.get(&(transport, port)), &self.hosts, relayed)
     }
 
-    /// A socket made where load balancer `uid`'s VIP is local.
+    /// A socket made where load balancer `uid`'s VIP is local, and the address its proxy
+    /// takes PROXY protocol headers from, if any.
     async fn socket_for<T: Send + 'static>(
         &self,
         uid: &str,
         make: fn() -> io::Result<T>,
-    ) -> io::Result<T> {
-        match (self.locate)(uid) {
-            Some(Reach::Here) => make(),
-            Some(Reach::Netns(path)) => ronghe_hostnet::netns::on_thread_in(Some(path), make).await,
-            None => Err(io::Error::new(
+    ) -> io::Result<(T, Option<IpAddr>)> {
+        let Some(Located {
+            reach,
+            announce_from,
+        }) = (self.locate)(uid)
+        else {
+            return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 "the load balancer's proxy does not run here",
-            )),
-        }
+            ));
+        };
+        let socket = match reach {
+            Reach::Here => make()?,
+            Reach::Netns(path) => ronghe_hostnet::netns::on_thread_in(Some(path), make).await?,
+        };
+        Ok((socket, announce_from))
     }
 
     /// A UDP socket connected to `vip` from where load balancer `uid` runs.
     async fn udp_to(&self, uid: &str, vip: SocketAddr) -> io::Result<UdpSocket> {
-        let socket = self
+        let (socket, _) = self
             .socket_for(uid, || {
                 let socket = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
                 socket.set_nonblocking(true)?;
@@ -164,25 +194,54 @@ impl Forwarder {
         Ok(socket)
     }
 
-    /// A TCP stream toward node port `port`'s VIP: the VIP itself, or the relay of the
-    /// host running its load balancer with the header already sent.
-    async fn open_tcp(&self, port: u16, relayed: bool) -> io::Result<TcpStream> {
+    /// A TCP stream for a client at `client` (if known) toward node port `port`'s VIP:
+    /// the VIP itself (with a PROXY protocol header naming the client, where its proxy
+    /// takes one), or the relay of the host running its load balancer with the relay's
+    /// header already sent.
+    async fn open_tcp(
+        &self,
+        port: u16,
+        relayed: bool,
+        client: Option<SocketAddr>,
+    ) -> io::Result<TcpStream> {
         match self.route(Transport::Tcp, port, relayed) {
             Route::Local { load_balancer, vip } => {
-                let socket = self.socket_for(&load_balancer, TcpSocket::new_v4).await?;
-                timed(socket.connect(vip))
+                let (socket, announce_from) =
+                    self.socket_for(&load_balancer, TcpSocket::new_v4).await?;
+                let announce = announce_from.zip(client);
+                let connected = async {
+                    if let Some((from, _)) = announce {
+                        socket.bind(SocketAddr::new(from, 0))?;
+                    }
+                    let mut stream = timed(socket.connect(vip)).await?;
+                    if let Some((_, client)) = announce {
+                        let header = ronghe_proxy::proxy_protocol::header_v2(client, vip);
+                        stream.write_all(&header).await?;
+                    }
+                    Ok(stream)
+                };
+                connected
                     .await
                     .map_err(|e| context(e, format!("to the VIP {vip}")))
             }
-            Route::Relay(relay) => relay_stream(relay, self.source, Transport::Tcp, port).await,
+            Route::Relay(relay) => {
+                relay_stream(relay, self.source, Transport::Tcp, port, client).await
+            }
             Route::Refuse(why) => Err(refused(why)),
         }
     }
 
     /// Passes `client`'s connection to node port `port` on to where it goes, until both
-    /// sides close; one that can go nowhere is reset.
-    async fn forward_tcp(&self, mut client: TcpStream, port: u16, relayed: bool) -> io::Result<()> {
-        let mut upstream = match self.open_tcp(port, relayed).await {
+    /// sides close; one that can go nowhere is reset. `from` is the client it carries
+    /// (the peer of a node-port connection, or the one a relay header names).
+    async fn forward_tcp(
+        &self,
+        mut client: TcpStream,
+        port: u16,
+        relayed: bool,
+        from: Option<SocketAddr>,
+    ) -> io::Result<()> {
+        let mut upstream = match self.open_tcp(port, relayed, from).await {
             Ok(upstream) => upstream,
             Err(error) => {
                 reset(&client);
@@ -199,7 +258,10 @@ impl Forwarder {
             listener,
             streams,
             "node port",
-            move |this, client| async move { this.forward_tcp(client, port, false).await },
+            move |this, client| async move {
+                let from = client.peer_addr().ok();
+                this.forward_tcp(client, port, false, from).await
+            },
         )
         .await;
     }
@@ -330,9 +392,10 @@ impl Forwarder {
                 }
             }
             Route::Relay(relay) => {
-                let (read, write) = relay_stream(relay, self.source, Transport::Udp, port)
-                    .await?
-                    .into_split();
+                let (read, write) =
+                    relay_stream(relay, self.source, Transport::Udp, port, Some(reply.client))
+                        .await?
+                        .into_split();
                 let (mut answers, mut sink) = (
                     FramedRead::new(read, codec()),
                     FramedWrite::new(write, codec()),
@@ -396,14 +459,15 @@ impl Forwarder {
 
     async fn relayed(&self, mut stream: TcpStream) -> io::Result<()> {
         watch_peer(&stream);
-        let mut header = [0u8; HEADER_LEN];
-        tokio::time::timeout(HEADER_TIMEOUT, stream.read_exact(&mut header))
+        let RelayHeader {
+            transport,
+            port,
+            client,
+        } = tokio::time::timeout(HEADER_TIMEOUT, read_header(&mut stream))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no relay header"))??;
-        let (transport, port) = parse_header(&header)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a relay header"))?;
         match transport {
-            Transport::Tcp => self.forward_tcp(stream, port, true).await,
+            Transport::Tcp => self.forward_tcp(stream, port, true, client).await,
             Transport::Udp => {
                 let view = self.view.subscribe();
                 let taken = self.route(Transport::Udp, port, true);
@@ -477,11 +541,14 @@ async fn splice(client: &mut TcpStream, upstream: &mut TcpStream) -> io::Result<
     Ok(())
 }
 
+/// A stream to the relay at `relay` (from `source`, if given) carrying `client`'s traffic
+/// to node port `port`, its header sent.
 async fn relay_stream(
     relay: SocketAddr,
     source: Option<IpAddr>,
     transport: Transport,
     port: u16,
+    client: Option<SocketAddr>,
 ) -> io::Result<TcpStream> {
     let relayed = async {
         let socket = TcpSocket::new_v4()?;
@@ -490,7 +557,7 @@ async fn relay_stream(
         }
         let mut stream = timed(socket.connect(relay)).await?;
         watch_peer(&stream);
-        stream.write_all(&header(transport, port)).await?;
+        stream.write_all(&header(transport, port, client)).await?;
         Ok(stream)
     };
     relayed
@@ -503,20 +570,70 @@ fn context(error: io::Error, place: String) -> io::Error {
     io::Error::new(error.kind(), format!("{place}: {error}"))
 }
 
-fn header(transport: Transport, port: u16) -> [u8; HEADER_LEN] {
-    let mut header = [0u8; HEADER_LEN];
-    header[..4].copy_from_slice(MAGIC);
-    header[4] = transport.code();
-    header[5..].copy_from_slice(&port.to_be_bytes());
+/// What a relayed stream's header says.
+#[derive(Debug, PartialEq, Eq)]
+struct RelayHeader {
+    transport: Transport,
+    port: u16,
+    /// The client whose traffic the stream carries (`None` from an `RNP1` header).
+    client: Option<SocketAddr>,
+}
+
+fn header(transport: Transport, port: u16, client: Option<SocketAddr>) -> Vec<u8> {
+    let mut header = Vec::with_capacity(PREFIX_LEN + 19);
+    header.extend_from_slice(MAGIC);
+    header.push(transport.code());
+    header.extend_from_slice(&port.to_be_bytes());
+    let Some(client) = client else {
+        // A client not known: an address of length 0, no port.
+        header.push(0);
+        return header;
+    };
+    match client.ip() {
+        IpAddr::V4(ip) => {
+            header.push(4);
+            header.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            header.push(16);
+            header.extend_from_slice(&ip.octets());
+        }
+    }
+    header.extend_from_slice(&client.port().to_be_bytes());
     header
 }
 
-fn parse_header(header: &[u8; HEADER_LEN]) -> Option<(Transport, u16)> {
-    if &header[..4] != MAGIC {
-        return None;
-    }
-    let transport = Transport::from_code(header[4])?;
-    Some((transport, u16::from_be_bytes([header[5], header[6]])))
+/// Reads a relay header, and not a byte past it.
+async fn read_header<R: tokio::io::AsyncRead + Unpin>(stream: &mut R) -> io::Result<RelayHeader> {
+    let not_one = || io::Error::new(io::ErrorKind::InvalidData, "not a relay header");
+    let mut prefix = [0u8; PREFIX_LEN];
+    stream.read_exact(&mut prefix).await?;
+    let transport = Transport::from_code(prefix[4]).ok_or_else(not_one)?;
+    let port = u16::from_be_bytes([prefix[5], prefix[6]]);
+    let client = match &prefix[..4] {
+        magic if magic == MAGIC_V1 => None,
+        magic if magic == MAGIC => match usize::from(stream.read_u8().await?) {
+            0 => None,
+            length @ (4 | 16) => {
+                let mut bytes = [0u8; 18];
+                let bytes = &mut bytes[..length + 2];
+                stream.read_exact(bytes).await?;
+                let (address, port) = bytes.split_at(length);
+                let ip = match <[u8; 4]>::try_from(address) {
+                    Ok(v4) => IpAddr::from(v4),
+                    Err(_) => IpAddr::from(<[u8; 16]>::try_from(address).map_err(|_| not_one())?),
+                };
+                Some(SocketAddr::new(ip, u16::from_be_bytes([port[0], port[1]])))
+            }
+            _ => return Err(not_one()),
+        },
+        _ => return Err(not_one()),
+    };
+    Ok(RelayHeader {
+        transport,
+        port,
+        client,
+    })
 }
 
 /// The framing of datagrams on a relayed stream: a 2-byte length, then the datagram.
@@ -541,12 +658,50 @@ fn refused(why: &'static str) -> io::Error {
 mod tests {
     use super::*;
 
+    fn parse(bytes: &[u8]) -> io::Result<RelayHeader> {
+        let mut reader = bytes;
+        let header = futures::executor::block_on(read_header(&mut reader))?;
+        assert!(reader.is_empty(), "read {} bytes short", reader.len());
+        Ok(header)
+    }
+
     #[test]
-    fn a_relay_header_names_its_transport_and_port() {
-        let header = header(Transport::Udp, 30053);
-        assert_eq!(&header, b"RNP1U\x75\x65");
-        assert_eq!(parse_header(&header), Some((Transport::Udp, 30053)));
-        assert_eq!(parse_header(b"GET / H"), None);
-        assert_eq!(parse_header(b"RNP1X\x75\x65"), None);
+    fn a_relay_header_names_its_transport_port_and_client() {
+        let client = SocketAddr::from(([192, 0, 2, 7], 40000));
+        let bytes = header(Transport::Udp, 30053, Some(client));
+        assert_eq!(&bytes, b"RNP2U\x75\x65\x04\xc0\x00\x02\x07\x9c\x40");
+        assert_eq!(
+            parse(&bytes).unwrap(),
+            RelayHeader {
+                transport: Transport::Udp,
+                port: 30053,
+                client: Some(client)
+            }
+        );
+        let client6: SocketAddr = "[2001:db8::7]:5000".parse().unwrap();
+        let bytes = header(Transport::Tcp, 30080, Some(client6));
+        assert_eq!(bytes.len(), 7 + 1 + 16 + 2);
+        assert_eq!(parse(&bytes).unwrap().client, Some(client6));
+        assert_eq!(
+            parse(&header(Transport::Tcp, 30080, None)).unwrap().client,
+            None
+        );
+        // An agent before names no client.
+        assert_eq!(
+            parse(b"RNP1T\x75\x80").unwrap(),
+            RelayHeader {
+                transport: Transport::Tcp,
+                port: 30080,
+                client: None
+            }
+        );
+        for bad in [
+            &b"GET / HTTP/1.1"[..],
+            b"RNP1X\x75\x65",
+            b"RNP2T\x75\x65\x05\x01\x02\x03\x04\x05\x00\x01",
+            b"RNP2T\x75\x65\x04\x01",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::table::{Placement, Table, Target, Transport};
-use super::{Forwarder, Reach};
+use super::{Forwarder, Located, Reach};
 
 const A: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const B: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -76,11 +76,27 @@ async fn udp_pair() -> (u16, UdpSocket, UdpSocket) {
 /// A forwarder of host `host` that runs load balancer `lb-web` when `runs_it`, with its
 /// relay on `relay`.
 fn forwarder(host: &str, runs_it: bool, relay: TcpListener) -> Arc<Forwarder> {
+    announcing_forwarder(host, runs_it, relay, None)
+}
+
+/// [`forwarder`], whose load balancer's proxy takes PROXY protocol headers from
+/// `announce_from`.
+fn announcing_forwarder(
+    host: &str,
+    runs_it: bool,
+    relay: TcpListener,
+    announce_from: Option<IpAddr>,
+) -> Arc<Forwarder> {
     let source = relay.local_addr().unwrap().ip();
     let forwarder = Forwarder::new(
         HashSet::from([host.to_owned()]),
         Some(source),
-        Arc::new(move |uid: &str| (runs_it && uid == "lb-web").then_some(Reach::Here)),
+        Arc::new(move |uid: &str| {
+            (runs_it && uid == "lb-web").then_some(Located {
+                reach: Reach::Here,
+                announce_from,
+            })
+        }),
     );
     tokio::spawn(forwarder.clone().serve_relay(relay));
     forwarder
@@ -284,8 +300,21 @@ async fn a_health_check_node_port_taken_by_another_program_is_listened_on_once_f
         "the port is taken, and the failure is kept to be tried again"
     );
     drop(occupant);
-    listeners.reconcile_health(&checks, A, &seen, &hosts).await;
-    assert!(listeners.health_failed.is_empty());
+    // A process another test starts meanwhile holds the socket until it execs: the port
+    // is free once that is over, as the agent's next try (every 30 s) would find.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        listeners.reconcile_health(&checks, A, &seen, &hosts).await;
+        if listeners.health_failed.is_empty() || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        listeners.health_failed.is_empty(),
+        "{:?}",
+        listeners.health_failed
+    );
     let mut stream = TcpStream::connect((A, port)).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.0\r\n\r\n")
@@ -365,4 +394,83 @@ async fn a_udp_node_port_on_every_address_answers_from_the_one_the_client_sent_t
         .expect("an answer from the address the client sent to")
         .unwrap();
     assert_eq!(&buffer[..length], b"echo:hi");
+}
+
+/// A member of a PROXYV2 pool that answers each connection with the client its header
+/// names, and closes.
+async fn naming_member() -> SocketAddr {
+    let listener = TcpListener::bind((A, 0)).await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let answer = match ronghe_proxy::proxy_protocol::read_header(&mut stream).await {
+                    Ok(ronghe_proxy::proxy_protocol::Announced::Relayed { client, .. }) => {
+                        client.to_string()
+                    }
+                    other => format!("{other:?}"),
+                };
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn node_port_clients_reach_the_load_balancer_as_themselves_here_and_relayed() {
+    // The proxy of the load balancer, taking headers from the forwarder's address, with
+    // a PROXYV2 pool whose member says whom the proxy names.
+    let forwarder_source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+    let member = naming_member().await;
+    let config: ronghe_proxy::ProxyConfig = serde_json::from_value(serde_json::json!({
+        "listeners": [{"id": "tcp", "protocol": "TCP", "bind": SocketAddr::new(A, 0), "defaultPoolId": "pool"}],
+        "pools": [{"id": "pool", "protocol": "PROXYV2", "lbAlgorithm": "ROUND_ROBIN", "members": [
+            {"id": "m", "address": member.ip(), "protocolPort": member.port(), "weight": 1,
+             "backup": false, "adminStateUp": true}]}],
+    }))
+    .unwrap();
+    let options = ronghe_proxy::ProxyOptions {
+        accept_proxy_from: Some(forwarder_source),
+    };
+    let proxy = ronghe_proxy::Proxy::start_with(config, options)
+        .await
+        .unwrap();
+    let vip = proxy.local_addr("tcp").unwrap();
+
+    let (relay_a, relay_b) = (
+        TcpListener::bind((A, 0)).await.unwrap(),
+        TcpListener::bind((B, 0)).await.unwrap(),
+    );
+    let relay_at = relay_a.local_addr().unwrap();
+    let (a, b) = (
+        announcing_forwarder("a", true, relay_a, Some(forwarder_source)),
+        announcing_forwarder("b", false, relay_b, None),
+    );
+    let (port, tcp_a, tcp_b) = tcp_pair().await;
+    let table = Table::from([((Transport::Tcp, port), target(vip, "a", relay_at))]);
+    a.set_table(table.clone(), peers());
+    b.set_table(table, peers());
+    tokio::spawn(a.clone().serve_tcp(tcp_a, port));
+    tokio::spawn(b.clone().serve_tcp(tcp_b, port));
+
+    // On the host running the load balancer, and relayed from the other: the member is
+    // told of the client, not of a forwarder.
+    for host in [A, B] {
+        let at = SocketAddr::new(host, port);
+        let exchange = async {
+            let mut stream = TcpStream::connect(at).await?;
+            let client = stream.local_addr()?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await?;
+            std::io::Result::Ok((client, answer))
+        };
+        let (client, answer) = tokio::time::timeout(PATIENCE, exchange)
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert_eq!(answer, client.to_string(), "through {at}");
+    }
+    proxy.shutdown().await;
 }

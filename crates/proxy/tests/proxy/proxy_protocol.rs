@@ -1,16 +1,18 @@
 //! PROXY and PROXYV2 pools: every member connection opens with a header naming the
 //! client and the address it connected to, a connection of one client is never given to
-//! another, and health checks say they are the proxy's own (`UNKNOWN`, `LOCAL`).
+//! another, and health checks say they are the proxy's own (`UNKNOWN`, `LOCAL`). And the
+//! other way: connections from the address a proxy is told to take headers from (the
+//! node-port forwarder's) are taken as the client their header names.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ronghe_proxy::config::{ListenerProtocol, MonitorType, PoolProtocol};
-use ronghe_proxy::{OperatingStatus, Proxy, ProxyConfig};
+use ronghe_proxy::{OperatingStatus, Proxy, ProxyConfig, ProxyOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
-use super::support::http::Client;
+use super::support::http::{Client, http_echo_backend};
 use super::support::*;
 
 /// What a member read before anything else on one connection.
@@ -278,4 +280,119 @@ async fn proxy_pools_pair_with_the_listeners_octavia_allows() {
             "{listener_protocol:?} with {pool_protocol:?}"
         );
     }
+}
+
+/// The loopback address the tests' stand-in for the node-port forwarder connects from.
+const FORWARDER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
+
+/// A version 2 PROXY header (command PROXY, TCP over IPv4), written here from the
+/// specification rather than by the crate under test.
+fn v2_header(client: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+    let (SocketAddr::V4(client), SocketAddr::V4(destination)) = (client, destination) else {
+        panic!("IPv4 only");
+    };
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    header.extend_from_slice(&[0x21, 0x11, 0x00, 12]);
+    header.extend_from_slice(&client.ip().octets());
+    header.extend_from_slice(&destination.ip().octets());
+    header.extend_from_slice(&client.port().to_be_bytes());
+    header.extend_from_slice(&destination.port().to_be_bytes());
+    header
+}
+
+/// A connection to `to` from [`FORWARDER`] that has sent `opening`.
+async fn from_forwarder(to: SocketAddr, opening: &[u8]) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(SocketAddr::new(FORWARDER, 0))
+        .expect("bound at the forwarder's address");
+    let mut stream = socket.connect(to).await.expect("connected");
+    stream.write_all(opening).await.expect("sent");
+    stream
+}
+
+#[tokio::test]
+async fn connections_from_the_forwarder_are_the_client_their_header_names() {
+    let (recording, mut received) = recording_backend("a", false);
+    let echo = http_echo_backend("b").await;
+    let mut web = listener("web", ListenerProtocol::Http, Some("http"));
+    web.insert_headers.x_forwarded_for = true;
+    let config = ProxyConfig {
+        listeners: vec![listener("l", ListenerProtocol::Tcp, Some("proxied")), web],
+        pools: vec![
+            pool("proxied", PoolProtocol::ProxyV2, &[&recording]),
+            pool("http", PoolProtocol::Http, &[&echo]),
+        ],
+    };
+    let options = ProxyOptions {
+        accept_proxy_from: Some(FORWARDER),
+    };
+    let proxy = Proxy::start_with(config, options).await.unwrap();
+    let (tcp, http) = (
+        proxy.local_addr("l").unwrap(),
+        proxy.local_addr("web").unwrap(),
+    );
+    let client = SocketAddr::from(([192, 0, 2, 7], 40000));
+    let vip = SocketAddr::from(([10, 0, 0, 5], 80));
+
+    // A PROXYV2 pool's member is told of the client and VIP the forwarder's header named.
+    let mut stream = from_forwarder(tcp, &v2_header(client, vip)).await;
+    stream.write_all(b"hello").await.unwrap();
+    let mut echoed = [0u8; 5];
+    tokio::time::timeout(DEADLINE, stream.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        &echoed, b"hello",
+        "the header is the proxy's, not the member's"
+    );
+    let header = next_header(&mut received).await;
+    assert_eq!(header.v2_ends(), Some((client, vip)), "{header:?}");
+
+    // X-Forwarded-For names the client too.
+    let stream = from_forwarder(http, &v2_header(client, vip)).await;
+    let answer = Client::http1_over(stream).await.get("/", &[]).await;
+    assert_eq!(answer.seen().headers["x-forwarded-for"], "192.0.2.7");
+
+    // A LOCAL header leaves the connection its own addresses.
+    let local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+    let stream = from_forwarder(http, local).await;
+    let answer = Client::http1_over(stream).await.get("/", &[]).await;
+    assert_eq!(answer.seen().headers["x-forwarded-for"], "127.0.0.9");
+
+    // Clients elsewhere send no header, and a header from them is theirs to send on.
+    let answer = Client::http1(http).await.get("/", &[]).await;
+    assert_eq!(answer.seen().headers["x-forwarded-for"], "127.0.0.1");
+    let mut other = TcpStream::connect(tcp).await.unwrap();
+    let forged = v2_header(client, vip);
+    other.write_all(&forged).await.unwrap();
+    let mut passed = vec![0u8; forged.len()];
+    tokio::time::timeout(DEADLINE, other.read_exact(&mut passed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(passed, forged, "the member echoed the client's bytes");
+    let header = next_header(&mut received).await;
+    let (named, _) = header.v2_ends().expect("a version 2 header");
+    assert_eq!(
+        named,
+        other.local_addr().unwrap(),
+        "not the client it forged"
+    );
+
+    // A connection from the forwarder without a header is closed, nothing passed on.
+    let errors_before = proxy.stats().listener("web").request_errors;
+    let mut headless = from_forwarder(http, b"GET / HTTP/1.1\r\nhost: web\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, headless.read_to_end(&mut answer))
+        .await
+        .expect("closed in time");
+    assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        proxy.stats().listener("web").request_errors,
+        errors_before + 1,
+        "counted as a request error"
+    );
+    proxy.shutdown().await;
 }

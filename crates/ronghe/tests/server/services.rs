@@ -327,3 +327,148 @@ async fn a_service_changes_type_and_a_dry_run_makes_nothing() -> anyhow::Result<
     );
     Ok(())
 }
+
+/// The live (not deleting) pools of Service `name`'s load balancer: name → (protocol,
+/// member addresses).
+fn pools_of(kubectl: &Kubectl, name: &str) -> anyhow::Result<Vec<(String, String, Vec<String>)>> {
+    let label = format!("loadbalancing.ronghe.io/service={name}");
+    let live = |list: &Value| -> Vec<Value> {
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["metadata"]["deletionTimestamp"].is_null())
+            .cloned()
+            .collect()
+    };
+    let pools = live(&json_of(kubectl, &["get", "pools", "-l", &label])?);
+    let members = live(&json_of(kubectl, &["get", "members", "-l", &label])?);
+    let monitors = live(&json_of(kubectl, &["get", "healthmonitors", "-l", &label])?);
+    let mut found: Vec<(String, String, Vec<String>)> = pools
+        .iter()
+        .filter(|pool| {
+            // Every pool has its monitor.
+            monitors
+                .iter()
+                .any(|m| m["spec"]["poolId"] == pool["metadata"]["uid"])
+        })
+        .map(|pool| {
+            let mut addresses: Vec<String> = members
+                .iter()
+                .filter(|m| m["spec"]["poolId"] == pool["metadata"]["uid"])
+                .filter_map(|m| m["spec"]["address"].as_str().map(str::to_owned))
+                .collect();
+            addresses.sort();
+            (
+                pool["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                pool["spec"]["protocol"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                addresses,
+            )
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_services_proxy_protocol_annotation_makes_its_tcp_pools_speak_it() -> anyhow::Result<()> {
+    const ANNOTATION: &str = "loadbalancer.openstack.org/proxy-protocol";
+    let server = server().await?;
+    let kubectl = Kubectl::for_server(&server)?;
+    let mut pp = service(
+        "pp",
+        json!({"selector": {"app": "pp"}, "ports": [
+            {"name": "web", "port": 80, "targetPort": 8080},
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+        ]}),
+    );
+    pp["metadata"]["annotations"] = json!({ ANNOTATION: "v2" });
+    apply(&kubectl, &pp)?;
+    apply(
+        &kubectl,
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pp-1", "namespace": "default", "labels": {"app": "pp"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+    )?;
+    kubectl.ok(&[
+        "patch", "pod", "pp-1", "--subresource", "status", "--type", "merge", "-p",
+        r#"{"status":{"phase":"Running","podIP":"10.0.0.43","conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ])?;
+    let member = vec!["10.0.0.43".to_owned()];
+    let pools_become = |wanted: Vec<(&'static str, &'static str)>, what: &'static str| {
+        let (kubectl, member) = (&kubectl, &member);
+        async move {
+            let wanted: Vec<(String, String, Vec<String>)> = wanted
+                .into_iter()
+                .map(|(name, protocol)| (name.to_owned(), protocol.to_owned(), member.clone()))
+                .collect();
+            wait_for(Duration::from_secs(30), what, || async {
+                let found = pools_of(kubectl, "pp")?;
+                Ok((found == wanted).then_some(()))
+            })
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}; pools: {:?}", pools_of(kubectl, "pp").ok()))
+        }
+    };
+    // Version 2 on the TCP port's pool; the UDP port's is UDP.
+    pools_become(
+        vec![
+            ("svc-pp-tcp-80-proxyv2", "PROXYV2"),
+            ("svc-pp-udp-53", "UDP"),
+        ],
+        "a PROXYV2 pool",
+    )
+    .await?;
+    // A pool's protocol cannot change: another annotation value replaces the pool, with
+    // its monitor and members.
+    kubectl.ok(&[
+        "annotate",
+        "--overwrite",
+        "service",
+        "pp",
+        &format!("{ANNOTATION}=true"),
+    ])?;
+    pools_become(
+        vec![("svc-pp-tcp-80-proxy", "PROXY"), ("svc-pp-udp-53", "UDP")],
+        "a PROXY pool",
+    )
+    .await?;
+    kubectl.ok(&["annotate", "service", "pp", &format!("{ANNOTATION}-")])?;
+    pools_become(
+        vec![("svc-pp-tcp-80", "TCP"), ("svc-pp-udp-53", "UDP")],
+        "a TCP pool again",
+    )
+    .await?;
+
+    // A value the cloud provider does not know: Kubernetes' field error, nothing changed.
+    let refused = kubectl.run(
+        &["annotate", "service", "pp", &format!("{ANNOTATION}=v3")],
+        None,
+    )?;
+    assert!(!refused.success, "v3 was taken");
+    assert!(
+        refused.stderr.contains(&format!(
+            "metadata.annotations[{ANNOTATION}]: Unsupported value: \"v3\""
+        )),
+        "{}",
+        refused.stderr
+    );
+    let stored = json_of(&kubectl, &["get", "service", "pp"])?;
+    assert!(
+        stored["metadata"]["annotations"][ANNOTATION].is_null(),
+        "{stored}"
+    );
+    let mut bad = service("bad-pp", json!({"ports": [{"port": 80}]}));
+    bad["metadata"]["annotations"] = json!({ ANNOTATION: "yes" });
+    let output = kubectl.run(&["apply", "-f", "-"], Some(&bad.to_string()))?;
+    assert!(
+        !output.success && output.stderr.contains("Unsupported value: \"yes\""),
+        "{output:?}"
+    );
+    Ok(())
+}

@@ -1,8 +1,11 @@
 //! A Service's load balancer kept in step with it: per service port a listener on the
-//! port, its pool (round robin, or source-IP persistence for `sessionAffinity: ClientIP`)
-//! with a health monitor (TCP, or UDP-CONNECT), and a member per ready endpoint. Every
-//! child carries the Service's name in a label and is named after its load balancer,
-//! protocol and port, so a pass finds what it made and removes what is no longer wanted.
+//! port, its pool (round robin, or source-IP persistence for `sessionAffinity: ClientIP`;
+//! PROXY or PROXYV2 for a TCP port when the Service's `loadbalancer.openstack.org/proxy-protocol`
+//! annotation asks) with a health monitor (TCP, or UDP-CONNECT), and a member per ready
+//! endpoint. Every child carries the Service's name in a label and is named after its load
+//! balancer, protocol and port (a pool, its monitor and members after the pool's protocol
+//! too, as a pool's protocol cannot change: a new one replaces it), so a pass finds what
+//! it made and removes what is no longer wanted.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -98,6 +101,15 @@ impl Children {
             .object)
     }
 
+    /// Deletes the child named `name`, if there is one.
+    async fn remove(&self, engine: &Engine, namespace: &str, name: &str) -> ApiResult<()> {
+        if !self.by_name.contains_key(name) {
+            return Ok(());
+        }
+        let kind = engine.kind(lb::API_VERSION, self.kind)?;
+        crate::controllers::delete_if_present(engine, &kind, Some(namespace), name).await
+    }
+
     /// Deletes the children not in `wanted`.
     async fn prune(
         &self,
@@ -163,7 +175,9 @@ pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>)
     let monitors = children(engine, namespace, name, "HealthMonitor").await?;
     let members = children(engine, namespace, name, "Member").await?;
     let affinity = svc["spec"]["sessionAffinity"].as_str() == Some("ClientIP");
+    let tcp_pool_protocol = service::tcp_pool_protocol(svc).unwrap_or("TCP");
     let mut wanted = BTreeSet::new();
+    let mut wanted_pools = BTreeSet::new();
     let mut wanted_members = BTreeSet::new();
     let ports = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
     for (index, port) in ports.iter().enumerate() {
@@ -194,17 +208,34 @@ pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>)
         } else {
             Value::Null
         };
+        let pool_protocol = if protocol == "TCP" {
+            tcp_pool_protocol
+        } else {
+            protocol
+        };
+        // A pool of another protocol goes first (its monitor and members with it, as
+        // they are the pool's): the listener's default pool is the one on it, and a
+        // pool's protocol cannot change.
+        let pool_name = pool_name(&child, protocol, pool_protocol);
+        for stale in ["TCP", "PROXY", "PROXYV2"]
+            .map(|other| self::pool_name(&child, protocol, other))
+            .iter()
+            .filter(|other| **other != pool_name)
+        {
+            pools.remove(engine, namespace, stale).await?;
+        }
+        wanted_pools.insert(pool_name.clone());
         let pool = pools
             .ensure(
                 engine,
                 namespace,
                 name,
-                &child,
+                &pool_name,
                 json!({
                     "name": format!("{name}/{display}"),
                     "loadBalancerId": lb_uid,
                     "listenerId": uid(&listener),
-                    "protocol": protocol,
+                    "protocol": pool_protocol,
                     "lbAlgorithm": "ROUND_ROBIN",
                     "sessionPersistence": persistence,
                 }),
@@ -220,7 +251,7 @@ pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>)
                 engine,
                 namespace,
                 name,
-                &child,
+                &pool_name,
                 json!({
                     "poolId": uid(&pool),
                     "type": monitor_type,
@@ -237,7 +268,7 @@ pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>)
                 members
                     .by_name
                     .keys()
-                    .filter(|n| n.starts_with(&format!("{child}-")))
+                    .filter(|n| n.starts_with(&format!("{pool_name}-")))
                     .cloned(),
             );
             continue;
@@ -246,7 +277,10 @@ pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>)
             let Some(Some(target)) = backend.ports.get(index) else {
                 continue;
             };
-            let member = format!("{child}-{}-{target}", backend.ip.replace(['.', ':'], "-"));
+            let member = format!(
+                "{pool_name}-{}-{target}",
+                backend.ip.replace(['.', ':'], "-")
+            );
             wanted_members.insert(member.clone());
             members
                 .ensure(
@@ -265,8 +299,19 @@ pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>)
         }
     }
     members.prune(engine, namespace, &wanted_members).await?;
-    monitors.prune(engine, namespace, &wanted).await?;
-    pools.prune(engine, namespace, &wanted).await?;
+    monitors.prune(engine, namespace, &wanted_pools).await?;
+    pools.prune(engine, namespace, &wanted_pools).await?;
     listeners.prune(engine, namespace, &wanted).await?;
     Ok(())
+}
+
+/// The name of the pool of a Service port whose listener is `listener` (of `protocol`),
+/// when the pool speaks `pool_protocol`: the listener's own name for a pool of its
+/// protocol, else with the pool's protocol after it.
+fn pool_name(listener: &str, protocol: &str, pool_protocol: &str) -> String {
+    if pool_protocol == protocol {
+        listener.to_owned()
+    } else {
+        format!("{listener}-{}", pool_protocol.to_ascii_lowercase())
+    }
 }
