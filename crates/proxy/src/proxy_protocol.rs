@@ -8,10 +8,11 @@
 //! (<https://www.haproxy.org/download/2.6/doc/proxy-protocol.txt>): version 1 is one
 //! line of text, version 2 a 16-byte binary prefix and the addresses. No TLV is sent.
 //!
-//! A listener also reads version 2 headers ([`read_header`]), on connections from the
-//! one address the proxy is told to take them from (`ronghe proxy --accept-proxy-from`):
-//! the host agent's node-port forwarder, which opens every connection it passes on to
-//! the VIP with a header naming the client it carries.
+//! A listener also reads version 2 headers ([`read_header`], [`strip_datagram_header`]),
+//! on connections and datagrams from the one address the proxy is told to take them from
+//! (`ronghe proxy --accept-proxy-from`): the host agent's node-port forwarder, which opens
+//! every connection it passes on to the VIP, and starts every datagram, with a header
+//! naming the client it carries.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -35,6 +36,17 @@ const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// as IPv4; addresses of different families are both given as IPv6 (an IPv4 address as
 /// IPv4-mapped), since a header carries one family.
 pub(crate) fn relayed(version: Version, client: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+    header(version, Carrier::Stream, client, destination)
+}
+
+/// The header of `version` for a client at `client`, which sent to `destination` over
+/// `carrier` (version 1 knows only streams).
+fn header(
+    version: Version,
+    carrier: Carrier,
+    client: SocketAddr,
+    destination: SocketAddr,
+) -> Vec<u8> {
     let (source_ip, destination_ip) =
         match (client.ip().to_canonical(), destination.ip().to_canonical()) {
             (IpAddr::V4(source), IpAddr::V4(destination)) => {
@@ -58,13 +70,13 @@ pub(crate) fn relayed(version: Version, client: SocketAddr, destination: SocketA
             header.push(0x21);
             let addresses: Vec<u8> = match (source_ip, destination_ip) {
                 (IpAddr::V4(source), IpAddr::V4(destination)) => {
-                    // AF_INET, STREAM.
-                    header.push(0x11);
+                    // AF_INET.
+                    header.push(0x10 | carrier as u8);
                     [source.octets(), destination.octets()].concat()
                 }
                 (source, destination) => {
-                    // AF_INET6, STREAM.
-                    header.push(0x21);
+                    // AF_INET6.
+                    header.push(0x20 | carrier as u8);
                     [as_v6(source).octets(), as_v6(destination).octets()].concat()
                 }
             };
@@ -82,7 +94,20 @@ pub(crate) fn relayed(version: Version, client: SocketAddr, destination: SocketA
 /// `destination`, opens with: what a proxy takes from the address it is told to
 /// ([`crate::ProxyOptions::accept_proxy_from`]).
 pub fn header_v2(client: SocketAddr, destination: SocketAddr) -> Vec<u8> {
-    relayed(Version::Two, client, destination)
+    header(Version::Two, Carrier::Stream, client, destination)
+}
+
+/// The version 2 header each datagram of a client at `client`, which sent to
+/// `destination`, starts with when passed on from the address a proxy takes headers from.
+pub fn datagram_header_v2(client: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+    header(Version::Two, Carrier::Datagram, client, destination)
+}
+
+/// The transport a version 2 header's family names (its low four bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Carrier {
+    Stream = 1,
+    Datagram = 2,
 }
 
 /// The header of a connection the proxy makes for itself (a health check): the member is
@@ -123,7 +148,21 @@ pub async fn read_header<R: AsyncRead + Unpin>(stream: &mut R) -> io::Result<Ann
     let length = body_length(&prefix)?;
     let mut body = [0u8; MAX_V2_BODY];
     stream.read_exact(&mut body[..length]).await?;
-    announced(prefix[12], prefix[13], &body[..length])
+    announced(prefix[12], prefix[13], &body[..length], Carrier::Stream)
+}
+
+/// What the version 2 header `datagram` starts with says, and the rest of it (the
+/// client's datagram).
+pub(crate) fn strip_datagram_header(datagram: &[u8]) -> io::Result<(Announced, &[u8])> {
+    let prefix: &[u8; 16] = datagram
+        .first_chunk()
+        .ok_or_else(|| invalid("a datagram shorter than a PROXY protocol header"))?;
+    let length = body_length(prefix)?;
+    let body = datagram
+        .get(16..16 + length)
+        .ok_or_else(|| invalid("a datagram shorter than its PROXY protocol header"))?;
+    let announced = announced(prefix[12], prefix[13], body, Carrier::Datagram)?;
+    Ok((announced, &datagram[16 + length..]))
 }
 
 /// The length of the addresses and TLVs after a version 2 header's `prefix`.
@@ -141,27 +180,39 @@ fn body_length(prefix: &[u8; 16]) -> io::Result<usize> {
     Ok(length)
 }
 
-/// What a header of `version_command` and `family` with `body` after its prefix says.
-fn announced(version_command: u8, family: u8, body: &[u8]) -> io::Result<Announced> {
+/// What a header of `version_command` and `family` with `body` after its prefix says,
+/// on a connection or datagram (`carrier`).
+fn announced(
+    version_command: u8,
+    family: u8,
+    body: &[u8],
+    carrier: Carrier,
+) -> io::Result<Announced> {
     match version_command & 0x0f {
         0x0 => return Ok(Announced::Local),
         0x1 => {}
         _ => return Err(invalid("a PROXY protocol header with an unknown command")),
     }
     let port = |at: usize| u16::from_be_bytes([body[at], body[at + 1]]);
-    match family {
+    if family != 0x00 && family & 0x0f != carrier as u8 {
+        return Err(invalid(match carrier {
+            Carrier::Stream => "a PROXY protocol header of a transport other than TCP",
+            Carrier::Datagram => "a PROXY protocol header of a transport other than UDP",
+        }));
+    }
+    match family >> 4 {
         // UNSPEC: the receiver is to use the connection's own addresses.
-        0x00 => Ok(Announced::Local),
-        // AF_INET, STREAM.
-        0x11 if body.len() >= 12 => {
+        0x0 => Ok(Announced::Local),
+        // AF_INET.
+        0x1 if body.len() >= 12 => {
             let ip = |at: usize| Ipv4Addr::new(body[at], body[at + 1], body[at + 2], body[at + 3]);
             Ok(Announced::Relayed {
                 client: SocketAddr::from((ip(0), port(8))),
                 destination: SocketAddr::from((ip(4), port(10))),
             })
         }
-        // AF_INET6, STREAM.
-        0x21 if body.len() >= 36 => {
+        // AF_INET6.
+        0x2 if body.len() >= 36 => {
             let ip = |at: usize| {
                 let mut octets = [0u8; 16];
                 octets.copy_from_slice(&body[at..at + 16]);
@@ -172,11 +223,11 @@ fn announced(version_command: u8, family: u8, body: &[u8]) -> io::Result<Announc
                 destination: SocketAddr::new(ip(16), port(34)),
             })
         }
-        0x11 | 0x21 => Err(invalid(
+        0x1 | 0x2 => Err(invalid(
             "a PROXY protocol header too short for its addresses",
         )),
         _ => Err(invalid(
-            "a PROXY protocol header of a family other than TCP over IPv4 or IPv6",
+            "a PROXY protocol header of an address family other than IPv4 or IPv6",
         )),
     }
 }
@@ -337,6 +388,50 @@ mod tests {
         refused(&long, "longer than taken");
     }
 
+    #[test]
+    fn a_datagram_header_is_stripped_and_says_who_sent_the_rest() {
+        let client = SocketAddr::from(([192, 0, 2, 7], 40000));
+        let vip = SocketAddr::from(([10, 0, 0, 5], 53));
+        let mut datagram = datagram_header_v2(client, vip);
+        assert_eq!(&datagram[12..14], &[0x21, 0x12], "AF_INET, DGRAM");
+        datagram.extend_from_slice(b"query");
+        let (announced, rest) = strip_datagram_header(&datagram).unwrap();
+        assert_eq!(
+            announced,
+            Announced::Relayed {
+                client,
+                destination: vip
+            }
+        );
+        assert_eq!(rest, b"query");
+        let client6: SocketAddr = "[2001:db8::1]:5000".parse().unwrap();
+        let vip6: SocketAddr = "[2001:db8::5]:53".parse().unwrap();
+        let datagram = datagram_header_v2(client6, vip6);
+        assert_eq!(datagram[13], 0x22, "AF_INET6, DGRAM");
+        let (announced, rest) = strip_datagram_header(&datagram).unwrap();
+        assert_eq!(
+            announced,
+            Announced::Relayed {
+                client: client6,
+                destination: vip6
+            }
+        );
+        assert!(rest.is_empty());
+
+        // A stream's header on a datagram, or a datagram's on a stream, is refused; so
+        // is a datagram shorter than its header.
+        assert!(strip_datagram_header(&header_v2(client, vip)).is_err());
+        assert!(read(&datagram_header_v2(client, vip)).is_err());
+        let whole = datagram_header_v2(client, vip);
+        for cut in [0, 10, 16, whole.len() - 1] {
+            assert!(
+                strip_datagram_header(&whole[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        assert!(strip_datagram_header(b"plain datagram, no header").is_err());
+    }
+
     proptest::proptest! {
         #[test]
         fn any_bytes_read_as_a_header_or_fail_without_panicking(
@@ -346,6 +441,7 @@ mod tests {
             let mut input = if signed { V2_SIGNATURE.to_vec() } else { Vec::new() };
             input.extend_from_slice(&bytes);
             let _ = read(&input);
+            let _ = strip_datagram_header(&input);
         }
     }
 }

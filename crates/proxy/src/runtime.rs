@@ -386,9 +386,11 @@ impl Shared {
                             receiver,
                             self.context.clone(),
                         )),
-                        Socket::Datagram(socket) => {
-                            tokio::spawn(udp::serve_datagrams(socket, receiver))
-                        }
+                        Socket::Datagram(socket) => tokio::spawn(udp::serve_datagrams(
+                            socket,
+                            receiver,
+                            self.context.accept_proxy_from,
+                        )),
                     };
                     Placed::New(Slot {
                         listener_id: config.id.clone(),

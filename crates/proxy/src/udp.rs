@@ -16,12 +16,18 @@
 //! Sessions belong to their listener's socket: when a reconfigure removes the listener,
 //! its sessions end with it (their answers could only leave through that socket).
 //!
+//! Datagrams from the address the proxy takes PROXY protocol headers from (the node-port
+//! forwarder, which sends each client's flow from a socket of its own) start with a
+//! version 2 header naming the client: the session is the forwarder socket's, as answers
+//! go back there, but the member is chosen for the client named (source-IP balancing and
+//! persistence). One without a valid header is dropped and counted as a request error.
+//!
 //! [`Listener::udp_session_limit`]: crate::config::Listener::udp_session_limit
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -33,6 +39,7 @@ use tracing::Instrument;
 
 use crate::listener::ListenerRuntime;
 use crate::pool::PoolRuntime;
+use crate::proxy_protocol::{self, Announced};
 use crate::stats::{ConnectionGuard, Counters};
 use crate::tasks::AbortOnDrop;
 
@@ -87,6 +94,7 @@ impl Activity {
 pub(crate) async fn serve_datagrams(
     socket: UdpSocket,
     mut state: watch::Receiver<Arc<ListenerRuntime>>,
+    accept_proxy_from: Option<IpAddr>,
 ) {
     let socket = Arc::new(socket);
     let mut sessions: HashMap<SocketAddr, Session> = HashMap::new();
@@ -111,12 +119,24 @@ pub(crate) async fn serve_datagrams(
             received = socket.recv_from(&mut buffer) => match received {
                 Ok((length, peer)) => {
                     let runtime = Arc::clone(&state.borrow());
-                    let datagram = &buffer[..length];
+                    let (datagram, client) = if accept_proxy_from == Some(peer.ip()) {
+                        match proxy_protocol::strip_datagram_header(&buffer[..length]) {
+                            Ok((Announced::Relayed { client, .. }, datagram)) => (datagram, client.ip()),
+                            Ok((Announced::Local, datagram)) => (datagram, peer.ip()),
+                            Err(error) => {
+                                tracing::debug!(listener = runtime.id(), %peer, %error, "no PROXY protocol header where one was due, dropping datagram");
+                                runtime.stats.add_request_error();
+                                continue;
+                            }
+                        }
+                    } else {
+                        (&buffer[..length], peer.ip())
+                    };
                     if !session_still_serves(sessions.get(&peer), &runtime, Instant::now()) {
                         sessions.remove(&peer);
                         generations += 1;
                         let opened = open_session(
-                            &runtime, &socket, peer, generations, sessions.len(), &expired_sender,
+                            &runtime, &socket, (peer, client), generations, sessions.len(), &expired_sender,
                         ).await;
                         let Some(session) = opened else { continue };
                         sessions.insert(peer, session);
@@ -167,10 +187,12 @@ fn session_still_serves(
     })
 }
 
+/// A session for datagrams from `peer`, on the member chosen for `client` (the peer's
+/// address, or the client a PROXY protocol header named).
 async fn open_session(
     runtime: &ListenerRuntime,
     socket: &Arc<UdpSocket>,
-    peer: SocketAddr,
+    (peer, client): (SocketAddr, IpAddr),
     generation: u64,
     open_sessions: usize,
     expired: &mpsc::UnboundedSender<(SocketAddr, u64)>,
@@ -181,7 +203,7 @@ async fn open_session(
         return None;
     }
     let pool = runtime.default_pool.as_ref()?;
-    let Some(index) = pool.choose(peer.ip(), None, &[]) else {
+    let Some(index) = pool.choose(client, None, &[]) else {
         tracing::warn!(listener = runtime.id(), %peer, "no member for datagram");
         runtime.stats.add_request_error();
         return None;
@@ -214,7 +236,7 @@ async fn open_session(
     let open = counters.each_ref().map(|counter| counter.open_connection());
     let config = runtime.config();
     let idle = Duration::from_millis(config.timeout_client_data.min(config.timeout_member_data));
-    let span = tracing::info_span!("udp_session", listener = runtime.id(), %peer, member = member.config.id);
+    let span = tracing::info_span!("udp_session", listener = runtime.id(), %peer, %client, member = member.config.id);
     let task = tokio::spawn(
         relay_answers(
             Arc::clone(&upstream),

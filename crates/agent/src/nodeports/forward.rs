@@ -13,9 +13,11 @@
 //!
 //! A TCP connection delivered to a VIP whose proxy takes PROXY protocol headers (from
 //! the address [`Located::announce_from`] names) is made from that address and opens
-//! with a version 2 header naming the client and the VIP, so the load balancer sees the
-//! client rather than this forwarder: X-Forwarded-For, source-IP persistence
-//! (`sessionAffinity: ClientIP`) and PROXY pools work for node-port traffic as for any.
+//! with a version 2 header naming the client and the VIP, and a UDP flow is sent from a
+//! socket there with such a header on every datagram, so the load balancer sees the
+//! client rather than this forwarder: X-Forwarded-For, source-IP balancing and
+//! persistence (`sessionAffinity: ClientIP`) and PROXY pools work for node-port traffic
+//! as for any.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -177,21 +179,32 @@ impl Forwarder {
         Ok((socket, announce_from))
     }
 
-    /// A UDP socket connected to `vip` from where load balancer `uid` runs.
-    async fn udp_to(&self, uid: &str, vip: SocketAddr) -> io::Result<UdpSocket> {
-        let (socket, _) = self
+    /// A UDP socket connected to `vip` from where load balancer `uid` runs, for the flow
+    /// of a client at `client` (if known).
+    async fn udp_to(
+        &self,
+        uid: &str,
+        vip: SocketAddr,
+        client: Option<SocketAddr>,
+    ) -> io::Result<VipSocket> {
+        let (socket, announce_from) = self
             .socket_for(uid, || {
-                let socket = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
-                socket.set_nonblocking(true)?;
-                Ok(socket)
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
             })
             .await?;
-        let socket = UdpSocket::from_std(socket)?;
+        let announce = announce_from.zip(client);
+        let from = announce.map_or(IpAddr::from([0, 0, 0, 0]), |(from, _)| from);
+        socket.bind(&SocketAddr::new(from, 0).into())?;
+        socket.set_nonblocking(true)?;
+        let socket = UdpSocket::from_std(socket.into())?;
         socket
             .connect(vip)
             .await
             .map_err(|e| context(e, format!("to the VIP {vip}")))?;
-        Ok(socket)
+        let header = announce.map_or_else(Vec::new, |(_, client)| {
+            ronghe_proxy::proxy_protocol::datagram_header_v2(client, vip)
+        });
+        Ok(VipSocket { socket, header })
     }
 
     /// A TCP stream for a client at `client` (if known) toward node port `port`'s VIP:
@@ -373,7 +386,7 @@ impl Forwarder {
         tokio::pin!(moved);
         match taken {
             Route::Local { load_balancer, vip } => {
-                let upstream = self.udp_to(&load_balancer, vip).await?;
+                let upstream = self.udp_to(&load_balancer, vip, Some(reply.client)).await?;
                 let mut buffer = vec![0u8; MAX_DATAGRAM];
                 loop {
                     tokio::select! {
@@ -383,7 +396,7 @@ impl Forwarder {
                             }
                             None => return Ok(()),
                         },
-                        answer = upstream.recv(&mut buffer) => {
+                        answer = upstream.socket.recv(&mut buffer) => {
                             reply.send(&buffer[..answer?]).await?;
                         }
                         () = &mut moved => return Ok(()),
@@ -477,7 +490,7 @@ impl Forwarder {
                 };
                 let moved = self.until_moved(view, port, true, taken);
                 tokio::pin!(moved);
-                let upstream = self.udp_to(&load_balancer, vip).await?;
+                let upstream = self.udp_to(&load_balancer, vip, client).await?;
                 let (read, write) = stream.into_split();
                 let (mut datagrams, mut sink) = (
                     FramedRead::new(read, codec()),
@@ -492,7 +505,7 @@ impl Forwarder {
                             }
                             None => return Ok(()),
                         },
-                        answer = upstream.recv(&mut buffer) => {
+                        answer = upstream.socket.recv(&mut buffer) => {
                             let answer = Bytes::copy_from_slice(&buffer[..answer?]);
                             send_frame(&mut sink, answer).await?;
                         }
@@ -502,6 +515,24 @@ impl Forwarder {
                 }
             }
         }
+    }
+}
+
+/// A UDP socket connected to a VIP, and what each datagram sent on it starts with: a
+/// PROXY protocol header naming the flow's client, where the VIP's proxy takes one.
+struct VipSocket {
+    socket: UdpSocket,
+    header: Vec<u8>,
+}
+
+impl VipSocket {
+    async fn send(&self, datagram: &[u8]) -> io::Result<()> {
+        if self.header.is_empty() {
+            self.socket.send(datagram).await?;
+        } else {
+            self.socket.send(&[&self.header, datagram].concat()).await?;
+        }
+        Ok(())
     }
 }
 

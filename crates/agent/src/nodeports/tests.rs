@@ -424,11 +424,24 @@ async fn node_port_clients_reach_the_load_balancer_as_themselves_here_and_relaye
     // a PROXYV2 pool whose member says whom the proxy names.
     let forwarder_source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
     let member = naming_member().await;
+    // And a UDP listener balancing by source IP over two members.
+    let (udp_a, udp_b) = (udp_echo_saying("a:").await, udp_echo_saying("b:").await);
+    let udp_member = |id: &str, at: SocketAddr| {
+        serde_json::json!({"id": id, "address": at.ip(), "protocolPort": at.port(), "weight": 1,
+            "backup": false, "adminStateUp": true})
+    };
     let config: ronghe_proxy::ProxyConfig = serde_json::from_value(serde_json::json!({
-        "listeners": [{"id": "tcp", "protocol": "TCP", "bind": SocketAddr::new(A, 0), "defaultPoolId": "pool"}],
-        "pools": [{"id": "pool", "protocol": "PROXYV2", "lbAlgorithm": "ROUND_ROBIN", "members": [
-            {"id": "m", "address": member.ip(), "protocolPort": member.port(), "weight": 1,
-             "backup": false, "adminStateUp": true}]}],
+        "listeners": [
+            {"id": "tcp", "protocol": "TCP", "bind": SocketAddr::new(A, 0), "defaultPoolId": "pool"},
+            {"id": "udp", "protocol": "UDP", "bind": SocketAddr::new(A, 0), "defaultPoolId": "udp"},
+        ],
+        "pools": [
+            {"id": "pool", "protocol": "PROXYV2", "lbAlgorithm": "ROUND_ROBIN", "members": [
+                {"id": "m", "address": member.ip(), "protocolPort": member.port(), "weight": 1,
+                 "backup": false, "adminStateUp": true}]},
+            {"id": "udp", "protocol": "UDP", "lbAlgorithm": "SOURCE_IP", "members": [
+                udp_member("a", udp_a), udp_member("b", udp_b)]},
+        ],
     }))
     .unwrap();
     let options = ronghe_proxy::ProxyOptions {
@@ -438,6 +451,7 @@ async fn node_port_clients_reach_the_load_balancer_as_themselves_here_and_relaye
         .await
         .unwrap();
     let vip = proxy.local_addr("tcp").unwrap();
+    let udp_vip = proxy.local_addr("udp").unwrap();
 
     let (relay_a, relay_b) = (
         TcpListener::bind((A, 0)).await.unwrap(),
@@ -449,11 +463,17 @@ async fn node_port_clients_reach_the_load_balancer_as_themselves_here_and_relaye
         announcing_forwarder("b", false, relay_b, None),
     );
     let (port, tcp_a, tcp_b) = tcp_pair().await;
-    let table = Table::from([((Transport::Tcp, port), target(vip, "a", relay_at))]);
+    let (udp_port, udp_socket_a, udp_socket_b) = udp_pair().await;
+    let table = Table::from([
+        ((Transport::Tcp, port), target(vip, "a", relay_at)),
+        ((Transport::Udp, udp_port), target(udp_vip, "a", relay_at)),
+    ]);
     a.set_table(table.clone(), peers());
     b.set_table(table, peers());
     tokio::spawn(a.clone().serve_tcp(tcp_a, port));
     tokio::spawn(b.clone().serve_tcp(tcp_b, port));
+    tokio::spawn(a.clone().serve_udp(udp_socket_a, udp_port));
+    tokio::spawn(b.clone().serve_udp(udp_socket_b, udp_port));
 
     // On the host running the load balancer, and relayed from the other: the member is
     // told of the client, not of a forwarder.
@@ -472,5 +492,29 @@ async fn node_port_clients_reach_the_load_balancer_as_themselves_here_and_relaye
             .unwrap();
         assert_eq!(answer, client.to_string(), "through {at}");
     }
+
+    // UDP from clients at sixteen addresses: the proxy balances them by their own
+    // addresses (both members serve some), the same member for a client either way in.
+    let mut members = HashSet::new();
+    for last in 10..26 {
+        let client = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, last), 0))
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        for host in [A, B] {
+            let (answer, _) = udp_round_trip(&client, SocketAddr::new(host, udp_port), "q").await;
+            seen.push(answer);
+        }
+        assert_eq!(
+            seen[0], seen[1],
+            "one member for a client, here and relayed"
+        );
+        members.insert(seen[0].clone());
+    }
+    assert_eq!(
+        members,
+        HashSet::from(["a:q".to_owned(), "b:q".to_owned()]),
+        "clients balanced by their own addresses"
+    );
     proxy.shutdown().await;
 }
