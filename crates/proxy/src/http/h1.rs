@@ -15,10 +15,13 @@
 //! 100-continue` is answered by the proxy, which then forwards the body; 1xx answers of
 //! members are passed on.
 //!
-//! Member connections: a request whose body the proxy holds whole (most) may go over an
-//! idle keep-alive connection of the member, and is sent again on a new connection if
-//! the member had closed that one (it closed before answering anything). A request with
-//! a longer body always gets a new connection. After a complete answer on a connection
+//! Member connections: a request whose body the proxy holds whole may go over an idle
+//! keep-alive connection of the member, and is sent again on a new connection if the
+//! member had closed that one (it closed before answering anything). The proxy reads a
+//! body of up to [`HOLD_BODY`] bytes with a Content-Length whole before sending it (as
+//! HAProxy's `http-buffer-request`), so a client sending its head and body in separate
+//! writes still gets an idle connection; a longer or chunked body goes as it comes,
+//! over a new connection. After a complete answer on a connection
 //! the member keeps, it goes back among the member's idle ones, except in PROXY pools:
 //! their connections open with a header naming one client, so the client connection
 //! keeps its last one for its own next requests to that member (HAProxy's private
@@ -82,6 +85,9 @@ impl Reusable for MemberStream {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Read buffers start this large.
 const BUFFER: usize = 8 * 1024;
+/// Request bodies of up to this many bytes (with a Content-Length) are read whole before
+/// the request goes to a member.
+const HOLD_BODY: u64 = 64 * 1024;
 
 /// What one client connection keeps from request to request: its buffers and the
 /// timers of its waits.
@@ -334,6 +340,15 @@ where
     // The head's bytes go: the input buffer is the connection's alone again, and grows
     // in place.
     drop((uri, fields));
+    let config = listener.config();
+    let client_timeout = Duration::from_millis(config.timeout_client_data);
+    if let Framing::Length(length) = framing
+        && length <= HOLD_BODY
+        && let Err(error) =
+            hold_body(stream, input, length, (&mut *client_wait, client_timeout)).await
+    {
+        return fail(listener, stream, out, error.failure("client")).await;
+    }
     // A body the proxy holds whole goes out with the head, and can go again.
     let held = match framing {
         Framing::Empty => Some(0),
@@ -343,8 +358,6 @@ where
     if let Some(held) = held {
         out.extend_from_slice(&input[..held]);
     }
-    let config = listener.config();
-    let client_timeout = Duration::from_millis(config.timeout_client_data);
     let target = Target::new(client, listener, persistence.member.as_deref());
     member_input.clear();
     let sent = send(
@@ -828,6 +841,27 @@ where
             Err(_) => return Err(PassError::Idle(idle)),
         }
     }
+}
+
+/// Reads from `from` into `buffer` until it holds `length` bytes (a request's body, of at
+/// most [`HOLD_BODY`]), each read within `idle` (timed by `wait`).
+async fn hold_body<R: AsyncRead + Unpin>(
+    from: &mut R,
+    buffer: &mut BytesMut,
+    length: u64,
+    (wait, idle): (&mut Wait, Duration),
+) -> Result<(), PassError> {
+    let length = usize::try_from(length).unwrap_or(usize::MAX);
+    buffer.reserve(length.saturating_sub(buffer.len()));
+    while buffer.len() < length {
+        match wait.within(idle, from.read_buf(buffer)).await {
+            Ok(Ok(0)) => return Err(PassError::Framing(FramingError::Truncated)),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(PassError::Read(error)),
+            Err(_) => return Err(PassError::Idle(idle)),
+        }
+    }
+    Ok(())
 }
 
 /// Writes all of `bytes` to the client and flushes them (TLS streams buffer).

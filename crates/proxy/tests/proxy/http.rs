@@ -231,15 +231,15 @@ async fn app_cookie_persistence_follows_the_members_session_cookie() {
     proxy.shutdown().await;
 }
 
-/// A keep-alive HTTP/1.1 backend that reads each request head (of requests without a
-/// body) and writes `answer(number of the connection)` as it is, counting the connections
-/// it accepts. With `close_after`, it closes each connection that long after answering,
+/// A keep-alive HTTP/1.1 backend that reads each request (its head, and a body of the
+/// length its Content-Length says) and writes `answer(number of the connection, body)` as
+/// it is, counting the connections it accepts. With `close_after`, it closes each connection that long after answering,
 /// without a word (a member whose keep-alive timeout is short).
 fn scripted_backend(
     name: &str,
     accepted: Arc<AtomicUsize>,
     close_after: Option<Duration>,
-    answer: impl Fn(usize) -> Vec<u8> + Send + Sync + 'static,
+    answer: impl Fn(usize, &[u8]) -> Vec<u8> + Send + Sync + 'static,
 ) -> Backend {
     let listener = reusable_listener();
     let address = listener.local_addr().expect("backend address");
@@ -253,15 +253,31 @@ fn scripted_backend(
                 let mut stream = BufReader::new(stream);
                 let mut line = String::new();
                 loop {
+                    let mut length = 0;
                     loop {
                         line.clear();
                         match stream.read_line(&mut line).await {
                             Ok(0) | Err(_) => return,
                             Ok(_) if line == "\r\n" => break,
-                            Ok(_) => {}
+                            Ok(_) => {
+                                if let Some((name, value)) = line.split_once(':')
+                                    && name.eq_ignore_ascii_case("content-length")
+                                {
+                                    length = value.trim().parse().unwrap_or(0);
+                                }
+                            }
                         }
                     }
-                    if stream.get_mut().write_all(&answer(number)).await.is_err() {
+                    let mut body = vec![0u8; length];
+                    if stream.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    if stream
+                        .get_mut()
+                        .write_all(&answer(number, &body))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     if let Some(close_after) = close_after {
@@ -282,7 +298,7 @@ fn counting_backend(
     close_after: Option<Duration>,
 ) -> Backend {
     let backend_name = name.to_owned();
-    scripted_backend(name, accepted, close_after, move |number| {
+    scripted_backend(name, accepted, close_after, move |number, _| {
         let body = format!("{backend_name}:{number}");
         format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
@@ -335,6 +351,73 @@ async fn member_connections_are_reused_and_closed_ones_replaced() {
     assert_eq!(proxy_b.stats().member("pool", "b").request_errors, 0);
     proxy.shutdown().await;
     proxy_b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_sent_after_its_head_is_held_and_goes_over_an_idle_connection() {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let echoing = scripted_backend("a", Arc::clone(&accepted), None, |_, body| {
+        let mut answer =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        answer.extend_from_slice(body);
+        answer
+    });
+    let proxy = Proxy::start(http_config(&[&echoing])).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    let mut client = TcpStream::connect(address).await.unwrap();
+    // Ten POSTs whose bodies come a moment after their heads, as many clients write
+    // them: each is held whole and sent over the member's idle connection.
+    for round in 0..10 {
+        let body = format!("body of round {round}");
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nhost: web\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        client.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        client.write_all(body.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        while !answer.ends_with(body.as_bytes()) {
+            let mut chunk = [0u8; 512];
+            let read = tokio::time::timeout(DEADLINE, client.read(&mut chunk))
+                .await
+                .expect("an answer in time")
+                .unwrap();
+            assert!(read > 0, "closed: {:?}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&chunk[..read]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    }
+    let opened = accepted.load(Ordering::SeqCst);
+    assert!(
+        opened <= 2,
+        "10 requests opened {opened} member connections"
+    );
+
+    // A body that stops coming: 408 after the client timeout, nothing sent on.
+    let mut config = http_config(&[&echoing]);
+    config.listeners[0].timeout_client_data = 200;
+    let slow = Proxy::start(config).await.unwrap();
+    let mut client = TcpStream::connect(slow.local_addr("web").unwrap())
+        .await
+        .unwrap();
+    client
+        .write_all(b"POST / HTTP/1.1\r\nhost: web\r\ncontent-length: 10\r\n\r\nhalf")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, client.read_to_end(&mut answer))
+        .await
+        .expect("closed in time")
+        .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(slow.stats().member("pool", "a").total_connections, 0);
+    proxy.shutdown().await;
+    slow.shutdown().await;
 }
 
 #[tokio::test]
@@ -897,7 +980,7 @@ async fn http1_bodies_pipelining_expect_continue_and_ambiguous_framing() {
 
 #[tokio::test]
 async fn chunked_answers_pass_as_they_are_or_unchunked_for_http10_clients() {
-    let chunking = scripted_backend("chunking", Arc::default(), None, |_| {
+    let chunking = scripted_backend("chunking", Arc::default(), None, |_, _| {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec()
     });
     let proxy = Proxy::start(http_config(&[&chunking])).await.unwrap();
