@@ -1,17 +1,17 @@
 //! TLS for TERMINATED_HTTPS listeners: the rustls server configuration built from a
 //! listener's PEM certificates and keys (checked at validation; with SNI certificates, the
 //! one serving a handshake is picked by the name the client asks for, an exact name before
-//! a wildcard), and the handshake
-//! in front of the HTTP path.
+//! a wildcard, and among several for that name by the signatures the client can check,
+//! ECDSA before RSA), and the handshake in front of the HTTP path.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
 
 use tokio::sync::watch;
 
@@ -91,18 +91,20 @@ fn certified_key(
 
 /// Picks the certificate of a handshake by the name the client asks for, as HAProxy
 /// (Octavia's amphora) does: an SNI certificate with that exact name, else one with a
-/// wildcard covering it (`*.example.com` covers one label), the first in the listener's
-/// list winning among several; else the default certificate, else the first SNI one.
+/// wildcard covering it (`*.example.com` covers one label); else the default certificate,
+/// else the first SNI one. Among several certificates for the name, the client gets one
+/// whose key signs with a scheme it offers, an ECDSA or EdDSA key before an RSA one (a
+/// listener may hold both for one name, as with HAProxy), the first listed among equals.
 /// A certificate's names are its subject alternative DNS names and its common name, read
 /// once when the configuration is built, so a handshake costs two map lookups.
 #[derive(Debug)]
 struct ByServerName {
     default: Option<Arc<CertifiedKey>>,
     first: Option<Arc<CertifiedKey>>,
-    /// Lowercase names.
-    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// Lowercase names, each with its certificates in the listener's order.
+    exact: HashMap<String, Vec<Arc<CertifiedKey>>>,
     /// `example.com` for `*.example.com`.
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Vec<Arc<CertifiedKey>>>,
 }
 
 impl ByServerName {
@@ -116,28 +118,55 @@ impl ByServerName {
                 Some(parent) => (&mut self.wildcard, parent.to_owned()),
                 None => (&mut self.exact, name),
             };
-            if !name.is_empty() {
-                names.entry(name).or_insert_with(|| Arc::clone(certified));
+            if name.is_empty() {
+                continue;
+            }
+            // A certificate naming one name twice (as a SAN and its common name) is
+            // listed once.
+            let listed = names.entry(name).or_default();
+            if !listed.iter().any(|known| Arc::ptr_eq(known, certified)) {
+                listed.push(Arc::clone(certified));
             }
         }
     }
 
-    fn by_name(&self, asked: &str) -> Option<&Arc<CertifiedKey>> {
+    /// The certificate for the name `asked` of a client offering `schemes`.
+    fn by_name(&self, asked: &str, schemes: &[SignatureScheme]) -> Option<&Arc<CertifiedKey>> {
         let asked = asked.trim_end_matches('.').to_ascii_lowercase();
-        self.exact.get(&asked).or_else(|| {
+        let listed = self.exact.get(&asked).or_else(|| {
             let (label, parent) = asked.split_once('.')?;
             (!label.is_empty())
                 .then(|| self.wildcard.get(parent))
                 .flatten()
-        })
+        })?;
+        for_client(listed, schemes)
     }
+}
+
+/// Of the certificates `listed` for one name, the one for a client offering `schemes`:
+/// the first whose key it can check, ECDSA and EdDSA keys before RSA ones; else the
+/// first (the handshake then fails as it would with it alone).
+fn for_client<'a>(
+    listed: &'a [Arc<CertifiedKey>],
+    schemes: &[SignatureScheme],
+) -> Option<&'a Arc<CertifiedKey>> {
+    let rank = |certified: &Arc<CertifiedKey>| match certified.key.algorithm() {
+        SignatureAlgorithm::ECDSA | SignatureAlgorithm::ED25519 | SignatureAlgorithm::ED448 => 0,
+        _ => 1,
+    };
+    listed
+        .iter()
+        .filter(|certified| certified.key.choose_scheme(schemes).is_some())
+        .min_by_key(|certified| rank(certified))
+        .or_else(|| listed.first())
 }
 
 impl ResolvesServerCert for ByServerName {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let schemes = client_hello.signature_schemes();
         client_hello
             .server_name()
-            .and_then(|asked| self.by_name(asked))
+            .and_then(|asked| self.by_name(asked, schemes))
             .or(self.default.as_ref())
             .or(self.first.as_ref())
             .cloned()
@@ -279,6 +308,14 @@ mod tests {
     use super::*;
 
     fn certified(names: &[&str], common_name: Option<&str>) -> Arc<CertifiedKey> {
+        certified_with(names, common_name, &rcgen::PKCS_ECDSA_P256_SHA256)
+    }
+
+    fn certified_with(
+        names: &[&str],
+        common_name: Option<&str>,
+        algorithm: &'static rcgen::SignatureAlgorithm,
+    ) -> Arc<CertifiedKey> {
         let names = names
             .iter()
             .map(|name| (*name).to_owned())
@@ -290,7 +327,12 @@ mod tests {
                 .distinguished_name
                 .push(rcgen::DnType::CommonName, common_name);
         }
-        let key = rcgen::KeyPair::generate().unwrap();
+        let key = if *algorithm == rcgen::PKCS_RSA_SHA256 {
+            // ring generates no RSA keys: a throwaway one made for these tests.
+            rcgen::KeyPair::from_pem(include_str!("../testdata/rsa-2048-test-key.pem")).unwrap()
+        } else {
+            rcgen::KeyPair::generate_for(algorithm).unwrap()
+        };
         let certificate = TlsCertificate {
             certificate_pem: params.self_signed(&key).unwrap().pem(),
             private_key_pem: key.serialize_pem(),
@@ -315,7 +357,7 @@ mod tests {
         }
         let serves = |asked: &str, expected: &Arc<CertifiedKey>| {
             resolver
-                .by_name(asked)
+                .by_name(asked, ANY_CLIENT)
                 .is_some_and(|served| Arc::ptr_eq(served, expected))
         };
         // The exact name wins over a wildcard listed before it, and the first of two
@@ -329,8 +371,59 @@ mod tests {
         assert!(serves("legacy.test", &common));
         assert!(serves("common.shop.test", &exact));
         // A wildcard covers one label only.
-        assert!(resolver.by_name("a.b.shop.test").is_none());
-        assert!(resolver.by_name("shop.test").is_none());
-        assert!(resolver.by_name(".shop.test").is_none());
+        assert!(resolver.by_name("a.b.shop.test", ANY_CLIENT).is_none());
+        assert!(resolver.by_name("shop.test", ANY_CLIENT).is_none());
+        assert!(resolver.by_name(".shop.test", ANY_CLIENT).is_none());
+    }
+
+    /// What a client that checks every signature rustls knows offers.
+    const ANY_CLIENT: &[SignatureScheme] = &[
+        SignatureScheme::ECDSA_NISTP256_SHA256,
+        SignatureScheme::ED25519,
+        SignatureScheme::RSA_PSS_SHA256,
+        SignatureScheme::RSA_PKCS1_SHA256,
+    ];
+
+    #[test]
+    fn among_certificates_for_one_name_a_client_gets_one_it_can_check() {
+        let ed25519 = certified_with(&["www.shop.test"], None, &rcgen::PKCS_ED25519);
+        let ecdsa = certified_with(&["www.shop.test"], None, &rcgen::PKCS_ECDSA_P256_SHA256);
+        let mut resolver = ByServerName {
+            default: None,
+            first: None,
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+        };
+        resolver.add(&ed25519);
+        resolver.add(&ecdsa);
+        let served = |schemes: &[SignatureScheme]| {
+            let served = resolver.by_name("www.shop.test", schemes).unwrap();
+            if Arc::ptr_eq(served, &ed25519) {
+                "ed25519"
+            } else {
+                "ecdsa"
+            }
+        };
+        assert_eq!(served(&[SignatureScheme::ECDSA_NISTP256_SHA256]), "ecdsa");
+        assert_eq!(served(&[SignatureScheme::ED25519]), "ed25519");
+        // Both checkable: the first listed.
+        assert_eq!(served(ANY_CLIENT), "ed25519");
+        // Neither: the first listed (the handshake fails as it would with it alone).
+        assert_eq!(served(&[SignatureScheme::RSA_PSS_SHA256]), "ed25519");
+
+        // An RSA certificate listed first: a client that checks ECDSA gets ECDSA (as
+        // HAProxy prefers it), one that checks RSA only gets RSA.
+        let rsa = certified_with(&["api.shop.test"], None, &rcgen::PKCS_RSA_SHA256);
+        let ecdsa = certified_with(&["api.shop.test"], None, &rcgen::PKCS_ECDSA_P256_SHA256);
+        resolver.add(&rsa);
+        resolver.add(&ecdsa);
+        let serves = |schemes: &[SignatureScheme], expected: &Arc<CertifiedKey>| {
+            resolver
+                .by_name("api.shop.test", schemes)
+                .is_some_and(|served| Arc::ptr_eq(served, expected))
+        };
+        assert!(serves(ANY_CLIENT, &ecdsa));
+        assert!(serves(&[SignatureScheme::RSA_PSS_SHA256], &rsa));
+        assert!(serves(&[SignatureScheme::RSA_PKCS1_SHA256], &rsa));
     }
 }
