@@ -6,8 +6,10 @@
 //! Service turned LoadBalancer answers from the external namespace on its floating IP
 //! (until `loadBalancerSourceRanges` leave the outside out, and again once they take it
 //! in), and on its node port at either host's address from either host (on the host running
-//! its load balancer, and relayed from the other); deleting the Service takes its load
-//! balancer away.
+//! its load balancer, and relayed from the other); a NodePort Service asking for the PROXY
+//! protocol (`loadbalancer.openstack.org/proxy-protocol`) tells its pod of each client
+//! as it is, through either host's node port and over its ClusterIP; deleting the Service
+//! takes its load balancer away.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -162,6 +164,38 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
     cluster
         .kubectl
         .with_stdin(&["apply", "-f", "-"], &service.to_string())?;
+    // A pod answering each connection with the first line it reads (busybox nc), behind
+    // a NodePort Service asking for the PROXY protocol: that line is the header naming
+    // the client. Started now, so it is up by the time it is asked.
+    let whois = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "whois", "namespace": "admin"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "whois"}},
+            "template": {
+                "metadata": {"labels": {"app": "whois"}},
+                "spec": {"containers": [{
+                    "name": "whois",
+                    "image": "busybox",
+                    "command": ["nc", "-ll", "-p", "7000", "-e", "sh", "-c", "read line; echo \"$line\""],
+                }]},
+            },
+        },
+    });
+    let whois_service = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "whois", "namespace": "admin",
+            "annotations": {"loadbalancer.openstack.org/proxy-protocol": "true"}},
+        "spec": {"type": "NodePort", "selector": {"app": "whois"}, "ports": [{"port": 7000}]},
+    });
+    for object in [&whois, &whois_service] {
+        cluster
+            .kubectl
+            .with_stdin(&["apply", "-f", "-"], &object.to_string())?;
+    }
     let shown: Value = serde_json::from_str(
         &cluster
             .kubectl
@@ -335,6 +369,75 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
             .inspect_err(|_| diagnose(&cluster))?;
         }
     }
+    // The PROXY protocol Service's pod is told of each client as it is: a host connecting
+    // to either host's node port (here, or relayed), and a pod over the ClusterIP.
+    let whois_of = |path: &str| -> anyhow::Result<String> {
+        let jsonpath = format!("jsonpath={path}");
+        let value = cluster
+            .kubectl
+            .ok(&["get", "service", "whois", "-n", "admin", "-o", &jsonpath])?;
+        Ok(value.trim().to_owned())
+    };
+    let (whois_port, whois_ip) = (
+        whois_of("{.spec.ports[0].nodePort}")?,
+        whois_of("{.spec.clusterIP}")?,
+    );
+    // `PROXY TCP4 client destination client-port destination-port`, as the pod echoed it.
+    let header_in = |output: &str| {
+        output
+            .lines()
+            .map(str::trim)
+            .find(|line| line.starts_with("PROXY TCP4 "))
+            .map(|line| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+    };
+    for from in 0..2 {
+        for to in 0..2 {
+            let to_ip = cluster.host(to).underlay_ip;
+            let script = format!("printf 'hello\\n' | timeout 5 busybox nc {to_ip} {whois_port}");
+            let header = wait_for(
+                Duration::from_secs(90),
+                &format!("the whois pod answering host {from} through host {to}'s node port"),
+                || async {
+                    let output = cluster
+                        .lab()
+                        .exec(&cluster.host(from).netns, &["sh", "-c", &script])?;
+                    Ok(header_in(&String::from_utf8_lossy(&output.stdout)))
+                },
+            )
+            .await
+            .inspect_err(|_| diagnose(&cluster))?;
+            let client = cluster.host(from).underlay_ip.to_string();
+            assert_eq!(
+                (header[2].as_str(), header[3].as_str(), header[5].as_str()),
+                (client.as_str(), whois_ip.as_str(), "7000"),
+                "host {from} through host {to}: {header:?}"
+            );
+        }
+    }
+    let client_ip = cluster.kubectl.ok(&[
+        "get",
+        "pod",
+        "client",
+        "-n",
+        "admin",
+        "-o",
+        "jsonpath={.status.podIP}",
+    ])?;
+    let (_, output) = cluster.exec(
+        "client",
+        &[
+            "sh",
+            "-c",
+            &format!("printf 'hello\\n' | timeout 5 nc {whois_ip} 7000"),
+        ],
+    )?;
+    let header = header_in(&output).with_context(|| format!("no PROXY header: {output:?}"))?;
+    assert_eq!(
+        header[2],
+        client_ip.trim(),
+        "over the ClusterIP: {header:?}"
+    );
+
     // With `externalTrafficPolicy: Local`, only the host running the load balancer answers
     // on the node port; the other refuses.
     patch_web(&cluster, r#"{"spec":{"externalTrafficPolicy":"Local"}}"#)?;
@@ -403,7 +506,7 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
                 cluster
                     .kubectl
                     .ok(&["get", "loadbalancers", "-n", "admin", "-o", "name"])?;
-            Ok(left.trim().is_empty().then_some(()))
+            Ok((!left.contains("svc-web")).then_some(()))
         },
     )
     .await?;
