@@ -37,8 +37,8 @@ mod policy;
 mod upstream;
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -94,6 +94,7 @@ pub(crate) async fn serve_connection<S>(
         scheme,
         serve: serve.clone(),
         in_flight: Arc::new(AtomicUsize::new(0)),
+        own_senders: Mutex::default(),
     });
     let read = if h2 {
         BytesMut::new()

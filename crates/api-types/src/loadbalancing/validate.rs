@@ -299,8 +299,10 @@ pub fn pool(spec: &PoolSpec) -> Vec<Problem> {
         if matches!(
             persistence.persistence_type.as_str(),
             "HTTP_COOKIE" | "APP_COOKIE"
-        ) && !matches!(spec.protocol.as_str(), "HTTP" | "HTTPS")
-        {
+        ) && !matches!(
+            spec.protocol.as_str(),
+            "HTTP" | "HTTPS" | "PROXY" | "PROXYV2"
+        ) {
             problems.push(problem(
                 "spec.sessionPersistence.type",
                 persistence.persistence_type.as_str(),

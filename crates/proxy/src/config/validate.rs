@@ -598,8 +598,14 @@ fn compile_pool(pool: &Pool) -> Result<CompiledPool, ConfigError> {
             _ => {}
         }
         let cookie_based = persistence.persistence_type != PersistenceType::SourceIp;
-        if cookie_based && pool.protocol != PoolProtocol::Http {
-            return Err(invalid("cookie persistence needs an HTTP pool"));
+        let http = matches!(
+            pool.protocol,
+            PoolProtocol::Http | PoolProtocol::Proxy | PoolProtocol::ProxyV2
+        );
+        if cookie_based && !http {
+            return Err(invalid(
+                "cookie persistence needs an HTTP, PROXY or PROXYV2 pool",
+            ));
         }
         if persistence
             .persistence_timeout_ms

@@ -8,8 +8,8 @@
 //! goes over one of the chosen member's keep-alive connections ([`upstream`]).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use super::body::{BoxError, IdleTimeoutBody, RequestSlot};
 use super::fields::{self, FieldSink, Fields, RequestView};
 use super::policy;
-use super::upstream::{self, AnswerBody, SendError, Target};
+use super::upstream::{self, AnswerBody, OwnSenders, SendError, Target};
 use crate::config::{InsertHeaders, PersistenceType};
 use crate::listener::{ListenerRuntime, ServeContext};
 use crate::pool::{Origin, PoolRuntime};
@@ -52,6 +52,8 @@ pub(crate) struct ClientConnection {
     pub serve: ServeContext,
     /// Requests of this connection being forwarded (HTTP/2 has them concurrently).
     pub in_flight: Arc<AtomicUsize>,
+    /// Its own idle connections of PROXY pool members (HTTP/2 clients'), closed with it.
+    pub own_senders: Mutex<Vec<OwnSenders>>,
 }
 
 impl ClientConnection {

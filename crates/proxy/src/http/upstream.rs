@@ -5,10 +5,11 @@
 //! has one, else over a new connection (failing over to another member when connecting
 //! fails). Once the member's answer has been passed on to its end, the connection goes
 //! back among the member's idle ones for the next request, as haproxy's `http-reuse`
-//! does, except in PROXY pools, whose connections name one client: each request of an
-//! HTTP/2 client gets a new one, closed after the answer (HTTP/1 clients keep theirs, see
-//! [`super::h1`]). An answer cut short, a member that says `Connection: close`, and
-//! [`IDLE_TIMEOUT`] without a request close the connection instead.
+//! does, except in PROXY pools, whose connections name one client: there it goes back
+//! among the idle ones of that client connection only ([`OwnSenders`], HAProxy's private
+//! connections; HTTP/1 clients keep theirs in [`super::h1`]), and closes with it. An
+//! answer cut short, a member that says `Connection: close`, and [`IDLE_TIMEOUT`]
+//! without a request close the connection instead.
 //!
 //! A request meant for an idle connection the member closed meanwhile comes back from
 //! hyper unsent, and goes out again on a new connection; a request the member may have
@@ -152,6 +153,41 @@ async fn sweep<C: Reusable>(connections: Weak<IdleConnections<C>>) {
     }
 }
 
+/// The idle connections a client connection keeps of one PROXY pool member, for its own
+/// next requests: they name that client, so no other client may have them.
+#[derive(Debug)]
+pub(crate) struct OwnSenders {
+    /// The pool they belong to; a reconfigured pool is another one.
+    pool: Weak<PoolRuntime>,
+    member: usize,
+    idle: Arc<IdleConnections<Sender>>,
+}
+
+/// The idle connections of member `member` of `pool` kept in `own` (a client
+/// connection's), made on first use.
+fn own_senders(
+    own: &Mutex<Vec<OwnSenders>>,
+    pool: &Arc<PoolRuntime>,
+    member: usize,
+) -> Arc<IdleConnections<Sender>> {
+    let mut own = lock(own);
+    // Those of pools gone by a reconfigure are dropped (closing their connections).
+    own.retain(|kept| kept.pool.strong_count() > 0);
+    let kept = own
+        .iter()
+        .find(|kept| std::ptr::eq(kept.pool.as_ptr(), Arc::as_ptr(pool)) && kept.member == member);
+    if let Some(kept) = kept {
+        return Arc::clone(&kept.idle);
+    }
+    let idle = Arc::new(IdleConnections::default());
+    own.push(OwnSenders {
+        pool: Arc::downgrade(pool),
+        member,
+        idle: Arc::clone(&idle),
+    });
+    idle
+}
+
 /// Where and how a request is to be sent.
 pub(crate) struct Target<'a> {
     /// The client and the address it connected to.
@@ -161,6 +197,8 @@ pub(crate) struct Target<'a> {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub serve: &'a ServeContext,
+    /// The client connection's own idle connections of PROXY pool members.
+    pub own: &'a Mutex<Vec<OwnSenders>>,
 }
 
 impl Target<'_> {
@@ -176,6 +214,7 @@ impl Target<'_> {
             connect_timeout: Duration::from_millis(config.timeout_member_connect),
             response_timeout: Duration::from_millis(config.timeout_member_data),
             serve: &client.serve,
+            own: &client.own_senders,
         }
     }
 }
@@ -201,34 +240,35 @@ pub(crate) struct Answer {
     pub lease: Lease,
 }
 
-/// A member connection in use, and the member's count of the request; released into the
-/// member's idle connections once the answer has been passed on (`idle`), unless the
-/// connection is the client's own (a PROXY pool's), which closes then.
+/// A member connection in use, and the member's count of the request; released into
+/// `idle` once the answer has been passed on: the member's idle connections, or the
+/// client connection's own (a PROXY pool's).
 pub(crate) struct Lease {
     sender: Sender,
-    idle: Option<Arc<IdleConnections<Sender>>>,
+    idle: Arc<IdleConnections<Sender>>,
     _active: ConnectionGuard,
 }
 
 /// Sends `request` to a member of `pool`, on an idle connection or a new one.
 pub(crate) async fn send(
-    pool: &PoolRuntime,
+    pool: &Arc<PoolRuntime>,
     target: &Target<'_>,
     mut request: MemberRequest,
 ) -> Result<Answer, SendError> {
     let mut failed = Vec::new();
-    let mut reuse = pool.shares_connections();
+    let mut reuse = true;
     while failed.len() < pool.members.len() {
         let Some(index) = pool.choose(target.origin.client.ip(), target.persisted_member, &failed)
         else {
             break;
         };
         let member = &pool.members[index];
-        let idle = if reuse {
-            member.idle_senders.take()
+        let kept = if pool.shares_connections() {
+            Arc::clone(&member.idle_senders)
         } else {
-            None
+            own_senders(target.own, pool, index)
         };
+        let idle = if reuse { kept.take() } else { None };
         let reused = idle.is_some();
         let mut sender = match idle {
             Some(sender) => sender,
@@ -249,9 +289,7 @@ pub(crate) async fn send(
                     response,
                     lease: Lease {
                         sender,
-                        idle: pool
-                            .shares_connections()
-                            .then(|| Arc::clone(&member.idle_senders)),
+                        idle: kept,
                         _active: active,
                     },
                 });
@@ -376,9 +414,8 @@ impl Drop for AnswerBody {
         let complete = self.ended || self.inner.is_end_stream();
         if let Some(lease) = self.lease.take()
             && complete
-            && let Some(idle) = lease.idle
         {
-            idle.put(lease.sender);
+            lease.idle.put(lease.sender);
         }
     }
 }

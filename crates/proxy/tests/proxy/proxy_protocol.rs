@@ -6,7 +6,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use ronghe_proxy::config::{ListenerProtocol, MonitorType, PoolProtocol};
+use ronghe_proxy::config::{
+    ListenerProtocol, MonitorType, PersistenceType, PoolProtocol, SessionPersistence,
+};
 use ronghe_proxy::{OperatingStatus, Proxy, ProxyConfig, ProxyOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -251,14 +253,84 @@ async fn an_http_listener_gives_each_client_of_a_proxyv2_pool_a_connection_of_it
         "{header:?}"
     );
 
-    // HTTP/2 clients go through hyper's member connections: the same header.
-    let mut h2 = Client::http2(address).await;
-    let answer = h2.get("/", &[]).await;
-    assert_eq!(answer.status, 200);
+    // HTTP/2 clients go through hyper's member connections: the same header, and the
+    // client's later requests over its own connection again.
+    let stream = TcpStream::connect(address).await.unwrap();
+    let h2_address = stream.local_addr().unwrap();
+    let mut h2 = Client::http2_over(stream).await;
+    for _ in 0..5 {
+        assert_eq!(h2.get("/", &[]).await.status, 200);
+    }
     let header = next_header(&mut received).await;
-    let (client, destination) = header.v2_ends().expect("a version 2 PROXY header");
-    assert_eq!(destination, address);
-    assert_eq!(client.ip(), address.ip());
+    assert_eq!(header.v2_ends(), Some((h2_address, address)), "{header:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut more = Vec::new();
+    while let Ok(header) = received.try_recv() {
+        more.push(header);
+    }
+    // (A request may come a moment before its predecessor's connection is idle again.)
+    assert!(
+        more.len() <= 1,
+        "five requests of one HTTP/2 client opened {} member connections",
+        more.len() + 1
+    );
+    // Another HTTP/2 client is never handed them.
+    let stream = TcpStream::connect(address).await.unwrap();
+    let other_h2 = stream.local_addr().unwrap();
+    let mut h2 = Client::http2_over(stream).await;
+    assert_eq!(h2.get("/", &[]).await.status, 200);
+    let header = next_header(&mut received).await;
+    assert_eq!(header.v2_ends(), Some((other_h2, address)), "{header:?}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_proxy_pool_behind_an_http_listener_keeps_cookie_persistence() {
+    let (a, mut seen_a) = recording_backend("a", true);
+    let (b, mut seen_b) = recording_backend("b", true);
+    let mut sticky = pool("pool", PoolProtocol::ProxyV2, &[&a, &b]);
+    sticky.session_persistence = Some(SessionPersistence {
+        persistence_type: PersistenceType::HttpCookie,
+        cookie_name: None,
+        persistence_timeout_ms: None,
+    });
+    let config = ProxyConfig {
+        listeners: vec![listener("web", ListenerProtocol::Http, Some("pool"))],
+        pools: vec![sticky],
+    };
+    config
+        .validate()
+        .expect("Octavia takes cookie persistence on PROXY pools");
+    let proxy = Proxy::start(config).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+
+    // The first answer names its member in the persistence cookie.
+    let first = Client::http1(address).await.get("/", &[]).await;
+    let cookie = first.headers["set-cookie"].to_str().unwrap();
+    let member = cookie
+        .strip_prefix("SRV=")
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("not the persistence cookie: {cookie}"))
+        .to_owned();
+    let (chosen, other) = match member.as_str() {
+        "a" => (&mut seen_a, &mut seen_b),
+        "b" => (&mut seen_b, &mut seen_a),
+        unknown => panic!("no member {unknown}"),
+    };
+    next_header(chosen).await;
+    // New clients sending it all reach that member, each over a connection of its own.
+    for _ in 0..6 {
+        let answer = Client::http1(address)
+            .await
+            .get("/", &[("cookie", &format!("SRV={member}"))])
+            .await;
+        assert_eq!(answer.status, 200);
+        next_header(chosen).await;
+    }
+    assert!(
+        other.try_recv().is_err(),
+        "a request went to the other member"
+    );
     proxy.shutdown().await;
 }
 

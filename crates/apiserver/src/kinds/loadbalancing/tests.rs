@@ -230,19 +230,28 @@ async fn one_listener_per_port_and_one_default_pool_per_listener() {
     )
     .await
     .unwrap();
-    let cookie = create(
-        &engine,
-        "Pool",
-        "proxy-cookie",
-        json!({
-            "loadBalancerId": "lb", "protocol": "PROXY", "lbAlgorithm": "ROUND_ROBIN",
-            "sessionPersistence": {"type": "HTTP_COOKIE"},
-        }),
-    )
-    .await
-    .unwrap_err();
-    // Invalid in Kubernetes' words; the Octavia face answers it 400.
-    assert_eq!(cookie.code(), 422, "{cookie:?}");
+    // A PROXY pool behind an HTTP listener keeps cookie persistence; a TCP pool, whose
+    // bytes are relayed as they are, cannot.
+    for (name, protocol, taken) in [
+        ("proxy-cookie", "PROXY", true),
+        ("tcp-cookie", "TCP", false),
+    ] {
+        let created = create(
+            &engine,
+            "Pool",
+            name,
+            json!({
+                "loadBalancerId": "lb", "protocol": protocol, "lbAlgorithm": "ROUND_ROBIN",
+                "sessionPersistence": {"type": "HTTP_COOKIE"},
+            }),
+        )
+        .await;
+        match created {
+            Ok(_) => assert!(taken, "cookie persistence on a {protocol} pool was taken"),
+            // Invalid in Kubernetes' words; the Octavia face answers it 400.
+            Err(error) => assert!(!taken && error.code() == 422, "{protocol}: {error:?}"),
+        }
+    }
 }
 
 #[tokio::test]
