@@ -55,8 +55,8 @@ impl ListenerRuntime {
 pub(crate) struct ServeContext {
     pub shutdown: Shutdown,
     pub tracker: Tracker,
-    /// Connections from this address open with a PROXY protocol version 2 header naming
-    /// the client they carry (see [`crate::ProxyOptions`]).
+    /// Connections (and datagrams) from this address start with a PROXY protocol
+    /// version 2 header naming the client they carry (see [`crate::ProxyOptions`]).
     pub accept_proxy_from: Option<IpAddr>,
 }
 

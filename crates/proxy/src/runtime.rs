@@ -34,13 +34,14 @@ use crate::udp;
 /// How a proxy is run, apart from what it serves.
 #[derive(Debug, Clone, Default)]
 pub struct ProxyOptions {
-    /// Connections from this address open with a PROXY protocol version 2 header naming
-    /// the client they carry and the address it connected to, which the proxy then takes
-    /// as the connection's (for X-Forwarded-For, source-IP balancing and persistence, and
-    /// the headers of PROXY pools); a connection from it without a valid header is
-    /// closed. The host agent's node-port forwarder connects from such an address inside
-    /// the load balancer's network namespace, where nothing from outside can come from it
-    /// (the kernel drops packets from the outside with a loopback source).
+    /// Connections from this address open, and datagrams from it start, with a PROXY
+    /// protocol version 2 header naming the client they carry and the address it
+    /// connected to, which the proxy then takes as theirs (for X-Forwarded-For, source-IP
+    /// balancing and persistence, and the headers of PROXY pools); a connection from it
+    /// without a valid header is closed, a datagram dropped. The host agent's node-port
+    /// forwarder connects from such an address inside the load balancer's network
+    /// namespace, where nothing from outside can come from it (the kernel drops packets
+    /// from the outside with a loopback source).
     pub accept_proxy_from: Option<IpAddr>,
 }
 

@@ -26,8 +26,9 @@ pub struct ProxyArgs {
     /// Worker threads serving traffic (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
-    /// Connections from this address open with a PROXY protocol version 2 header naming
-    /// the client they carry (the agent's node-port forwarder connects from it).
+    /// Connections and datagrams from this address start with a PROXY protocol version 2
+    /// header naming the client they carry (the agent's node-port forwarder sends from
+    /// it).
     #[arg(long, value_name = "IP")]
     accept_proxy_from: Option<IpAddr>,
 }
