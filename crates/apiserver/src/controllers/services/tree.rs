@@ -217,12 +217,14 @@ pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>)
         // they are the pool's): the listener's default pool is the one on it, and a
         // pool's protocol cannot change.
         let pool_name = pool_name(&child, protocol, pool_protocol);
-        for stale in ["TCP", "PROXY", "PROXYV2"]
-            .map(|other| self::pool_name(&child, protocol, other))
-            .iter()
-            .filter(|other| **other != pool_name)
-        {
-            pools.remove(engine, namespace, stale).await?;
+        let others: &[&str] = if protocol == "TCP" {
+            &["TCP", "PROXY", "PROXYV2"]
+        } else {
+            &[]
+        };
+        for other in others.iter().filter(|other| **other != pool_protocol) {
+            let stale = self::pool_name(&child, protocol, other);
+            pools.remove(engine, namespace, &stale).await?;
         }
         wanted_pools.insert(pool_name.clone());
         let pool = pools
