@@ -122,6 +122,10 @@ impl Host {
                 ronghe_api_types::network::annotation::NODE_PORT_RELAY.into(),
                 json!(port.to_string()),
             );
+            annotations.insert(
+                ronghe_api_types::network::annotation::NODE_PORT_RELAY_CLIENTS.into(),
+                json!("true"),
+            );
         }
         if !self.physical_networks.is_empty() {
             let pairs: Vec<String> = self
@@ -305,6 +309,10 @@ mod tests {
         let annotations = &node["metadata"]["annotations"];
         assert_eq!(annotations["network.ronghe.io/tunnel-ip"], "10.200.0.1");
         assert_eq!(annotations["network.ronghe.io/node-port-relay"], "10251");
+        assert_eq!(
+            annotations["network.ronghe.io/node-port-relay-clients"],
+            "true"
+        );
         assert_eq!(
             annotations["network.ronghe.io/physical-networks"],
             "lab=eth2,public=eth1"

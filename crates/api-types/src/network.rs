@@ -55,6 +55,9 @@ pub mod annotation {
     /// On a Node: the TCP port its agent takes node-port traffic on from other hosts (at
     /// its tunnel IP), to deliver to the load balancers it runs.
     pub const NODE_PORT_RELAY: &str = "network.ronghe.io/node-port-relay";
+    /// On a Node: `true` when its relay reads the client from a relayed stream's header
+    /// (`RNP2`); without it, other agents send `RNP1` headers, which name none.
+    pub const NODE_PORT_RELAY_CLIENTS: &str = "network.ronghe.io/node-port-relay-clients";
     /// On a VM's port: which entry of the VM's `spec.networks` it is (its NIC's index).
     pub const NIC_INDEX: &str = "network.ronghe.io/nic-index";
 }

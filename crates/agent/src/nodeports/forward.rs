@@ -5,7 +5,8 @@
 //! A relayed stream opens with a header: `RNP2`, the transport, the node port, then the
 //! client's address (its length, 4 or 16, the address, the port; or a length of 0 when
 //! the client is not known), all in network order
-//! (an `RNP1` header, of agents before, ends after the node port and names no client).
+//! (an `RNP1` header ends after the node port and names no client: agents from before
+//! send and read only those, so a relay gets one unless its Node says it reads clients).
 //! After it a TCP connection's bytes pass as they are, and a UDP flow's datagrams are
 //! framed with a 2-byte length each way. A relay only ever delivers to a load balancer
 //! running on its own host, so traffic can never go round between hosts whose views
@@ -34,7 +35,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
-use super::table::{Route, Table, Transport, route};
+use super::table::{Relay, Route, Table, Transport, route};
 use super::udp::{NodePortSocket, Received};
 
 /// How long connecting to a VIP or to a relay may take.
@@ -572,10 +573,10 @@ async fn splice(client: &mut TcpStream, upstream: &mut TcpStream) -> io::Result<
     Ok(())
 }
 
-/// A stream to the relay at `relay` (from `source`, if given) carrying `client`'s traffic
-/// to node port `port`, its header sent.
+/// A stream to the relay `relay` (from `source`, if given) carrying `client`'s traffic
+/// to node port `port`, its header sent (naming the client if the relay reads it).
 async fn relay_stream(
-    relay: SocketAddr,
+    relay: Relay,
     source: Option<IpAddr>,
     transport: Transport,
     port: u16,
@@ -586,14 +587,19 @@ async fn relay_stream(
         if let Some(source) = source {
             socket.bind(SocketAddr::new(source, 0))?;
         }
-        let mut stream = timed(socket.connect(relay)).await?;
+        let mut stream = timed(socket.connect(relay.address)).await?;
         watch_peer(&stream);
-        stream.write_all(&header(transport, port, client)).await?;
+        let header = if relay.names_clients {
+            header(transport, port, client)
+        } else {
+            header_v1(transport, port)
+        };
+        stream.write_all(&header).await?;
         Ok(stream)
     };
     relayed
         .await
-        .map_err(|e| context(e, format!("to the relay at {relay}")))
+        .map_err(|e| context(e, format!("to the relay at {}", relay.address)))
 }
 
 /// `error`, saying where it happened.
@@ -631,6 +637,15 @@ fn header(transport: Transport, port: u16, client: Option<SocketAddr>) -> Vec<u8
         }
     }
     header.extend_from_slice(&client.port().to_be_bytes());
+    header
+}
+
+/// The header of a relay from before clients were named: magic, transport, node port.
+fn header_v1(transport: Transport, port: u16) -> Vec<u8> {
+    let mut header = Vec::with_capacity(PREFIX_LEN);
+    header.extend_from_slice(MAGIC_V1);
+    header.push(transport.code());
+    header.extend_from_slice(&port.to_be_bytes());
     header
 }
 
@@ -717,7 +732,9 @@ mod tests {
             parse(&header(Transport::Tcp, 30080, None)).unwrap().client,
             None
         );
-        // An agent before names no client.
+        // An agent before names no client, and one whose Node says it reads no client
+        // gets that header.
+        assert_eq!(&header_v1(Transport::Tcp, 30080), b"RNP1T\x75\x80");
         assert_eq!(
             parse(b"RNP1T\x75\x80").unwrap(),
             RelayHeader {

@@ -60,9 +60,18 @@ pub struct Placement {
     pub load_balancer: String,
     /// The host running its proxy.
     pub host: String,
-    /// Where that host's agent takes relayed node-port traffic (its tunnel IP and relay
-    /// port), when it says.
-    pub relay: Option<SocketAddr>,
+    /// Where that host's agent takes relayed node-port traffic, when it says.
+    pub relay: Option<Relay>,
+}
+
+/// Where a host's agent takes relayed node-port traffic, as its Node says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Relay {
+    /// Its tunnel IP and relay port.
+    pub address: SocketAddr,
+    /// Whether it reads the client from a stream's header (`RNP2`); an agent from before
+    /// reads `RNP1` headers only.
+    pub names_clients: bool,
 }
 
 /// Every node port of the cloud, by transport and port.
@@ -217,7 +226,7 @@ pub fn peers(nodes: &[Value]) -> HashSet<IpAddr> {
 }
 
 /// Each Node's relay: its tunnel IP and the relay port it announces.
-fn relays(nodes: &[Value]) -> HashMap<&str, SocketAddr> {
+fn relays(nodes: &[Value]) -> HashMap<&str, Relay> {
     nodes
         .iter()
         .filter_map(|node| {
@@ -227,10 +236,12 @@ fn relays(nodes: &[Value]) -> HashMap<&str, SocketAddr> {
                 .as_str()?
                 .parse()
                 .ok()?;
-            Some((
-                node["metadata"]["name"].as_str()?,
-                SocketAddr::new(ip, port),
-            ))
+            let names_clients = annotations[annotation::NODE_PORT_RELAY_CLIENTS] == "true";
+            let relay = Relay {
+                address: SocketAddr::new(ip, port),
+                names_clients,
+            };
+            Some((node["metadata"]["name"].as_str()?, relay))
         })
         .collect()
 }
@@ -244,7 +255,7 @@ pub enum Route {
         vip: SocketAddr,
     },
     /// To the agent of the host running the load balancer.
-    Relay(SocketAddr),
+    Relay(Relay),
     Refuse(&'static str),
 }
 
@@ -306,6 +317,7 @@ mod tests {
         let mut annotations = json!({annotation::TUNNEL_IP: ip});
         if let Some(port) = relay {
             annotations[annotation::NODE_PORT_RELAY] = json!(port);
+            annotations[annotation::NODE_PORT_RELAY_CLIENTS] = json!("true");
         }
         json!({"metadata": {"name": name, "annotations": annotations}})
     }
@@ -366,7 +378,10 @@ mod tests {
             Some(Placement {
                 load_balancer: "lb-web".into(),
                 host: "h1".into(),
-                relay: Some("10.200.0.1:10251".parse().unwrap()),
+                relay: Some(Relay {
+                    address: "10.200.0.1:10251".parse().unwrap(),
+                    names_clients: true,
+                }),
             })
         );
         assert_eq!(
@@ -417,7 +432,25 @@ mod tests {
     }
 
     #[test]
+    fn a_relay_names_clients_only_where_its_node_says_it_reads_them() {
+        let mut older = node("h3", "10.200.0.3", Some("10251"));
+        older["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove(annotation::NODE_PORT_RELAY_CLIENTS);
+        let nodes = [node("h1", "10.200.0.1", Some("10251")), older];
+        let found = relays(&nodes);
+        assert!(found["h1"].names_clients);
+        assert!(!found["h3"].names_clients, "an agent from before");
+        assert_eq!(found["h3"].address, "10.200.0.3:10251".parse().unwrap());
+    }
+
+    #[test]
     fn traffic_is_delivered_where_the_load_balancer_runs_and_relayed_at_most_once() {
+        let relay = Relay {
+            address: "10.200.0.1:10251".parse().unwrap(),
+            names_clients: true,
+        };
         let target = Target {
             service: "admin/web".into(),
             vip: "10.96.0.10:80".parse().unwrap(),
@@ -425,7 +458,7 @@ mod tests {
             placed: Some(Placement {
                 load_balancer: "lb-web".into(),
                 host: "h1".into(),
-                relay: Some("10.200.0.1:10251".parse().unwrap()),
+                relay: Some(relay),
             }),
         };
         let here: HashSet<String> = ["h1".to_owned()].into();
@@ -436,10 +469,7 @@ mod tests {
         };
         assert_eq!(route(Some(&target), &here, false), local);
         assert_eq!(route(Some(&target), &here, true), local);
-        assert_eq!(
-            route(Some(&target), &elsewhere, false),
-            Route::Relay("10.200.0.1:10251".parse().unwrap())
-        );
+        assert_eq!(route(Some(&target), &elsewhere, false), Route::Relay(relay));
         assert!(matches!(
             route(Some(&target), &elsewhere, true),
             Route::Refuse(_)

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-use super::table::{Placement, Table, Target, Transport};
+use super::table::{Placement, Relay, Table, Target, Transport};
 use super::{Forwarder, Located, Reach};
 
 const A: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
@@ -110,7 +110,10 @@ fn target(vip: SocketAddr, host: &str, relay: SocketAddr) -> Target {
         placed: Some(Placement {
             load_balancer: "lb-web".into(),
             host: host.into(),
-            relay: Some(relay),
+            relay: Some(Relay {
+                address: relay,
+                names_clients: true,
+            }),
         }),
     }
 }
@@ -477,8 +480,7 @@ async fn node_port_clients_reach_the_load_balancer_as_themselves_here_and_relaye
 
     // On the host running the load balancer, and relayed from the other: the member is
     // told of the client, not of a forwarder.
-    for host in [A, B] {
-        let at = SocketAddr::new(host, port);
+    let named = |at: SocketAddr| async move {
         let exchange = async {
             let mut stream = TcpStream::connect(at).await?;
             let client = stream.local_addr()?;
@@ -486,12 +488,33 @@ async fn node_port_clients_reach_the_load_balancer_as_themselves_here_and_relaye
             stream.read_to_string(&mut answer).await?;
             std::io::Result::Ok((client, answer))
         };
-        let (client, answer) = tokio::time::timeout(PATIENCE, exchange)
+        tokio::time::timeout(PATIENCE, exchange)
             .await
             .expect("an answer in time")
-            .unwrap();
+            .unwrap()
+    };
+    for host in [A, B] {
+        let at = SocketAddr::new(host, port);
+        let (client, answer) = named(at).await;
         assert_eq!(answer, client.to_string(), "through {at}");
     }
+    // A relay whose Node does not say it reads clients (an agent from before) gets the
+    // older header: relayed traffic still flows, as the forwarder's.
+    let mut older = a.table();
+    let mut tcp_target = target(vip, "a", relay_at);
+    if let Some(placed) = tcp_target.placed.as_mut() {
+        placed.relay = Some(Relay {
+            address: relay_at,
+            names_clients: false,
+        });
+    }
+    older.insert((Transport::Tcp, port), tcp_target);
+    b.set_table(older, peers());
+    let (client, answer) = named(SocketAddr::new(B, port)).await;
+    assert!(
+        answer.starts_with("127.0.0.1:") && answer != client.to_string(),
+        "{answer:?}"
+    );
 
     // UDP from clients at sixteen addresses: the proxy balances them by their own
     // addresses (both members serve some), the same member for a client either way in.
