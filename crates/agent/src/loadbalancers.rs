@@ -307,8 +307,18 @@ impl LoadBalancerDriver for ProcessDriver {
     }
 
     fn announce_from(&self, uid: &str) -> Option<IpAddr> {
-        // A proxy started by an agent from before it took headers does not: it would
-        // pass one on to the members as the client's bytes.
+        // Asked for every node-port connection: a proxy this agent started takes headers
+        // (`start` passes the option), and only one found running is asked of /proc. One
+        // started by an agent from before they took headers does not: it would pass one
+        // on to the members as the client's bytes.
+        let started = self
+            .children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(uid);
+        if started {
+            return Some(NODE_PORT_SOURCE);
+        }
         let (_, arguments) = self.process(uid)?;
         let wanted = NODE_PORT_SOURCE.to_string();
         arguments

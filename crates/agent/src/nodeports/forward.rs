@@ -617,10 +617,7 @@ struct RelayHeader {
 }
 
 fn header(transport: Transport, port: u16, client: Option<SocketAddr>) -> Vec<u8> {
-    let mut header = Vec::with_capacity(PREFIX_LEN + 19);
-    header.extend_from_slice(MAGIC);
-    header.push(transport.code());
-    header.extend_from_slice(&port.to_be_bytes());
+    let mut header = prefix(MAGIC, transport, port);
     let Some(client) = client else {
         // A client not known: an address of length 0, no port.
         header.push(0);
@@ -642,8 +639,13 @@ fn header(transport: Transport, port: u16, client: Option<SocketAddr>) -> Vec<u8
 
 /// The header of a relay from before clients were named: magic, transport, node port.
 fn header_v1(transport: Transport, port: u16) -> Vec<u8> {
-    let mut header = Vec::with_capacity(PREFIX_LEN);
-    header.extend_from_slice(MAGIC_V1);
+    prefix(MAGIC_V1, transport, port)
+}
+
+/// What every relay header starts with: `magic`, the transport, the node port.
+fn prefix(magic: &[u8; 4], transport: Transport, port: u16) -> Vec<u8> {
+    let mut header = Vec::with_capacity(PREFIX_LEN + 19);
+    header.extend_from_slice(magic);
     header.push(transport.code());
     header.extend_from_slice(&port.to_be_bytes());
     header

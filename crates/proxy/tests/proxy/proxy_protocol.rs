@@ -131,6 +131,17 @@ fn recording_backend(name: &str, http: bool) -> (Backend, mpsc::UnboundedReceive
     (Backend::from_task(name, address, task), received)
 }
 
+/// Asserts that `hello` sent on `stream` comes back as it was, and only it (`why`).
+async fn echoes(stream: &mut TcpStream, why: &str) {
+    stream.write_all(b"hello").await.expect("sent");
+    let mut echoed = [0u8; 5];
+    tokio::time::timeout(DEADLINE, stream.read_exact(&mut echoed))
+        .await
+        .expect("an echo in time")
+        .expect("echoed");
+    assert_eq!(&echoed, b"hello", "{why}");
+}
+
 async fn next_header(received: &mut mpsc::UnboundedReceiver<Header>) -> Header {
     tokio::time::timeout(DEADLINE, received.recv())
         .await
@@ -153,16 +164,7 @@ async fn a_proxy_pool_names_the_client_to_its_members_and_checks_say_local() {
 
     let mut client = TcpStream::connect(address).await.unwrap();
     let client_port = client.local_addr().unwrap().port();
-    client.write_all(b"hello").await.unwrap();
-    let mut echoed = [0u8; 5];
-    tokio::time::timeout(DEADLINE, client.read_exact(&mut echoed))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        &echoed, b"hello",
-        "the header is not passed back to the client"
-    );
+    echoes(&mut client, "the header is not passed back to the client").await;
     // Health checks keep coming; the client's connection is among them.
     let relayed = format!(
         "PROXY TCP4 127.0.0.1 127.0.0.1 {client_port} {}\r\n",
@@ -409,16 +411,7 @@ async fn connections_from_the_forwarder_are_the_client_their_header_names() {
 
     // A PROXYV2 pool's member is told of the client and VIP the forwarder's header named.
     let mut stream = from_forwarder(tcp, &v2_header(client, vip)).await;
-    stream.write_all(b"hello").await.unwrap();
-    let mut echoed = [0u8; 5];
-    tokio::time::timeout(DEADLINE, stream.read_exact(&mut echoed))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        &echoed, b"hello",
-        "the header is the proxy's, not the member's"
-    );
+    echoes(&mut stream, "the header is the proxy's, not the member's").await;
     let header = next_header(&mut received).await;
     assert_eq!(header.v2_ends(), Some((client, vip)), "{header:?}");
 
