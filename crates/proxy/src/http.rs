@@ -23,8 +23,9 @@
 //! (it takes a member connection of its own); a stream with no slot free is answered 503.
 //! Dead HTTP/2 peers are noticed by pings every `timeout_client_data`.
 //!
-//! Protocol upgrades (WebSocket) pass on HTTP/1.1 connections: see [`h1`]. Not supported
-//! yet: WebSocket over HTTP/2 (RFC 8441's extended CONNECT), h2c by `Upgrade` (the
+//! WebSockets pass on HTTP/1.1 connections by their upgrade (see [`h1`]), and on HTTP/2
+//! ones by RFC 8441's extended CONNECT, which the proxy turns into an HTTP/1.1 upgrade
+//! for the member (see [`websocket`]). Not supported yet: h2c by `Upgrade` (the
 //! `HTTP2-Settings` field is hop-by-hop, so members never switch), and an idle timeout
 //! for HTTP/2 connections between streams.
 
@@ -35,6 +36,7 @@ mod h1;
 mod io;
 mod policy;
 mod upstream;
+mod websocket;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -140,6 +142,7 @@ async fn serve_h2<S>(
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .enable_connect_protocol()
         .keep_alive_interval(header_timeout)
         .keep_alive_timeout(header_timeout);
     let connection = builder.serve_connection(TokioIo::new(stream), service);

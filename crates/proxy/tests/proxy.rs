@@ -11,4 +11,5 @@ mod proxy {
     mod reconfigure;
     mod tcp;
     mod udp;
+    mod websocket;
 }

@@ -18,13 +18,16 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use smallvec::SmallVec;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::body::{BoxError, IdleTimeoutBody, RequestSlot};
 use super::fields::{self, FieldSink, Fields, RequestView};
 use super::policy;
 use super::upstream::{self, AnswerBody, OwnSenders, SendError, Target};
+use super::websocket::{self, Asked, Handshake};
 use crate::config::{InsertHeaders, PersistenceType};
 use crate::listener::{ListenerRuntime, ServeContext};
 use crate::pool::{Origin, PoolRuntime};
@@ -347,11 +350,23 @@ pub(crate) async fn forward(
 ) -> Response<ProxyBody> {
     let config = listener.config();
     let (mut parts, body) = request.into_parts();
+    let mut websocket = match Handshake::begin(&mut parts) {
+        Asked::Nothing => None,
+        Asked::WebSocket(handshake) => Some(handshake),
+        Asked::Refused(status) => return local_response(status),
+    };
     let persistence = Persistence::of(pool, &parts);
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 6);
+    let carried = Carried {
+        upgrade: websocket.is_some(),
+        ..Carried::default()
+    };
     persistence
-        .request_rewrite(client, listener, Carried::default(), false)
+        .request_rewrite(client, listener, carried, false)
         .write(&parts, &mut headers);
+    if let Some(websocket) = &websocket {
+        websocket.ask(&mut headers);
+    }
     parts.headers = headers;
     if (parts.uri.authority().is_some() || parts.uri.scheme().is_some())
         && let Ok(origin_form) = fields::origin_form(&parts.uri).parse::<Uri>()
@@ -366,7 +381,8 @@ pub(crate) async fn forward(
         "client",
     );
     let target = Target::new(client, listener, persistence.member.as_deref());
-    let answer = match upstream::send(pool, &target, Request::from_parts(parts, body)).await {
+    let request = Request::from_parts(parts, body);
+    let answer = match upstream::send(pool, &target, request, websocket.is_some()).await {
         Ok(answer) => answer,
         Err(SendError::NoMember) => return local_response(StatusCode::SERVICE_UNAVAILABLE),
         Err(SendError::MemberFailed) => return local_response(StatusCode::BAD_GATEWAY),
@@ -376,8 +392,24 @@ pub(crate) async fn forward(
             return local_response(StatusCode::REQUEST_TIMEOUT);
         }
     };
-    let member_id = pool.members[answer.member].config.id.as_str();
+    let member = &pool.members[answer.member];
+    let member_id = member.config.id.as_str();
     let (mut parts, body) = answer.response.into_parts();
+    let switched = match &websocket {
+        None => false,
+        Some(handshake) => match handshake.switched(parts.status, &parts.headers) {
+            Ok(switched) => switched,
+            Err(broken) => {
+                tracing::warn!(
+                    member = member_id,
+                    broken,
+                    "member broke a WebSocket handshake"
+                );
+                member.stats.add_request_error();
+                return local_response(StatusCode::BAD_GATEWAY);
+            }
+        },
+    };
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 1);
     persistence.answer_fields(
         pool,
@@ -387,6 +419,22 @@ pub(crate) async fn forward(
         &mut headers,
     );
     parts.headers = headers;
+    if switched && let Some(handshake) = websocket.take() {
+        // The stream is the client's WebSocket once it has its 200 (RFC 8441 section 5).
+        websocket::answer_switched(&mut parts);
+        let Some(switched) = parts.extensions.remove::<OnUpgrade>() else {
+            return local_response(StatusCode::BAD_GATEWAY);
+        };
+        let idle = response_timeout.max(Duration::from_millis(config.timeout_client_data));
+        client.serve.tracker.spawn_connection(
+            &client.serve.shutdown,
+            handshake
+                .tunnel(switched, idle, (slot, answer.lease))
+                .in_current_span(),
+        );
+        let empty = Empty::new().map_err(|never| match never {}).boxed();
+        return Response::from_parts(parts, empty);
+    }
     let body = IdleTimeoutBody::new(body, response_timeout, "member").holding(slot);
     Response::from_parts(parts, AnswerBody::new(body, answer.lease).boxed())
 }

@@ -66,7 +66,7 @@ use crate::stats::ConnectionGuard;
 use framing::{BodyProgress, Framing, FramingError};
 use head::{RequestHead, ResponseHead};
 pub(crate) use invariants::check_client_bytes;
-use wait::Wait;
+pub(crate) use wait::Wait;
 
 /// A member connection of this path.
 pub(crate) type MemberStream = CountingIo<TcpStream>;
@@ -521,15 +521,16 @@ fn upgrade_asked(request: &RequestHead) -> bool {
 /// (`inputs`: the client's, then the member's); then passes bytes both ways until both
 /// sides are closed, or neither sent anything for `idle`. A side that closes has its
 /// close passed on (a half-close), and the other may still send.
-async fn tunnel<S>(
+pub(crate) async fn tunnel<S, M>(
     client: &mut S,
-    member: &mut MemberStream,
+    member: &mut M,
     out: &mut Vec<u8>,
     (client_input, member_input): (&mut BytesMut, &mut BytesMut),
     (wait, idle): (&mut Wait, Duration),
 ) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    M: AsyncRead + AsyncWrite + Unpin,
 {
     out.extend_from_slice(member_input);
     member_input.clear();

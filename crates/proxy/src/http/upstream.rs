@@ -249,14 +249,17 @@ pub(crate) struct Lease {
     _active: ConnectionGuard,
 }
 
-/// Sends `request` to a member of `pool`, on an idle connection or a new one.
+/// Sends `request` to a member of `pool`, on an idle connection or a new one. A request
+/// that asks for an `upgrade` always goes on a new connection, which hyper gives up to
+/// the answer (`hyper::upgrade::on`) if the member switches protocols.
 pub(crate) async fn send(
     pool: &Arc<PoolRuntime>,
     target: &Target<'_>,
     mut request: MemberRequest,
+    upgrade: bool,
 ) -> Result<Answer, SendError> {
     let mut failed = Vec::new();
-    let mut reuse = true;
+    let mut reuse = !upgrade;
     while failed.len() < pool.members.len() {
         let Some(index) = pool.choose(target.origin.client.ip(), target.persisted_member, &failed)
         else {
@@ -272,7 +275,7 @@ pub(crate) async fn send(
         let reused = idle.is_some();
         let mut sender = match idle {
             Some(sender) => sender,
-            None => match open(pool, index, target).await {
+            None => match open(pool, index, target, upgrade).await {
                 Some(sender) => sender,
                 None => {
                     failed.push(index);
@@ -321,8 +324,14 @@ pub(crate) async fn send(
     Err(SendError::NoMember)
 }
 
-/// Opens a new HTTP/1.1 connection to member `index`, its bytes counted on the member.
-async fn open(pool: &PoolRuntime, index: usize, target: &Target<'_>) -> Option<Sender> {
+/// Opens a new HTTP/1.1 connection to member `index`, its bytes counted on the member;
+/// one for an `upgrade` is given up to the answer if the member switches.
+async fn open(
+    pool: &PoolRuntime,
+    index: usize,
+    target: &Target<'_>,
+    upgrade: bool,
+) -> Option<Sender> {
     let stream = pool
         .connect_member(index, target.connect_timeout, target.origin)
         .await?;
@@ -333,7 +342,10 @@ async fn open(pool: &PoolRuntime, index: usize, target: &Target<'_>) -> Option<S
             target.serve.tracker.spawn_connection(
                 &target.serve.shutdown,
                 async move {
-                    let _ = connection.await;
+                    let _ = match upgrade {
+                        true => connection.with_upgrades().await,
+                        false => connection.await,
+                    };
                 }
                 .in_current_span(),
             );

@@ -1011,44 +1011,6 @@ async fn chunked_answers_pass_as_they_are_or_unchunked_for_http10_clients() {
     proxy.shutdown().await;
 }
 
-/// A backend that answers every request `101 Switching Protocols` to a WebSocket,
-/// asked or not, then echoes every byte until the proxy closes its side. The request
-/// heads it read (lower case) go to `seen`.
-fn upgrading_backend(name: &str, seen: Arc<std::sync::Mutex<Vec<String>>>) -> Backend {
-    let listener = reusable_listener();
-    let address = listener.local_addr().expect("backend address");
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = Arc::clone(&seen);
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream);
-                let mut head = String::new();
-                loop {
-                    let mut line = String::new();
-                    match reader.read_line(&mut line).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) if line == "\r\n" => break,
-                        Ok(_) => head.push_str(&line.to_ascii_lowercase()),
-                    }
-                }
-                seen.lock().expect("the heads").push(head);
-                let early = reader.buffer().to_vec();
-                let mut stream = reader.into_inner();
-                let switched = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
-                if stream.write_all(switched).await.is_err()
-                    || stream.write_all(&early).await.is_err()
-                {
-                    return;
-                }
-                let (mut from, mut to) = stream.split();
-                let _ = tokio::io::copy(&mut from, &mut to).await;
-                let _ = to.shutdown().await;
-            });
-        }
-    });
-    Backend::from_task(name, address, task)
-}
-
 /// Reads from `stream` until `wanted` bytes came.
 async fn read_exactly(stream: &mut TcpStream, wanted: usize) -> String {
     let mut bytes = vec![0; wanted];

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
@@ -301,4 +301,42 @@ pub fn tls_client(certificate_pem: &str, alpn: &[&str]) -> Arc<rustls::ClientCon
         .map(|protocol| protocol.as_bytes().to_vec())
         .collect();
     Arc::new(config)
+}
+
+/// A backend that answers every request `101 Switching Protocols` to a WebSocket,
+/// asked or not, then echoes every byte until the proxy closes its side. The request
+/// heads it read (lower case) go to `seen`.
+pub fn upgrading_backend(name: &str, seen: Arc<std::sync::Mutex<Vec<String>>>) -> Backend {
+    let listener = super::reusable_listener();
+    let address = listener.local_addr().expect("backend address");
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => head.push_str(&line.to_ascii_lowercase()),
+                    }
+                }
+                seen.lock().expect("the heads").push(head);
+                let early = reader.buffer().to_vec();
+                let mut stream = reader.into_inner();
+                let switched = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+                if stream.write_all(switched).await.is_err()
+                    || stream.write_all(&early).await.is_err()
+                {
+                    return;
+                }
+                let (mut from, mut to) = stream.split();
+                let _ = tokio::io::copy(&mut from, &mut to).await;
+                let _ = to.shutdown().await;
+            });
+        }
+    });
+    Backend::from_task(name, address, task)
 }
