@@ -279,6 +279,12 @@ pub struct Pool {
     pub members: Vec<Member>,
     #[serde(default)]
     pub health_monitor: Option<HealthMonitor>,
+    /// Octavia's `tls_enabled`: connections to the members are TLS (after a PROXY
+    /// header, if the pool sends one), their certificates unverified, as Octavia's
+    /// HAProxy servers are (`ssl verify none`). Not for UDP pools. Left out of the JSON
+    /// when false, so proxies that predate it still read their configurations.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_enabled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

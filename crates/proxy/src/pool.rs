@@ -22,6 +22,10 @@ use crate::http::{IdleConnections, MemberStream, Sender};
 use crate::proxy_protocol;
 use crate::stats::{Counters, StatsRegistry};
 
+mod member_io;
+
+pub(crate) use member_io::MemberIo;
+
 /// How long an idle stickiness entry lives when the configuration does not say.
 const DEFAULT_PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Entries per persistence table; beyond it new clients are not remembered.
@@ -58,7 +62,7 @@ pub(crate) struct Origin {
 /// A connection to a member, and which member it is.
 #[derive(Debug)]
 pub(crate) struct MemberConnection {
-    pub stream: TcpStream,
+    pub stream: MemberIo,
     pub member: usize,
 }
 
@@ -269,15 +273,17 @@ impl PoolRuntime {
     }
 
     /// Connects to member `index` for a client of `origin` (a PROXY pool's connection
-    /// opens with a header naming it); a failure or timeout is logged and counted as one
-    /// of the member's request errors.
+    /// opens with a header naming it, and a `tls_enabled` pool's goes on in TLS); a
+    /// failure or timeout (the TLS handshake's included) is logged and counted as one of
+    /// the member's request errors.
     pub async fn connect_member(
         &self,
         index: usize,
         connect_timeout: Duration,
         origin: Origin,
-    ) -> Option<TcpStream> {
+    ) -> Option<MemberIo> {
         let member = &self.members[index];
+        let tls = self.config().tls_enabled;
         let address = member.config.socket_addr();
         let header = self
             .config()
@@ -292,7 +298,10 @@ impl PoolRuntime {
             if let Some(header) = header {
                 tokio::io::AsyncWriteExt::write_all(&mut stream, &header).await?;
             }
-            Ok::<_, std::io::Error>(stream)
+            match tls {
+                true => MemberIo::tls(stream, address.ip()).await,
+                false => Ok(MemberIo::Plain(stream)),
+            }
         };
         match tokio::time::timeout(connect_timeout, connect).await {
             Ok(Ok(stream)) => return Some(stream),
@@ -372,6 +381,7 @@ mod tests {
                 }),
                 members,
                 health_monitor: None,
+                tls_enabled: false,
             }],
         };
         CompiledConfig::compile(&config).unwrap().pools.remove(0)

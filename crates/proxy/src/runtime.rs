@@ -101,6 +101,7 @@ impl Slot {
 struct Checker {
     monitor: HealthMonitor,
     pool_protocol: PoolProtocol,
+    pool_tls: bool,
     members: Vec<MonitoredMember>,
     task: AbortOnDrop,
 }
@@ -110,6 +111,8 @@ struct MonitorPlan {
     monitor: HealthMonitor,
     /// Decides how some monitor types probe (PING on a UDP pool).
     pool_protocol: PoolProtocol,
+    /// The pool's `tls_enabled`: HTTP checks at the member's own port are TLS too.
+    pool_tls: bool,
     expected_codes: Option<ExpectedCodes>,
     members: Vec<MonitoredMember>,
 }
@@ -119,6 +122,7 @@ impl Checker {
         let members = &plan.members;
         self.monitor == plan.monitor
             && self.pool_protocol == plan.pool_protocol
+            && self.pool_tls == plan.pool_tls
             && self.members.len() == members.len()
             && self.members.iter().zip(members).all(|(old, new)| {
                 old.member_id == new.member_id
@@ -444,7 +448,11 @@ impl Shared {
             let checker = match kept_checkers.remove(&pool_id) {
                 Some(checker) => checker,
                 None => {
-                    let probe = Probe::new(&plan.monitor, plan.pool_protocol, plan.expected_codes);
+                    let probe = Probe::new(
+                        &plan.monitor,
+                        (plan.pool_protocol, plan.pool_tls),
+                        plan.expected_codes,
+                    );
                     let task = health::spawn_pool_checker(
                         pool_id.clone(),
                         &plan.monitor,
@@ -455,6 +463,7 @@ impl Shared {
                     Checker {
                         monitor: plan.monitor,
                         pool_protocol: plan.pool_protocol,
+                        pool_tls: plan.pool_tls,
                         members: plan.members,
                         task: AbortOnDrop::new(task),
                     }
@@ -649,6 +658,7 @@ fn monitored_members(
             let plan = MonitorPlan {
                 monitor,
                 pool_protocol: pool.config.protocol,
+                pool_tls: pool.config.tls_enabled,
                 expected_codes: pool.expected_codes.clone(),
                 members,
             };

@@ -130,6 +130,8 @@ where
         }
         touch();
         writer.write_all(&buffer[..read]).await?;
+        // A TLS member's stream buffers what it could not send yet.
+        writer.flush().await?;
         touch();
         count(read as u64);
     }

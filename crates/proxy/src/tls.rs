@@ -5,7 +5,7 @@
 //! ECDSA before RSA), and the handshake in front of the HTTP path.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -200,10 +200,17 @@ fn certificate_names(der: &CertificateDer<'_>) -> Vec<String> {
     names
 }
 
-/// The client side of HTTPS health checks. Octavia's HTTPS monitor does not verify member
-/// certificates (members often serve self-signed ones), so the chain and name are not
-/// checked; handshake signatures still are, so the peer must hold the certificate's key.
-pub(crate) fn health_check_client_config() -> Arc<rustls::ClientConfig> {
+/// The client side of connections to members: HTTPS health checks, and the connections
+/// of pools with `tls_enabled`. Octavia verifies no member certificates for either
+/// (members often serve self-signed ones), so the chain and name are not checked;
+/// handshake signatures still are, so the peer must hold the certificate's key. One
+/// configuration for the process, so its session cache resumes sessions with members.
+pub(crate) fn member_client_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    Arc::clone(CONFIG.get_or_init(unverified_client_config))
+}
+
+fn unverified_client_config() -> Arc<rustls::ClientConfig> {
     let provider = crypto_provider();
     let verifier = Arc::new(AcceptAnyServerCertificate {
         provider: Arc::clone(&provider),

@@ -183,6 +183,7 @@ fn pool(id: &str, spec: &PoolSpec, members: Vec<data::Member>) -> Option<data::P
         },
         members,
         health_monitor: None,
+        tls_enabled: spec.tls_enabled,
     })
 }
 
@@ -351,6 +352,7 @@ pub fn check_monitor(spec: &HealthMonitorSpec, pool_protocol: &str) -> Result<()
             session_persistence: None,
             members: Vec::new(),
             health_monitor: Some(translated),
+            tls_enabled: false,
         }],
     })
 }
@@ -369,6 +371,7 @@ pub fn check_policy(spec: &L7PolicySpec) -> Result<(), String> {
                 session_persistence: None,
                 members: Vec::new(),
                 health_monitor: None,
+                tls_enabled: false,
             }]
         }
         None => Vec::new(),
@@ -427,6 +430,7 @@ pub fn compatible(listener: &str, pool: &str) -> bool {
             session_persistence: None,
             members: Vec::new(),
             health_monitor: None,
+            tls_enabled: false,
         }],
     };
     !matches!(config.validate(), Err(ConfigError::ProtocolMismatch { .. }))

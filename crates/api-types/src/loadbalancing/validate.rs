@@ -313,6 +313,13 @@ pub fn pool(spec: &PoolSpec) -> Vec<Problem> {
             ));
         }
     }
+    if spec.tls_enabled && spec.protocol == "UDP" {
+        problems.push(problem(
+            "spec.tlsEnabled",
+            true,
+            "Validation failure: TLS is not supported for UDP pools.",
+        ));
+    }
     if problems.is_empty() {
         proxy_says(&mut problems, "spec", Value::Null, proxy::check_pool(spec));
     }

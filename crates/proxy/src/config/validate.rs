@@ -585,6 +585,9 @@ fn compile_pool(pool: &Pool) -> Result<CompiledPool, ConfigError> {
         pool: pool.id.clone(),
         problem: problem.to_owned(),
     };
+    if pool.tls_enabled && pool.protocol == PoolProtocol::Udp {
+        return Err(invalid("tls_enabled is not for UDP pools"));
+    }
     if let Some(persistence) = &pool.session_persistence {
         match persistence.persistence_type {
             PersistenceType::AppCookie => match &persistence.cookie_name {

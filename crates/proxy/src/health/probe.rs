@@ -2,7 +2,10 @@
 //! connections of a PROXY pool's checks open with the PROXY protocol's header for the
 //! proxy's own connections (`UNKNOWN`, `LOCAL`), as its members expect a header first;
 //! not when the member is checked at a monitor address or port of its own, which is
-//! HAProxy's rule (and so Octavia's).
+//! HAProxy's rule (and so Octavia's). By the same rule, HTTP checks of a pool with
+//! `tls_enabled` are made in TLS where the member serves, and in the clear at a monitor
+//! address or port of its own (HAProxy's `ssl` server without `check-ssl`); HTTPS checks
+//! are TLS everywhere.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +52,8 @@ pub(crate) enum Probe {
         path: String,
         expected: ExpectedCodes,
         tls: Option<Arc<rustls::ClientConfig>>,
+        /// Whether TLS is used at a monitor address or port too (HTTPS monitors).
+        tls_elsewhere: bool,
         proxy_header: Option<Vec<u8>>,
     },
     /// UDP-CONNECT monitors, and PING monitors of UDP pools.
@@ -56,19 +61,21 @@ pub(crate) enum Probe {
 }
 
 impl Probe {
+    /// A probe for `monitor` of a pool of `pool_protocol` that has `tls_enabled` or not.
     pub fn new(
         monitor: &HealthMonitor,
-        pool_protocol: PoolProtocol,
+        (pool_protocol, tls_enabled): (PoolProtocol, bool),
         expected_codes: Option<ExpectedCodes>,
     ) -> Probe {
         let proxy_header = pool_protocol.proxy_protocol().map(proxy_protocol::local);
-        let http = |tls| Probe::Http {
+        let http = |tls: bool, tls_elsewhere| Probe::Http {
             method: monitor.http_method.clone().unwrap_or_else(|| "GET".into()),
             path: monitor.url_path.clone().unwrap_or_else(|| "/".into()),
             expected: expected_codes
                 .clone()
                 .unwrap_or_else(ExpectedCodes::ok_only),
-            tls,
+            tls: tls.then(tls::member_client_config),
+            tls_elsewhere,
             proxy_header: proxy_header.clone(),
         };
         match monitor.monitor_type {
@@ -76,8 +83,8 @@ impl Probe {
             MonitorType::Ping | MonitorType::Tcp => Probe::TcpConnect {
                 proxy_header: proxy_header.clone(),
             },
-            MonitorType::Http => http(None),
-            MonitorType::Https => http(Some(tls::health_check_client_config())),
+            MonitorType::Http => http(tls_enabled, false),
+            MonitorType::Https => http(true, true),
             MonitorType::UdpConnect => Probe::UdpConnect,
         }
     }
@@ -104,10 +111,11 @@ impl Probe {
                 path,
                 expected,
                 tls,
+                tls_elsewhere,
                 proxy_header,
             } => {
                 let stream = connect(target, send(proxy_header, at_member)).await?;
-                let status = match tls {
+                let status = match tls.as_ref().filter(|_| at_member || *tls_elsewhere) {
                     None => http_status(stream, method, path, target).await?,
                     Some(config) => {
                         let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));

@@ -159,7 +159,7 @@ async fn tcp_and_ping_probes_connect() {
     let open = listener.local_addr().unwrap();
     let (_reserved, closed) = refusing_tcp_address();
     for monitor_type in [MonitorType::Tcp, MonitorType::Ping] {
-        let probe = Probe::new(&monitor(monitor_type), PoolProtocol::Tcp, None);
+        let probe = Probe::new(&monitor(monitor_type), (PoolProtocol::Tcp, false), None);
         probe.check(open, true).await.unwrap();
         assert!(matches!(
             probe.check(closed, true).await,
@@ -174,14 +174,22 @@ async fn http_probe_sends_method_and_path_and_checks_codes() {
     let mut http = monitor(MonitorType::Http);
     http.http_method = Some("HEAD".into());
     http.url_path = Some("/healthz?deep=1".into());
-    let accepting = Probe::new(&http, PoolProtocol::Http, ExpectedCodes::parse("200-202"));
+    let accepting = Probe::new(
+        &http,
+        (PoolProtocol::Http, false),
+        ExpectedCodes::parse("200-202"),
+    );
     accepting.check(address, true).await.unwrap();
     assert_eq!(
         seen.lock().unwrap().as_slice(),
         ["HEAD /healthz?deep=1 HTTP/1.1"]
     );
 
-    let strict = Probe::new(&http, PoolProtocol::Http, ExpectedCodes::parse("200"));
+    let strict = Probe::new(
+        &http,
+        (PoolProtocol::Http, false),
+        ExpectedCodes::parse("200"),
+    );
     assert!(matches!(
         strict.check(address, true).await,
         Err(ProbeFailure::UnexpectedStatus { status: 202 })
@@ -215,7 +223,11 @@ async fn answer_one_check(
 #[tokio::test]
 async fn http_probes_of_a_proxyv2_pool_send_the_local_header_first() {
     let (address, server) = answer_one_check(16).await;
-    let probe = Probe::new(&monitor(MonitorType::Http), PoolProtocol::ProxyV2, None);
+    let probe = Probe::new(
+        &monitor(MonitorType::Http),
+        (PoolProtocol::ProxyV2, false),
+        None,
+    );
     probe.check(address, true).await.unwrap();
     let (header, request) = server.await.unwrap();
     assert_eq!(&header[..12], b"\r\n\r\n\0\r\nQUIT\n");
@@ -261,11 +273,19 @@ async fn https_probe_accepts_a_self_signed_member() {
             });
         }
     }));
-    let probe = Probe::new(&monitor(MonitorType::Https), PoolProtocol::Https, None);
+    let probe = Probe::new(
+        &monitor(MonitorType::Https),
+        (PoolProtocol::Https, false),
+        None,
+    );
     probe.check(address, true).await.unwrap();
 
     // Plain HTTP against the TLS port does not pass.
-    let plain = Probe::new(&monitor(MonitorType::Http), PoolProtocol::Https, None);
+    let plain = Probe::new(
+        &monitor(MonitorType::Http),
+        (PoolProtocol::Https, false),
+        None,
+    );
     assert!(plain.check(address, true).await.is_err());
 }
 
@@ -275,7 +295,7 @@ async fn udp_probe_fails_only_on_port_unreachable() {
     // PING on a UDP pool is checked as UDP-CONNECT: a TCP connect would fail on every
     // member, whose port is UDP only.
     for monitor_type in [MonitorType::UdpConnect, MonitorType::Ping] {
-        let probe = Probe::new(&monitor(monitor_type), PoolProtocol::Udp, None);
+        let probe = Probe::new(&monitor(monitor_type), (PoolProtocol::Udp, false), None);
         assert!(probe.silence_passes(), "{monitor_type:?}");
         // The check is expected to run out of time here, so a short wait is enough and
         // nothing depends on when it ends.
@@ -352,7 +372,7 @@ async fn checker_takes_a_dead_member_out_and_brings_it_back() {
     let _checker = AbortOnDrop(spawn_pool_checker(
         "pool".into(),
         &tcp,
-        Probe::new(&tcp, PoolProtocol::Tcp, None),
+        Probe::new(&tcp, (PoolProtocol::Tcp, false), None),
         members,
         Arc::clone(&board),
     ));

@@ -52,7 +52,6 @@ use bytes::{Buf, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::fields::{self, FieldSink, Fields, RequestView};
@@ -61,7 +60,7 @@ use super::io::{CountingIo, Side};
 use super::policy::{self, Route};
 use super::upstream::{Reusable, Target};
 use crate::listener::ListenerRuntime;
-use crate::pool::PoolRuntime;
+use crate::pool::{MemberIo, PoolRuntime};
 use crate::stats::ConnectionGuard;
 use framing::{BodyProgress, Framing, FramingError};
 use head::{RequestHead, ResponseHead};
@@ -69,7 +68,7 @@ pub(crate) use invariants::check_client_bytes;
 pub(crate) use wait::Wait;
 
 /// A member connection of this path.
-pub(crate) type MemberStream = CountingIo<TcpStream>;
+pub(crate) type MemberStream = CountingIo<MemberIo>;
 
 impl Reusable for MemberStream {
     fn is_ready(&self) -> bool {
@@ -536,7 +535,7 @@ where
     member_input.clear();
     write_out(client, out).await?;
     if !client_input.is_empty() {
-        member.write_all(client_input).await?;
+        write_out(member, client_input).await?;
         client_input.clear();
     }
     let (mut from_client, mut from_member) = (true, true);
@@ -567,7 +566,7 @@ where
                 client.shutdown().await?;
             }
             (Side::Client, _) => {
-                member.write_all(client_input).await?;
+                write_out(member, client_input).await?;
                 client_input.clear();
             }
             (Side::Member, _) => {
@@ -634,7 +633,7 @@ async fn send(
             },
         };
         let active = member.stats.open_connection();
-        let written = stream.write_all(out).await;
+        let written = write_out(&mut stream, out).await;
         if !whole {
             return match written {
                 Ok(()) => Ok(Sent {
@@ -865,7 +864,7 @@ async fn hold_body<R: AsyncRead + Unpin>(
     Ok(())
 }
 
-/// Writes all of `bytes` to the client and flushes them (TLS streams buffer).
+/// Writes all of `bytes` and flushes them (TLS streams, clients' and members', buffer).
 async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
     stream.write_all(bytes).await?;
     stream.flush().await

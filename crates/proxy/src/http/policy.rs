@@ -165,6 +165,7 @@ mod tests {
             session_persistence: None,
             members: vec![],
             health_monitor: None,
+            tls_enabled: false,
         };
         let config = ProxyConfig {
             listeners: vec![Listener {

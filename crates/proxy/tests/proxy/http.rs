@@ -891,18 +891,6 @@ async fn terminated_https_picks_its_certificate_by_the_name_asked_for() {
     assert!(chain.contains("does not match the certificate"), "{chain}");
 }
 
-/// Writes `request` on a new connection to `address` and reads until the proxy closes.
-async fn exchange_raw(address: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(address).await.expect("connect");
-    stream.write_all(request).await.expect("send the request");
-    let mut answer = Vec::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
-        .await
-        .expect("answered and closed in time")
-        .expect("read the answer");
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 #[tokio::test]
 async fn http1_bodies_pipelining_expect_continue_and_ambiguous_framing() {
     let a = body_reading_backend("a").await;

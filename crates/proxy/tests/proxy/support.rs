@@ -238,6 +238,7 @@ pub fn pool(id: &str, protocol: PoolProtocol, backends: &[&Backend]) -> Pool {
         session_persistence: None,
         members: backends.iter().map(|backend| member(backend)).collect(),
         health_monitor: None,
+        tls_enabled: false,
     }
 }
 

@@ -94,6 +94,7 @@ fn config(listeners: &[&str], members: &[(&str, &Backend)]) -> ProxyConfig {
                 })
                 .collect(),
             health_monitor: None,
+            tls_enabled: false,
         }],
     }
 }

@@ -231,23 +231,25 @@ async fn one_listener_per_port_and_one_default_pool_per_listener() {
     .await
     .unwrap();
     // A PROXY pool behind an HTTP listener keeps cookie persistence; a TCP pool, whose
-    // bytes are relayed as they are, cannot.
-    for (name, protocol, taken) in [
-        ("proxy-cookie", "PROXY", true),
-        ("tcp-cookie", "TCP", false),
+    // bytes are relayed as they are, cannot. TLS to members (Octavia's tls_enabled) is
+    // for every pool but UDP ones.
+    let cookie = ("sessionPersistence", json!({"type": "HTTP_COOKIE"}));
+    let tls = ("tlsEnabled", json!(true));
+    for (name, protocol, (field, value), taken) in [
+        ("proxy-cookie", "PROXY", cookie.clone(), true),
+        ("tcp-cookie", "TCP", cookie, false),
+        ("tls-http", "HTTP", tls.clone(), true),
+        ("tls-udp", "UDP", tls, false),
     ] {
-        let created = create(
-            &engine,
-            "Pool",
-            name,
-            json!({
-                "loadBalancerId": "lb", "protocol": protocol, "lbAlgorithm": "ROUND_ROBIN",
-                "sessionPersistence": {"type": "HTTP_COOKIE"},
-            }),
-        )
-        .await;
-        match created {
-            Ok(_) => assert!(taken, "cookie persistence on a {protocol} pool was taken"),
+        let mut spec = json!({
+            "loadBalancerId": "lb", "protocol": protocol, "lbAlgorithm": "ROUND_ROBIN",
+        });
+        spec[field] = value.clone();
+        match create(&engine, "Pool", name, spec).await {
+            Ok(pool) => {
+                assert!(taken, "{field} on a {protocol} pool was taken");
+                assert_eq!(pool["spec"][field], value);
+            }
             // Invalid in Kubernetes' words; the Octavia face answers it 400.
             Err(error) => assert!(!taken && error.code() == 422, "{protocol}: {error:?}"),
         }

@@ -41,6 +41,7 @@ fn pool(id: &str, protocol: PoolProtocol) -> Pool {
         session_persistence: None,
         members: vec![member("m1", 8001), member("m2", 8002)],
         health_monitor: None,
+        tls_enabled: false,
     }
 }
 

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
@@ -33,6 +33,30 @@ pub struct Seen {
 /// An HTTP/1.1 backend answering every request with a JSON description of it. A request
 /// header `x-set-cookie: v` makes it answer with `Set-Cookie: v`.
 pub async fn http_echo_backend(name: &str) -> Backend {
+    echo_backend_over(name, None)
+}
+
+/// [`http_echo_backend`] in TLS, with a self-signed certificate: a member of a pool with
+/// `tls_enabled`. A connection that does not open with a TLS handshake gets nothing.
+pub async fn tls_http_echo_backend(name: &str) -> Backend {
+    let generated = rcgen::generate_simple_self_signed(vec!["member.invalid".into()])
+        .expect("member certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![generated.cert.der().clone()], key)
+    .expect("member TLS configuration");
+    echo_backend_over(
+        name,
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+    )
+}
+
+fn echo_backend_over(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
     let listener = super::reusable_listener();
     let address = listener.local_addr().expect("backend address");
     let backend_name = name.to_owned();
@@ -40,18 +64,34 @@ pub async fn http_echo_backend(name: &str) -> Backend {
         let mut connections = JoinSet::new();
         while let Ok((stream, _)) = listener.accept().await {
             let name = backend_name.clone();
+            let tls = tls.clone();
             connections.spawn(async move {
-                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    let name = name.clone();
-                    async move { Ok::<_, Infallible>(describe(&name, request)) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                match tls {
+                    None => serve_described(name, stream).await,
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            serve_described(name, stream).await;
+                        }
+                    }
+                }
             });
         }
     });
     Backend::from_task(name, address, task)
+}
+
+/// Answers the requests of one connection with their descriptions.
+async fn serve_described<S>(name: String, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let name = name.clone();
+        async move { Ok::<_, Infallible>(describe(&name, request)) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 fn describe(name: &str, request: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -339,4 +379,16 @@ pub fn upgrading_backend(name: &str, seen: Arc<std::sync::Mutex<Vec<String>>>) -
         }
     });
     Backend::from_task(name, address, task)
+}
+
+/// Writes `request` on a new connection to `address` and reads until the proxy closes.
+pub async fn exchange_raw(address: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    stream.write_all(request).await.expect("send the request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed in time")
+        .expect("read the answer");
+    String::from_utf8_lossy(&answer).into_owned()
 }

@@ -164,6 +164,7 @@ pub fn proxy_config(backends: &[SocketAddr]) -> ProxyConfig {
                 })
                 .collect(),
             health_monitor: None,
+            tls_enabled: false,
         }],
     }
 }
