@@ -803,12 +803,26 @@ fn an_external_name_is_a_cname_followed_through_the_cluster_or_upstream() {
     assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
 }
 
+/// A UDP socket and a TCP listener on one loopback port. The UDP socket's free port may
+/// be taken for TCP by another test running meanwhile: then another port is tried.
+async fn udp_and_tcp_on_one_port() -> (tokio::net::UdpSocket, tokio::net::TcpListener) {
+    for _ in 0..50 {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = udp.local_addr().unwrap();
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(tcp) => return (udp, tcp),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(error) => panic!("binding TCP on {address}: {error}"),
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP in 50 tries");
+}
+
 /// A fake upstream resolver on loopback: answers every A query with 192.0.2.1, over UDP
 /// and TCP on one port.
 async fn fake_upstream() -> SocketAddr {
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (udp, tcp) = udp_and_tcp_on_one_port().await;
     let address = udp.local_addr().unwrap();
-    let tcp = tokio::net::TcpListener::bind(address).await.unwrap();
     fn reply_to(request: &[u8]) -> Vec<u8> {
         let query = Message::from_vec(request).unwrap();
         let mut reply = Message::response(query.metadata.id, OpCode::Query);
