@@ -129,13 +129,16 @@ impl PoolRuntime {
                         || stats.member(&config.id, &member.id),
                         |old| Arc::clone(&old.stats),
                     );
-                // Idle connections follow the member's address.
-                let same_address = previous.and_then(|previous| {
-                    previous.members.iter().find(|old| {
-                        old.config.id == member.id
-                            && old.config.socket_addr() == member.socket_addr()
-                    })
-                });
+                // Idle connections follow the member's address, while the pool speaks
+                // to members as before (in TLS or not).
+                let same_address = previous
+                    .filter(|previous| previous.config().tls_enabled == config.tls_enabled)
+                    .and_then(|previous| {
+                        previous.members.iter().find(|old| {
+                            old.config.id == member.id
+                                && old.config.socket_addr() == member.socket_addr()
+                        })
+                    });
                 MemberRuntime {
                     config: member.clone(),
                     health,

@@ -8,13 +8,13 @@
 //! are TLS everywhere.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::config::{ExpectedCodes, HealthMonitor, MonitorType, PoolProtocol};
-use crate::{proxy_protocol, tls};
+use crate::pool::MemberIo;
+use crate::proxy_protocol;
 
 /// Why a member failed one check.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +51,9 @@ pub(crate) enum Probe {
         method: String,
         path: String,
         expected: ExpectedCodes,
-        tls: Option<Arc<rustls::ClientConfig>>,
-        /// Whether TLS is used at a monitor address or port too (HTTPS monitors).
+        /// Whether checks are TLS (as member connections are, `pool::MemberIo`)...
+        tls: bool,
+        /// ... at a monitor address or port too (HTTPS monitors).
         tls_elsewhere: bool,
         proxy_header: Option<Vec<u8>>,
     },
@@ -68,13 +69,13 @@ impl Probe {
         expected_codes: Option<ExpectedCodes>,
     ) -> Probe {
         let proxy_header = pool_protocol.proxy_protocol().map(proxy_protocol::local);
-        let http = |tls: bool, tls_elsewhere| Probe::Http {
+        let http = |tls, tls_elsewhere| Probe::Http {
             method: monitor.http_method.clone().unwrap_or_else(|| "GET".into()),
             path: monitor.url_path.clone().unwrap_or_else(|| "/".into()),
             expected: expected_codes
                 .clone()
                 .unwrap_or_else(ExpectedCodes::ok_only),
-            tls: tls.then(tls::member_client_config),
+            tls,
             tls_elsewhere,
             proxy_header: proxy_header.clone(),
         };
@@ -115,17 +116,13 @@ impl Probe {
                 proxy_header,
             } => {
                 let stream = connect(target, send(proxy_header, at_member)).await?;
-                let status = match tls.as_ref().filter(|_| at_member || *tls_elsewhere) {
-                    None => http_status(stream, method, path, target).await?,
-                    Some(config) => {
-                        let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
-                        let name = rustls::pki_types::ServerName::IpAddress(target.ip().into());
-                        let stream = connector
-                            .connect(name, stream)
-                            .await
-                            .map_err(ProbeFailure::Tls)?;
-                        http_status(stream, method, path, target).await?
-                    }
+                let status = if *tls && (at_member || *tls_elsewhere) {
+                    let stream = MemberIo::tls(stream, target.ip())
+                        .await
+                        .map_err(ProbeFailure::Tls)?;
+                    http_status(stream, method, path, target).await?
+                } else {
+                    http_status(stream, method, path, target).await?
                 };
                 if expected.contains(status) {
                     Ok(())

@@ -1,5 +1,6 @@
 //! A connection to a member: plain TCP, or TLS over it for a pool with `tls_enabled`
-//! (Octavia's re-encryption to members). The TLS client does not verify the member's
+//! (Octavia's re-encryption to members; health checks in TLS go the same way). The TLS
+//! client does not verify the member's
 //! certificate, as Octavia's HAProxy servers do not (`ssl verify none`), and names no
 //! server (SNI), since members are addressed by IP; it resumes sessions with members it
 //! has met, so a new connection costs less than a full handshake.

@@ -7,7 +7,9 @@ use ronghe_proxy::config::{ListenerProtocol, PoolProtocol};
 use ronghe_proxy::health::OperatingStatus;
 use ronghe_proxy::{Proxy, ProxyConfig};
 
-use super::support::http::{Client, exchange_raw, http_echo_backend, tls_http_echo_backend};
+use super::support::http::{
+    Client, either_http_echo_backend, exchange_raw, http_echo_backend, tls_http_echo_backend,
+};
 use super::support::{Backend, http_monitor, listener, pool, wait_for_status};
 
 fn tls_pool_config(protocol: ListenerProtocol, backends: &[&Backend]) -> ProxyConfig {
@@ -94,6 +96,27 @@ async fn http_monitors_of_tls_pools_check_members_in_tls() {
     let mut client = Client::http1(proxy.local_addr("web").unwrap()).await;
     for _ in 0..3 {
         assert_eq!(client.get("/", &[]).await.seen().backend, "tls");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn turning_tls_on_or_off_leaves_no_idle_connection_of_the_other_kind() {
+    let member = either_http_echo_backend("m").await;
+    let mut config = tls_pool_config(ListenerProtocol::Http, &[&member]);
+    config.pools[0].tls_enabled = false;
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    let mut client = Client::http1(address).await;
+    assert_eq!(client.get("/", &[]).await.seen().backend, "m in the clear");
+    // The member connection waits idle for the next request; a reconfigure that turns
+    // TLS on must not hand it out, nor one in TLS once TLS is off again.
+    for (tls, wanted) in [(true, "m in TLS"), (false, "m in the clear")] {
+        config.pools[0].tls_enabled = tls;
+        proxy.reconfigure(config.clone()).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(client.get("/", &[]).await.seen().backend, wanted);
+        }
     }
     proxy.shutdown().await;
 }

@@ -33,12 +33,30 @@ pub struct Seen {
 /// An HTTP/1.1 backend answering every request with a JSON description of it. A request
 /// header `x-set-cookie: v` makes it answer with `Set-Cookie: v`.
 pub async fn http_echo_backend(name: &str) -> Backend {
-    echo_backend_over(name, None)
+    echo_backend_over(name, Wire::Clear)
 }
 
 /// [`http_echo_backend`] in TLS, with a self-signed certificate: a member of a pool with
 /// `tls_enabled`. A connection that does not open with a TLS handshake gets nothing.
 pub async fn tls_http_echo_backend(name: &str) -> Backend {
+    echo_backend_over(name, Wire::Tls(member_tls()))
+}
+
+/// [`http_echo_backend`] in TLS or in the clear, as each connection opens; it describes
+/// itself as `NAME in TLS` or `NAME in the clear`.
+pub async fn either_http_echo_backend(name: &str) -> Backend {
+    echo_backend_over(name, Wire::Either(member_tls()))
+}
+
+/// How a test member's connections speak.
+enum Wire {
+    Clear,
+    Tls(tokio_rustls::TlsAcceptor),
+    Either(tokio_rustls::TlsAcceptor),
+}
+
+/// A member's TLS, with a self-signed certificate.
+fn member_tls() -> tokio_rustls::TlsAcceptor {
     let generated = rcgen::generate_simple_self_signed(vec!["member.invalid".into()])
         .expect("member certificate");
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
@@ -50,13 +68,11 @@ pub async fn tls_http_echo_backend(name: &str) -> Backend {
     .with_no_client_auth()
     .with_single_cert(vec![generated.cert.der().clone()], key)
     .expect("member TLS configuration");
-    echo_backend_over(
-        name,
-        Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
-    )
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
-fn echo_backend_over(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
+fn echo_backend_over(name: &str, wire: Wire) -> Backend {
+    let wire = Arc::new(wire);
     let listener = super::reusable_listener();
     let address = listener.local_addr().expect("backend address");
     let backend_name = name.to_owned();
@@ -64,15 +80,26 @@ fn echo_backend_over(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Back
         let mut connections = JoinSet::new();
         while let Ok((stream, _)) = listener.accept().await {
             let name = backend_name.clone();
-            let tls = tls.clone();
+            let wire = Arc::clone(&wire);
             connections.spawn(async move {
-                match tls {
-                    None => serve_described(name, stream).await,
-                    Some(acceptor) => {
-                        if let Ok(stream) = acceptor.accept(stream).await {
-                            serve_described(name, stream).await;
+                let (acceptor, name) = match &*wire {
+                    Wire::Clear => return serve_described(name, stream).await,
+                    Wire::Tls(acceptor) => (acceptor, name),
+                    Wire::Either(acceptor) => {
+                        // A TLS connection opens with a handshake record (type 22).
+                        let mut first = [0u8];
+                        match stream.peek(&mut first).await {
+                            Ok(1) if first[0] == 22 => (acceptor, format!("{name} in TLS")),
+                            Ok(1) => {
+                                let name = format!("{name} in the clear");
+                                return serve_described(name, stream).await;
+                            }
+                            _ => return,
                         }
                     }
+                };
+                if let Ok(stream) = acceptor.accept(stream).await {
+                    serve_described(name, stream).await;
                 }
             });
         }
