@@ -65,8 +65,17 @@ pub(crate) use upstream::{IdleConnections, Sender};
 /// listener's connection limit beyond the connection's own.
 const MAX_CONCURRENT_STREAMS: u32 = 100;
 
-/// Serves HTTP on one client connection (plain, or already decrypted) until it closes:
-/// HTTP/1.x on the fast path of [`h1`], HTTP/2 (`h2` when TLS's ALPN chose it, or h2c
+/// What a TERMINATED_HTTPS listener learnt from a client's TLS handshake.
+#[derive(Debug)]
+pub(crate) struct ClientTls {
+    /// ALPN chose `h2`.
+    pub h2: bool,
+    /// The server name the client asked for, passed on to TLS pools' members.
+    pub sni: Option<Arc<str>>,
+}
+
+/// Serves HTTP on one client connection (plain, or decrypted from `tls`) until it
+/// closes: HTTP/1.x on the fast path of [`h1`], HTTP/2 (when TLS's ALPN chose it, or h2c
 /// with prior knowledge on a plain connection) through hyper.
 ///
 /// `accepted` is the listener as it was when the connection was accepted: it sets the
@@ -81,19 +90,23 @@ pub(crate) async fn serve_connection<S>(
     state: watch::Receiver<Arc<ListenerRuntime>>,
     stream: S,
     origin: Origin,
-    scheme: &'static str,
     serve: ServeContext,
-    h2: bool,
+    tls: Option<ClientTls>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut stream = CountingIo::new(stream, Arc::clone(&accepted.stats), Side::Client);
+    let (scheme, h2, sni) = match tls {
+        Some(tls) => ("https", tls.h2, tls.sni),
+        None => ("http", false, None),
+    };
     let client = Arc::new(ClientConnection {
         state: state.clone(),
         accepted: Arc::clone(&accepted),
         peer: origin.client,
         destination: origin.destination,
         scheme,
+        sni,
         serve: serve.clone(),
         in_flight: Arc::new(AtomicUsize::new(0)),
         own_senders: Mutex::default(),

@@ -150,16 +150,8 @@ fn dispatch(
                 tcp::serve_connection(&runtime, stream, origin).await;
             }
             ListenerProtocol::Http => {
-                http::serve_connection(
-                    Arc::clone(&runtime),
-                    state,
-                    stream,
-                    origin,
-                    "http",
-                    serve,
-                    false,
-                )
-                .await;
+                http::serve_connection(Arc::clone(&runtime), state, stream, origin, serve, None)
+                    .await;
             }
             ListenerProtocol::TerminatedHttps => {
                 tls::serve_connection(Arc::clone(&runtime), state, stream, origin, serve).await;

@@ -233,10 +233,14 @@ impl PoolRuntime {
         Some(chosen)
     }
 
-    /// Whether a member connection may serve the requests of other clients after one
-    /// client's: not in PROXY pools, whose connections name their client at the start.
-    pub fn shares_connections(&self) -> bool {
-        self.config().protocol.proxy_protocol().is_none()
+    /// Whether a member connection made for a client that asked its TLS for `sni` (a
+    /// TERMINATED_HTTPS listener's client) may serve other clients' requests afterwards:
+    /// not in PROXY pools, whose connections name their client at the start, nor when a
+    /// TLS pool's connection passed that name on (as HAProxy kept connections with an
+    /// `sni` private to their client until it learnt to key them by name).
+    pub fn shares_connections(&self, sni: Option<&str>) -> bool {
+        let config = self.config();
+        config.protocol.proxy_protocol().is_none() && !(config.tls_enabled && sni.is_some())
     }
 
     /// APP_COOKIE persistence: the member that set this value of the application's cookie.
@@ -264,7 +268,10 @@ impl PoolRuntime {
             let Some(index) = self.choose(origin.client.ip(), persisted_member, &failed) else {
                 break;
             };
-            if let Some(stream) = self.connect_member(index, connect_timeout, origin).await {
+            if let Some(stream) = self
+                .connect_member(index, connect_timeout, origin, None)
+                .await
+            {
                 return Ok(MemberConnection {
                     stream,
                     member: index,
@@ -276,14 +283,16 @@ impl PoolRuntime {
     }
 
     /// Connects to member `index` for a client of `origin` (a PROXY pool's connection
-    /// opens with a header naming it, and a `tls_enabled` pool's goes on in TLS); a
-    /// failure or timeout (the TLS handshake's included) is logged and counted as one of
-    /// the member's request errors.
+    /// opens with a header naming it, and a `tls_enabled` pool's goes on in TLS, naming
+    /// `sni`, the server name the client asked its own TLS for, if any: Octavia's
+    /// `sni ssl_fc_sni`); a failure or timeout (the TLS handshake's included) is logged
+    /// and counted as one of the member's request errors.
     pub async fn connect_member(
         &self,
         index: usize,
         connect_timeout: Duration,
         origin: Origin,
+        sni: Option<&str>,
     ) -> Option<MemberIo> {
         let member = &self.members[index];
         let tls = self.config().tls_enabled;
@@ -302,7 +311,7 @@ impl PoolRuntime {
                 tokio::io::AsyncWriteExt::write_all(&mut stream, &header).await?;
             }
             match tls {
-                true => MemberIo::tls(stream, address.ip()).await,
+                true => MemberIo::tls(stream, address.ip(), sni).await,
                 false => Ok(MemberIo::Plain(stream)),
             }
         };

@@ -295,8 +295,12 @@ pub(crate) async fn serve_connection(
     let handshake_timeout = std::time::Duration::from_millis(accepted.config().timeout_client_data);
     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls_stream)) => {
-            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            crate::http::serve_connection(accepted, state, tls_stream, origin, "https", serve, h2)
+            let session = tls_stream.get_ref().1;
+            let tls = crate::http::ClientTls {
+                h2: session.alpn_protocol() == Some(b"h2"),
+                sni: session.server_name().map(Arc::from),
+            };
+            crate::http::serve_connection(accepted, state, tls_stream, origin, serve, Some(tls))
                 .await;
         }
         Ok(Err(error)) => {

@@ -117,7 +117,7 @@ impl Probe {
             } => {
                 let stream = connect(target, send(proxy_header, at_member)).await?;
                 let status = if *tls && (at_member || *tls_elsewhere) {
-                    let stream = MemberIo::tls(stream, target.ip())
+                    let stream = MemberIo::tls(stream, target.ip(), None)
                         .await
                         .map_err(ProbeFailure::Tls)?;
                     http_status(stream, method, path, target).await?

@@ -52,10 +52,13 @@ pub(crate) struct ClientConnection {
     pub destination: SocketAddr,
     /// `http` or `https`, for X-Forwarded-Proto.
     pub scheme: &'static str,
+    /// The server name the client asked its TLS for (TERMINATED_HTTPS listeners).
+    pub sni: Option<Arc<str>>,
     pub serve: ServeContext,
     /// Requests of this connection being forwarded (HTTP/2 has them concurrently).
     pub in_flight: Arc<AtomicUsize>,
-    /// Its own idle connections of PROXY pool members (HTTP/2 clients'), closed with it.
+    /// Its own idle connections of members it may not share (PROXY pools', and TLS
+    /// pools' opened with its SNI; HTTP/2 clients'), closed with it.
     pub own_senders: Mutex<Vec<OwnSenders>>,
 }
 

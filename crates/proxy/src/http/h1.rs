@@ -22,10 +22,11 @@
 //! HAProxy's `http-buffer-request`), so a client sending its head and body in separate
 //! writes still gets an idle connection; a longer or chunked body goes as it comes,
 //! over a new connection. After a complete answer on a connection
-//! the member keeps, it goes back among the member's idle ones, except in PROXY pools:
-//! their connections open with a header naming one client, so the client connection
-//! keeps its last one for its own next requests to that member (HAProxy's private
-//! connections), and closes it when it closes.
+//! the member keeps, it goes back among the member's idle ones, except in PROXY pools
+//! (their connections open with a header naming one client) and TLS pools' connections
+//! that passed on the client's SNI: then the client connection keeps its last one for
+//! its own next requests to that member (HAProxy's private connections), and closes it
+//! when it closes.
 //!
 //! Upgrades (WebSocket): an HTTP/1.1 request without a body that asks for one
 //! (`Connection: upgrade` and `Upgrade`) goes to the member with both; if the member
@@ -101,8 +102,8 @@ struct Buffers {
     client_wait: Wait,
     /// Waits on members: for answers (`timeout_member_data`).
     member_wait: Wait,
-    /// The last member connection of a PROXY pool this client used, kept for its next
-    /// requests (its header names this client, so it serves no other).
+    /// The last member connection this client used that serves no other (a PROXY
+    /// pool's, whose header names it, or one with its SNI), kept for its next requests.
     own: Option<OwnConnection>,
 }
 
@@ -493,7 +494,7 @@ where
         }
     }
     if member_keeps && member_input.is_empty() {
-        if pool.shares_connections() {
+        if pool.shares_connections(target.sni) {
             member_runtime.idle_streams.keep(member);
         } else {
             *own = Some(OwnConnection {
@@ -588,8 +589,9 @@ struct Sent {
 }
 
 /// Sends a request (`out`: its head, and its whole body when `whole`) to a member of
-/// `pool`: over an idle connection when the request can be sent again (in a PROXY pool,
-/// only the client's `own` one, if it goes to that member), else a new one.
+/// `pool`: over an idle connection when the request can be sent again (where connections
+/// are not shared, only the client's `own` one, if it goes to that member), else a new
+/// one.
 /// With the whole request sent, also reads the answer's head (`Some`; a 101 only when
 /// `upgrading`) into `member_input`; otherwise the caller sends the body first (`None`).
 async fn send(
@@ -602,7 +604,7 @@ async fn send(
     upgrading: bool,
 ) -> Result<Sent, Failure> {
     let mut failed = Vec::new();
-    let shared = pool.shares_connections();
+    let shared = pool.shares_connections(target.sni);
     let mut reuse = whole;
     while failed.len() < pool.members.len() {
         let Some(index) = pool.choose(target.origin.client.ip(), target.persisted_member, &failed)
@@ -622,7 +624,7 @@ async fn send(
         let mut stream = match idle {
             Some(stream) => stream,
             None => match pool
-                .connect_member(index, target.connect_timeout, target.origin)
+                .connect_member(index, target.connect_timeout, target.origin, target.sni)
                 .await
             {
                 Some(stream) => CountingIo::new(stream, Arc::clone(&member.stats), Side::Member),

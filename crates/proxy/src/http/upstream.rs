@@ -5,8 +5,9 @@
 //! has one, else over a new connection (failing over to another member when connecting
 //! fails). Once the member's answer has been passed on to its end, the connection goes
 //! back among the member's idle ones for the next request, as haproxy's `http-reuse`
-//! does, except in PROXY pools, whose connections name one client: there it goes back
-//! among the idle ones of that client connection only ([`OwnSenders`], HAProxy's private
+//! does, except in PROXY pools, whose connections name one client, and for TLS pools'
+//! connections that passed on a client's SNI: there it goes back among the idle ones
+//! of that client connection only ([`OwnSenders`], HAProxy's private
 //! connections; HTTP/1 clients keep theirs in [`super::h1`]), and closes with it. An
 //! answer cut short, a member that says `Connection: close`, and [`IDLE_TIMEOUT`]
 //! without a request close the connection instead.
@@ -153,8 +154,8 @@ async fn sweep<C: Reusable>(connections: Weak<IdleConnections<C>>) {
     }
 }
 
-/// The idle connections a client connection keeps of one PROXY pool member, for its own
-/// next requests: they name that client, so no other client may have them.
+/// The idle connections a client connection keeps of one member, for its own next
+/// requests: they name that client (a PROXY header, its SNI), so no other may have them.
 #[derive(Debug)]
 pub(crate) struct OwnSenders {
     /// The pool they belong to; a reconfigured pool is another one.
@@ -197,8 +198,11 @@ pub(crate) struct Target<'a> {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub serve: &'a ServeContext,
-    /// The client connection's own idle connections of PROXY pool members.
+    /// The client connection's own idle connections of members (see
+    /// `PoolRuntime::shares_connections`).
     pub own: &'a Mutex<Vec<OwnSenders>>,
+    /// The server name the client asked its TLS for (TERMINATED_HTTPS listeners).
+    pub sni: Option<&'a str>,
 }
 
 impl Target<'_> {
@@ -215,6 +219,7 @@ impl Target<'_> {
             response_timeout: Duration::from_millis(config.timeout_member_data),
             serve: &client.serve,
             own: &client.own_senders,
+            sni: client.sni.as_deref(),
         }
     }
 }
@@ -242,7 +247,7 @@ pub(crate) struct Answer {
 
 /// A member connection in use, and the member's count of the request; released into
 /// `idle` once the answer has been passed on: the member's idle connections, or the
-/// client connection's own (a PROXY pool's).
+/// client connection's own (see `PoolRuntime::shares_connections`).
 pub(crate) struct Lease {
     sender: Sender,
     idle: Arc<IdleConnections<Sender>>,
@@ -266,7 +271,7 @@ pub(crate) async fn send(
             break;
         };
         let member = &pool.members[index];
-        let kept = if pool.shares_connections() {
+        let kept = if pool.shares_connections(target.sni) {
             Arc::clone(&member.idle_senders)
         } else {
             own_senders(target.own, pool, index)
@@ -333,7 +338,7 @@ async fn open(
     upgrade: bool,
 ) -> Option<Sender> {
     let stream = pool
-        .connect_member(index, target.connect_timeout, target.origin)
+        .connect_member(index, target.connect_timeout, target.origin, target.sni)
         .await?;
     let member = &pool.members[index];
     let io = CountingIo::new(stream, Arc::clone(&member.stats), Side::Member);

@@ -1,9 +1,10 @@
 //! A connection to a member: plain TCP, or TLS over it for a pool with `tls_enabled`
 //! (Octavia's re-encryption to members; health checks in TLS go the same way). The TLS
-//! client does not verify the member's
-//! certificate, as Octavia's HAProxy servers do not (`ssl verify none`), and names no
-//! server (SNI), since members are addressed by IP; it resumes sessions with members it
-//! has met, so a new connection costs less than a full handshake.
+//! client does not verify the member's certificate, as Octavia's HAProxy servers do not
+//! (`ssl verify none`). It names the server the client asked for in its own TLS, if any
+//! (Octavia's `sni ssl_fc_sni`), else none, since members are addressed by IP. It
+//! resumes sessions with members it has met, so a new connection costs less than a full
+//! handshake.
 
 use std::io;
 use std::net::IpAddr;
@@ -25,10 +26,13 @@ pub(crate) enum MemberIo {
 }
 
 impl MemberIo {
-    /// Opens TLS on `stream`, a connection to `member` (past any PROXY header).
-    pub async fn tls(stream: TcpStream, member: IpAddr) -> io::Result<MemberIo> {
+    /// Opens TLS on `stream`, a connection to `member` (past any PROXY header), asking
+    /// for server `sni` if given.
+    pub async fn tls(stream: TcpStream, member: IpAddr, sni: Option<&str>) -> io::Result<MemberIo> {
         let connector = TlsConnector::from(tls::member_client_config());
-        let name = ServerName::IpAddress(member.into());
+        let name = sni
+            .and_then(|sni| ServerName::try_from(sni.to_owned()).ok())
+            .unwrap_or_else(|| ServerName::IpAddress(member.into()));
         let stream = connector.connect(name, stream).await?;
         Ok(MemberIo::Tls(Box::new(stream)))
     }

@@ -3,12 +3,15 @@
 
 use std::collections::BTreeSet;
 
-use ronghe_proxy::config::{ListenerProtocol, PoolProtocol};
+use ronghe_proxy::config::{ListenerProtocol, PoolProtocol, TlsCertificate};
 use ronghe_proxy::health::OperatingStatus;
 use ronghe_proxy::{Proxy, ProxyConfig};
 
+use tokio::net::TcpStream;
+
 use super::support::http::{
-    Client, either_http_echo_backend, exchange_raw, http_echo_backend, tls_http_echo_backend,
+    Client, either_http_echo_backend, exchange_raw, http_echo_backend, tls_client,
+    tls_http_echo_backend,
 };
 use super::support::{Backend, http_monitor, listener, pool, wait_for_status};
 
@@ -18,7 +21,7 @@ fn tls_pool_config(protocol: ListenerProtocol, backends: &[&Backend]) -> ProxyCo
         _ => PoolProtocol::Http,
     };
     let mut listener = listener("web", protocol, Some("pool"));
-    listener.insert_headers.x_forwarded_for = protocol == ListenerProtocol::Http;
+    listener.insert_headers.x_forwarded_for = protocol != ListenerProtocol::Tcp;
     let mut pool = pool("pool", pool_protocol, backends);
     pool.tls_enabled = true;
     ProxyConfig {
@@ -118,5 +121,53 @@ async fn turning_tls_on_or_off_leaves_no_idle_connection_of_the_other_kind() {
             assert_eq!(client.get("/", &[]).await.seen().backend, wanted);
         }
     }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_members_are_asked_for_the_name_the_client_asked_the_listener_for() {
+    let member = tls_http_echo_backend("m").await;
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["a.example".into(), "b.example".into()]).unwrap();
+    let certificate_pem = generated.cert.pem();
+    let mut config = tls_pool_config(ListenerProtocol::TerminatedHttps, &[&member]);
+    config.listeners[0].tls = Some(TlsCertificate {
+        certificate_pem: certificate_pem.clone(),
+        private_key_pem: generated.signing_key.serialize_pem(),
+    });
+    let proxy = Proxy::start(config).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    // Two clients after one another, each asking for its own name over both HTTP
+    // versions: the member is asked for each client's name, never for the one before
+    // (the first client's member connection, idle meanwhile, serves only that client).
+    for (name, alpn) in [
+        ("a.example", "http/1.1"),
+        ("b.example", "h2"),
+        ("a.example", "h2"),
+    ] {
+        let connector = tokio_rustls::TlsConnector::from(tls_client(&certificate_pem, &[alpn]));
+        let tcp = TcpStream::connect(address).await.unwrap();
+        let server_name = rustls::pki_types::ServerName::try_from(name).unwrap();
+        let tls = connector.connect(server_name, tcp).await.unwrap();
+        let mut client = match alpn {
+            "h2" => Client::http2_over(tls).await,
+            _ => Client::http1_over(tls).await,
+        };
+        for _ in 0..2 {
+            let seen = client.get("/", &[]).await.seen();
+            assert_eq!(seen.headers["x-tls-sni"], name, "{alpn}");
+        }
+    }
+    proxy.shutdown().await;
+
+    // A plain HTTP listener's clients ask for no name: neither is the member.
+    let proxy = Proxy::start(tls_pool_config(ListenerProtocol::Http, &[&member]))
+        .await
+        .unwrap();
+    let mut client = Client::http1(proxy.local_addr("web").unwrap()).await;
+    assert_eq!(
+        client.get("/", &[]).await.seen().headers["x-tls-sni"],
+        "none"
+    );
     proxy.shutdown().await;
 }

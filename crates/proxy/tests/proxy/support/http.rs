@@ -83,7 +83,7 @@ fn echo_backend_over(name: &str, wire: Wire) -> Backend {
             let wire = Arc::clone(&wire);
             connections.spawn(async move {
                 let (acceptor, name) = match &*wire {
-                    Wire::Clear => return serve_described(name, stream).await,
+                    Wire::Clear => return serve_described(name, stream, None).await,
                     Wire::Tls(acceptor) => (acceptor, name),
                     Wire::Either(acceptor) => {
                         // A TLS connection opens with a handshake record (type 22).
@@ -92,14 +92,15 @@ fn echo_backend_over(name: &str, wire: Wire) -> Backend {
                             Ok(1) if first[0] == 22 => (acceptor, format!("{name} in TLS")),
                             Ok(1) => {
                                 let name = format!("{name} in the clear");
-                                return serve_described(name, stream).await;
+                                return serve_described(name, stream, None).await;
                             }
                             _ => return,
                         }
                     }
                 };
                 if let Ok(stream) = acceptor.accept(stream).await {
-                    serve_described(name, stream).await;
+                    let sni = stream.get_ref().1.server_name().map(str::to_owned);
+                    serve_described(name, stream, Some(sni)).await;
                 }
             });
         }
@@ -107,13 +108,22 @@ fn echo_backend_over(name: &str, wire: Wire) -> Backend {
     Backend::from_task(name, address, task)
 }
 
-/// Answers the requests of one connection with their descriptions.
-async fn serve_described<S>(name: String, stream: S)
+/// Answers the requests of one connection with their descriptions. On a TLS connection
+/// (`tls`: the server name the client asked for, if any), they describe a field
+/// `x-tls-sni` too: that name, or `none`.
+async fn serve_described<S>(name: String, stream: S, tls: Option<Option<String>>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+    let sni = tls.map(|sni| {
+        let sni = sni.unwrap_or_else(|| "none".to_owned());
+        http::HeaderValue::from_str(&sni).expect("a server name")
+    });
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         let name = name.clone();
+        if let Some(sni) = &sni {
+            request.headers_mut().insert("x-tls-sni", sni.clone());
+        }
         async move { Ok::<_, Infallible>(describe(&name, request)) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
