@@ -12,9 +12,10 @@
 //! - `101 Switching Protocols` with the `Sec-WebSocket-Accept` the key calls for: the
 //!   client gets a 200 with the answer's end-to-end fields (the chosen subprotocol and
 //!   extensions), and the stream and the member connection become a tunnel, bytes
-//!   passed both ways until either side ends or nothing passes for the longer of the
-//!   listener's two data timeouts. The tunnel holds its stream's share of the listener's
-//!   connection limit and its member's active connection until it ends.
+//!   passed both ways until both sides have closed (a side's close is passed on to the
+//!   other) or nothing passes for the longer of the listener's two data timeouts. The
+//!   tunnel holds its stream's share of the listener's connection limit and its
+//!   member's active connection until it ends.
 //! - a 101 with a wrong or missing accept key, or a 2xx (the member did not switch): 502.
 //! - any other answer goes to the client as it is (a 403 or 404 stays one).
 //!
@@ -113,9 +114,10 @@ impl Handshake {
     }
 
     /// Passes bytes between the client's stream (once hyper has sent the 200) and the
-    /// member's switched connection (`member`) until either ends or nothing passes for
-    /// `idle`. `holding` (the stream's slot of the connection limit, the member's active
-    /// connection) is dropped with the tunnel.
+    /// member's switched connection (`member`) until both sides have closed (a side's
+    /// close is passed on to the other) or nothing passes for `idle`. `holding` (the
+    /// stream's slot of the connection limit, the member's active connection) is dropped
+    /// with the tunnel.
     pub async fn tunnel<H>(self, member: OnUpgrade, idle: Duration, holding: H) {
         let (client, member) = match tokio::try_join!(self.client, member) {
             Ok(both) => both,
