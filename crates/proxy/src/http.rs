@@ -23,11 +23,14 @@
 //! (it takes a member connection of its own); a stream with no slot free is answered 503.
 //! Dead HTTP/2 peers are noticed by pings every `timeout_client_data`.
 //!
+//! Idle connections: an HTTP/1.1 keep-alive connection closes when its next request head
+//! does not come within `timeout_client_data`, an HTTP/2 connection (with GOAWAY) once it
+//! has had no stream open for as long (checked every quarter of it).
+//!
 //! WebSockets pass on HTTP/1.1 connections by their upgrade (see [`h1`]), and on HTTP/2
 //! ones by RFC 8441's extended CONNECT, which the proxy turns into an HTTP/1.1 upgrade
 //! for the member (see [`websocket`]). Not supported yet: h2c by `Upgrade` (the
-//! `HTTP2-Settings` field is hop-by-hop, so members never switch), and an idle timeout
-//! for HTTP/2 connections between streams.
+//! `HTTP2-Settings` field is hop-by-hop, so members never switch).
 
 mod body;
 mod fields;
@@ -141,6 +144,7 @@ async fn serve_h2<S>(
     let header_timeout = Duration::from_millis(accepted.config().timeout_client_data);
     let bytes_read = stream.get_ref().read_total();
     let requests = Arc::new(AtomicU64::new(0));
+    let in_flight = Arc::clone(&client.in_flight);
     let service = {
         let requests = Arc::clone(&requests);
         hyper::service::service_fn(move |request| {
@@ -149,8 +153,8 @@ async fn serve_h2<S>(
             async move { Ok::<_, Infallible>(handle(&client, request).await) }
         })
     };
-    // Pings notice an HTTP/2 peer that went away without a word, which would otherwise
-    // hold its connection forever (HTTP/2 has no idle timeout here).
+    // Pings notice an HTTP/2 peer that went away without a word (an idle one is closed
+    // below).
     let mut builder = hyper::server::conn::http2::Builder::new(TrackedExecutor(serve));
     builder
         .timer(TokioTimer::new())
@@ -168,6 +172,26 @@ async fn serve_h2<S>(
         }
     };
     tokio::pin!(first_request);
+    // A connection that had requests and has none open for the client timeout closes,
+    // as an idle HTTP/1.1 keep-alive connection does: checked every quarter of the
+    // timeout, so it closes within 1.25 times the timeout.
+    let idle = async {
+        let step = header_timeout / 4;
+        let (mut seen, mut quiet) = (0, Duration::ZERO);
+        loop {
+            tokio::time::sleep(step).await;
+            let now = requests.load(Ordering::Relaxed);
+            if now != seen || in_flight.load(Ordering::Acquire) > 0 {
+                (seen, quiet) = (now, Duration::ZERO);
+                continue;
+            }
+            quiet += step;
+            if now > 0 && quiet >= header_timeout {
+                return;
+            }
+        }
+    };
+    tokio::pin!(idle);
     let mut draining = false;
     let slow_or_malformed = loop {
         // Biased: after a stall, the connection reads what the client sent (and hyper
@@ -192,6 +216,11 @@ async fn serve_h2<S>(
             () = &mut first_request => {
                 tracing::debug!("no complete request in time, closing");
                 break true;
+            }
+            () = &mut idle, if !draining => {
+                tracing::debug!("no stream open for the client timeout, closing");
+                draining = true;
+                connection.as_mut().graceful_shutdown();
             }
         }
     };

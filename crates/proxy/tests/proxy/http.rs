@@ -579,10 +579,7 @@ async fn a_removed_http_listener_answers_requests_in_flight_then_closes() {
         }));
     }
     for _ in 0..2 {
-        tokio::time::timeout(DEADLINE, arrived.recv())
-            .await
-            .expect("the requests reach the backend in time")
-            .expect("the backend runs");
+        arrival(&mut arrived).await;
     }
 
     let mut without = config;
@@ -596,6 +593,33 @@ async fn a_removed_http_listener_answers_requests_in_flight_then_closes() {
         // HTTP/1.1 closes after the answer; HTTP/2 sends GOAWAY, then closes.
         client.closed().await;
     }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_closes_but_not_while_a_stream_is_open() {
+    let GatedBackend {
+        backend,
+        mut arrived,
+        gate,
+    } = gated_http_backend("slow").await;
+    let mut config = http_config(&[&backend]);
+    config.listeners[0].timeout_client_data = 300;
+    let proxy = Proxy::start(config).await.unwrap();
+    let client = Client::http2(proxy.local_addr("web").unwrap()).await;
+    let answer = tokio::spawn(client.concurrent_get("/slow"));
+    arrival(&mut arrived).await;
+    // Three client timeouts with a stream open: the connection stays, and takes new
+    // streams (no GOAWAY came).
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(client.is_open(), "closed with a stream open");
+    let second = tokio::spawn(client.concurrent_get("/second"));
+    arrival(&mut arrived).await;
+    gate.add_permits(2);
+    assert_eq!(answer.await.unwrap().status, 200);
+    assert_eq!(second.await.unwrap().status, 200);
+    // Then nothing: the proxy closes it (GOAWAY), as it closes idle HTTP/1.1 ones.
+    client.closed().await;
     proxy.shutdown().await;
 }
 
@@ -617,10 +641,7 @@ async fn concurrent_http2_streams_count_against_the_connection_limit() {
     let mut answers = Vec::new();
     for path in ["/first", "/second"] {
         answers.push(tokio::spawn(client.concurrent_get(path)));
-        tokio::time::timeout(DEADLINE, arrived.recv())
-            .await
-            .expect("the stream reaches the backend in time")
-            .expect("the backend runs");
+        arrival(&mut arrived).await;
     }
     let third = client.concurrent_get("/third").await;
     assert_eq!(third.status, 503, "no slot left for a third stream");

@@ -297,6 +297,11 @@ impl Client {
 
     /// Waits until the proxy closes the connection, failing the test at the deadline.
     /// The client is kept meanwhile, so it is the proxy that closes, not the client.
+    /// Whether the connection is still open (the proxy has not closed it).
+    pub fn is_open(&self) -> bool {
+        !self.connection.is_finished()
+    }
+
     pub async fn closed(self) {
         let Client { sender, connection } = self;
         tokio::time::timeout(DEADLINE, connection)
@@ -314,6 +319,14 @@ pub struct GatedBackend {
     pub backend: Backend,
     pub arrived: mpsc::UnboundedReceiver<()>,
     pub gate: Arc<Semaphore>,
+}
+
+/// Waits for the next request to reach a gated backend (its `arrived`).
+pub async fn arrival(arrived: &mut mpsc::UnboundedReceiver<()>) {
+    tokio::time::timeout(DEADLINE, arrived.recv())
+        .await
+        .expect("a request reaches the backend in time")
+        .expect("the backend runs");
 }
 
 pub async fn gated_http_backend(name: &str) -> GatedBackend {
