@@ -22,7 +22,7 @@ use crate::http::{IdleConnections, MemberStream, Sender};
 use crate::proxy_protocol;
 use crate::stats::{Counters, StatsRegistry};
 
-mod member_io;
+pub(crate) mod member_io;
 
 pub(crate) use member_io::MemberIo;
 
@@ -311,8 +311,8 @@ impl PoolRuntime {
                 tokio::io::AsyncWriteExt::write_all(&mut stream, &header).await?;
             }
             match tls {
-                true => MemberIo::tls(stream, address.ip(), sni).await,
-                false => Ok(MemberIo::Plain(stream)),
+                true => member_io::tls(stream, address.ip(), sni).await,
+                false => Ok(member_io::plain(stream)),
             }
         };
         match tokio::time::timeout(connect_timeout, connect).await {

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::config::{ExpectedCodes, HealthMonitor, MonitorType, PoolProtocol};
-use crate::pool::MemberIo;
+use crate::pool::member_io;
 use crate::proxy_protocol;
 
 /// Why a member failed one check.
@@ -41,6 +41,29 @@ fn io(operation: &'static str) -> impl FnOnce(std::io::Error) -> ProbeFailure {
     move |source| ProbeFailure::Io { operation, source }
 }
 
+/// Where an HTTP monitor's checks are made in TLS (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsChecks {
+    Never,
+    /// Where the member serves, not at a monitor address or port of its own: HTTP
+    /// monitors of `tls_enabled` pools.
+    AtMember,
+    /// HTTPS monitors.
+    Everywhere,
+}
+
+impl TlsChecks {
+    /// Whether a check at the member's own address and port (`at_member`) or elsewhere
+    /// is made in TLS.
+    fn at(self, at_member: bool) -> bool {
+        match self {
+            TlsChecks::Never => false,
+            TlsChecks::AtMember => at_member,
+            TlsChecks::Everywhere => true,
+        }
+    }
+}
+
 /// How one pool's monitor checks a member; built once per monitor.
 #[derive(Debug)]
 pub(crate) enum Probe {
@@ -51,10 +74,7 @@ pub(crate) enum Probe {
         method: String,
         path: String,
         expected: ExpectedCodes,
-        /// Whether checks are TLS (as member connections are, `pool::MemberIo`)...
-        tls: bool,
-        /// ... at a monitor address or port too (HTTPS monitors).
-        tls_elsewhere: bool,
+        tls: TlsChecks,
         proxy_header: Option<Vec<u8>>,
     },
     /// UDP-CONNECT monitors, and PING monitors of UDP pools.
@@ -69,14 +89,13 @@ impl Probe {
         expected_codes: Option<ExpectedCodes>,
     ) -> Probe {
         let proxy_header = pool_protocol.proxy_protocol().map(proxy_protocol::local);
-        let http = |tls, tls_elsewhere| Probe::Http {
+        let http = |tls| Probe::Http {
             method: monitor.http_method.clone().unwrap_or_else(|| "GET".into()),
             path: monitor.url_path.clone().unwrap_or_else(|| "/".into()),
             expected: expected_codes
                 .clone()
                 .unwrap_or_else(ExpectedCodes::ok_only),
             tls,
-            tls_elsewhere,
             proxy_header: proxy_header.clone(),
         };
         match monitor.monitor_type {
@@ -84,8 +103,9 @@ impl Probe {
             MonitorType::Ping | MonitorType::Tcp => Probe::TcpConnect {
                 proxy_header: proxy_header.clone(),
             },
-            MonitorType::Http => http(tls_enabled, false),
-            MonitorType::Https => http(true, true),
+            MonitorType::Http if tls_enabled => http(TlsChecks::AtMember),
+            MonitorType::Http => http(TlsChecks::Never),
+            MonitorType::Https => http(TlsChecks::Everywhere),
             MonitorType::UdpConnect => Probe::UdpConnect,
         }
     }
@@ -112,12 +132,11 @@ impl Probe {
                 path,
                 expected,
                 tls,
-                tls_elsewhere,
                 proxy_header,
             } => {
                 let stream = connect(target, send(proxy_header, at_member)).await?;
-                let status = if *tls && (at_member || *tls_elsewhere) {
-                    let stream = MemberIo::tls(stream, target.ip(), None)
+                let status = if tls.at(at_member) {
+                    let stream = member_io::tls(stream, target.ip(), None)
                         .await
                         .map_err(ProbeFailure::Tls)?;
                     http_status(stream, method, path, target).await?

@@ -398,23 +398,12 @@ async fn a_body_sent_after_its_head_is_held_and_goes_over_an_idle_connection() {
     let mut config = http_config(&[&echoing]);
     config.listeners[0].timeout_client_data = 200;
     let slow = Proxy::start(config).await.unwrap();
-    let mut client = TcpStream::connect(slow.local_addr("web").unwrap())
-        .await
-        .unwrap();
-    client
-        .write_all(b"POST / HTTP/1.1\r\nhost: web\r\ncontent-length: 10\r\n\r\nhalf")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(DEADLINE, client.read_to_end(&mut answer))
-        .await
-        .expect("closed in time")
-        .unwrap();
-    assert!(
-        answer.starts_with(b"HTTP/1.1 408"),
-        "{:?}",
-        String::from_utf8_lossy(&answer)
-    );
+    let answer = exchange_raw(
+        slow.local_addr("web").unwrap(),
+        b"POST / HTTP/1.1\r\nhost: web\r\ncontent-length: 10\r\n\r\nhalf",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     assert_eq!(slow.stats().member("pool", "a").total_connections, 0);
     proxy.shutdown().await;
     slow.shutdown().await;
