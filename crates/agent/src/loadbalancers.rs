@@ -25,13 +25,13 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use kube::runtime::watcher;
 use ronghe_api_types::loadbalancing::proxy::{
-    certificate_of_secret, proxy_config, secret_name, vip_of,
+    CLIENT_CA_KEY, CLIENT_CRL_KEY, ListenerSecrets, certificate_of_secret, pem_of_secret,
+    proxy_config, secret_name, vip_of,
 };
 use ronghe_api_types::loadbalancing::{
     self as lb, API_VERSION, GROUP, ListenerSpec, LoadBalancerStatus, Stats, TREE_KINDS, Tree,
 };
 use ronghe_proxy::ProxyConfig;
-use ronghe_proxy::config::TlsCertificate;
 use ronghe_proxy::control::ControlClient;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
@@ -545,44 +545,81 @@ async fn tree_of(client: &kube::Client, load_balancer: Value) -> anyhow::Result<
     Ok(tree)
 }
 
-/// The certificates the tree's TERMINATED_HTTPS listeners name (default and SNI), by
-/// Secret name; one whose Secret is missing or holds no usable certificate is left out
-/// (the proxy then refuses its listener, saying so). Any other failure to read is an
-/// error: the proxy serves on as it was.
-async fn certificates(
-    client: &kube::Client,
-    tree: &Tree,
-) -> anyhow::Result<BTreeMap<String, TlsCertificate>> {
-    let mut found = BTreeMap::new();
+/// What the Secrets that the tree's TERMINATED_HTTPS listeners name hold: certificates
+/// (default and SNI), client CAs and CRLs. One whose Secret is missing, or lacks the key
+/// or a usable certificate, is left out (the proxy then refuses its listener, saying so).
+/// Any other failure to read is an error: the proxy serves on as it was.
+async fn secrets(client: &kube::Client, tree: &Tree) -> anyhow::Result<ListenerSecrets> {
+    let mut found = ListenerSecrets::default();
+    let mut read: BTreeMap<String, Option<Value>> = BTreeMap::new();
     for listener in &tree.listeners {
         let spec: ListenerSpec = lb::spec_of(listener);
         let namespace = listener
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let references = spec
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(client.clone(), namespace);
+        let certificates = spec
             .default_tls_container_ref
             .iter()
             .chain(&spec.sni_container_refs)
-            .filter(|reference| !reference.is_empty());
-        for reference in references {
-            let name = secret_name(reference);
-            if found.contains_key(name) {
+            .map(|reference| (reference, Use::Certificate));
+        let client_ca = spec
+            .client_ca_tls_container_ref
+            .iter()
+            .map(|reference| (reference, Use::ClientCa));
+        let client_crl = spec
+            .client_crl_container_ref
+            .iter()
+            .map(|reference| (reference, Use::ClientCrl));
+        for (reference, usage) in certificates.chain(client_ca).chain(client_crl) {
+            if reference.is_empty() {
                 continue;
             }
-            let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-                Api::namespaced(client.clone(), namespace);
-            let Some(secret) = secrets.get_opt(name).await? else {
+            let name = secret_name(reference);
+            let secret = match read.get(name) {
+                Some(secret) => secret.clone(),
+                None => {
+                    let secret = secrets
+                        .get_opt(name)
+                        .await?
+                        .and_then(|secret| serde_json::to_value(&secret).ok());
+                    read.insert(name.to_owned(), secret.clone());
+                    secret
+                }
+            };
+            let Some(secret) = secret else {
                 continue;
             };
-            if let Ok(value) = serde_json::to_value(&secret)
-                && let Ok(certificate) = certificate_of_secret(&value)
-            {
-                found.insert(name.to_owned(), certificate);
+            match usage {
+                Use::Certificate => {
+                    if let Ok(certificate) = certificate_of_secret(&secret) {
+                        found.certificates.insert(name.to_owned(), certificate);
+                    }
+                }
+                Use::ClientCa => {
+                    if let Ok(pem) = pem_of_secret(&secret, CLIENT_CA_KEY) {
+                        found.client_cas.insert(name.to_owned(), pem);
+                    }
+                }
+                Use::ClientCrl => {
+                    if let Ok(pem) = pem_of_secret(&secret, CLIENT_CRL_KEY) {
+                        found.client_crls.insert(name.to_owned(), pem);
+                    }
+                }
             }
         }
     }
     Ok(found)
+}
+
+/// What a listener takes from a Secret it names.
+#[derive(Clone, Copy)]
+enum Use {
+    Certificate,
+    ClientCa,
+    ClientCrl,
 }
 
 async fn pass(
@@ -649,8 +686,8 @@ async fn serve_one(
         }
         known.attached = true;
     }
-    let certificates = certificates(client, &tree).await?;
-    let config = proxy_config(&tree, vip, &certificates);
+    let secrets = secrets(client, &tree).await?;
+    let config = proxy_config(&tree, vip, &secrets);
     let mut serve_error = String::new();
     let changed = known.config.as_ref() != Some(&config);
     if changed || driver.report(&uid).await.is_none() {

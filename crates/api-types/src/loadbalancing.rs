@@ -227,6 +227,28 @@ pub struct ListenerSpec {
     pub default_tls_container_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sni_container_refs: Vec<String>,
+    /// TERMINATED_HTTPS: the TLS versions offered (`TLSv1.2`, `TLSv1.3`); both when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_versions: Option<Vec<String>>,
+    /// TERMINATED_HTTPS: OpenSSL cipher names separated by `:`; every suite the proxy
+    /// has when absent (see `ronghe_proxy::config::TlsSettings::ciphers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ciphers: Option<String>,
+    /// TERMINATED_HTTPS: the ALPN protocols offered (`h2`, `http/1.1`, `http/1.0`), in
+    /// order of preference; all three when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn_protocols: Option<Vec<String>>,
+    /// TERMINATED_HTTPS: NONE (the default), OPTIONAL or MANDATORY client certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_authentication: Option<String>,
+    /// The Secret whose `ca.crt` holds the CAs client certificates must chain to, by
+    /// name or by a reference ending in its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_tls_container_ref: Option<String>,
+    /// The Secret whose `ca.crl` holds the client CAs' revocation lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_crl_container_ref: Option<String>,
     /// Source CIDRs allowed to connect; everyone when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_cidrs: Vec<String>,

@@ -88,6 +88,14 @@ pub struct Listener {
     /// without one, the first of these). Octavia's `sni_container_refs`.
     #[serde(default)]
     pub sni: Vec<TlsCertificate>,
+    /// How a TERMINATED_HTTPS listener negotiates TLS with clients. Left out of the
+    /// JSON when it takes every default, as are the newer fields below, so proxies that
+    /// predate them still read configurations that do not use them.
+    #[serde(default, skip_serializing_if = "TlsSettings::is_default")]
+    pub tls_settings: TlsSettings,
+    /// The certificates a TERMINATED_HTTPS listener asks clients for; none when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_authentication: Option<ClientAuthentication>,
 }
 
 fn default_data_timeout() -> u64 {
@@ -163,7 +171,10 @@ impl std::fmt::Display for ListenerProtocol {
     }
 }
 
-/// Octavia's `insert_headers` keys that the proxy understands.
+/// Octavia's `insert_headers` keys that the proxy understands. The `X-SSL-*` ones
+/// describe the client's certificate (TERMINATED_HTTPS listeners only); each is set as
+/// HAProxy's `http-request set-header` in Octavia's amphora sets it, replacing any field
+/// of that name the client sent, so a client cannot pass for another.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InsertHeaders {
@@ -173,6 +184,263 @@ pub struct InsertHeaders {
     pub x_forwarded_port: bool,
     #[serde(rename = "X-Forwarded-Proto", default)]
     pub x_forwarded_proto: bool,
+    /// `0`: the certificate was verified, or none was sent (the handshake fails
+    /// otherwise), as OpenSSL's verify result that HAProxy inserts.
+    #[serde(
+        rename = "X-SSL-Client-Verify",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub x_ssl_client_verify: bool,
+    /// `1` or `0`: whether the client sent a certificate.
+    #[serde(
+        rename = "X-SSL-Client-Has-Cert",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub x_ssl_client_has_cert: bool,
+    /// The certificate's subject, quoted, in OpenSSL's one-line form (`"/C=US/CN=a"`).
+    #[serde(
+        rename = "X-SSL-Client-DN",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub x_ssl_client_dn: bool,
+    /// The subject's first common name, quoted.
+    #[serde(
+        rename = "X-SSL-Client-CN",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub x_ssl_client_cn: bool,
+    /// The certificate's issuer, quoted, in the subject's form.
+    #[serde(
+        rename = "X-SSL-Issuer",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub x_ssl_issuer: bool,
+    /// The SHA-1 of the certificate (DER), quoted uppercase hex.
+    #[serde(
+        rename = "X-SSL-Client-SHA1",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub x_ssl_client_sha1: bool,
+    /// The start of the certificate's validity, quoted, as ASN.1 writes it
+    /// (`YYMMDDhhmmssZ`).
+    #[serde(
+        rename = "X-SSL-Client-Not-Before",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub x_ssl_client_not_before: bool,
+    /// The end of the certificate's validity, in the same form.
+    #[serde(
+        rename = "X-SSL-Client-Not-After",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub x_ssl_client_not_after: bool,
+}
+
+/// A field describing the client's certificate (see [`InsertHeaders`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslHeader {
+    ClientVerify,
+    ClientHasCert,
+    ClientDn,
+    ClientCn,
+    Issuer,
+    ClientSha1,
+    ClientNotBefore,
+    ClientNotAfter,
+}
+
+impl SslHeader {
+    pub const ALL: [SslHeader; 8] = [
+        SslHeader::ClientVerify,
+        SslHeader::ClientHasCert,
+        SslHeader::ClientDn,
+        SslHeader::ClientCn,
+        SslHeader::Issuer,
+        SslHeader::ClientSha1,
+        SslHeader::ClientNotBefore,
+        SslHeader::ClientNotAfter,
+    ];
+
+    /// The field's name on the wire: lowercase, as HTTP/2 wants and HAProxy writes.
+    pub fn field(self) -> &'static str {
+        match self {
+            SslHeader::ClientVerify => "x-ssl-client-verify",
+            SslHeader::ClientHasCert => "x-ssl-client-has-cert",
+            SslHeader::ClientDn => "x-ssl-client-dn",
+            SslHeader::ClientCn => "x-ssl-client-cn",
+            SslHeader::Issuer => "x-ssl-issuer",
+            SslHeader::ClientSha1 => "x-ssl-client-sha1",
+            SslHeader::ClientNotBefore => "x-ssl-client-not-before",
+            SslHeader::ClientNotAfter => "x-ssl-client-not-after",
+        }
+    }
+
+    /// The field's name, as Octavia's `insert_headers` key spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SslHeader::ClientVerify => "X-SSL-Client-Verify",
+            SslHeader::ClientHasCert => "X-SSL-Client-Has-Cert",
+            SslHeader::ClientDn => "X-SSL-Client-DN",
+            SslHeader::ClientCn => "X-SSL-Client-CN",
+            SslHeader::Issuer => "X-SSL-Issuer",
+            SslHeader::ClientSha1 => "X-SSL-Client-SHA1",
+            SslHeader::ClientNotBefore => "X-SSL-Client-Not-Before",
+            SslHeader::ClientNotAfter => "X-SSL-Client-Not-After",
+        }
+    }
+}
+
+impl InsertHeaders {
+    /// Whether the listener inserts the field `header`.
+    pub fn ssl(&self, header: SslHeader) -> bool {
+        match header {
+            SslHeader::ClientVerify => self.x_ssl_client_verify,
+            SslHeader::ClientHasCert => self.x_ssl_client_has_cert,
+            SslHeader::ClientDn => self.x_ssl_client_dn,
+            SslHeader::ClientCn => self.x_ssl_client_cn,
+            SslHeader::Issuer => self.x_ssl_issuer,
+            SslHeader::ClientSha1 => self.x_ssl_client_sha1,
+            SslHeader::ClientNotBefore => self.x_ssl_client_not_before,
+            SslHeader::ClientNotAfter => self.x_ssl_client_not_after,
+        }
+    }
+
+    /// Sets whether the listener inserts the field `header`.
+    pub fn set_ssl(&mut self, header: SslHeader, on: bool) {
+        let flag = match header {
+            SslHeader::ClientVerify => &mut self.x_ssl_client_verify,
+            SslHeader::ClientHasCert => &mut self.x_ssl_client_has_cert,
+            SslHeader::ClientDn => &mut self.x_ssl_client_dn,
+            SslHeader::ClientCn => &mut self.x_ssl_client_cn,
+            SslHeader::Issuer => &mut self.x_ssl_issuer,
+            SslHeader::ClientSha1 => &mut self.x_ssl_client_sha1,
+            SslHeader::ClientNotBefore => &mut self.x_ssl_client_not_before,
+            SslHeader::ClientNotAfter => &mut self.x_ssl_client_not_after,
+        };
+        *flag = on;
+    }
+
+    /// Whether any field describing the client's certificate is inserted.
+    pub fn any_ssl(&self) -> bool {
+        SslHeader::ALL.into_iter().any(|header| self.ssl(header))
+    }
+
+    /// Whether any field at all is inserted.
+    pub fn any(&self) -> bool {
+        self.x_forwarded_for || self.x_forwarded_port || self.x_forwarded_proto || self.any_ssl()
+    }
+}
+
+/// A TLS protocol version, by Octavia's name. rustls has no older ones (SSLv3, TLSv1 and
+/// TLSv1.1 are refused by the API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "TLSv1.2")]
+    Tls12,
+    #[serde(rename = "TLSv1.3")]
+    Tls13,
+}
+
+impl TlsVersion {
+    pub const ALL: [TlsVersion; 2] = [TlsVersion::Tls12, TlsVersion::Tls13];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<TlsVersion> {
+        TlsVersion::ALL
+            .into_iter()
+            .find(|version| version.name() == name)
+    }
+}
+
+/// The cipher suites the proxy has, by OpenSSL's names (which Octavia's `tls_ciphers`
+/// use), TLS 1.3's first, in the order of Octavia's default list.
+pub const SUPPORTED_CIPHERS: [&str; 9] = [
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+];
+
+/// The ALPN protocols a TERMINATED_HTTPS listener may offer (Octavia's), and offers
+/// when its settings name none.
+pub const LISTENER_ALPN_PROTOCOLS: [&str; 3] = ["h2", "http/1.1", "http/1.0"];
+
+/// How one TLS side of the proxy negotiates: Octavia's `tls_versions`, `tls_ciphers`
+/// and `alpn_protocols`. Each left empty takes its default: both TLS versions, every
+/// cipher suite in [`SUPPORTED_CIPHERS`], and [`LISTENER_ALPN_PROTOCOLS`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsSettings {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<TlsVersion>,
+    /// OpenSSL cipher names separated by `:`, as HAProxy's `ciphers` takes them: the
+    /// suites named that the proxy has are offered, other names are passed over (as
+    /// OpenSSL passes over names it lacks), and a list naming none it has is refused.
+    /// Like HAProxy's `ciphers`, the list limits TLS 1.2's suites; TLS 1.3's are limited
+    /// too when it names any of them, and all offered otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ciphers: Option<String>,
+    /// ALPN protocol ids, in the order the proxy prefers them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn_protocols: Vec<String>,
+}
+
+impl TlsSettings {
+    pub fn is_default(&self) -> bool {
+        *self == TlsSettings::default()
+    }
+
+    /// What validation finds wrong with these settings for a TERMINATED_HTTPS listener.
+    pub fn check_for_listener(&self) -> Result<(), String> {
+        crate::tls::Offer::of_listener(self, None).map(drop)
+    }
+}
+
+/// What [`ClientAuthentication::check`] says of a CRL that another CA issued.
+pub const CRL_OF_ANOTHER_CA: &str = "a client CRL was not issued by the client CA";
+
+impl ClientAuthentication {
+    /// What validation finds wrong with the CA and CRL.
+    pub fn check(&self) -> Result<(), String> {
+        crate::tls::Offer::of_listener(&TlsSettings::default(), Some(self)).map(drop)
+    }
+}
+
+/// Client certificates a TERMINATED_HTTPS listener asks for: Octavia's
+/// `client_authentication` (OPTIONAL or MANDATORY) with its `client_ca_tls_container_ref`
+/// and `client_crl_container_ref`. A certificate a client sends must chain to `ca_pem`
+/// and, with CRLs, be revoked by none of them (nor may any certificate of its chain):
+/// otherwise the handshake fails, as with HAProxy's `verify optional` or `required`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientAuthentication {
+    /// A client without a certificate is refused (MANDATORY), or served (OPTIONAL).
+    pub mandatory: bool,
+    /// PEM of the certificate authorities client certificates must chain to.
+    pub ca_pem: String,
+    /// PEM of certificate revocation lists, one for each certificate authority in the
+    /// chains (a chain whose revocation cannot be checked is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_pem: Option<String>,
 }
 
 /// PEM text of a TERMINATED_HTTPS listener's certificate chain and private key.

@@ -75,6 +75,8 @@ pub(crate) struct ClientTls {
     pub h2: bool,
     /// The server name the client asked for, passed on to TLS pools' members.
     pub sni: Option<Arc<str>>,
+    /// The certificate the client sent (verified), for the X-SSL-* fields.
+    pub certificate: Option<Arc<crate::tls::ClientCertificate>>,
 }
 
 /// Serves HTTP on one client connection (plain, or decrypted from `tls`) until it
@@ -99,9 +101,9 @@ pub(crate) async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut stream = CountingIo::new(stream, Arc::clone(&accepted.stats), Side::Client);
-    let (scheme, h2, sni) = match tls {
-        Some(tls) => ("https", tls.h2, tls.sni),
-        None => ("http", false, None),
+    let (scheme, h2, sni, client_certificate) = match tls {
+        Some(tls) => ("https", tls.h2, tls.sni, tls.certificate),
+        None => ("http", false, None, None),
     };
     let client = Arc::new(ClientConnection {
         state: state.clone(),
@@ -110,6 +112,7 @@ pub(crate) async fn serve_connection<S>(
         destination: origin.destination,
         scheme,
         sni,
+        client_certificate,
         serve: serve.clone(),
         in_flight: Arc::new(AtomicUsize::new(0)),
         own_senders: Mutex::default(),

@@ -2,7 +2,12 @@
 //! listener's PEM certificates and keys (checked at validation; with SNI certificates, the
 //! one serving a handshake is picked by the name the client asks for, an exact name before
 //! a wildcard, and among several for that name by the signatures the client can check,
-//! ECDSA before RSA), and the handshake in front of the HTTP path.
+//! ECDSA before RSA) and its TLS settings (`offer.rs`: versions, cipher suites, ALPN,
+//! client certificates), and the handshake in front of the HTTP path, which learns the
+//! client's certificate (`client_certificate.rs`). Also the client side towards members.
+
+mod client_certificate;
+mod offer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -14,6 +19,9 @@ use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
 
 use tokio::sync::watch;
+
+pub(crate) use client_certificate::{ClientCertificate, field_value as client_certificate_field};
+pub(crate) use offer::Offer;
 
 use crate::config::TlsCertificate;
 use crate::listener::{ListenerRuntime, ServeContext};
@@ -40,12 +48,13 @@ pub(crate) fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Builds the server side of a TERMINATED_HTTPS listener serving `default` and the `sni`
-/// certificates (at least one of them), offering HTTP/2 and HTTP/1.1 through ALPN.
+/// certificates (at least one of them), making the listener's `offer`.
 pub(crate) fn server_config(
     default: Option<&TlsCertificate>,
     sni: &[TlsCertificate],
+    offer: Offer,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
-    let provider = crypto_provider();
+    let provider = offer.provider;
     let mut resolver = ByServerName {
         default: default
             .map(|certificate| certified_key(certificate, &provider))
@@ -62,12 +71,15 @@ pub(crate) fn server_config(
     if resolver.default.is_none() && resolver.first.is_none() {
         return Err(TlsConfigError::NoCertificate);
     }
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(TlsConfigError::Refused)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let builder = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&offer.versions)
+        .map_err(TlsConfigError::Refused)?;
+    let builder = match offer.client_verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = offer.alpn_protocols;
     Ok(Arc::new(config))
 }
 
@@ -299,6 +311,11 @@ pub(crate) async fn serve_connection(
             let tls = crate::http::ClientTls {
                 h2: session.alpn_protocol() == Some(b"h2"),
                 sni: session.server_name().map(Arc::from),
+                certificate: session
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|der| ClientCertificate::of(der))
+                    .map(Arc::new),
             };
             crate::http::serve_connection(accepted, state, tls_stream, origin, serve, Some(tls))
                 .await;

@@ -7,6 +7,7 @@ mod proxy {
 
     mod control;
     mod http;
+    mod listener_tls;
     mod member_tls;
     mod proxy_protocol;
     mod reconfigure;

@@ -14,8 +14,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use ronghe_proxy::ProxyConfig;
 use ronghe_proxy::config::{
     self as data, ConfigError, DEFAULT_DATA_TIMEOUT_MS, DEFAULT_MEMBER_CONNECT_TIMEOUT_MS,
-    InsertHeaders, TlsCertificate,
+    InsertHeaders, SslHeader, TlsCertificate,
 };
+/// What TERMINATED_HTTPS listeners offer by default, for the faces to show.
+pub use ronghe_proxy::config::{LISTENER_ALPN_PROTOCOLS, SUPPORTED_CIPHERS, TlsVersion};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -51,11 +53,16 @@ fn insert_headers(headers: &BTreeMap<String, String>) -> InsertHeaders {
             .get(name)
             .is_some_and(|value| value.eq_ignore_ascii_case("true"))
     };
-    InsertHeaders {
+    let mut insert = InsertHeaders {
         x_forwarded_for: on("X-Forwarded-For"),
         x_forwarded_port: on("X-Forwarded-Port"),
         x_forwarded_proto: on("X-Forwarded-Proto"),
+        ..InsertHeaders::default()
+    };
+    for header in SslHeader::ALL {
+        insert.set_ssl(header, on(header.name()));
     }
+    insert
 }
 
 fn listener(
@@ -64,8 +71,9 @@ fn listener(
     vip: IpAddr,
     default_pool_id: Option<String>,
     l7_policies: Vec<data::L7Policy>,
-    certificates: &BTreeMap<String, TlsCertificate>,
+    secrets: &ListenerSecrets,
 ) -> Option<data::Listener> {
+    let certificates = &secrets.certificates;
     let default = spec
         .default_tls_container_ref
         .as_deref()
@@ -100,7 +108,73 @@ fn listener(
             .iter()
             .filter_map(|reference| certificate(reference))
             .collect(),
+        tls_settings: if spec.protocol == "TERMINATED_HTTPS" {
+            listener_tls_settings(spec)
+        } else {
+            data::TlsSettings::default()
+        },
+        client_authentication: client_authentication(spec, secrets),
     })
+}
+
+/// The client certificates a listener asks for. A CA or CRL Secret that could not be
+/// read leaves its PEM empty, so the proxy refuses the listener, saying so, rather than
+/// serve it without the checks it asks for.
+fn client_authentication(
+    spec: &ListenerSpec,
+    secrets: &ListenerSecrets,
+) -> Option<data::ClientAuthentication> {
+    fn named(reference: &Option<String>) -> Option<&str> {
+        reference
+            .as_deref()
+            .filter(|reference| !reference.is_empty())
+            .map(secret_name)
+    }
+    let mode = spec.client_authentication.as_deref().unwrap_or("NONE");
+    if spec.protocol != "TERMINATED_HTTPS" || !matches!(mode, "OPTIONAL" | "MANDATORY") {
+        return None;
+    }
+    let ca = named(&spec.client_ca_tls_container_ref)?;
+    Some(data::ClientAuthentication {
+        mandatory: mode == "MANDATORY",
+        ca_pem: secrets.client_cas.get(ca).cloned().unwrap_or_default(),
+        crl_pem: named(&spec.client_crl_container_ref)
+            .map(|crl| secrets.client_crls.get(crl).cloned().unwrap_or_default()),
+    })
+}
+
+/// What the Secrets that a load balancer's TERMINATED_HTTPS listeners name hold, by
+/// Secret name, as read; a Secret that is missing, or lacks the key, is left out.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerSecrets {
+    /// The certificates and keys (`tls.crt`, `tls.key`) of default and SNI references.
+    pub certificates: BTreeMap<String, TlsCertificate>,
+    /// The CA certificates ([`CLIENT_CA_KEY`]) of client CA references.
+    pub client_cas: BTreeMap<String, String>,
+    /// The revocation lists ([`CLIENT_CRL_KEY`]) of client CRL references.
+    pub client_crls: BTreeMap<String, String>,
+}
+
+/// The key of a Secret holding a listener's client CA certificates (PEM), as
+/// ingress-nginx and cert-manager name it.
+pub const CLIENT_CA_KEY: &str = "ca.crt";
+/// The key of a Secret holding the client CAs' revocation lists (PEM), as ingress-nginx
+/// names it.
+pub const CLIENT_CRL_KEY: &str = "ca.crl";
+
+/// A listener's TLS settings as the proxy takes them (admission refused names the proxy
+/// lacks).
+pub fn listener_tls_settings(spec: &ListenerSpec) -> data::TlsSettings {
+    data::TlsSettings {
+        versions: spec
+            .tls_versions
+            .iter()
+            .flatten()
+            .filter_map(|name| data::TlsVersion::from_name(name))
+            .collect(),
+        ciphers: spec.tls_ciphers.clone(),
+        alpn_protocols: spec.alpn_protocols.clone().unwrap_or_default(),
+    }
 }
 
 /// The name of the Secret a certificate container reference names: the reference itself,
@@ -210,15 +284,12 @@ pub fn policies_in_order<'a>(listener_id: &str, policies: &'a [Value]) -> Vec<&'
     found
 }
 
-/// What a load balancer's proxy serves on `vip`. `certificates` holds the certificates
-/// the TERMINATED_HTTPS listeners name (default and SNI), by Secret name; a listener one of
-/// whose certificates is missing gets none, and the proxy refuses it, saying so.
+/// What a load balancer's proxy serves on `vip`. `secrets` holds what the Secrets its
+/// TERMINATED_HTTPS listeners name hold (certificates, client CAs and CRLs); a listener
+/// one of whose certificates is missing gets none, and one whose client CA or CRL is
+/// missing gets an empty one, and the proxy refuses either, saying so.
 /// Objects that do not translate (which admission prevents) are left out.
-pub fn proxy_config(
-    tree: &Tree,
-    vip: IpAddr,
-    certificates: &BTreeMap<String, TlsCertificate>,
-) -> ProxyConfig {
+pub fn proxy_config(tree: &Tree, vip: IpAddr, secrets: &ListenerSecrets) -> ProxyConfig {
     let mut config = ProxyConfig::default();
     if !live(&tree.load_balancer) {
         return config;
@@ -279,7 +350,7 @@ pub fn proxy_config(
             .collect();
         let default_pool =
             default_pool_of(listener_object, &tree.pools).filter(|p| pool_ids.contains(p));
-        if let Some(translated) = listener(id, &spec, vip, default_pool, policies, certificates) {
+        if let Some(translated) = listener(id, &spec, vip, default_pool, policies, secrets) {
             config.listeners.push(translated);
         }
     }
@@ -320,6 +391,8 @@ fn candidate_listener(protocol: data::ListenerProtocol) -> data::Listener {
         l7_policies: Vec::new(),
         tls: None,
         sni: Vec::new(),
+        tls_settings: Default::default(),
+        client_authentication: None,
     }
 }
 
@@ -438,20 +511,43 @@ pub fn compatible(listener: &str, pool: &str) -> bool {
 
 /// The certificate and key of a `kubernetes.io/tls` Secret (`data` base64 as stored).
 pub fn certificate_of_secret(secret: &Value) -> Result<TlsCertificate, String> {
-    use base64::Engine as _;
-    let read = |key: &str| -> Result<String, String> {
-        let encoded = secret
-            .pointer(&format!("/data/{}", key.replace('/', "~1")))
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("the secret has no {key}"))?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(|_| format!("the secret's {key} is not base64"))?;
-        String::from_utf8(bytes).map_err(|_| format!("the secret's {key} is not PEM text"))
-    };
     Ok(TlsCertificate {
-        certificate_pem: read("tls.crt")?,
-        private_key_pem: read("tls.key")?,
+        certificate_pem: pem_of_secret(secret, "tls.crt")?,
+        private_key_pem: pem_of_secret(secret, "tls.key")?,
+    })
+}
+
+/// The PEM text under `key` of a Secret (`data` base64 as stored).
+pub fn pem_of_secret(secret: &Value, key: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let encoded = secret
+        .pointer(&format!("/data/{}", key.replace('/', "~1")))
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("the secret has no {key}"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| format!("the secret's {key} is not base64"))?;
+    String::from_utf8(bytes).map_err(|_| format!("the secret's {key} is not PEM text"))
+}
+
+/// The proxy's verdict on a listener's client CA certificates and revocation lists, in
+/// Octavia's words.
+pub fn check_client_ca(ca_pem: &str, crl_pem: Option<&str>) -> Result<(), String> {
+    let mut clients = data::ClientAuthentication {
+        mandatory: true,
+        ca_pem: ca_pem.to_owned(),
+        crl_pem: None,
+    };
+    clients.check().map_err(|problem| {
+        format!("Validation failure: The client authentication CA certificate is invalid. It must be a valid x509 PEM format certificate. Error: {problem}")
+    })?;
+    clients.crl_pem = crl_pem.map(str::to_owned);
+    clients.check().map_err(|problem| {
+        if problem.contains(data::CRL_OF_ANOTHER_CA) {
+            "Validation failure: The CRL specified is not valid for client certificate authority reference supplied.".to_owned()
+        } else {
+            format!("Validation failure: The client authentication certificate revocation list is invalid. It must be a valid x509 PEM format certificate revocation list. Error: {problem}")
+        }
     })
 }
 

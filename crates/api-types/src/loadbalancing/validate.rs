@@ -4,7 +4,8 @@
 //! (regexes, header and cookie names, monitor timings, redirect URLs) is checked by
 //! running the proxy's own validation ([`super::proxy`]).
 
-use serde_json::Value;
+use ronghe_proxy::config::{LISTENER_ALPN_PROTOCOLS, SslHeader, TlsVersion};
+use serde_json::{Value, json};
 
 use super::proxy;
 use super::{
@@ -29,6 +30,9 @@ pub const L7_RULE_TYPES: &[&str] = &["PATH", "HOST_NAME", "HEADER", "COOKIE", "F
 pub const L7_COMPARE_TYPES: &[&str] =
     &["EQUAL_TO", "STARTS_WITH", "ENDS_WITH", "CONTAINS", "REGEX"];
 pub const INSERT_HEADERS: &[&str] = &["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"];
+/// Octavia's TLS version names, oldest first.
+pub const TLS_VERSIONS: &[&str] = &["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+pub const CLIENT_AUTHENTICATIONS: &[&str] = &["NONE", "OPTIONAL", "MANDATORY"];
 /// The largest timeout, in milliseconds: a day (the proxy's bound; Octavia allows a year).
 pub const MAX_TIMEOUT_MS: u64 = ronghe_proxy::config::MAX_TIMEOUT_MS;
 
@@ -196,8 +200,21 @@ pub fn listener(spec: &ListenerSpec) -> Vec<Problem> {
         }
     }
     let http = matches!(spec.protocol.as_str(), "HTTP" | "TERMINATED_HTTPS");
+    let terminated = spec.protocol == "TERMINATED_HTTPS";
     for (header, value) in &spec.insert_headers {
-        if !INSERT_HEADERS.contains(&header.as_str()) {
+        let ssl = SslHeader::ALL
+            .into_iter()
+            .any(|known| known.name() == header.as_str());
+        if ssl && http && !terminated {
+            problems.push(problem(
+                "spec.insertHeaders",
+                header.as_str(),
+                format!(
+                    "['{header}'] is not a valid option for {} protocol listener.",
+                    spec.protocol
+                ),
+            ));
+        } else if !ssl && !INSERT_HEADERS.contains(&header.as_str()) {
             problems.push(problem(
                 "spec.insertHeaders",
                 header.as_str(),
@@ -224,11 +241,11 @@ pub fn listener(spec: &ListenerSpec) -> Vec<Problem> {
             ));
         }
     }
-    let terminated = spec.protocol == "TERMINATED_HTTPS";
     let has_certificate = spec
         .default_tls_container_ref
         .as_deref()
-        .is_some_and(|r| !r.is_empty());
+        .is_some_and(|r| !r.is_empty())
+        || !spec.sni_container_refs.is_empty();
     if terminated && !has_certificate {
         problems.push(problem(
             "spec.defaultTlsContainerRef",
@@ -236,13 +253,14 @@ pub fn listener(spec: &ListenerSpec) -> Vec<Problem> {
             "An SNI or default certificate container reference must be provided for TERMINATED_HTTPS listeners.",
         ));
     }
-    if !terminated && (has_certificate || !spec.sni_container_refs.is_empty()) {
+    if !terminated && has_certificate {
         problems.push(problem(
             "spec.defaultTlsContainerRef",
             spec.default_tls_container_ref.clone().unwrap_or_default(),
             "Validation failure: Certificate container references are only allowed on TERMINATED_HTTPS protocol listeners.",
         ));
     }
+    listener_tls(spec, terminated, has_certificate, &mut problems);
     for cidr in &spec.allowed_cidrs {
         if ipam::parse_prefix(cidr).is_err() {
             problems.push(problem(
@@ -253,6 +271,147 @@ pub fn listener(spec: &ListenerSpec) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// A listener's TLS settings and client authentication, as Octavia checks them; then as
+/// the proxy does (what it offers: rustls has no TLS version older than 1.2, nor every
+/// cipher suite OpenSSL has).
+fn listener_tls(
+    spec: &ListenerSpec,
+    terminated: bool,
+    has_certificate: bool,
+    problems: &mut Vec<Problem>,
+) {
+    let present = |reference: &Option<String>| reference.as_deref().is_some_and(|r| !r.is_empty());
+    let has_ca = present(&spec.client_ca_tls_container_ref);
+    let has_crl = present(&spec.client_crl_container_ref);
+    let settings_given =
+        spec.tls_versions.is_some() || spec.tls_ciphers.is_some() || spec.alpn_protocols.is_some();
+    if !terminated && settings_given {
+        problems.push(problem(
+            "spec.tlsVersions",
+            Value::Null,
+            format!(
+                "Validation failure: TLS versions, ciphers and ALPN protocols are only for TERMINATED_HTTPS listeners, not {} ones.",
+                spec.protocol
+            ),
+        ));
+    }
+    if has_ca && !has_certificate {
+        problems.push(problem(
+            "spec.clientCaTlsContainerRef",
+            spec.client_ca_tls_container_ref.clone().unwrap_or_default(),
+            "Validation failure: An SNI or default certificate container reference must be provided with a client CA container reference.",
+        ));
+    }
+    let mode = spec.client_authentication.as_deref().unwrap_or("NONE");
+    one_of(
+        problems,
+        "spec.clientAuthentication",
+        "client_authentication",
+        mode,
+        CLIENT_AUTHENTICATIONS,
+    );
+    if mode != "NONE" && CLIENT_AUTHENTICATIONS.contains(&mode) && !has_ca {
+        problems.push(problem(
+            "spec.clientAuthentication",
+            mode,
+            format!("Validation failure: Client authentication setting {mode} requires a client CA container reference."),
+        ));
+    }
+    if has_crl && !has_ca {
+        problems.push(problem(
+            "spec.clientCrlContainerRef",
+            spec.client_crl_container_ref.clone().unwrap_or_default(),
+            "Validation failure: A client authentication CA reference is required to specify a client authentication revocation list.",
+        ));
+    }
+    tls_versions(spec.tls_versions.as_deref(), "spec.tlsVersions", problems);
+    if let Some(protocols) = &spec.alpn_protocols {
+        if protocols.is_empty() {
+            problems.push(problem(
+                "spec.alpnProtocols",
+                json!([]),
+                "Validation failure: Empty ALPN protocol list. Either specify at least one ALPN protocol or remove this parameter to use the default.",
+            ));
+        }
+        for protocol in protocols {
+            if !LISTENER_ALPN_PROTOCOLS.contains(&protocol.as_str()) {
+                problems.push(problem(
+                    "spec.alpnProtocols",
+                    protocol.as_str(),
+                    format!("Invalid input for field/attribute alpn_protocols. Value: '{protocol}'. Value should be a valid ALPN protocol ID"),
+                ));
+            }
+        }
+    }
+    if let Some(ciphers) = &spec.tls_ciphers
+        && !ciphers.is_empty()
+        && !ciphers
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-+!:@=_.".contains(c))
+    {
+        problems.push(problem(
+            "spec.tlsCiphers",
+            ciphers.as_str(),
+            "Validation failure: Invalid characters in cipher string. Only alphanumeric, -, +, !, :, @, =, _, and . are allowed.",
+        ));
+    }
+    if terminated && problems.is_empty() {
+        proxy_says(
+            problems,
+            "spec.tlsCiphers",
+            json!(spec.tls_ciphers),
+            proxy::listener_tls_settings(spec)
+                .check_for_listener()
+                .map_err(|problem| format!("Validation failure: {problem}.")),
+        );
+    }
+}
+
+/// The TLS versions named, checked as Octavia does, and then for what the proxy has.
+fn tls_versions(names: Option<&[String]>, field: &str, problems: &mut Vec<Problem>) {
+    let Some(names) = names else {
+        return;
+    };
+    if names.is_empty() {
+        problems.push(problem(
+            field,
+            json!([]),
+            "Validation failure: Empty TLS version list. Either specify at least one TLS version or remove this parameter to use the default.",
+        ));
+    }
+    let invalid: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !TLS_VERSIONS.contains(name))
+        .collect();
+    if !invalid.is_empty() {
+        problems.push(problem(
+            field,
+            json!(names),
+            format!(
+                "Validation failure: Invalid TLS versions: {}",
+                invalid.join(", ")
+            ),
+        ));
+    }
+    let older: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|name| TLS_VERSIONS.contains(name) && TlsVersion::from_name(name).is_none())
+        .collect();
+    if !older.is_empty() {
+        problems.push(problem(
+            field,
+            json!(names),
+            format!(
+                "Validation failure: TLS versions {} are not supported: this provider (rustls) offers {}.",
+                older.join(", "),
+                TlsVersion::ALL.map(TlsVersion::name).join(" and ")
+            ),
+        ));
+    }
 }
 
 pub fn pool(spec: &PoolSpec) -> Vec<Problem> {

@@ -91,6 +91,22 @@ pub const LISTENER: &[Attribute] = &[
         Type::Text,
     ),
     nullable("sni_container_refs", "sniContainerRefs", Type::Texts),
+    // Null takes the default back, as in Octavia: every TLS version, cipher suite and
+    // ALPN protocol the proxy offers, and NONE.
+    nullable("tls_versions", "tlsVersions", Type::Texts),
+    nullable("tls_ciphers", "tlsCiphers", Type::Text),
+    nullable("alpn_protocols", "alpnProtocols", Type::Texts),
+    nullable("client_authentication", "clientAuthentication", Type::Text),
+    nullable(
+        "client_ca_tls_container_ref",
+        "clientCaTlsContainerRef",
+        Type::Text,
+    ),
+    nullable(
+        "client_crl_container_ref",
+        "clientCrlContainerRef",
+        Type::Text,
+    ),
     nullable("insert_headers", "insertHeaders", Type::Headers),
     nullable("timeout_client_data", "timeoutClientData", Type::Integer),
     nullable(

@@ -2,7 +2,9 @@
 //! load balancer lists its listeners and pools, a pool its members and monitor, a policy
 //! its rules), and the status tree.
 
-use ronghe_api_types::loadbalancing::proxy::{default_pool_of, policies_in_order};
+use ronghe_api_types::loadbalancing::proxy::{
+    LISTENER_ALPN_PROTOCOLS, SUPPORTED_CIPHERS, TlsVersion, default_pool_of, policies_in_order,
+};
 use ronghe_api_types::loadbalancing::{
     ChildStatus, HealthMonitorSpec, L7PolicySpec, L7RuleSpec, ListenerSpec, LoadBalancerSpec,
     LoadBalancerStatus, MemberSpec, PoolSpec, Tree, operating, provisioning, spec_of, status_of,
@@ -184,12 +186,43 @@ pub fn listener(ctx: &Ctx, object: &Value, tree: &Tree) -> Value {
         "l7policies".into(),
         ids(policies_in_order(uid(object), &tree.policies).into_iter()),
     );
-    view.insert("client_ca_tls_container_ref".into(), Value::Null);
-    view.insert("client_authentication".into(), json!("NONE"));
-    view.insert("client_crl_container_ref".into(), Value::Null);
-    view.insert("tls_ciphers".into(), Value::Null);
-    view.insert("tls_versions".into(), Value::Null);
-    view.insert("alpn_protocols".into(), Value::Null);
+    // What TERMINATED_HTTPS listeners offer unless told otherwise (Octavia shows its
+    // defaults too); other listeners have none.
+    let terminated = spec.protocol == "TERMINATED_HTTPS";
+    let default = |value: Value| if terminated { value } else { Value::Null };
+    view.insert(
+        "tls_versions".into(),
+        match &spec.tls_versions {
+            Some(versions) => json!(versions),
+            None => default(json!(TlsVersion::ALL.map(TlsVersion::name))),
+        },
+    );
+    view.insert(
+        "tls_ciphers".into(),
+        match &spec.tls_ciphers {
+            Some(ciphers) => json!(ciphers),
+            None => default(json!(SUPPORTED_CIPHERS.join(":"))),
+        },
+    );
+    view.insert(
+        "alpn_protocols".into(),
+        match &spec.alpn_protocols {
+            Some(protocols) => json!(protocols),
+            None => default(json!(LISTENER_ALPN_PROTOCOLS)),
+        },
+    );
+    view.insert(
+        "client_authentication".into(),
+        json!(spec.client_authentication.as_deref().unwrap_or("NONE")),
+    );
+    view.insert(
+        "client_ca_tls_container_ref".into(),
+        json!(spec.client_ca_tls_container_ref),
+    );
+    view.insert(
+        "client_crl_container_ref".into(),
+        json!(spec.client_crl_container_ref),
+    );
     Value::Object(view)
 }
 

@@ -348,10 +348,22 @@ fn compile_listener(
         )));
     }
     let insert = listener.insert_headers;
-    let inserts_any = insert.x_forwarded_for || insert.x_forwarded_port || insert.x_forwarded_proto;
-    if inserts_any && !listener.protocol.is_http() {
+    if insert.any() && !listener.protocol.is_http() {
         return Err(invalid(
             "insert headers need an HTTP or TERMINATED_HTTPS listener",
+        ));
+    }
+    let terminated = listener.protocol == ListenerProtocol::TerminatedHttps;
+    if insert.any_ssl() && !terminated {
+        return Err(invalid(
+            "X-SSL-* insert headers need a TERMINATED_HTTPS listener",
+        ));
+    }
+    if !terminated
+        && (!listener.tls_settings.is_default() || listener.client_authentication.is_some())
+    {
+        return Err(invalid(
+            "TLS settings and client authentication need a TERMINATED_HTTPS listener",
         ));
     }
     if !listener.l7_policies.is_empty() && !listener.protocol.is_http() {
@@ -369,14 +381,21 @@ fn compile_listener(
                 listener: listener.id.clone(),
             });
         }
-        ListenerProtocol::TerminatedHttps => Some(
-            tls::server_config(listener.tls.as_ref(), &listener.sni).map_err(|source| {
-                ConfigError::InvalidCertificate {
-                    listener: listener.id.clone(),
-                    source,
-                }
-            })?,
-        ),
+        ListenerProtocol::TerminatedHttps => {
+            let offer = tls::Offer::of_listener(
+                &listener.tls_settings,
+                listener.client_authentication.as_ref(),
+            )
+            .map_err(|problem| invalid(&problem))?;
+            Some(
+                tls::server_config(listener.tls.as_ref(), &listener.sni, offer).map_err(
+                    |source| ConfigError::InvalidCertificate {
+                        listener: listener.id.clone(),
+                        source,
+                    },
+                )?,
+            )
+        }
         _ if has_certificates => {
             return Err(invalid("a certificate needs a TERMINATED_HTTPS listener"));
         }

@@ -253,7 +253,12 @@ async fn https_probe_accepts_a_self_signed_member() {
         certificate_pem: generated.cert.pem(),
         private_key_pem: generated.signing_key.serialize_pem(),
     };
-    let server_config = crate::tls::server_config(Some(&certificate), &[]).unwrap();
+    let server_config = crate::tls::server_config(
+        Some(&certificate),
+        &[],
+        crate::tls::Offer::of_listener(&Default::default(), None).unwrap(),
+    )
+    .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

@@ -28,9 +28,10 @@ use super::fields::{self, FieldSink, Fields, RequestView};
 use super::policy;
 use super::upstream::{self, AnswerBody, OwnSenders, SendError, Target};
 use super::websocket::{self, Asked, Handshake};
-use crate::config::{InsertHeaders, PersistenceType};
+use crate::config::{InsertHeaders, PersistenceType, SslHeader};
 use crate::listener::{ListenerRuntime, ServeContext};
 use crate::pool::{Origin, PoolRuntime};
+use crate::tls::{self, ClientCertificate};
 
 /// Octavia's (and haproxy's) name for the HTTP_COOKIE persistence cookie.
 pub(crate) const PERSISTENCE_COOKIE: &str = "SRV";
@@ -54,6 +55,8 @@ pub(crate) struct ClientConnection {
     pub scheme: &'static str,
     /// The server name the client asked its TLS for (TERMINATED_HTTPS listeners).
     pub sni: Option<Arc<str>>,
+    /// The certificate the client's TLS sent, verified (TERMINATED_HTTPS listeners).
+    pub client_certificate: Option<Arc<ClientCertificate>>,
     pub serve: ServeContext,
     /// Requests of this connection being forwarded (HTTP/2 has them concurrently).
     pub in_flight: Arc<AtomicUsize>,
@@ -159,8 +162,13 @@ impl Persistence {
         carried: Carried,
         answered_continue: bool,
     ) -> RequestRewrite {
+        let insert = listener.config().insert_headers;
         RequestRewrite {
-            insert: listener.config().insert_headers,
+            insert,
+            client_certificate: insert
+                .any_ssl()
+                .then(|| client.client_certificate.clone())
+                .flatten(),
             client_ip: client.peer.ip(),
             port: listener.local_addr.port(),
             scheme: client.scheme,
@@ -206,6 +214,8 @@ impl Persistence {
 #[derive(Debug, Clone)]
 pub(crate) struct RequestRewrite {
     pub insert: InsertHeaders,
+    /// The client's certificate, when X-SSL-* fields are inserted and it sent one.
+    pub client_certificate: Option<Arc<ClientCertificate>>,
     pub client_ip: IpAddr,
     /// The listener's port, for X-Forwarded-Port.
     pub port: u16,
@@ -223,11 +233,12 @@ impl RequestRewrite {
     /// field first if the request has none (HTTP/2 carries it as the authority), then
     /// its end-to-end fields in order (see [`end_to_end`]) without the proxy's
     /// persistence cookie, HTTP/2's cookie fields joined into one as HTTP/1.1 wants,
-    /// `Connection: upgrade` when an upgrade is carried, and last the X-Forwarded-*
-    /// fields the listener asks for.
+    /// `Connection: upgrade` when an upgrade is carried, and last the X-Forwarded-* and
+    /// X-SSL-* fields the listener asks for (replacing any the client sent).
     pub fn write(&self, request: &impl RequestView, sink: &mut impl FieldSink) {
         let fields = request.fields();
         let insert = self.insert;
+        let ssl = insert.any_ssl();
         // HTTP/2 may split cookies over several fields; HTTP/1.1 wants one.
         let join_cookies =
             request.version() == Version::HTTP_2 && fields.all(&header::COOKIE).nth(1).is_some();
@@ -245,6 +256,12 @@ impl RequestRewrite {
                 !insert.x_forwarded_port
             } else if name.eq_ignore_ascii_case(X_FORWARDED_PROTO.as_str().as_bytes()) {
                 !insert.x_forwarded_proto
+            } else if ssl
+                && SslHeader::ALL.into_iter().any(|header| {
+                    insert.ssl(header) && name.eq_ignore_ascii_case(header.name().as_bytes())
+                })
+            {
+                false
             } else if name.eq_ignore_ascii_case(b"cookie") {
                 if join_cookies {
                     false
@@ -298,6 +315,13 @@ impl RequestRewrite {
                 X_FORWARDED_PROTO.as_str().as_bytes(),
                 self.scheme.as_bytes(),
             );
+        }
+        if ssl {
+            let certificate = self.client_certificate.as_deref();
+            for header in SslHeader::ALL.into_iter().filter(|h| insert.ssl(*h)) {
+                let value = tls::client_certificate_field(header, certificate);
+                sink.push_field(header.field().as_bytes(), value.as_bytes());
+            }
         }
     }
 }
@@ -572,7 +596,9 @@ mod tests {
                 x_forwarded_for: insert,
                 x_forwarded_port: insert,
                 x_forwarded_proto: insert,
+                ..InsertHeaders::default()
             },
+            client_certificate: None,
             client_ip: "10.0.0.9".parse().unwrap(),
             port: 80,
             scheme: "http",

@@ -181,6 +181,8 @@ mod tests {
                 l7_policies: policies,
                 tls: None,
                 sni: Vec::new(),
+                tls_settings: Default::default(),
+                client_authentication: None,
             }],
             pools: vec![pool("web"), pool("api")],
         };

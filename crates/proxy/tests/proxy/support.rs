@@ -210,6 +210,8 @@ pub fn listener(id: &str, protocol: ListenerProtocol, pool: Option<&str>) -> Lis
         l7_policies: vec![],
         tls: None,
         sni: Vec::new(),
+        tls_settings: Default::default(),
+        client_authentication: None,
     }
 }
 

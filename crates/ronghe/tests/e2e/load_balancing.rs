@@ -86,6 +86,87 @@ fn tls_secret(cluster: &LabCluster, name: &str, host: &str) -> anyhow::Result<()
     Ok(())
 }
 
+/// A client CA made with openssl, its `ca.crt` in Secret `name`, and a client
+/// certificate it signed (certificate and key files).
+fn client_ca_secret(
+    cluster: &LabCluster,
+    name: &str,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let directory = cluster.server.data_dir().join(format!("client-ca-{name}"));
+    std::fs::create_dir_all(&directory)?;
+    let file = |file: &str| directory.join(file);
+    let path = |file: &str| file_path(&directory, file);
+    std::fs::write(file("client.ext"), "extendedKeyUsage=clientAuth\n")?;
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=Shop Client CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &path("ca.key")?,
+            "-out",
+            &path("ca.crt")?,
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/O=Shop/CN=client-1",
+            "-keyout",
+            &path("client.key")?,
+            "-out",
+            &path("client.csr")?,
+        ],
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-set_serial",
+            "7",
+            "-in",
+            &path("client.csr")?,
+            "-CA",
+            &path("ca.crt")?,
+            "-CAkey",
+            &path("ca.key")?,
+            "-extfile",
+            &path("client.ext")?,
+            "-out",
+            &path("client.crt")?,
+        ],
+    ];
+    for step in steps {
+        let made = std::process::Command::new("openssl").args(step).output()?;
+        anyhow::ensure!(made.status.success(), "openssl {step:?}: {made:?}");
+    }
+    let from_file = format!("--from-file=ca.crt={}", path("ca.crt")?);
+    cluster.kubectl.ok(&[
+        "create", "secret", "generic", name, "-n", "admin", &from_file,
+    ])?;
+    Ok((file("client.crt"), file("client.key")))
+}
+
+fn file_path(directory: &Path, file: &str) -> anyhow::Result<String> {
+    Ok(directory
+        .join(file)
+        .to_str()
+        .context("a UTF-8 path")?
+        .to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_octavia_load_balancer_serves_a_pod_and_a_vm_with_health_checks_l7_tls_and_a_backup()
 -> anyhow::Result<()> {
@@ -457,6 +538,77 @@ async fn an_octavia_load_balancer_serves_a_pod_and_a_vm_with_health_checks_l7_tl
     assert!(
         output.status.success() && handshake.contains("CN=shop.example"),
         "the SNI certificate for shop.example: {handshake}"
+    );
+
+    // Client certificates, checked against a CA from a Secret: without one the client is
+    // refused, with one the CA signed it is served; the listener shows its TLS settings.
+    let (client_cert, client_key) = client_ca_secret(&cluster, "shop-clients")?;
+    os.ok(&[
+        "loadbalancer",
+        "listener",
+        "set",
+        "--client-authentication",
+        "MANDATORY",
+        "--client-ca-tls-container-ref",
+        "shop-clients",
+        "--tls-version",
+        "TLSv1.2",
+        "--tls-version",
+        "TLSv1.3",
+        "--alpn-protocol",
+        "http/1.1",
+        "--wait",
+        "secure",
+    ])?;
+    let shown = os.json(&["loadbalancer", "listener", "show", "secure"])?;
+    assert_eq!(shown["client_authentication"], "MANDATORY", "{shown}");
+    assert_eq!(
+        shown["client_ca_tls_container_ref"], "shop-clients",
+        "{shown}"
+    );
+    assert_eq!(
+        shown["tls_versions"],
+        serde_json::json!(["TLSv1.2", "TLSv1.3"])
+    );
+    assert_eq!(shown["alpn_protocols"], serde_json::json!(["http/1.1"]));
+    assert!(
+        shown["tls_ciphers"]
+            .as_str()
+            .is_some_and(|ciphers| ciphers.contains("ECDHE-RSA-AES128-GCM-SHA256")),
+        "{shown}"
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "a client without a certificate refused",
+        || async {
+            let output = cluster
+                .lab()
+                .exec(&client_netns, &["curl", "-sk", "--max-time", "5", &https])?;
+            Ok((!output.status.success()).then_some(()))
+        },
+    )
+    .await?;
+    let (client_cert, client_key) = (
+        client_cert.to_str().context("a UTF-8 path")?,
+        client_key.to_str().context("a UTF-8 path")?,
+    );
+    let output = cluster.lab().exec(
+        &client_netns,
+        &[
+            "curl",
+            "-sk",
+            "--max-time",
+            "5",
+            "--cert",
+            client_cert,
+            "--key",
+            client_key,
+            &https,
+        ],
+    )?;
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "from-pod",
+        "a client with a certificate the CA signed: {output:?}"
     );
 
     // A backup member answers once every normal member is down (the pod deleted, the VM

@@ -69,6 +69,8 @@ fn listener(id: &str) -> Listener {
         l7_policies: vec![],
         tls: None,
         sni: Vec::new(),
+        tls_settings: Default::default(),
+        client_authentication: None,
     }
 }
 

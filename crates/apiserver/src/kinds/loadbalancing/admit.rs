@@ -9,7 +9,8 @@ use std::net::IpAddr;
 
 use futures::future::BoxFuture;
 use ronghe_api_types::loadbalancing::proxy::{
-    certificate_of_secret, check_certificate, compatible, secret_name,
+    CLIENT_CA_KEY, CLIENT_CRL_KEY, certificate_of_secret, check_certificate, check_client_ca,
+    compatible, pem_of_secret, secret_name,
 };
 use ronghe_api_types::loadbalancing::{
     API_VERSION, HealthMonitorSpec, L7PolicySpec, L7RuleSpec, ListenerSpec, LoadBalancerSpec,
@@ -285,20 +286,37 @@ pub(super) fn load_balancer<'a>(
     })
 }
 
-async fn check_tls_reference(engine: &Engine, namespace: &str, reference: &str) -> ApiResult<()> {
+/// The Secret a container reference names; Octavia's words when there is none.
+async fn secret_of(engine: &Engine, namespace: &str, reference: &str) -> ApiResult<Value> {
     let secrets = engine.kind("v1", "Secret")?;
-    let unreadable = || bad(format!("Could not retrieve certificate: ['{reference}']"));
-    let secret = match engine
+    match engine
         .get(&secrets, Some(namespace), secret_name(reference))
         .await
     {
-        Ok(secret) => secret,
-        Err(error) if error.code() == 404 => return Err(unreadable()),
-        Err(error) => return Err(error),
-    };
+        Err(error) if error.code() == 404 => Err(bad(format!(
+            "Could not retrieve certificate: ['{reference}']"
+        ))),
+        found => found,
+    }
+}
+
+async fn check_tls_reference(engine: &Engine, namespace: &str, reference: &str) -> ApiResult<()> {
+    let secret = secret_of(engine, namespace, reference).await?;
     let certificate = certificate_of_secret(&secret)
         .map_err(|problem| bad(format!("Could not retrieve certificate: {problem}")))?;
     check_certificate(&certificate).map_err(bad)
+}
+
+/// The PEM under `key` of the Secret `reference` names (a client CA or CRL).
+async fn secret_pem(
+    engine: &Engine,
+    namespace: &str,
+    reference: &str,
+    key: &str,
+) -> ApiResult<String> {
+    let secret = secret_of(engine, namespace, reference).await?;
+    pem_of_secret(&secret, key)
+        .map_err(|problem| bad(format!("Could not retrieve certificate: {problem}")))
 }
 
 pub(super) fn listener<'a>(
@@ -337,6 +355,15 @@ pub(super) fn listener<'a>(
         }
         for reference in &spec.sni_container_refs {
             check_tls_reference(engine, &namespace, reference).await?;
+        }
+        let named = |reference: &Option<String>| reference.clone().filter(|r| !r.is_empty());
+        if let Some(ca) = named(&spec.client_ca_tls_container_ref) {
+            let ca_pem = secret_pem(engine, &namespace, &ca, CLIENT_CA_KEY).await?;
+            let crl_pem = match named(&spec.client_crl_container_ref) {
+                Some(crl) => Some(secret_pem(engine, &namespace, &crl, CLIENT_CRL_KEY).await?),
+                None => None,
+            };
+            check_client_ca(&ca_pem, crl_pem.as_deref()).map_err(bad)?;
         }
         put_spec(listener, &spec);
         own(listener, "LoadBalancer", &lb);

@@ -7,8 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use ronghe_api_types::loadbalancing::proxy::{policies_in_order, proxy_config, vip_of};
-use ronghe_proxy::config::{ListenerProtocol, MonitorType};
+use ronghe_api_types::loadbalancing::proxy::{
+    ListenerSecrets, policies_in_order, proxy_config, vip_of,
+};
+use ronghe_proxy::config::{
+    ClientAuthentication, ListenerProtocol, MonitorType, TlsSettings, TlsVersion,
+};
 use ronghe_store::MemoryStore;
 use serde_json::{Value, json};
 
@@ -527,7 +531,7 @@ async fn the_tree_becomes_the_proxys_configuration() {
     assert_eq!(order, ["inserted", "first", "second"]);
 
     let vip = vip_of(&lb).unwrap();
-    let config = proxy_config(&tree, vip, &BTreeMap::new());
+    let config = proxy_config(&tree, vip, &ListenerSecrets::default());
     config.validate().expect("a valid configuration");
     let served = &config.listeners[0];
     assert_eq!(served.protocol, ListenerProtocol::Http);
@@ -546,7 +550,7 @@ async fn the_tree_becomes_the_proxys_configuration() {
     let mut down = tree.clone();
     down.load_balancer["spec"]["adminStateUp"] = json!(false);
     assert!(
-        proxy_config(&down, vip, &BTreeMap::new())
+        proxy_config(&down, vip, &ListenerSecrets::default())
             .listeners
             .is_empty()
     );
@@ -562,18 +566,206 @@ async fn the_tree_becomes_the_proxys_configuration() {
         certificate_pem: format!("{name} certificate"),
         private_key_pem: format!("{name} key"),
     };
-    let certificates = BTreeMap::from([
-        ("web-tls".to_owned(), certificate("web")),
-        ("a-tls".to_owned(), certificate("a")),
-    ]);
-    let served = proxy_config(&secure, vip, &certificates)
-        .listeners
-        .remove(0);
+    let mut secrets = ListenerSecrets {
+        certificates: BTreeMap::from([
+            ("web-tls".to_owned(), certificate("web")),
+            ("a-tls".to_owned(), certificate("a")),
+        ]),
+        ..ListenerSecrets::default()
+    };
+    let served = proxy_config(&secure, vip, &secrets).listeners.remove(0);
     assert_eq!(served.tls, Some(certificate("web")));
     assert_eq!(served.sni, [certificate("a")]);
+    assert_eq!(served.tls_settings, TlsSettings::default());
+    assert_eq!(served.client_authentication, None);
+
+    // Its TLS settings, and its client CA and CRL from the Secrets named; one that was
+    // not read leaves an empty PEM, which the proxy refuses.
+    let spec = &mut secure.listeners[0]["spec"];
+    spec["tlsVersions"] = json!(["TLSv1.3"]);
+    spec["alpnProtocols"] = json!(["http/1.1"]);
+    spec["tlsCiphers"] = json!("TLS_AES_256_GCM_SHA384");
+    spec["clientAuthentication"] = json!("OPTIONAL");
+    spec["clientCaTlsContainerRef"] = json!("clients");
+    spec["clientCrlContainerRef"] = json!("https://key-manager/v1/secrets/clients");
+    secrets
+        .client_cas
+        .insert("clients".to_owned(), "the CA".to_owned());
+    let served = proxy_config(&secure, vip, &secrets).listeners.remove(0);
+    assert_eq!(
+        served.tls_settings,
+        TlsSettings {
+            versions: vec![TlsVersion::Tls13],
+            ciphers: Some("TLS_AES_256_GCM_SHA384".to_owned()),
+            alpn_protocols: vec!["http/1.1".to_owned()],
+        }
+    );
+    assert_eq!(
+        served.client_authentication,
+        Some(ClientAuthentication {
+            mandatory: false,
+            ca_pem: "the CA".to_owned(),
+            crl_pem: Some(String::new()),
+        })
+    );
+    secure.listeners[0]["spec"]["clientAuthentication"] = json!("NONE");
+    let served = proxy_config(&secure, vip, &secrets).listeners.remove(0);
+    assert_eq!(served.client_authentication, None);
+
     secure.listeners[0]["spec"]["sniContainerRefs"] = json!(["a-tls", "gone"]);
-    let served = proxy_config(&secure, vip, &certificates)
-        .listeners
-        .remove(0);
+    let served = proxy_config(&secure, vip, &secrets).listeners.remove(0);
     assert_eq!((served.tls, served.sni), (None, vec![]));
+}
+
+#[tokio::test]
+async fn a_listener_checks_client_certificates_against_a_ca_from_a_secret() {
+    let engine = engine().await;
+    basics(&engine).await;
+    let secrets = engine.kind("v1", "Secret").unwrap();
+    let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let server = rcgen::generate_simple_self_signed(vec!["lb.example".into()]).unwrap();
+    let authority = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let pem = params.self_signed(&key).unwrap().pem();
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2025, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&rcgen::Issuer::new(params, key))
+        .unwrap()
+        .pem()
+        .unwrap();
+        (pem, crl)
+    };
+    let (ca, crl) = authority("Shop CA");
+    let (_, other_crl) = authority("Other CA");
+    for (name, data) in [
+        (
+            "web-tls",
+            json!({"tls.crt": encode(&server.cert.pem()),
+                   "tls.key": encode(&server.signing_key.serialize_pem())}),
+        ),
+        (
+            "clients",
+            json!({"ca.crt": encode(&ca), "ca.crl": encode(&crl)}),
+        ),
+        ("other-crl", json!({"ca.crl": encode(&other_crl)})),
+        ("broken-ca", json!({"ca.crt": encode("not a certificate")})),
+    ] {
+        engine
+            .create(
+                &secrets,
+                Some("a"),
+                json!({"metadata": {"name": name}, "data": data}),
+                &WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let listener = |port: u16, extra: Value| {
+        let mut spec = json!({"loadBalancerId": "lb", "protocol": "TERMINATED_HTTPS",
+                              "protocolPort": port, "defaultTlsContainerRef": "web-tls",
+                              "clientAuthentication": "MANDATORY"});
+        for (key, value) in extra.as_object().unwrap() {
+            spec[key] = value.clone();
+        }
+        spec
+    };
+    for (extra, says) in [
+        (
+            json!({}),
+            "Client authentication setting MANDATORY requires a client CA container reference.",
+        ),
+        (
+            json!({"clientCaTlsContainerRef": "missing"}),
+            "Could not retrieve certificate: ['missing']",
+        ),
+        (
+            json!({"clientCaTlsContainerRef": "web-tls"}),
+            "Could not retrieve certificate: the secret has no ca.crt",
+        ),
+        (
+            json!({"clientCaTlsContainerRef": "broken-ca"}),
+            "The client authentication CA certificate is invalid",
+        ),
+        (
+            json!({"clientCaTlsContainerRef": "clients", "clientCrlContainerRef": "other-crl"}),
+            "The CRL specified is not valid for client certificate authority reference supplied.",
+        ),
+        (
+            json!({"clientCrlContainerRef": "clients", "clientAuthentication": "NONE"}),
+            "A client authentication CA reference is required to specify a client authentication revocation list.",
+        ),
+        (
+            json!({"clientCaTlsContainerRef": "clients", "tlsVersions": ["TLSv1.1", "TLSv1.2"]}),
+            "TLS versions TLSv1.1 are not supported",
+        ),
+        (
+            json!({"clientCaTlsContainerRef": "clients", "tlsVersions": []}),
+            "Empty TLS version list.",
+        ),
+        (
+            json!({"clientCaTlsContainerRef": "clients", "alpnProtocols": ["spdy/3"]}),
+            "Value should be a valid ALPN protocol ID",
+        ),
+        (
+            json!({"clientCaTlsContainerRef": "clients", "tlsCiphers": "DHE-RSA-AES128-SHA"}),
+            "names none of the cipher suites the proxy has",
+        ),
+        (
+            json!({"clientCaTlsContainerRef": "clients", "tlsCiphers": "AES128 SHA"}),
+            "Invalid characters in cipher string.",
+        ),
+    ] {
+        let refused = create(&engine, "Listener", "secure", listener(443, extra.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            refused.code() == 400 || refused.code() == 422,
+            "{extra}: {refused:?}"
+        );
+        assert!(
+            refused.to_string().contains(says),
+            "{extra}: expected {says:?} in {refused}"
+        );
+    }
+    // Settings and client authentication are for TERMINATED_HTTPS listeners only.
+    for extra in [
+        json!({"tlsVersions": ["TLSv1.3"]}),
+        json!({"insertHeaders": {"X-SSL-Client-DN": "true"}}),
+    ] {
+        let mut spec = json!({"loadBalancerId": "lb", "protocol": "HTTP", "protocolPort": 8080});
+        for (key, value) in extra.as_object().unwrap() {
+            spec[key] = value.clone();
+        }
+        let refused = create(&engine, "Listener", "plain", spec)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), 422, "{extra}: {refused:?}");
+    }
+
+    create(
+        &engine,
+        "Listener",
+        "secure",
+        listener(
+            443,
+            json!({"clientCaTlsContainerRef": "clients", "clientCrlContainerRef": "clients",
+                   "tlsVersions": ["TLSv1.2", "TLSv1.3"],
+                   "tlsCiphers": "ECDHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES128-GCM-SHA256",
+                   "insertHeaders": {"X-SSL-Client-CN": "true"}}),
+        ),
+    )
+    .await
+    .unwrap();
 }

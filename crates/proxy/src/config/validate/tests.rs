@@ -1,7 +1,10 @@
 //! Tests of configuration parsing and validation.
 
 use super::*;
-use crate::config::{InsertHeaders, LbAlgorithm, SessionPersistence, TlsCertificate};
+use crate::config::{
+    ClientAuthentication, InsertHeaders, LbAlgorithm, SessionPersistence, TlsCertificate,
+    TlsSettings, TlsVersion,
+};
 
 fn listener(id: &str, protocol: ListenerProtocol, bind: &str, pool: Option<&str>) -> Listener {
     Listener {
@@ -17,6 +20,8 @@ fn listener(id: &str, protocol: ListenerProtocol, bind: &str, pool: Option<&str>
         l7_policies: vec![],
         tls: None,
         sni: Vec::new(),
+        tls_settings: Default::default(),
+        client_authentication: None,
     }
 }
 
@@ -404,6 +409,67 @@ fn certificates_are_required_and_must_parse_and_match() {
         config.validate(),
         Err(ConfigError::InvalidListener { .. })
     ));
+}
+
+#[test]
+fn tls_settings_and_client_certificates_need_a_terminated_listener_and_must_make_sense() {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let mut config = config();
+    let refused = |config: &ProxyConfig, wanted: &str| match config.validate() {
+        Err(ConfigError::InvalidListener { listener, problem }) => {
+            assert_eq!(listener, "web");
+            assert!(problem.contains(wanted), "{problem}");
+        }
+        other => panic!("expected {wanted:?}: {other:?}"),
+    };
+    // On an HTTP listener: no X-SSL-* field, TLS setting or client authentication.
+    config.listeners[2].insert_headers.x_ssl_client_dn = true;
+    refused(
+        &config,
+        "X-SSL-* insert headers need a TERMINATED_HTTPS listener",
+    );
+    config.listeners[2].insert_headers.x_ssl_client_dn = false;
+    config.listeners[2].tls_settings.versions = vec![TlsVersion::Tls13];
+    refused(&config, "TLS settings and client authentication need");
+    config.listeners[2].tls_settings = TlsSettings::default();
+    config.listeners[2].client_authentication = Some(ClientAuthentication {
+        mandatory: false,
+        ca_pem: generated.cert.pem(),
+        crl_pem: None,
+    });
+    refused(&config, "TLS settings and client authentication need");
+
+    // On a TERMINATED_HTTPS one, all of it, when it makes sense.
+    config.listeners[2].protocol = ListenerProtocol::TerminatedHttps;
+    config.listeners[2].tls = Some(TlsCertificate {
+        certificate_pem: generated.cert.pem(),
+        private_key_pem: generated.signing_key.serialize_pem(),
+    });
+    config.listeners[2].insert_headers.x_ssl_client_dn = true;
+    config.listeners[2].tls_settings.versions = vec![TlsVersion::Tls13];
+    config.validate().unwrap();
+    config.listeners[2].tls_settings.alpn_protocols = vec!["h3".into()];
+    refused(&config, "ALPN protocol \"h3\"");
+    config.listeners[2].tls_settings.alpn_protocols = Vec::new();
+    config.listeners[2].tls_settings.ciphers = Some("RC4-MD5".into());
+    refused(&config, "names none of the cipher suites");
+    config.listeners[2].tls_settings.ciphers = None;
+    config.listeners[2].client_authentication = Some(ClientAuthentication {
+        mandatory: true,
+        ca_pem: "not a certificate".into(),
+        crl_pem: None,
+    });
+    refused(&config, "the client CA PEM holds no certificate");
+
+    // The JSON leaves out what takes its default, so older proxies read it.
+    let listener = &mut config.listeners[2];
+    listener.client_authentication = None;
+    listener.insert_headers = InsertHeaders::default();
+    listener.tls_settings = TlsSettings::default();
+    let json = serde_json::to_string(listener).unwrap();
+    for newer in ["tlsSettings", "clientAuthentication", "X-SSL"] {
+        assert!(!json.contains(newer), "{json}");
+    }
 }
 
 #[test]

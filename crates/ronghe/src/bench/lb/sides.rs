@@ -143,6 +143,8 @@ pub fn proxy_config(backends: &[SocketAddr]) -> ProxyConfig {
             l7_policies: vec![],
             tls: None,
             sni: Vec::new(),
+            tls_settings: Default::default(),
+            client_authentication: None,
         }],
         pools: vec![Pool {
             id: "pool".into(),
