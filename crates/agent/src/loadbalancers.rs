@@ -25,11 +25,12 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use kube::runtime::watcher;
 use ronghe_api_types::loadbalancing::proxy::{
-    CLIENT_CA_KEY, CLIENT_CRL_KEY, ListenerSecrets, certificate_of_secret, pem_of_secret,
-    proxy_config, secret_name, vip_of,
+    CA_KEY, CRL_KEY, TlsSecrets, certificate_of_secret, pem_of_secret, proxy_config, secret_name,
+    vip_of,
 };
 use ronghe_api_types::loadbalancing::{
-    self as lb, API_VERSION, GROUP, ListenerSpec, LoadBalancerStatus, Stats, TREE_KINDS, Tree,
+    self as lb, API_VERSION, GROUP, ListenerSpec, LoadBalancerStatus, PoolSpec, Stats, TREE_KINDS,
+    Tree,
 };
 use ronghe_proxy::ProxyConfig;
 use ronghe_proxy::control::ControlClient;
@@ -545,68 +546,98 @@ async fn tree_of(client: &kube::Client, load_balancer: Value) -> anyhow::Result<
     Ok(tree)
 }
 
-/// What the Secrets that the tree's TERMINATED_HTTPS listeners name hold: certificates
-/// (default and SNI), client CAs and CRLs. One whose Secret is missing, or lacks the key
-/// or a usable certificate, is left out (the proxy then refuses its listener, saying so).
-/// Any other failure to read is an error: the proxy serves on as it was.
-async fn secrets(client: &kube::Client, tree: &Tree) -> anyhow::Result<ListenerSecrets> {
-    let mut found = ListenerSecrets::default();
-    let mut read: BTreeMap<String, Option<Value>> = BTreeMap::new();
+/// What the Secrets that the tree's listeners and pools name hold: certificates
+/// (listeners' default and SNI ones, pools' client ones), CAs and CRLs. One whose Secret
+/// is missing, or lacks the key or a usable certificate, is left out (the proxy then
+/// refuses what names it, saying so). Any other failure to read is an error: the proxy
+/// serves on as it was.
+async fn secrets(client: &kube::Client, tree: &Tree) -> anyhow::Result<TlsSecrets> {
+    let mut wanted: Vec<(&str, &String, Use)> = Vec::new();
+    let mut listeners = Vec::new();
     for listener in &tree.listeners {
-        let spec: ListenerSpec = lb::spec_of(listener);
-        let namespace = listener
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-            Api::namespaced(client.clone(), namespace);
-        let certificates = spec
+        listeners.push((
+            namespace_of(listener),
+            lb::spec_of::<ListenerSpec>(listener),
+        ));
+    }
+    let mut pools = Vec::new();
+    for pool in &tree.pools {
+        pools.push((namespace_of(pool), lb::spec_of::<PoolSpec>(pool)));
+    }
+    for (namespace, spec) in &listeners {
+        for reference in spec
             .default_tls_container_ref
             .iter()
             .chain(&spec.sni_container_refs)
-            .map(|reference| (reference, Use::Certificate));
-        let client_ca = spec
-            .client_ca_tls_container_ref
-            .iter()
-            .map(|reference| (reference, Use::ClientCa));
-        let client_crl = spec
-            .client_crl_container_ref
-            .iter()
-            .map(|reference| (reference, Use::ClientCrl));
-        for (reference, usage) in certificates.chain(client_ca).chain(client_crl) {
-            if reference.is_empty() {
-                continue;
+        {
+            wanted.push((namespace, reference, Use::Certificate));
+        }
+        wanted.extend(
+            spec.client_ca_tls_container_ref
+                .iter()
+                .map(|r| (*namespace, r, Use::Ca)),
+        );
+        wanted.extend(
+            spec.client_crl_container_ref
+                .iter()
+                .map(|r| (*namespace, r, Use::Crl)),
+        );
+    }
+    for (namespace, spec) in &pools {
+        wanted.extend(
+            spec.tls_container_ref
+                .iter()
+                .map(|r| (*namespace, r, Use::Certificate)),
+        );
+        wanted.extend(
+            spec.ca_tls_container_ref
+                .iter()
+                .map(|r| (*namespace, r, Use::Ca)),
+        );
+        wanted.extend(
+            spec.crl_container_ref
+                .iter()
+                .map(|r| (*namespace, r, Use::Crl)),
+        );
+    }
+    let mut found = TlsSecrets::default();
+    let mut read: BTreeMap<(String, String), Option<Value>> = BTreeMap::new();
+    for (namespace, reference, usage) in wanted {
+        if reference.is_empty() {
+            continue;
+        }
+        let name = secret_name(reference);
+        let key = (namespace.to_owned(), name.to_owned());
+        let secret = match read.get(&key) {
+            Some(secret) => secret.clone(),
+            None => {
+                let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+                    Api::namespaced(client.clone(), namespace);
+                let secret = secrets
+                    .get_opt(name)
+                    .await?
+                    .and_then(|secret| serde_json::to_value(&secret).ok());
+                read.insert(key, secret.clone());
+                secret
             }
-            let name = secret_name(reference);
-            let secret = match read.get(name) {
-                Some(secret) => secret.clone(),
-                None => {
-                    let secret = secrets
-                        .get_opt(name)
-                        .await?
-                        .and_then(|secret| serde_json::to_value(&secret).ok());
-                    read.insert(name.to_owned(), secret.clone());
-                    secret
+        };
+        let Some(secret) = secret else {
+            continue;
+        };
+        match usage {
+            Use::Certificate => {
+                if let Ok(certificate) = certificate_of_secret(&secret) {
+                    found.certificates.insert(name.to_owned(), certificate);
                 }
-            };
-            let Some(secret) = secret else {
-                continue;
-            };
-            match usage {
-                Use::Certificate => {
-                    if let Ok(certificate) = certificate_of_secret(&secret) {
-                        found.certificates.insert(name.to_owned(), certificate);
-                    }
+            }
+            Use::Ca => {
+                if let Ok(pem) = pem_of_secret(&secret, CA_KEY) {
+                    found.cas.insert(name.to_owned(), pem);
                 }
-                Use::ClientCa => {
-                    if let Ok(pem) = pem_of_secret(&secret, CLIENT_CA_KEY) {
-                        found.client_cas.insert(name.to_owned(), pem);
-                    }
-                }
-                Use::ClientCrl => {
-                    if let Ok(pem) = pem_of_secret(&secret, CLIENT_CRL_KEY) {
-                        found.client_crls.insert(name.to_owned(), pem);
-                    }
+            }
+            Use::Crl => {
+                if let Ok(pem) = pem_of_secret(&secret, CRL_KEY) {
+                    found.crls.insert(name.to_owned(), pem);
                 }
             }
         }
@@ -614,12 +645,19 @@ async fn secrets(client: &kube::Client, tree: &Tree) -> anyhow::Result<ListenerS
     Ok(found)
 }
 
-/// What a listener takes from a Secret it names.
+/// What a listener or pool takes from a Secret it names.
 #[derive(Clone, Copy)]
 enum Use {
     Certificate,
-    ClientCa,
-    ClientCrl,
+    Ca,
+    Crl,
+}
+
+fn namespace_of(object: &Value) -> &str {
+    object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 async fn pass(

@@ -296,6 +296,27 @@ pub struct PoolSpec {
     pub session_persistence: Option<SessionPersistence>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub tls_enabled: bool,
+    /// With `tls_enabled`: the TLS versions offered to members (`TLSv1.2`, `TLSv1.3`);
+    /// both when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_versions: Option<Vec<String>>,
+    /// With `tls_enabled`: OpenSSL cipher names separated by `:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ciphers: Option<String>,
+    /// With `tls_enabled`: ALPN protocols offered to members (`http/1.1`, `http/1.0`);
+    /// none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn_protocols: Option<Vec<String>>,
+    /// The Secret whose `ca.crt` holds the CAs members' certificates must chain to;
+    /// members' certificates are not verified without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_tls_container_ref: Option<String>,
+    /// The Secret whose `ca.crl` holds those CAs' revocation lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_container_ref: Option<String>,
+    /// The `kubernetes.io/tls` Secret whose certificate the proxy shows members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_container_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
 }

@@ -384,6 +384,10 @@ pub const SUPPORTED_CIPHERS: [&str; 9] = [
 /// when its settings name none.
 pub const LISTENER_ALPN_PROTOCOLS: [&str; 3] = ["h2", "http/1.1", "http/1.0"];
 
+/// The ALPN protocols a pool may offer its members: the proxy speaks HTTP/1.1 to
+/// members, so not `h2`.
+pub const POOL_ALPN_PROTOCOLS: [&str; 2] = ["http/1.1", "http/1.0"];
+
 /// How one TLS side of the proxy negotiates: Octavia's `tls_versions`, `tls_ciphers`
 /// and `alpn_protocols`. Each left empty takes its default: both TLS versions, every
 /// cipher suite in [`SUPPORTED_CIPHERS`], and [`LISTENER_ALPN_PROTOCOLS`].
@@ -413,10 +417,19 @@ impl TlsSettings {
     pub fn check_for_listener(&self) -> Result<(), String> {
         crate::tls::Offer::of_listener(self, None).map(drop)
     }
+
+    /// What validation finds wrong with these settings for a pool's member connections.
+    pub fn check_for_pool(&self) -> Result<(), String> {
+        crate::tls::pool_client_config(&MemberTls {
+            settings: self.clone(),
+            ..MemberTls::default()
+        })
+        .map(drop)
+    }
 }
 
 /// What [`ClientAuthentication::check`] says of a CRL that another CA issued.
-pub const CRL_OF_ANOTHER_CA: &str = "a client CRL was not issued by the client CA";
+pub const CRL_OF_ANOTHER_CA: &str = "a CRL was not issued by the CA";
 
 impl ClientAuthentication {
     /// What validation finds wrong with the CA and CRL.
@@ -553,6 +566,45 @@ pub struct Pool {
     /// when false, so proxies that predate it still read their configurations.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls_enabled: bool,
+    /// With `tls_enabled`: how the proxy speaks TLS to the members, when not as Octavia
+    /// does by default. Left out of the JSON when it takes every default.
+    #[serde(default, skip_serializing_if = "MemberTls::is_default")]
+    pub member_tls: MemberTls,
+}
+
+/// How a pool with `tls_enabled` speaks TLS to its members: Octavia's pool
+/// `tls_versions`, `tls_ciphers`, `alpn_protocols`, `ca_tls_container_ref`,
+/// `crl_container_ref` and `tls_container_ref`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MemberTls {
+    /// ALPN protocols among [`POOL_ALPN_PROTOCOLS`] (the proxy speaks HTTP/1.1 to
+    /// members); none offered by default.
+    #[serde(default, skip_serializing_if = "TlsSettings::is_default")]
+    pub settings: TlsSettings,
+    /// PEM of the CAs members' certificates must chain to (and CRLs in `crl_pem`, as
+    /// for client certificates). Without one, members' certificates are not checked
+    /// (Octavia's `ssl verify none`). With one, a member's names are checked against
+    /// the server name asked for when a TERMINATED_HTTPS client's SNI is passed on, and
+    /// not otherwise (members are addressed by IP), as Octavia's HAProxy does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_pem: Option<String>,
+    /// The certificate and key the proxy shows members that ask for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<TlsCertificate>,
+}
+
+impl MemberTls {
+    pub fn is_default(&self) -> bool {
+        *self == MemberTls::default()
+    }
+
+    /// What validation finds wrong with it.
+    pub fn check(&self) -> Result<(), String> {
+        crate::tls::pool_client_config(self).map(drop)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -130,9 +130,12 @@ impl PoolRuntime {
                         |old| Arc::clone(&old.stats),
                     );
                 // Idle connections follow the member's address, while the pool speaks
-                // to members as before (in TLS or not).
+                // to members as before (in TLS or not, with the same TLS settings).
                 let same_address = previous
-                    .filter(|previous| previous.config().tls_enabled == config.tls_enabled)
+                    .filter(|previous| {
+                        previous.config().tls_enabled == config.tls_enabled
+                            && previous.config().member_tls == config.member_tls
+                    })
                     .and_then(|previous| {
                         previous.members.iter().find(|old| {
                             old.config.id == member.id
@@ -311,7 +314,14 @@ impl PoolRuntime {
                 tokio::io::AsyncWriteExt::write_all(&mut stream, &header).await?;
             }
             match tls {
-                true => member_io::tls(stream, address.ip(), sni).await,
+                true => {
+                    let config = self
+                        .compiled
+                        .member_tls
+                        .clone()
+                        .unwrap_or_else(crate::tls::member_client_config);
+                    member_io::tls(stream, address.ip(), sni, config).await
+                }
                 false => Ok(member_io::plain(stream)),
             }
         };
@@ -394,6 +404,7 @@ mod tests {
                 members,
                 health_monitor: None,
                 tls_enabled: false,
+                member_tls: Default::default(),
             }],
         };
         CompiledConfig::compile(&config).unwrap().pools.remove(0)

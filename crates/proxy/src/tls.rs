@@ -7,10 +7,11 @@
 //! client's certificate (`client_certificate.rs`). Also the client side towards members.
 
 mod client_certificate;
+mod member;
 mod offer;
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -21,6 +22,7 @@ use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
 use tokio::sync::watch;
 
 pub(crate) use client_certificate::{ClientCertificate, field_value as client_certificate_field};
+pub(crate) use member::{member_client_config, pool_client_config};
 pub(crate) use offer::Offer;
 
 use crate::config::TlsCertificate;
@@ -210,82 +212,6 @@ fn certificate_names(der: &CertificateDer<'_>) -> Vec<String> {
             .map(str::to_owned),
     );
     names
-}
-
-/// The client side of connections to members: HTTPS health checks, and the connections
-/// of pools with `tls_enabled`. Octavia verifies no member certificates for either
-/// (members often serve self-signed ones), so the chain and name are not checked;
-/// handshake signatures still are, so the peer must hold the certificate's key. One
-/// configuration for the process, so its session cache resumes sessions with members.
-pub(crate) fn member_client_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    Arc::clone(CONFIG.get_or_init(unverified_client_config))
-}
-
-fn unverified_client_config() -> Arc<rustls::ClientConfig> {
-    let provider = crypto_provider();
-    let verifier = Arc::new(AcceptAnyServerCertificate {
-        provider: Arc::clone(&provider),
-    });
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default TLS versions")
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    Arc::new(config)
-}
-
-#[derive(Debug)]
-struct AcceptAnyServerCertificate {
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAnyServerCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            certificate,
-            signature,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            certificate,
-            signature,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 /// Serves one connection of a TERMINATED_HTTPS listener: the TLS handshake (bounded by

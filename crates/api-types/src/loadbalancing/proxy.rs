@@ -71,7 +71,7 @@ fn listener(
     vip: IpAddr,
     default_pool_id: Option<String>,
     l7_policies: Vec<data::L7Policy>,
-    secrets: &ListenerSecrets,
+    secrets: &TlsSecrets,
 ) -> Option<data::Listener> {
     let certificates = &secrets.certificates;
     let default = spec
@@ -122,14 +122,8 @@ fn listener(
 /// serve it without the checks it asks for.
 fn client_authentication(
     spec: &ListenerSpec,
-    secrets: &ListenerSecrets,
+    secrets: &TlsSecrets,
 ) -> Option<data::ClientAuthentication> {
-    fn named(reference: &Option<String>) -> Option<&str> {
-        reference
-            .as_deref()
-            .filter(|reference| !reference.is_empty())
-            .map(secret_name)
-    }
     let mode = spec.client_authentication.as_deref().unwrap_or("NONE");
     if spec.protocol != "TERMINATED_HTTPS" || !matches!(mode, "OPTIONAL" | "MANDATORY") {
         return None;
@@ -137,44 +131,91 @@ fn client_authentication(
     let ca = named(&spec.client_ca_tls_container_ref)?;
     Some(data::ClientAuthentication {
         mandatory: mode == "MANDATORY",
-        ca_pem: secrets.client_cas.get(ca).cloned().unwrap_or_default(),
+        ca_pem: secrets.cas.get(ca).cloned().unwrap_or_default(),
         crl_pem: named(&spec.client_crl_container_ref)
-            .map(|crl| secrets.client_crls.get(crl).cloned().unwrap_or_default()),
+            .map(|crl| secrets.crls.get(crl).cloned().unwrap_or_default()),
     })
 }
 
-/// What the Secrets that a load balancer's TERMINATED_HTTPS listeners name hold, by
-/// Secret name, as read; a Secret that is missing, or lacks the key, is left out.
+/// What the Secrets that a load balancer's listeners and pools name hold, by Secret
+/// name, as read; a Secret that is missing, or lacks the key, is left out.
 #[derive(Debug, Clone, Default)]
-pub struct ListenerSecrets {
-    /// The certificates and keys (`tls.crt`, `tls.key`) of default and SNI references.
+pub struct TlsSecrets {
+    /// The certificates and keys (`tls.crt`, `tls.key`) of listeners' default and SNI
+    /// references and pools' `tls_container_ref`.
     pub certificates: BTreeMap<String, TlsCertificate>,
-    /// The CA certificates ([`CLIENT_CA_KEY`]) of client CA references.
-    pub client_cas: BTreeMap<String, String>,
-    /// The revocation lists ([`CLIENT_CRL_KEY`]) of client CRL references.
-    pub client_crls: BTreeMap<String, String>,
+    /// The CA certificates ([`CA_KEY`]) of client CA and pool CA references.
+    pub cas: BTreeMap<String, String>,
+    /// The revocation lists ([`CRL_KEY`]) of CRL references.
+    pub crls: BTreeMap<String, String>,
 }
 
-/// The key of a Secret holding a listener's client CA certificates (PEM), as
-/// ingress-nginx and cert-manager name it.
-pub const CLIENT_CA_KEY: &str = "ca.crt";
-/// The key of a Secret holding the client CAs' revocation lists (PEM), as ingress-nginx
+/// The key of a Secret holding CA certificates (PEM: a listener's client CA, a pool's
+/// members' CA), as ingress-nginx and cert-manager name it.
+pub const CA_KEY: &str = "ca.crt";
+/// The key of a Secret holding those CAs' revocation lists (PEM), as ingress-nginx
 /// names it.
-pub const CLIENT_CRL_KEY: &str = "ca.crl";
+pub const CRL_KEY: &str = "ca.crl";
 
 /// A listener's TLS settings as the proxy takes them (admission refused names the proxy
 /// lacks).
 pub fn listener_tls_settings(spec: &ListenerSpec) -> data::TlsSettings {
+    tls_settings(&spec.tls_versions, &spec.tls_ciphers, &spec.alpn_protocols)
+}
+
+fn tls_settings(
+    versions: &Option<Vec<String>>,
+    ciphers: &Option<String>,
+    alpn: &Option<Vec<String>>,
+) -> data::TlsSettings {
     data::TlsSettings {
-        versions: spec
-            .tls_versions
+        versions: versions
             .iter()
             .flatten()
             .filter_map(|name| data::TlsVersion::from_name(name))
             .collect(),
-        ciphers: spec.tls_ciphers.clone(),
-        alpn_protocols: spec.alpn_protocols.clone().unwrap_or_default(),
+        ciphers: ciphers.clone(),
+        alpn_protocols: alpn.clone().unwrap_or_default(),
     }
+}
+
+/// A pool's TLS settings towards its members, as the proxy takes them.
+pub fn pool_tls_settings(spec: &PoolSpec) -> data::TlsSettings {
+    tls_settings(&spec.tls_versions, &spec.tls_ciphers, &spec.alpn_protocols)
+}
+
+/// How a `tls_enabled` pool speaks TLS to its members, from the Secrets it names (a CA,
+/// CRL or certificate that could not be read leaves an empty PEM, which the proxy
+/// refuses, saying so, rather than serve without what was asked for).
+fn member_tls(spec: &PoolSpec, secrets: &TlsSecrets) -> data::MemberTls {
+    if !spec.tls_enabled {
+        return data::MemberTls::default();
+    }
+    data::MemberTls {
+        settings: pool_tls_settings(spec),
+        ca_pem: named(&spec.ca_tls_container_ref)
+            .map(|ca| secrets.cas.get(ca).cloned().unwrap_or_default()),
+        crl_pem: named(&spec.crl_container_ref)
+            .map(|crl| secrets.crls.get(crl).cloned().unwrap_or_default()),
+        certificate: named(&spec.tls_container_ref).map(|certificate| {
+            secrets
+                .certificates
+                .get(certificate)
+                .cloned()
+                .unwrap_or_else(|| TlsCertificate {
+                    certificate_pem: String::new(),
+                    private_key_pem: String::new(),
+                })
+        }),
+    }
+}
+
+/// The Secret a container reference names, if it names one.
+fn named(reference: &Option<String>) -> Option<&str> {
+    reference
+        .as_deref()
+        .filter(|reference| !reference.is_empty())
+        .map(secret_name)
 }
 
 /// The name of the Secret a certificate container reference names: the reference itself,
@@ -242,7 +283,12 @@ fn member(id: &str, spec: &MemberSpec, pool_up: bool) -> Option<data::Member> {
     })
 }
 
-fn pool(id: &str, spec: &PoolSpec, members: Vec<data::Member>) -> Option<data::Pool> {
+fn pool(
+    id: &str,
+    spec: &PoolSpec,
+    members: Vec<data::Member>,
+    secrets: &TlsSecrets,
+) -> Option<data::Pool> {
     Some(data::Pool {
         id: id.to_owned(),
         protocol: parse(&spec.protocol)?,
@@ -258,6 +304,7 @@ fn pool(id: &str, spec: &PoolSpec, members: Vec<data::Member>) -> Option<data::P
         members,
         health_monitor: None,
         tls_enabled: spec.tls_enabled,
+        member_tls: member_tls(spec, secrets),
     })
 }
 
@@ -289,7 +336,7 @@ pub fn policies_in_order<'a>(listener_id: &str, policies: &'a [Value]) -> Vec<&'
 /// one of whose certificates is missing gets none, and one whose client CA or CRL is
 /// missing gets an empty one, and the proxy refuses either, saying so.
 /// Objects that do not translate (which admission prevents) are left out.
-pub fn proxy_config(tree: &Tree, vip: IpAddr, secrets: &ListenerSecrets) -> ProxyConfig {
+pub fn proxy_config(tree: &Tree, vip: IpAddr, secrets: &TlsSecrets) -> ProxyConfig {
     let mut config = ProxyConfig::default();
     if !live(&tree.load_balancer) {
         return config;
@@ -310,7 +357,7 @@ pub fn proxy_config(tree: &Tree, vip: IpAddr, secrets: &ListenerSecrets) -> Prox
                     .flatten()
             })
             .collect();
-        let Some(mut translated) = pool(id, &spec, members) else {
+        let Some(mut translated) = pool(id, &spec, members, secrets) else {
             continue;
         };
         translated.health_monitor = tree
@@ -400,11 +447,13 @@ fn verdict(config: &ProxyConfig) -> Result<(), String> {
     config.validate().map_err(problem_of)
 }
 
-/// The proxy's verdict on a pool (persistence, cookie names) on its own.
+/// The proxy's verdict on a pool (persistence, cookie names) on its own; its member
+/// TLS is checked apart ([`pool_tls_settings`], and the Secrets at admission).
 pub fn check_pool(spec: &PoolSpec) -> Result<(), String> {
-    let Some(translated) = pool("pool", spec, Vec::new()) else {
+    let Some(mut translated) = pool("pool", spec, Vec::new(), &TlsSecrets::default()) else {
         return Ok(());
     };
+    translated.member_tls = data::MemberTls::default();
     verdict(&ProxyConfig {
         listeners: Vec::new(),
         pools: vec![translated],
@@ -426,6 +475,7 @@ pub fn check_monitor(spec: &HealthMonitorSpec, pool_protocol: &str) -> Result<()
             members: Vec::new(),
             health_monitor: Some(translated),
             tls_enabled: false,
+            member_tls: Default::default(),
         }],
     })
 }
@@ -445,6 +495,7 @@ pub fn check_policy(spec: &L7PolicySpec) -> Result<(), String> {
                 members: Vec::new(),
                 health_monitor: None,
                 tls_enabled: false,
+                member_tls: Default::default(),
             }]
         }
         None => Vec::new(),
@@ -504,6 +555,7 @@ pub fn compatible(listener: &str, pool: &str) -> bool {
             members: Vec::new(),
             health_monitor: None,
             tls_enabled: false,
+            member_tls: Default::default(),
         }],
     };
     !matches!(config.validate(), Err(ConfigError::ProtocolMismatch { .. }))
@@ -530,9 +582,10 @@ pub fn pem_of_secret(secret: &Value, key: &str) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| format!("the secret's {key} is not PEM text"))
 }
 
-/// The proxy's verdict on a listener's client CA certificates and revocation lists, in
-/// Octavia's words.
-pub fn check_client_ca(ca_pem: &str, crl_pem: Option<&str>) -> Result<(), String> {
+/// The proxy's verdict on CA certificates and revocation lists (a listener's client CA, a
+/// pool's members' CA), in Octavia's words (which speak of client authentication for
+/// both).
+pub fn check_ca_and_crl(ca_pem: &str, crl_pem: Option<&str>) -> Result<(), String> {
     let mut clients = data::ClientAuthentication {
         mandatory: true,
         ca_pem: ca_pem.to_owned(),

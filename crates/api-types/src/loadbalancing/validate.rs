@@ -326,8 +326,30 @@ fn listener_tls(
             "Validation failure: A client authentication CA reference is required to specify a client authentication revocation list.",
         ));
     }
-    tls_versions(spec.tls_versions.as_deref(), "spec.tlsVersions", problems);
-    if let Some(protocols) = &spec.alpn_protocols {
+    tls_settings(
+        (&spec.tls_versions, &spec.tls_ciphers, &spec.alpn_protocols),
+        problems,
+    );
+    if terminated && problems.is_empty() {
+        proxy_says(
+            problems,
+            "spec.tlsCiphers",
+            json!(spec.tls_ciphers),
+            proxy::listener_tls_settings(spec)
+                .check_for_listener()
+                .map_err(|problem| format!("Validation failure: {problem}.")),
+        );
+    }
+}
+
+/// TLS versions, ciphers and ALPN protocols (a listener's or a pool's) checked as Octavia
+/// checks them, before the proxy has its say.
+fn tls_settings(
+    (versions, ciphers, alpn): (&Option<Vec<String>>, &Option<String>, &Option<Vec<String>>),
+    problems: &mut Vec<Problem>,
+) {
+    tls_versions(versions.as_deref(), "spec.tlsVersions", problems);
+    if let Some(protocols) = alpn {
         if protocols.is_empty() {
             problems.push(problem(
                 "spec.alpnProtocols",
@@ -345,7 +367,7 @@ fn listener_tls(
             }
         }
     }
-    if let Some(ciphers) = &spec.tls_ciphers
+    if let Some(ciphers) = ciphers
         && !ciphers.is_empty()
         && !ciphers
             .chars()
@@ -356,16 +378,6 @@ fn listener_tls(
             ciphers.as_str(),
             "Validation failure: Invalid characters in cipher string. Only alphanumeric, -, +, !, :, @, =, _, and . are allowed.",
         ));
-    }
-    if terminated && problems.is_empty() {
-        proxy_says(
-            problems,
-            "spec.tlsCiphers",
-            json!(spec.tls_ciphers),
-            proxy::listener_tls_settings(spec)
-                .check_for_listener()
-                .map_err(|problem| format!("Validation failure: {problem}.")),
-        );
     }
 }
 
@@ -478,6 +490,30 @@ pub fn pool(spec: &PoolSpec) -> Vec<Problem> {
             true,
             "Validation failure: TLS is not supported for UDP pools.",
         ));
+    }
+    // TLS settings are kept while `tls_enabled` is off, as Octavia keeps them, and take
+    // effect when it is turned on.
+    let present = |reference: &Option<String>| reference.as_deref().is_some_and(|r| !r.is_empty());
+    if present(&spec.crl_container_ref) && !present(&spec.ca_tls_container_ref) {
+        problems.push(problem(
+            "spec.crlContainerRef",
+            spec.crl_container_ref.clone().unwrap_or_default(),
+            "Validation failure: A CA certificate reference is required to specify a revocation list.",
+        ));
+    }
+    tls_settings(
+        (&spec.tls_versions, &spec.tls_ciphers, &spec.alpn_protocols),
+        &mut problems,
+    );
+    if problems.is_empty() {
+        proxy_says(
+            &mut problems,
+            "spec.alpnProtocols",
+            json!(spec.alpn_protocols),
+            proxy::pool_tls_settings(spec)
+                .check_for_pool()
+                .map_err(|problem| format!("Validation failure: {problem}.")),
+        );
     }
     if problems.is_empty() {
         proxy_says(&mut problems, "spec", Value::Null, proxy::check_pool(spec));

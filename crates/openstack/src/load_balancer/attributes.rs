@@ -134,6 +134,12 @@ pub const POOL: &[Attribute] = &[
         Type::Persistence,
     ),
     attr("tls_enabled", "tlsEnabled", Type::Bool, true),
+    nullable("tls_container_ref", "tlsContainerRef", Type::Text),
+    nullable("ca_tls_container_ref", "caTlsContainerRef", Type::Text),
+    nullable("crl_container_ref", "crlContainerRef", Type::Text),
+    nullable("tls_versions", "tlsVersions", Type::Texts),
+    nullable("tls_ciphers", "tlsCiphers", Type::Text),
+    nullable("alpn_protocols", "alpnProtocols", Type::Texts),
 ];
 
 pub const MEMBER: &[Attribute] = &[

@@ -186,29 +186,20 @@ pub fn listener(ctx: &Ctx, object: &Value, tree: &Tree) -> Value {
         "l7policies".into(),
         ids(policies_in_order(uid(object), &tree.policies).into_iter()),
     );
-    // What TERMINATED_HTTPS listeners offer unless told otherwise (Octavia shows its
-    // defaults too); other listeners have none.
+    // What TERMINATED_HTTPS listeners offer unless told otherwise; other listeners have
+    // none.
     let terminated = spec.protocol == "TERMINATED_HTTPS";
-    let default = |value: Value| if terminated { value } else { Value::Null };
-    view.insert(
-        "tls_versions".into(),
-        match &spec.tls_versions {
-            Some(versions) => json!(versions),
-            None => default(json!(TlsVersion::ALL.map(TlsVersion::name))),
-        },
-    );
-    view.insert(
-        "tls_ciphers".into(),
-        match &spec.tls_ciphers {
-            Some(ciphers) => json!(ciphers),
-            None => default(json!(SUPPORTED_CIPHERS.join(":"))),
-        },
+    tls_settings(
+        &mut view,
+        (&spec.tls_versions, &spec.tls_ciphers),
+        terminated,
     );
     view.insert(
         "alpn_protocols".into(),
         match &spec.alpn_protocols {
             Some(protocols) => json!(protocols),
-            None => default(json!(LISTENER_ALPN_PROTOCOLS)),
+            None if terminated => json!(LISTENER_ALPN_PROTOCOLS),
+            None => Value::Null,
         },
     );
     view.insert(
@@ -273,17 +264,49 @@ pub fn pool(ctx: &Ctx, object: &Value, tree: &Tree) -> Value {
         ),
     );
     view.insert("tls_enabled".into(), json!(spec.tls_enabled));
-    for empty in [
-        "tls_container_ref",
-        "ca_tls_container_ref",
-        "crl_container_ref",
-        "tls_ciphers",
-        "tls_versions",
-        "alpn_protocols",
-    ] {
-        view.insert(empty.into(), Value::Null);
-    }
+    view.insert("tls_container_ref".into(), json!(spec.tls_container_ref));
+    view.insert(
+        "ca_tls_container_ref".into(),
+        json!(spec.ca_tls_container_ref),
+    );
+    view.insert("crl_container_ref".into(), json!(spec.crl_container_ref));
+    // A TLS pool offers its members no ALPN protocol unless told to.
+    tls_settings(
+        &mut view,
+        (&spec.tls_versions, &spec.tls_ciphers),
+        spec.tls_enabled,
+    );
+    view.insert("alpn_protocols".into(), json!(spec.alpn_protocols));
     Value::Object(view)
+}
+
+/// The TLS versions and ciphers of a listener or pool: those set, else, where TLS is
+/// spoken (`tls`), what the proxy offers by default (every version and cipher suite it
+/// has; Octavia shows its defaults too), else null.
+fn tls_settings(
+    view: &mut Map<String, Value>,
+    (versions, ciphers): (&Option<Vec<String>>, &Option<String>),
+    tls: bool,
+) {
+    let shown = |set: Option<Value>, default: Value| match set {
+        Some(set) => set,
+        None if tls => default,
+        None => Value::Null,
+    };
+    view.insert(
+        "tls_versions".into(),
+        shown(
+            versions.as_ref().map(|versions| json!(versions)),
+            json!(TlsVersion::ALL.map(TlsVersion::name)),
+        ),
+    );
+    view.insert(
+        "tls_ciphers".into(),
+        shown(
+            ciphers.as_ref().map(|ciphers| json!(ciphers)),
+            json!(SUPPORTED_CIPHERS.join(":")),
+        ),
+    );
 }
 
 pub fn member(ctx: &Ctx, object: &Value) -> Value {

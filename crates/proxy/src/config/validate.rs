@@ -107,6 +107,9 @@ pub(crate) struct CompiledPool {
     pub config: Pool,
     /// Present when the pool has an HTTP or HTTPS monitor.
     pub expected_codes: Option<ExpectedCodes>,
+    /// The TLS of a `tls_enabled` pool with settings of its own; others share
+    /// [`tls::member_client_config`].
+    pub member_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Debug, Clone)]
@@ -668,9 +671,26 @@ fn compile_pool(pool: &Pool) -> Result<CompiledPool, ConfigError> {
         Some(monitor) => check_monitor(pool, monitor)?,
         None => None,
     };
+    let member_tls =
+        match (pool.tls_enabled, pool.member_tls.is_default()) {
+            (_, true) => None,
+            (false, false) => {
+                return Err(ConfigError::InvalidPool {
+                    pool: pool.id.clone(),
+                    problem: "member TLS settings need tls_enabled".into(),
+                });
+            }
+            (true, false) => Some(tls::pool_client_config(&pool.member_tls).map_err(
+                |problem| ConfigError::InvalidPool {
+                    pool: pool.id.clone(),
+                    problem: format!("member TLS: {problem}"),
+                },
+            )?),
+        };
     Ok(CompiledPool {
         config: pool.clone(),
         expected_codes,
+        member_tls,
     })
 }
 

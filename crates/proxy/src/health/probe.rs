@@ -136,7 +136,10 @@ impl Probe {
             } => {
                 let stream = connect(target, send(proxy_header, at_member)).await?;
                 let status = if tls.at(at_member) {
-                    let stream = member_io::tls(stream, target.ip(), None)
+                    // Unverified, whatever the pool's CA: Octavia's HAProxy checks
+                    // with `check-ssl verify none`.
+                    let config = crate::tls::member_client_config();
+                    let stream = member_io::tls(stream, target.ip(), None, config)
                         .await
                         .map_err(ProbeFailure::Tls)?;
                     http_status(stream, method, path, target).await?

@@ -166,6 +166,7 @@ mod tests {
             members: vec![],
             health_monitor: None,
             tls_enabled: false,
+            member_tls: Default::default(),
         };
         let config = ProxyConfig {
             listeners: vec![Listener {

@@ -74,6 +74,22 @@ impl Offer {
         settings: &TlsSettings,
         clients: Option<&ClientAuthentication>,
     ) -> Result<Offer, String> {
+        let alpn = (&LISTENER_ALPN_PROTOCOLS[..], "a listener serves");
+        let mut offer = Offer::of(settings, alpn, &LISTENER_ALPN_PROTOCOLS)?;
+        offer.client_verifier = clients
+            .map(|clients| client_verifier(clients, &offer.provider))
+            .transpose()?;
+        Ok(offer)
+    }
+
+    /// The versions, cipher suites and ALPN protocols of `settings`, which may only name
+    /// the ALPN protocols `allowed` (`which` says what they are for), and without any
+    /// offer `default`.
+    pub(super) fn of(
+        settings: &TlsSettings,
+        (allowed, which): (&[&str], &str),
+        default: &[&str],
+    ) -> Result<Offer, String> {
         let mut provider = super::crypto_provider();
         let suites = cipher_suites(settings.ciphers.as_deref())?;
         Arc::make_mut(&mut provider)
@@ -96,27 +112,27 @@ impl Offer {
             );
         }
         let alpn_protocols = if settings.alpn_protocols.is_empty() {
-            LISTENER_ALPN_PROTOCOLS.map(str::to_owned).to_vec()
+            default
+                .iter()
+                .map(|protocol| (*protocol).to_owned())
+                .collect()
         } else {
             settings.alpn_protocols.clone()
         };
         if let Some(unknown) = alpn_protocols
             .iter()
-            .find(|protocol| !LISTENER_ALPN_PROTOCOLS.contains(&protocol.as_str()))
+            .find(|protocol| !allowed.contains(&protocol.as_str()))
         {
             return Err(format!(
-                "ALPN protocol {unknown:?} is not one a listener serves ({})",
-                LISTENER_ALPN_PROTOCOLS.join(", ")
+                "ALPN protocol {unknown:?} is not one {which} ({})",
+                allowed.join(", ")
             ));
         }
-        let client_verifier = clients
-            .map(|clients| client_verifier(clients, &provider))
-            .transpose()?;
         Ok(Offer {
             provider,
             versions,
             alpn_protocols: alpn_protocols.into_iter().map(String::into_bytes).collect(),
-            client_verifier,
+            client_verifier: None,
         })
     }
 }
@@ -165,59 +181,74 @@ fn cipher_suites(ciphers: Option<&str>) -> Result<Vec<CipherSuite>, String> {
 }
 
 /// The checker of client certificates: they must chain to the CA certificates and be
-/// revoked by none of the CRLs (which must be current and cover each certificate of the
-/// chain below the CA, as OpenSSL's `X509_V_FLAG_CRL_CHECK_ALL`).
+/// revoked by none of the CRLs (see [`Trust`]).
 fn client_verifier(
     clients: &ClientAuthentication,
     provider: &Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let mut roots = RootCertStore::empty();
-    let mut subjects = Vec::new();
-    for certificate in CertificateDer::pem_slice_iter(clients.ca_pem.as_bytes()) {
-        let certificate = certificate
-            .map_err(|error| format!("the client CA certificate PEM does not parse: {error}"))?;
-        if let Ok((_, parsed)) = X509Certificate::from_der(certificate.as_ref()) {
-            subjects.push(parsed.subject().as_raw().to_vec());
-        }
-        roots
-            .add(certificate)
-            .map_err(|error| format!("the client CA certificate is refused: {error}"))?;
-    }
-    if roots.is_empty() {
-        return Err("the client CA PEM holds no certificate".to_owned());
-    }
-    let crls = match &clients.crl_pem {
-        Some(pem) => {
-            let crls = CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| format!("the client CRL PEM does not parse: {error}"))?;
-            if crls.is_empty() {
-                return Err("the client CRL PEM holds no revocation list".to_owned());
-            }
-            for crl in &crls {
-                let (_, parsed) = CertificateRevocationList::from_der(crl.as_ref())
-                    .map_err(|error| format!("the client CRL does not parse: {error}"))?;
-                if !subjects
-                    .iter()
-                    .any(|subject| subject == parsed.issuer().as_raw())
-                {
-                    return Err(CRL_OF_ANOTHER_CA.to_owned());
-                }
-            }
-            crls
-        }
-        None => Vec::new(),
-    };
-    let mut builder =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .with_crls(crls)
-            .enforce_revocation_expiration();
+    let trust = Trust::of(&clients.ca_pem, clients.crl_pem.as_deref())?;
+    let mut builder = WebPkiClientVerifier::builder_with_provider(trust.roots, provider.clone())
+        .with_crls(trust.crls)
+        .enforce_revocation_expiration();
     if !clients.mandatory {
         builder = builder.allow_unauthenticated();
     }
     builder
         .build()
-        .map_err(|error| format!("the client CA or CRL is refused: {error}"))
+        .map_err(|error| format!("the CA or CRL is refused: {error}"))
+}
+
+/// What a peer's certificate is checked against: CA certificates, and CRLs of those CAs,
+/// which must be current and cover each certificate of the chain below the CA (as
+/// OpenSSL's `X509_V_FLAG_CRL_CHECK_ALL`, which HAProxy sets with a `crl-file`).
+pub(super) struct Trust {
+    pub roots: Arc<RootCertStore>,
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+impl Trust {
+    /// The CA certificates in `ca_pem` and the CRLs in `crl_pem`, each CRL issued by one
+    /// of those CAs (another's could never say whether their certificates are revoked).
+    pub fn of(ca_pem: &str, crl_pem: Option<&str>) -> Result<Trust, String> {
+        let mut roots = RootCertStore::empty();
+        let mut subjects = Vec::new();
+        for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            let certificate = certificate
+                .map_err(|error| format!("the CA certificate PEM does not parse: {error}"))?;
+            if let Ok((_, parsed)) = X509Certificate::from_der(certificate.as_ref()) {
+                subjects.push(parsed.subject().as_raw().to_vec());
+            }
+            roots
+                .add(certificate)
+                .map_err(|error| format!("the CA certificate is refused: {error}"))?;
+        }
+        if roots.is_empty() {
+            return Err("the CA PEM holds no certificate".to_owned());
+        }
+        let crls = match crl_pem {
+            Some(pem) => CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| format!("the CRL PEM does not parse: {error}"))?,
+            None => Vec::new(),
+        };
+        if crl_pem.is_some() && crls.is_empty() {
+            return Err("the CRL PEM holds no revocation list".to_owned());
+        }
+        for crl in &crls {
+            let (_, parsed) = CertificateRevocationList::from_der(crl.as_ref())
+                .map_err(|error| format!("the CRL does not parse: {error}"))?;
+            if !subjects
+                .iter()
+                .any(|subject| subject == parsed.issuer().as_raw())
+            {
+                return Err(CRL_OF_ANOTHER_CA.to_owned());
+            }
+        }
+        Ok(Trust {
+            roots: Arc::new(roots),
+            crls,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use ronghe_proxy::Proxy;
 use ronghe_proxy::ProxyConfig;
 use ronghe_proxy::config::{
-    ClientAuthentication, ListenerProtocol, PoolProtocol, SslHeader, TlsCertificate, TlsSettings,
-    TlsVersion,
+    ClientAuthentication, ListenerProtocol, PoolProtocol, SslHeader, TlsSettings, TlsVersion,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -16,98 +15,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::support::http::{Client, http_echo_backend};
+use super::support::pki::{Authority, Signed};
 use super::support::{Backend, DEADLINE, listener, pool};
-
-/// A certificate authority of a test, and what it signed.
-struct Authority {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-impl Authority {
-    fn new(name: &str) -> Authority {
-        let key = rcgen::KeyPair::generate().expect("test TLS material");
-        let mut params = rcgen::CertificateParams::new(Vec::new()).expect("test TLS material");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let pem = params.self_signed(&key).expect("test TLS material").pem();
-        Authority {
-            issuer: rcgen::Issuer::new(params, key),
-            pem,
-        }
-    }
-
-    /// A certificate for `names` (server) or for client `common_name`, with `serial`.
-    fn sign(&self, names: &[&str], common_name: &str, serial: u64) -> Signed {
-        let key = rcgen::KeyPair::generate().expect("test TLS material");
-        let names = names
-            .iter()
-            .map(|name| (*name).to_owned())
-            .collect::<Vec<_>>();
-        let mut params = rcgen::CertificateParams::new(names).expect("test TLS material");
-        params.serial_number = Some(rcgen::SerialNumber::from(serial));
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, "Shop");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, common_name);
-        let certificate = params
-            .signed_by(&key, &self.issuer)
-            .expect("test TLS material");
-        Signed {
-            certificate_pem: certificate.pem(),
-            der: certificate.der().to_vec(),
-            key_pem: key.serialize_pem(),
-        }
-    }
-
-    /// A current revocation list revoking `serials`.
-    fn revoking(&self, serials: &[u64]) -> String {
-        rcgen::CertificateRevocationListParams {
-            this_update: rcgen::date_time_ymd(2025, 1, 1),
-            next_update: rcgen::date_time_ymd(2099, 1, 1),
-            crl_number: rcgen::SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: serials
-                .iter()
-                .map(|serial| rcgen::RevokedCertParams {
-                    serial_number: rcgen::SerialNumber::from(*serial),
-                    revocation_time: rcgen::date_time_ymd(2025, 6, 1),
-                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: rcgen::KeyIdMethod::Sha256,
-        }
-        .signed_by(&self.issuer)
-        .expect("test TLS material")
-        .pem()
-        .expect("test TLS material")
-    }
-}
-
-struct Signed {
-    certificate_pem: String,
-    der: Vec<u8>,
-    key_pem: String,
-}
 
 /// A TERMINATED_HTTPS listener `web` serving `server` for `shop.test` before `backend`.
 fn terminated_config(server: &Signed, backend: &Backend) -> ProxyConfig {
     let mut web = listener("web", ListenerProtocol::TerminatedHttps, Some("pool"));
-    web.tls = Some(TlsCertificate {
-        certificate_pem: server.certificate_pem.clone(),
-        private_key_pem: server.key_pem.clone(),
-    });
+    web.tls = Some(server.as_tls_certificate());
     ProxyConfig {
         listeners: vec![web],
         pools: vec![pool("pool", PoolProtocol::Http, &[backend])],

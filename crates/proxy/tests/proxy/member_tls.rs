@@ -2,17 +2,23 @@
 //! TLS, whichever path a client takes, and health checks follow HAProxy's rule.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use ronghe_proxy::config::{ListenerProtocol, PoolProtocol, TlsCertificate};
+use ronghe_proxy::config::{
+    ListenerProtocol, MemberTls, PoolProtocol, TlsCertificate, TlsSettings, TlsVersion,
+};
 use ronghe_proxy::health::OperatingStatus;
 use ronghe_proxy::{Proxy, ProxyConfig};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
 
 use super::support::http::{
     Client, either_http_echo_backend, exchange_raw, http_echo_backend, tls_client,
-    tls_http_echo_backend,
+    tls_http_echo_backend, tls_http_echo_backend_with,
 };
+use super::support::pki::{Authority, Signed};
 use super::support::{Backend, http_monitor, listener, pool, wait_for_status};
 
 fn tls_pool_config(protocol: ListenerProtocol, backends: &[&Backend]) -> ProxyConfig {
@@ -169,5 +175,119 @@ async fn tls_members_are_asked_for_the_name_the_client_asked_the_listener_for() 
         client.get("/", &[]).await.seen().headers["x-tls-sni"],
         "none"
     );
+    proxy.shutdown().await;
+}
+
+/// A member serving `server`, which asks the proxy for a certificate `clients` signed.
+fn verifying_member(name: &str, server: &Signed, clients: &Authority) -> Backend {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(clients.pem.as_bytes()) {
+        roots
+            .add(certificate.expect("test member TLS"))
+            .expect("test member TLS");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .expect("test member TLS");
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("test member TLS")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from(server.der.clone())],
+            PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).expect("test member TLS"),
+        )
+        .expect("test member TLS");
+    tls_http_echo_backend_with(name, tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+#[tokio::test]
+async fn a_pool_checks_members_against_its_ca_and_shows_them_its_certificate() {
+    let members_ca = Authority::new("Members CA");
+    let proxies_ca = Authority::new("Proxies CA");
+    let stranger_ca = Authority::new("Stranger CA");
+    let member = verifying_member(
+        "a",
+        &members_ca.sign(&["member.test"], "member.test", 2),
+        &proxies_ca,
+    );
+    let mut config = tls_pool_config(ListenerProtocol::Http, &[&member]);
+    let proxy_certificate = proxies_ca.sign(&[], "lb-proxy", 3).as_tls_certificate();
+    config.pools[0].member_tls = MemberTls {
+        ca_pem: Some(members_ca.pem.clone()),
+        certificate: Some(proxy_certificate.clone()),
+        ..MemberTls::default()
+    };
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    let status = |config: ProxyConfig| {
+        let proxy = &proxy;
+        async move {
+            proxy.reconfigure(config).await.unwrap();
+            Client::http1(address).await.get("/", &[]).await.status
+        }
+    };
+
+    // Verified against the CA (not against the name: no SNI asked for one, and the member
+    // is addressed by IP), and the member took the proxy's certificate.
+    let answer = Client::http1(address).await.get("/", &[]).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.seen().backend, "a");
+
+    // Another CA, a CRL revoking the member, or no certificate for the member: no answer.
+    let mut other_ca = config.clone();
+    other_ca.pools[0].member_tls.ca_pem = Some(stranger_ca.pem.clone());
+    assert_ne!(status(other_ca).await, 200);
+    let mut revoked = config.clone();
+    revoked.pools[0].member_tls.crl_pem = Some(members_ca.revoking(&[2]));
+    assert_ne!(status(revoked).await, 200);
+    let mut anonymous = config.clone();
+    anonymous.pools[0].member_tls.certificate = None;
+    assert_ne!(status(anonymous).await, 200);
+    let mut not_revoked = config.clone();
+    not_revoked.pools[0].member_tls.crl_pem = Some(members_ca.revoking(&[9]));
+    assert_eq!(status(not_revoked).await, 200);
+
+    // Settings: TLS 1.2 only, one suite, HTTP/1.1 offered; h2 cannot be offered (the
+    // proxy speaks HTTP/1.1 to members), and settings need tls_enabled.
+    let mut settings = config.clone();
+    settings.pools[0].member_tls.settings = TlsSettings {
+        versions: vec![TlsVersion::Tls12],
+        ciphers: Some("ECDHE-ECDSA-CHACHA20-POLY1305".into()),
+        alpn_protocols: vec!["http/1.1".into()],
+    };
+    assert_eq!(status(settings.clone()).await, 200);
+    let mut h2 = settings.clone();
+    h2.pools[0].member_tls.settings.alpn_protocols = vec!["h2".into()];
+    assert!(proxy.reconfigure(h2).await.is_err());
+    let mut plain = settings.clone();
+    plain.pools[0].tls_enabled = false;
+    assert!(proxy.reconfigure(plain).await.is_err());
+    proxy.shutdown().await;
+
+    // Behind a TERMINATED_HTTPS listener, the client's server name goes to the member,
+    // whose certificate must then be for that name.
+    let mut terminated = config.clone();
+    let listener = &mut terminated.listeners[0];
+    listener.protocol = ListenerProtocol::TerminatedHttps;
+    listener.tls = Some(
+        members_ca
+            .sign(&["member.test", "other.test"], "front", 4)
+            .as_tls_certificate(),
+    );
+    let proxy = Proxy::start(terminated).await.unwrap();
+    let address = proxy.local_addr("web").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(tls_client(&members_ca.pem, &["http/1.1"]));
+    for (name, served) in [("member.test", true), ("other.test", false)] {
+        let tcp = TcpStream::connect(address).await.unwrap();
+        let server_name = rustls::pki_types::ServerName::try_from(name).unwrap();
+        let tls = connector.connect(server_name, tcp).await.unwrap();
+        let answer = Client::http1_over(tls).await.get("/", &[]).await;
+        assert_eq!(answer.status == 200, served, "{name}: {answer:?}");
+    }
     proxy.shutdown().await;
 }

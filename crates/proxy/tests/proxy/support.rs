@@ -1,6 +1,7 @@
 //! Backends, configuration builders and waiting helpers shared by the integration tests.
 
 pub mod http;
+pub mod pki;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -241,6 +242,7 @@ pub fn pool(id: &str, protocol: PoolProtocol, backends: &[&Backend]) -> Pool {
         members: backends.iter().map(|backend| member(backend)).collect(),
         health_monitor: None,
         tls_enabled: false,
+        member_tls: Default::default(),
     }
 }
 

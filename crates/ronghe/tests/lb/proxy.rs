@@ -97,6 +97,7 @@ fn config(listeners: &[&str], members: &[(&str, &Backend)]) -> ProxyConfig {
                 .collect(),
             health_monitor: None,
             tls_enabled: false,
+            member_tls: Default::default(),
         }],
     }
 }

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use futures::future::BoxFuture;
 use ronghe_api_types::loadbalancing::proxy::{
-    CLIENT_CA_KEY, CLIENT_CRL_KEY, certificate_of_secret, check_certificate, check_client_ca,
-    compatible, pem_of_secret, secret_name,
+    CA_KEY, CRL_KEY, certificate_of_secret, check_ca_and_crl, check_certificate, compatible,
+    pem_of_secret, secret_name,
 };
 use ronghe_api_types::loadbalancing::{
     API_VERSION, HealthMonitorSpec, L7PolicySpec, L7RuleSpec, ListenerSpec, LoadBalancerSpec,
@@ -307,7 +307,27 @@ async fn check_tls_reference(engine: &Engine, namespace: &str, reference: &str) 
     check_certificate(&certificate).map_err(bad)
 }
 
-/// The PEM under `key` of the Secret `reference` names (a client CA or CRL).
+/// The CA (and CRL) Secrets a listener or pool names, which must hold what the proxy can
+/// check certificates with.
+async fn check_ca_references(
+    engine: &Engine,
+    namespace: &str,
+    ca: &Option<String>,
+    crl: &Option<String>,
+) -> ApiResult<()> {
+    let named = |reference: &Option<String>| reference.clone().filter(|r| !r.is_empty());
+    let Some(ca) = named(ca) else {
+        return Ok(());
+    };
+    let ca_pem = secret_pem(engine, namespace, &ca, CA_KEY).await?;
+    let crl_pem = match named(crl) {
+        Some(crl) => Some(secret_pem(engine, namespace, &crl, CRL_KEY).await?),
+        None => None,
+    };
+    check_ca_and_crl(&ca_pem, crl_pem.as_deref()).map_err(bad)
+}
+
+/// The PEM under `key` of the Secret `reference` names (a CA or CRL).
 async fn secret_pem(
     engine: &Engine,
     namespace: &str,
@@ -356,15 +376,11 @@ pub(super) fn listener<'a>(
         for reference in &spec.sni_container_refs {
             check_tls_reference(engine, &namespace, reference).await?;
         }
-        let named = |reference: &Option<String>| reference.clone().filter(|r| !r.is_empty());
-        if let Some(ca) = named(&spec.client_ca_tls_container_ref) {
-            let ca_pem = secret_pem(engine, &namespace, &ca, CLIENT_CA_KEY).await?;
-            let crl_pem = match named(&spec.client_crl_container_ref) {
-                Some(crl) => Some(secret_pem(engine, &namespace, &crl, CLIENT_CRL_KEY).await?),
-                None => None,
-            };
-            check_client_ca(&ca_pem, crl_pem.as_deref()).map_err(bad)?;
-        }
+        let (ca, crl) = (
+            &spec.client_ca_tls_container_ref,
+            &spec.client_crl_container_ref,
+        );
+        check_ca_references(engine, &namespace, ca, crl).await?;
         put_spec(listener, &spec);
         own(listener, "LoadBalancer", &lb);
         Ok(())
@@ -416,6 +432,11 @@ pub(super) fn pool<'a>(
             }
             spec.listener_id = Some(uid_of(listener));
         }
+        if let Some(reference) = spec.tls_container_ref.as_deref().filter(|r| !r.is_empty()) {
+            check_tls_reference(engine, &namespace, reference).await?;
+        }
+        let (ca, crl) = (&spec.ca_tls_container_ref, &spec.crl_container_ref);
+        check_ca_references(engine, &namespace, ca, crl).await?;
         put_spec(pool, &spec);
         own(pool, "LoadBalancer", &lb);
         Ok(())

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use ronghe_api_types::loadbalancing::proxy::{
-    ListenerSecrets, policies_in_order, proxy_config, vip_of,
-};
+use ronghe_api_types::loadbalancing::proxy::{TlsSecrets, policies_in_order, proxy_config, vip_of};
+use ronghe_api_types::loadbalancing::{API_VERSION, PoolSpec};
 use ronghe_proxy::config::{
     ClientAuthentication, ListenerProtocol, MonitorType, TlsSettings, TlsVersion,
 };
@@ -531,7 +530,7 @@ async fn the_tree_becomes_the_proxys_configuration() {
     assert_eq!(order, ["inserted", "first", "second"]);
 
     let vip = vip_of(&lb).unwrap();
-    let config = proxy_config(&tree, vip, &ListenerSecrets::default());
+    let config = proxy_config(&tree, vip, &TlsSecrets::default());
     config.validate().expect("a valid configuration");
     let served = &config.listeners[0];
     assert_eq!(served.protocol, ListenerProtocol::Http);
@@ -550,7 +549,7 @@ async fn the_tree_becomes_the_proxys_configuration() {
     let mut down = tree.clone();
     down.load_balancer["spec"]["adminStateUp"] = json!(false);
     assert!(
-        proxy_config(&down, vip, &ListenerSecrets::default())
+        proxy_config(&down, vip, &TlsSecrets::default())
             .listeners
             .is_empty()
     );
@@ -566,12 +565,12 @@ async fn the_tree_becomes_the_proxys_configuration() {
         certificate_pem: format!("{name} certificate"),
         private_key_pem: format!("{name} key"),
     };
-    let mut secrets = ListenerSecrets {
+    let mut secrets = TlsSecrets {
         certificates: BTreeMap::from([
             ("web-tls".to_owned(), certificate("web")),
             ("a-tls".to_owned(), certificate("a")),
         ]),
-        ..ListenerSecrets::default()
+        ..TlsSecrets::default()
     };
     let served = proxy_config(&secure, vip, &secrets).listeners.remove(0);
     assert_eq!(served.tls, Some(certificate("web")));
@@ -589,7 +588,7 @@ async fn the_tree_becomes_the_proxys_configuration() {
     spec["clientCaTlsContainerRef"] = json!("clients");
     spec["clientCrlContainerRef"] = json!("https://key-manager/v1/secrets/clients");
     secrets
-        .client_cas
+        .cas
         .insert("clients".to_owned(), "the CA".to_owned());
     let served = proxy_config(&secure, vip, &secrets).listeners.remove(0);
     assert_eq!(
@@ -768,4 +767,91 @@ async fn a_listener_checks_client_certificates_against_a_ca_from_a_secret() {
     )
     .await
     .unwrap();
+
+    // A TLS pool checks its members against a CA from a Secret and shows them a
+    // certificate from another.
+    let pool = |extra: Value| {
+        let mut spec = json!({"loadBalancerId": "lb", "protocol": "HTTP",
+                              "lbAlgorithm": "ROUND_ROBIN", "tlsEnabled": true});
+        for (key, value) in extra.as_object().unwrap() {
+            spec[key] = value.clone();
+        }
+        spec
+    };
+    for (extra, says) in [
+        (
+            json!({"crlContainerRef": "clients"}),
+            "A CA certificate reference is required to specify a revocation list.",
+        ),
+        (
+            json!({"caTlsContainerRef": "clients", "crlContainerRef": "other-crl"}),
+            "The CRL specified is not valid for client certificate authority reference supplied.",
+        ),
+        (
+            json!({"caTlsContainerRef": "broken-ca"}),
+            "CA certificate is invalid",
+        ),
+        (
+            json!({"tlsContainerRef": "clients"}),
+            "Could not retrieve certificate: the secret has no tls.crt",
+        ),
+        (
+            json!({"alpnProtocols": ["h2"]}),
+            "ALPN protocol \"h2\" is not one a pool offers its members",
+        ),
+        (
+            json!({"tlsVersions": ["TLSv1"]}),
+            "TLS versions TLSv1 are not supported",
+        ),
+    ] {
+        let refused = create(&engine, "Pool", "members", pool(extra.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains(says),
+            "{extra}: expected {says:?} in {refused}"
+        );
+    }
+    let made = create(
+        &engine,
+        "Pool",
+        "members",
+        pool(
+            json!({"caTlsContainerRef": "clients", "crlContainerRef": "clients",
+                    "tlsContainerRef": "web-tls", "alpnProtocols": ["http/1.1"],
+                    "tlsVersions": ["TLSv1.3"]}),
+        ),
+    )
+    .await
+    .unwrap();
+    let spec: PoolSpec = ronghe_api_types::loadbalancing::spec_of(&made);
+    let secrets = TlsSecrets {
+        cas: BTreeMap::from([("clients".to_owned(), ca.clone())]),
+        ..TlsSecrets::default()
+    };
+    let lb = engine
+        .get(
+            &engine.kind(API_VERSION, "LoadBalancer").unwrap(),
+            Some("a"),
+            "lb",
+        )
+        .await
+        .unwrap();
+    let tree = super::tree_of(&engine, &lb).await.unwrap();
+    let config = proxy_config(&tree, vip_of(&lb).unwrap(), &secrets);
+    let served = config.pool(&uid(&made)).unwrap();
+    assert!(served.tls_enabled);
+    assert_eq!(served.member_tls.ca_pem.as_deref(), Some(ca.as_str()));
+    // Secrets not read: empty, which the proxy refuses rather than serve unchecked.
+    assert_eq!(served.member_tls.crl_pem.as_deref(), Some(""));
+    assert_eq!(
+        served
+            .member_tls
+            .certificate
+            .as_ref()
+            .map(|c| c.certificate_pem.as_str()),
+        Some("")
+    );
+    assert_eq!(served.member_tls.settings.versions, [TlsVersion::Tls13]);
+    assert_eq!(spec.alpn_protocols, Some(vec!["http/1.1".to_owned()]));
 }

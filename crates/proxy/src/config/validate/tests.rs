@@ -47,6 +47,7 @@ fn pool(id: &str, protocol: PoolProtocol) -> Pool {
         members: vec![member("m1", 8001), member("m2", 8002)],
         health_monitor: None,
         tls_enabled: false,
+        member_tls: Default::default(),
     }
 }
 
@@ -459,7 +460,7 @@ fn tls_settings_and_client_certificates_need_a_terminated_listener_and_must_make
         ca_pem: "not a certificate".into(),
         crl_pem: None,
     });
-    refused(&config, "the client CA PEM holds no certificate");
+    refused(&config, "the CA PEM holds no certificate");
 
     // The JSON leaves out what takes its default, so older proxies read it.
     let listener = &mut config.listeners[2];

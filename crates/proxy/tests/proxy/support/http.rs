@@ -42,6 +42,11 @@ pub async fn tls_http_echo_backend(name: &str) -> Backend {
     echo_backend_over(name, Wire::Tls(member_tls()))
 }
 
+/// [`http_echo_backend`] in TLS as `acceptor` makes it.
+pub fn tls_http_echo_backend_with(name: &str, acceptor: tokio_rustls::TlsAcceptor) -> Backend {
+    echo_backend_over(name, Wire::Tls(acceptor))
+}
+
 /// [`http_echo_backend`] in TLS or in the clear, as each connection opens; it describes
 /// itself as `NAME in TLS` or `NAME in the clear`.
 pub async fn either_http_echo_backend(name: &str) -> Backend {

@@ -167,6 +167,7 @@ pub fn proxy_config(backends: &[SocketAddr]) -> ProxyConfig {
                 .collect(),
             health_monitor: None,
             tls_enabled: false,
+            member_tls: Default::default(),
         }],
     }
 }
