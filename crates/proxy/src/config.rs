@@ -400,7 +400,10 @@ pub struct TlsSettings {
     /// suites named that the proxy has are offered, other names are passed over (as
     /// OpenSSL passes over names it lacks), and a list naming none it has is refused.
     /// Like HAProxy's `ciphers`, the list limits TLS 1.2's suites; TLS 1.3's are limited
-    /// too when it names any of them, and all offered otherwise.
+    /// too when it names any of them, and all offered otherwise. A name after `!` or `-`
+    /// takes its suite out, TLS 1.3's included; OpenSSL's keywords (`HIGH`, `aNULL`) are
+    /// not understood, and the order of the list does not rank the suites (the client's
+    /// preference does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ciphers: Option<String>,
     /// ALPN protocol ids, in the order the proxy prefers them.

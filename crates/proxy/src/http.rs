@@ -233,13 +233,24 @@ async fn serve_h2<S>(
 }
 
 /// Whether the listener a connection was accepted on is gone: removed (the state's
-/// sender dropped), or its socket went to a listener of another protocol. Either way the
-/// connection has no listener left, and closes once its requests in flight are answered.
+/// sender dropped), or its socket went to a listener of another protocol, or one whose
+/// TLS terms differ (client certificates asked for or checked otherwise, other versions
+/// or cipher suites): a connection's handshake was made under the terms it was accepted
+/// with, and must not go on under terms it would not get now, as HAProxy's reload closes
+/// old connections. Either way the connection closes once its requests in flight are
+/// answered.
 pub(crate) fn listener_gone(
     state: &watch::Receiver<Arc<ListenerRuntime>>,
     accepted: &ListenerRuntime,
 ) -> bool {
-    state.has_changed().is_err() || state.borrow().config().protocol != accepted.config().protocol
+    if state.has_changed().is_err() {
+        return true;
+    }
+    let current = state.borrow();
+    let (now, then) = (current.config(), accepted.config());
+    now.protocol != then.protocol
+        || now.client_authentication != then.client_authentication
+        || now.tls_settings != then.tls_settings
 }
 
 /// Resolves once the listener a connection was accepted on is gone (see

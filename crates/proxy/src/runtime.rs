@@ -20,7 +20,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{
-    CompiledConfig, CompiledListener, ExpectedCodes, HealthMonitor, PoolProtocol, ProxyConfig,
+    CompiledConfig, CompiledListener, ExpectedCodes, HealthMonitor, MemberTls, PoolProtocol,
+    ProxyConfig,
 };
 use crate::error::ProxyError;
 use crate::health::probe::Probe;
@@ -102,6 +103,7 @@ struct Checker {
     monitor: HealthMonitor,
     pool_protocol: PoolProtocol,
     pool_tls: bool,
+    member_tls: MemberTls,
     members: Vec<MonitoredMember>,
     task: AbortOnDrop,
 }
@@ -113,6 +115,9 @@ struct MonitorPlan {
     pool_protocol: PoolProtocol,
     /// The pool's `tls_enabled`: HTTP checks at the member's own port are TLS too.
     pool_tls: bool,
+    /// The pool's TLS towards members, which checks at the member's own port use.
+    member_tls: MemberTls,
+    member_client: Option<Arc<rustls::ClientConfig>>,
     expected_codes: Option<ExpectedCodes>,
     members: Vec<MonitoredMember>,
 }
@@ -123,6 +128,7 @@ impl Checker {
         self.monitor == plan.monitor
             && self.pool_protocol == plan.pool_protocol
             && self.pool_tls == plan.pool_tls
+            && self.member_tls == plan.member_tls
             && self.members.len() == members.len()
             && self.members.iter().zip(members).all(|(old, new)| {
                 old.member_id == new.member_id
@@ -452,6 +458,7 @@ impl Shared {
                         &plan.monitor,
                         (plan.pool_protocol, plan.pool_tls),
                         plan.expected_codes,
+                        plan.member_client,
                     );
                     let task = health::spawn_pool_checker(
                         pool_id.clone(),
@@ -464,6 +471,7 @@ impl Shared {
                         monitor: plan.monitor,
                         pool_protocol: plan.pool_protocol,
                         pool_tls: plan.pool_tls,
+                        member_tls: plan.member_tls,
                         members: plan.members,
                         task: AbortOnDrop::new(task),
                     }
@@ -659,6 +667,8 @@ fn monitored_members(
                 monitor,
                 pool_protocol: pool.config.protocol,
                 pool_tls: pool.config.tls_enabled,
+                member_tls: pool.config.member_tls.clone(),
+                member_client: pool.member_tls.clone(),
                 expected_codes: pool.expected_codes.clone(),
                 members,
             };

@@ -128,10 +128,13 @@ fn client_authentication(
     if spec.protocol != "TERMINATED_HTTPS" || !matches!(mode, "OPTIONAL" | "MANDATORY") {
         return None;
     }
-    let ca = named(&spec.client_ca_tls_container_ref)?;
+    // No CA named (which admission refuses) is an empty one too: never no checks.
+    let ca = named(&spec.client_ca_tls_container_ref);
     Some(data::ClientAuthentication {
         mandatory: mode == "MANDATORY",
-        ca_pem: secrets.cas.get(ca).cloned().unwrap_or_default(),
+        ca_pem: ca
+            .and_then(|ca| secrets.cas.get(ca).cloned())
+            .unwrap_or_default(),
         crl_pem: named(&spec.client_crl_container_ref)
             .map(|crl| secrets.crls.get(crl).cloned().unwrap_or_default()),
     })

@@ -8,6 +8,7 @@
 //! are TLS everywhere.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -75,6 +76,10 @@ pub(crate) enum Probe {
         path: String,
         expected: ExpectedCodes,
         tls: TlsChecks,
+        /// The TLS of checks at the member's own address and port: the pool's, so a
+        /// member that asks for the pool's certificate gets it there too. Elsewhere
+        /// (a monitor address or port) checks are unverified and show no certificate.
+        at_member_tls: Arc<rustls::ClientConfig>,
         proxy_header: Option<Vec<u8>>,
     },
     /// UDP-CONNECT monitors, and PING monitors of UDP pools.
@@ -82,12 +87,15 @@ pub(crate) enum Probe {
 }
 
 impl Probe {
-    /// A probe for `monitor` of a pool of `pool_protocol` that has `tls_enabled` or not.
+    /// A probe for `monitor` of a pool of `pool_protocol` that has `tls_enabled` or not,
+    /// and TLS settings of its own towards members (`member_tls`) or not.
     pub fn new(
         monitor: &HealthMonitor,
         (pool_protocol, tls_enabled): (PoolProtocol, bool),
         expected_codes: Option<ExpectedCodes>,
+        member_tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Probe {
+        let at_member_tls = member_tls.unwrap_or_else(crate::tls::member_client_config);
         let proxy_header = pool_protocol.proxy_protocol().map(proxy_protocol::local);
         let http = |tls| Probe::Http {
             method: monitor.http_method.clone().unwrap_or_else(|| "GET".into()),
@@ -96,6 +104,7 @@ impl Probe {
                 .clone()
                 .unwrap_or_else(ExpectedCodes::ok_only),
             tls,
+            at_member_tls: Arc::clone(&at_member_tls),
             proxy_header: proxy_header.clone(),
         };
         match monitor.monitor_type {
@@ -132,13 +141,15 @@ impl Probe {
                 path,
                 expected,
                 tls,
+                at_member_tls,
                 proxy_header,
             } => {
                 let stream = connect(target, send(proxy_header, at_member)).await?;
                 let status = if tls.at(at_member) {
-                    // Unverified, whatever the pool's CA: Octavia's HAProxy checks
-                    // with `check-ssl verify none`.
-                    let config = crate::tls::member_client_config();
+                    let config = match at_member {
+                        true => Arc::clone(at_member_tls),
+                        false => crate::tls::member_client_config(),
+                    };
                     let stream = member_io::tls(stream, target.ip(), None, config)
                         .await
                         .map_err(ProbeFailure::Tls)?;

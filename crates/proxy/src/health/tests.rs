@@ -159,7 +159,12 @@ async fn tcp_and_ping_probes_connect() {
     let open = listener.local_addr().unwrap();
     let (_reserved, closed) = refusing_tcp_address();
     for monitor_type in [MonitorType::Tcp, MonitorType::Ping] {
-        let probe = Probe::new(&monitor(monitor_type), (PoolProtocol::Tcp, false), None);
+        let probe = Probe::new(
+            &monitor(monitor_type),
+            (PoolProtocol::Tcp, false),
+            None,
+            None,
+        );
         probe.check(open, true).await.unwrap();
         assert!(matches!(
             probe.check(closed, true).await,
@@ -178,6 +183,7 @@ async fn http_probe_sends_method_and_path_and_checks_codes() {
         &http,
         (PoolProtocol::Http, false),
         ExpectedCodes::parse("200-202"),
+        None,
     );
     accepting.check(address, true).await.unwrap();
     assert_eq!(
@@ -189,6 +195,7 @@ async fn http_probe_sends_method_and_path_and_checks_codes() {
         &http,
         (PoolProtocol::Http, false),
         ExpectedCodes::parse("200"),
+        None,
     );
     assert!(matches!(
         strict.check(address, true).await,
@@ -226,6 +233,7 @@ async fn http_probes_of_a_proxyv2_pool_send_the_local_header_first() {
     let probe = Probe::new(
         &monitor(MonitorType::Http),
         (PoolProtocol::ProxyV2, false),
+        None,
         None,
     );
     probe.check(address, true).await.unwrap();
@@ -282,6 +290,7 @@ async fn https_probe_accepts_a_self_signed_member() {
         &monitor(MonitorType::Https),
         (PoolProtocol::Https, false),
         None,
+        None,
     );
     probe.check(address, true).await.unwrap();
 
@@ -289,6 +298,7 @@ async fn https_probe_accepts_a_self_signed_member() {
     let plain = Probe::new(
         &monitor(MonitorType::Http),
         (PoolProtocol::Https, false),
+        None,
         None,
     );
     assert!(plain.check(address, true).await.is_err());
@@ -300,7 +310,12 @@ async fn udp_probe_fails_only_on_port_unreachable() {
     // PING on a UDP pool is checked as UDP-CONNECT: a TCP connect would fail on every
     // member, whose port is UDP only.
     for monitor_type in [MonitorType::UdpConnect, MonitorType::Ping] {
-        let probe = Probe::new(&monitor(monitor_type), (PoolProtocol::Udp, false), None);
+        let probe = Probe::new(
+            &monitor(monitor_type),
+            (PoolProtocol::Udp, false),
+            None,
+            None,
+        );
         assert!(probe.silence_passes(), "{monitor_type:?}");
         // The check is expected to run out of time here, so a short wait is enough and
         // nothing depends on when it ends.
@@ -377,7 +392,7 @@ async fn checker_takes_a_dead_member_out_and_brings_it_back() {
     let _checker = AbortOnDrop(spawn_pool_checker(
         "pool".into(),
         &tcp,
-        Probe::new(&tcp, (PoolProtocol::Tcp, false), None),
+        Probe::new(&tcp, (PoolProtocol::Tcp, false), None, None),
         members,
         Arc::clone(&board),
     ));

@@ -163,20 +163,32 @@ fn cipher_suites(ciphers: Option<&str>) -> Result<Vec<CipherSuite>, String> {
                 .to_owned(),
         );
     }
-    let named: Vec<CipherSuite> = ciphers
+    let suite = |name: &str| {
+        CIPHERS
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, suite)| *suite)
+    };
+    // `!NAME` and `-NAME` take a suite out, as in OpenSSL; `+NAME` only moves one.
+    let (excluded, named): (Vec<&str>, Vec<&str>) = ciphers
         .split(':')
-        .filter_map(|name| CIPHERS.iter().find(|(known, _)| *known == name))
-        .map(|(_, suite)| *suite)
+        .partition(|name| name.starts_with(['!', '-']));
+    let excluded: Vec<CipherSuite> = excluded
+        .iter()
+        .filter_map(|name| suite(&name[1..]))
         .collect();
-    if named.is_empty() {
+    let named: Vec<CipherSuite> = named.into_iter().filter_map(suite).collect();
+    let names_tls13 = named.iter().any(|suite| is_tls13(*suite));
+    let mut suites: Vec<CipherSuite> = all();
+    suites.retain(|suite| {
+        (named.contains(suite) || (!names_tls13 && is_tls13(*suite))) && !excluded.contains(suite)
+    });
+    if named.iter().all(|suite| excluded.contains(suite)) {
         return Err(format!(
             "the cipher list names none of the cipher suites the proxy has: {}",
             SUPPORTED_CIPHERS.join(":")
         ));
     }
-    let names_tls13 = named.iter().any(|suite| is_tls13(*suite));
-    let mut suites: Vec<CipherSuite> = all();
-    suites.retain(|suite| named.contains(suite) || (!names_tls13 && is_tls13(*suite)));
     Ok(suites)
 }
 
@@ -295,6 +307,25 @@ mod tests {
         // A TLS 1.3 suite named limits TLS 1.3 too.
         let suites = cipher_suites(Some("TLS_AES_256_GCM_SHA384")).unwrap();
         assert_eq!(suites, vec![CipherSuite::TLS13_AES_256_GCM_SHA384]);
+        // Exclusions take suites out, TLS 1.3's too.
+        let suites = cipher_suites(Some(
+            "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:!ECDHE-RSA-AES128-GCM-SHA256:-TLS_AES_128_GCM_SHA256",
+        ))
+        .unwrap();
+        assert_eq!(
+            suites,
+            vec![
+                CipherSuite::TLS13_AES_256_GCM_SHA384,
+                CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+                CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            ]
+        );
+        assert!(
+            cipher_suites(Some(
+                "ECDHE-RSA-AES256-GCM-SHA384:!ECDHE-RSA-AES256-GCM-SHA384"
+            ))
+            .is_err()
+        );
         // Nothing the proxy has, or characters no cipher list holds: refused.
         assert!(cipher_suites(Some("DHE-RSA-AES128-SHA:HIGH")).is_err());
         assert!(cipher_suites(Some("ECDHE-RSA-AES256-GCM-SHA384 ")).is_err());

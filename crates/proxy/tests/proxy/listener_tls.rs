@@ -142,13 +142,9 @@ async fn client_certificates_are_asked_for_checked_and_described_to_members() {
     // client says of itself in those fields is replaced.
     let tls = with(Some(alice)).connect(&proxy).await.unwrap();
     let mut client = Client::http1_over(tls).await;
-    let seen = client
-        .get(
-            "/",
-            &[("x-ssl-client-cn", "admin"), ("x-ssl-client-verify", "0")],
-        )
-        .await
-        .seen();
+    let forged = [("x-ssl-client-cn", "admin"), ("X-SSL-Client-Has-Cert", "0")];
+    let seen = client.get("/", &forged).await.seen();
+    assert!(seen.repeated.is_empty(), "{:?}", seen.repeated);
     let header = |name: &str| seen.headers.get(name).cloned().unwrap_or_default();
     assert_eq!(header("x-ssl-client-verify"), "0");
     assert_eq!(header("x-ssl-client-has-cert"), "1");
@@ -173,10 +169,8 @@ async fn client_certificates_are_asked_for_checked_and_described_to_members() {
         ..with(Some(alice))
     };
     let mut client = Client::http2_over(h2.connect(&proxy).await.unwrap()).await;
-    let seen = client
-        .get("/", &[("x-ssl-client-cn", "admin")])
-        .await
-        .seen();
+    let seen = client.get("/", &forged).await.seen();
+    assert!(seen.repeated.is_empty(), "{:?}", seen.repeated);
     assert_eq!(seen.version, "HTTP/1.1");
     assert_eq!(seen.headers["x-ssl-client-cn"], "\"alice\"");
     assert_eq!(seen.headers["x-ssl-client-dn"], "\"/O=Shop/CN=alice\"");
@@ -214,12 +208,23 @@ async fn client_certificates_are_asked_for_checked_and_described_to_members() {
         .mandatory = false;
     proxy.reconfigure(optional).await.unwrap();
     let tls = with(None).connect(&proxy).await.unwrap();
-    let seen = Client::http1_over(tls).await.get("/", &[]).await.seen();
+    let mut anonymous = Client::http1_over(tls).await;
+    let seen = anonymous.get("/", &[]).await.seen();
     assert_eq!(seen.headers["x-ssl-client-verify"], "0");
     assert_eq!(seen.headers["x-ssl-client-has-cert"], "0");
     assert_eq!(seen.headers["x-ssl-client-dn"], "\"\"");
     assert!(!with(Some(stranger)).served(&proxy).await);
     assert!(with(Some(alice)).served(&proxy).await);
+    // Certificates made mandatory again: a connection that has none does not go on
+    // under the terms it was accepted with; it closes.
+    let h2 = ClientSide {
+        alpn: &["h2"],
+        ..with(None)
+    };
+    let anonymous_h2 = Client::http2_over(h2.connect(&proxy).await.unwrap()).await;
+    proxy.reconfigure(config.clone()).await.unwrap();
+    anonymous.closed().await;
+    anonymous_h2.closed().await;
 
     // Without client authentication, no certificate is asked for: a client that has one
     // does not send it.

@@ -252,6 +252,17 @@ async fn a_pool_checks_members_against_its_ca_and_shows_them_its_certificate() {
     not_revoked.pools[0].member_tls.crl_pem = Some(members_ca.revoking(&[9]));
     assert_eq!(status(not_revoked).await, 200);
 
+    // Health checks at the member go in the pool's TLS: a member that asks for a
+    // certificate fails them without the pool's, and passes them with it.
+    let mut monitored = config.clone();
+    monitored.pools[0].health_monitor = Some(http_monitor());
+    monitored.pools[0].member_tls.certificate = None;
+    proxy.reconfigure(monitored.clone()).await.unwrap();
+    wait_for_status(&proxy, "pool", "a", OperatingStatus::Error).await;
+    monitored.pools[0].member_tls.certificate = Some(proxy_certificate.clone());
+    proxy.reconfigure(monitored).await.unwrap();
+    wait_for_status(&proxy, "pool", "a", OperatingStatus::Online).await;
+
     // Settings: TLS 1.2 only, one suite, HTTP/1.1 offered; h2 cannot be offered (the
     // proxy speaks HTTP/1.1 to members), and settings need tls_enabled.
     let mut settings = config.clone();

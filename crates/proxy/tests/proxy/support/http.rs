@@ -27,7 +27,11 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub version: String,
+    /// The last value of each field.
     pub headers: BTreeMap<String, String>,
+    /// The fields that came more than once.
+    #[serde(default)]
+    pub repeated: Vec<String>,
 }
 
 /// An HTTP/1.1 backend answering every request with a JSON description of it. A request
@@ -147,12 +151,19 @@ fn describe(name: &str, request: Request<Incoming>) -> Response<Full<Bytes>> {
             )
         })
         .collect();
+    let repeated: Vec<&str> = request
+        .headers()
+        .keys()
+        .filter(|key| request.headers().get_all(*key).iter().nth(1).is_some())
+        .map(|key| key.as_str())
+        .collect();
     let body = serde_json::json!({
         "backend": name,
         "method": request.method().as_str(),
         "path": request.uri().to_string(),
         "version": format!("{:?}", request.version()),
         "headers": headers,
+        "repeated": repeated,
     });
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     if let Some(cookie) = request.headers().get("x-set-cookie") {
