@@ -308,21 +308,17 @@ impl SslHeader {
 impl InsertHeaders {
     /// Whether the listener inserts the field `header`.
     pub fn ssl(&self, header: SslHeader) -> bool {
-        match header {
-            SslHeader::ClientVerify => self.x_ssl_client_verify,
-            SslHeader::ClientHasCert => self.x_ssl_client_has_cert,
-            SslHeader::ClientDn => self.x_ssl_client_dn,
-            SslHeader::ClientCn => self.x_ssl_client_cn,
-            SslHeader::Issuer => self.x_ssl_issuer,
-            SslHeader::ClientSha1 => self.x_ssl_client_sha1,
-            SslHeader::ClientNotBefore => self.x_ssl_client_not_before,
-            SslHeader::ClientNotAfter => self.x_ssl_client_not_after,
-        }
+        let mut copy = *self;
+        *copy.ssl_flag(header)
     }
 
     /// Sets whether the listener inserts the field `header`.
     pub fn set_ssl(&mut self, header: SslHeader, on: bool) {
-        let flag = match header {
+        *self.ssl_flag(header) = on;
+    }
+
+    fn ssl_flag(&mut self, header: SslHeader) -> &mut bool {
+        match header {
             SslHeader::ClientVerify => &mut self.x_ssl_client_verify,
             SslHeader::ClientHasCert => &mut self.x_ssl_client_has_cert,
             SslHeader::ClientDn => &mut self.x_ssl_client_dn,
@@ -331,8 +327,7 @@ impl InsertHeaders {
             SslHeader::ClientSha1 => &mut self.x_ssl_client_sha1,
             SslHeader::ClientNotBefore => &mut self.x_ssl_client_not_before,
             SslHeader::ClientNotAfter => &mut self.x_ssl_client_not_after,
-        };
-        *flag = on;
+        }
     }
 
     /// Whether any field describing the client's certificate is inserted.

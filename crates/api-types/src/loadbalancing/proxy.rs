@@ -286,12 +286,9 @@ fn member(id: &str, spec: &MemberSpec, pool_up: bool) -> Option<data::Member> {
     })
 }
 
-fn pool(
-    id: &str,
-    spec: &PoolSpec,
-    members: Vec<data::Member>,
-    secrets: &TlsSecrets,
-) -> Option<data::Pool> {
+/// A pool as the proxy takes it, speaking TLS to members as Octavia does by default (its
+/// own member TLS comes from its Secrets: [`member_tls`]).
+fn pool(id: &str, spec: &PoolSpec, members: Vec<data::Member>) -> Option<data::Pool> {
     Some(data::Pool {
         id: id.to_owned(),
         protocol: parse(&spec.protocol)?,
@@ -307,7 +304,7 @@ fn pool(
         members,
         health_monitor: None,
         tls_enabled: spec.tls_enabled,
-        member_tls: member_tls(spec, secrets),
+        member_tls: data::MemberTls::default(),
     })
 }
 
@@ -360,9 +357,10 @@ pub fn proxy_config(tree: &Tree, vip: IpAddr, secrets: &TlsSecrets) -> ProxyConf
                     .flatten()
             })
             .collect();
-        let Some(mut translated) = pool(id, &spec, members, secrets) else {
+        let Some(mut translated) = pool(id, &spec, members) else {
             continue;
         };
+        translated.member_tls = member_tls(&spec, secrets);
         translated.health_monitor = tree
             .monitors
             .iter()
@@ -453,10 +451,9 @@ fn verdict(config: &ProxyConfig) -> Result<(), String> {
 /// The proxy's verdict on a pool (persistence, cookie names) on its own; its member
 /// TLS is checked apart ([`pool_tls_settings`], and the Secrets at admission).
 pub fn check_pool(spec: &PoolSpec) -> Result<(), String> {
-    let Some(mut translated) = pool("pool", spec, Vec::new(), &TlsSecrets::default()) else {
+    let Some(translated) = pool("pool", spec, Vec::new()) else {
         return Ok(());
     };
-    translated.member_tls = data::MemberTls::default();
     verdict(&ProxyConfig {
         listeners: Vec::new(),
         pools: vec![translated],

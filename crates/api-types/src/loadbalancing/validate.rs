@@ -282,7 +282,6 @@ fn listener_tls(
     has_certificate: bool,
     problems: &mut Vec<Problem>,
 ) {
-    let present = |reference: &Option<String>| reference.as_deref().is_some_and(|r| !r.is_empty());
     let has_ca = present(&spec.client_ca_tls_container_ref);
     let has_crl = present(&spec.client_crl_container_ref);
     let settings_given =
@@ -379,6 +378,11 @@ fn tls_settings(
             "Validation failure: Invalid characters in cipher string. Only alphanumeric, -, +, !, :, @, =, _, and . are allowed.",
         ));
     }
+}
+
+/// Whether a container reference names anything.
+fn present(reference: &Option<String>) -> bool {
+    reference.as_deref().is_some_and(|r| !r.is_empty())
 }
 
 /// The TLS versions named, checked as Octavia does, and then for what the proxy has.
@@ -493,7 +497,6 @@ pub fn pool(spec: &PoolSpec) -> Vec<Problem> {
     }
     // TLS settings are kept while `tls_enabled` is off, as Octavia keeps them, and take
     // effect when it is turned on.
-    let present = |reference: &Option<String>| reference.as_deref().is_some_and(|r| !r.is_empty());
     if present(&spec.crl_container_ref) && !present(&spec.ca_tls_container_ref) {
         problems.push(problem(
             "spec.crlContainerRef",

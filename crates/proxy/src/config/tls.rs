@@ -173,9 +173,4 @@ impl MemberTls {
     pub fn is_default(&self) -> bool {
         *self == MemberTls::default()
     }
-
-    /// What validation finds wrong with it.
-    pub fn check(&self) -> Result<(), String> {
-        crate::tls::pool_client_config(self).map(drop)
-    }
 }
