@@ -7,6 +7,7 @@
 
 mod compaction;
 mod deployment;
+mod events;
 mod gc;
 mod loadbalancers;
 mod namespace;

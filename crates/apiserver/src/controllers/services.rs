@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
+use super::events;
 use crate::engine::{Engine, ListOptions};
 use crate::error::ApiResult;
 use crate::kinds::compute;
@@ -100,13 +101,31 @@ pub(super) async fn pass(engine: &Engine) -> ApiResult<Option<Duration>> {
             }
             continue;
         }
-        if let Err(error) = tree::sync(engine, svc, &backends).await {
+        let synced = [
+            tree::sync(engine, svc, &backends).await,
+            routing::external_address(engine, svc).await,
+        ];
+        for error in synced.into_iter().filter_map(Result::err) {
             tracing::warn!(%error, namespace, name, "keeping the load balancer in step failed");
             requeue = Some(RETRY);
-        }
-        if let Err(error) = routing::external_address(engine, svc).await {
-            tracing::warn!(%error, namespace, name, "giving the service a floating IP failed");
-            requeue = Some(RETRY);
+            // What the user can act on (a missing certificate, a VIP port gone) is told
+            // on the Service, as Kubernetes' service controller tells its cloud's errors;
+            // a write that raced another is not worth telling.
+            if error.code() != 409 {
+                let message = format!("Error syncing load balancer: {error}");
+                let told = events::warn(
+                    engine,
+                    "service-controller",
+                    svc,
+                    ("v1", "Service"),
+                    "SyncLoadBalancerFailed",
+                    &message,
+                )
+                .await;
+                if let Err(error) = told {
+                    tracing::warn!(%error, namespace, name, "recording an event failed");
+                }
+            }
         }
     }
     Ok(requeue)

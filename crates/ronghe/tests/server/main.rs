@@ -17,6 +17,7 @@ mod openstack;
 mod placement;
 mod quota;
 mod scheduling;
+mod service_annotations;
 mod services;
 
 use std::path::Path;

@@ -12,17 +12,17 @@ use serde_json::{Value, json};
 
 use super::{server, wait_for};
 
-fn apply(kubectl: &Kubectl, object: &Value) -> anyhow::Result<String> {
+pub(super) fn apply(kubectl: &Kubectl, object: &Value) -> anyhow::Result<String> {
     kubectl.with_stdin(&["apply", "-f", "-"], &object.to_string())
 }
 
-fn json_of(kubectl: &Kubectl, args: &[&str]) -> anyhow::Result<Value> {
+pub(super) fn json_of(kubectl: &Kubectl, args: &[&str]) -> anyhow::Result<Value> {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
     Ok(serde_json::from_str(&kubectl.ok(&all)?)?)
 }
 
-fn service(name: &str, spec: Value) -> Value {
+pub(super) fn service(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"}, "spec": spec})
 }
 

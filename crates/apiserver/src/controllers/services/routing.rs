@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::engine::{Engine, ListOptions, PatchKind, Selectors, Target, WriteOptions};
 use crate::error::ApiResult;
+use crate::kinds::core::service::annotations::Asked;
 use crate::kinds::core::service::{self, ROLE_LABEL, SERVICE_CIDR, SERVICE_LABEL, SERVICES_ROLE};
 use crate::object;
 
@@ -297,7 +298,9 @@ fn floating_sources(svc: &Value) -> Vec<String> {
 }
 
 /// Gives a LoadBalancer Service a floating IP for its VIP and shows it in
-/// `status.loadBalancer.ingress`; takes it away from a Service of another type.
+/// `status.loadBalancer.ingress`; takes it away from a Service of another type. An
+/// internal one (the cloud provider's `openstack-internal-load-balancer` annotation) gets
+/// none, and shows its VIP.
 pub async fn external_address(engine: &Engine, svc: &Value) -> ApiResult<()> {
     let namespace = object::namespace(svc).unwrap_or_default();
     let name = object::name(svc).unwrap_or_default();
@@ -310,7 +313,9 @@ pub async fn external_address(engine: &Engine, svc: &Value) -> ApiResult<()> {
     )
     .await?;
     let mut ingress = Vec::new();
-    if svc["spec"]["type"].as_str() == Some("LoadBalancer") {
+    let load_balancer = svc["spec"]["type"].as_str() == Some("LoadBalancer");
+    let internal = load_balancer && Asked::of(svc).internal;
+    if load_balancer && !internal {
         let sources = floating_sources(svc);
         if fips.is_empty()
             && let Some(external) = floating_network(engine, svc).await?
@@ -380,6 +385,9 @@ pub async fn external_address(engine: &Engine, svc: &Value) -> ApiResult<()> {
                 object::name(fip).unwrap_or_default(),
             )
             .await?;
+        }
+        if let Some(vip) = svc["spec"]["clusterIP"].as_str().filter(|_| internal) {
+            ingress.push(json!({"ip": vip, "ipMode": "VIP"}));
         }
     }
     let current = svc["status"]["loadBalancer"]["ingress"]

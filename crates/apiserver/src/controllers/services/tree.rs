@@ -1,11 +1,13 @@
 //! A Service's load balancer kept in step with it: per service port a listener on the
-//! port, its pool (round robin, or source-IP persistence for `sessionAffinity: ClientIP`;
-//! PROXY or PROXYV2 for a TCP port when the Service's `loadbalancer.openstack.org/proxy-protocol`
-//! annotation asks) with a health monitor (TCP, or UDP-CONNECT), and a member per ready
-//! endpoint. Every child carries the Service's name in a label and is named after its load
-//! balancer, protocol and port (a pool, its monitor and members after the pool's protocol
-//! too, as a pool's protocol cannot change: a new one replaces it), so a pass finds what
-//! it made and removes what is no longer wanted.
+//! port, its pool (source-IP persistence for `sessionAffinity: ClientIP`) with a health
+//! monitor (TCP, or UDP-CONNECT), and a member per ready endpoint, shaped by the cloud
+//! provider's annotations (`crate::kinds::core::service::annotations`: HTTP or
+//! TERMINATED_HTTPS listeners, PROXY pools, the algorithm, timeouts, connection limits,
+//! the monitors' timings or none). Every child carries the Service's name in a label and
+//! is named after its load balancer, protocol and port (a listener after its own protocol,
+//! a pool, its monitor and members after the pool's protocol too, as neither protocol can
+//! change: a new object replaces the old), so a pass finds what it made and removes what
+//! is no longer wanted.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,15 +17,13 @@ use serde_json::{Value, json};
 use super::endpoints::Backend;
 use crate::engine::{Engine, ListOptions, PatchKind, Selectors, Target, WriteOptions};
 use crate::error::ApiResult;
+use crate::kinds::core::service::annotations::Asked;
 use crate::kinds::core::service::{self, SERVICE_LABEL};
 use crate::object;
 
-/// How often a service's members are checked, and how many failures take one out: a
-/// killed pod leaves the rotation within about `DELAY * (RETRIES_DOWN + 1)` seconds even
-/// before its endpoint goes.
-const DELAY: u64 = 1;
-const TIMEOUT: u64 = 1;
-const RETRIES_DOWN: u32 = 2;
+/// The listener protocols a TCP Service port may have, and its pool protocols.
+const TCP_LISTENERS: &[&str] = &["TCP", "HTTP", "TERMINATED_HTTPS"];
+const TCP_POOLS: &[&str] = &["TCP", "HTTP", "PROXY", "PROXYV2"];
 
 /// The children of one kind a Service's load balancer has, by name.
 struct Children {
@@ -69,7 +69,7 @@ impl Children {
         namespace: &str,
         service: &str,
         name: &str,
-        spec: Value,
+        mut spec: Value,
     ) -> ApiResult<Value> {
         let kind = engine.kind(lb::API_VERSION, self.kind)?;
         if let Some(stored) = self.by_name.get(name) {
@@ -88,6 +88,10 @@ impl Children {
                 )
                 .await?
                 .object);
+        }
+        // Nulls only take values away from a stored spec; a new one goes without them.
+        if let Some(fields) = spec.as_object_mut() {
+            fields.retain(|_, value| !value.is_null());
         }
         let body = json!({
             "apiVersion": lb::API_VERSION,
@@ -175,19 +179,36 @@ pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>)
     let monitors = children(engine, namespace, name, "HealthMonitor").await?;
     let members = children(engine, namespace, name, "Member").await?;
     let affinity = svc["spec"]["sessionAffinity"].as_str() == Some("ClientIP");
-    let tcp_pool_protocol = service::tcp_pool_protocol(svc).unwrap_or("TCP");
+    let asked = Asked::of(svc);
     let mut wanted = BTreeSet::new();
     let mut wanted_pools = BTreeSet::new();
+    let mut wanted_monitors = BTreeSet::new();
     let mut wanted_members = BTreeSet::new();
     let ports = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
     for (index, port) in ports.iter().enumerate() {
         let protocol = port["protocol"].as_str().unwrap_or("TCP");
         let number = port["port"].as_u64().unwrap_or_default();
-        let child = format!("{lb_name}-{}-{number}", protocol.to_ascii_lowercase());
         let display = port["name"]
             .as_str()
             .filter(|n| !n.is_empty())
             .map_or_else(|| format!("{protocol}:{number}"), str::to_owned);
+        let (listener_family, pool_family): (&[&str], &[&str]) = if protocol == "TCP" {
+            (TCP_LISTENERS, TCP_POOLS)
+        } else {
+            (&[], &[])
+        };
+        let mut listener_spec = asked.listener(protocol, u16::try_from(number).unwrap_or(0));
+        listener_spec.name = format!("{name}/{display}");
+        listener_spec.load_balancer_id = lb_uid.clone();
+        let listener_protocol = listener_spec.protocol.clone();
+        // A listener of another protocol on the port goes first: a listener's protocol
+        // cannot change, and two cannot share the port. (Its pool goes in the pruning.)
+        for other in listener_family.iter().filter(|p| **p != listener_protocol) {
+            listeners
+                .remove(engine, namespace, &listener_name(&lb_name, other, number))
+                .await?;
+        }
+        let child = listener_name(&lb_name, &listener_protocol, number);
         wanted.insert(child.clone());
         let listener = listeners
             .ensure(
@@ -195,12 +216,7 @@ pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>)
                 namespace,
                 name,
                 &child,
-                json!({
-                    "name": format!("{name}/{display}"),
-                    "loadBalancerId": lb_uid,
-                    "protocol": protocol,
-                    "protocolPort": number,
-                }),
+                listener_json(&listener_spec),
             )
             .await?;
         let persistence = if affinity {
@@ -208,22 +224,13 @@ pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>)
         } else {
             Value::Null
         };
-        let pool_protocol = if protocol == "TCP" {
-            tcp_pool_protocol
-        } else {
-            protocol
-        };
+        let pool_protocol = asked.pool_protocol(protocol);
         // A pool of another protocol goes first (its monitor and members with it, as
         // they are the pool's): the listener's default pool is the one on it, and a
         // pool's protocol cannot change.
-        let pool_name = pool_name(&child, protocol, pool_protocol);
-        let others: &[&str] = if protocol == "TCP" {
-            &["TCP", "PROXY", "PROXYV2"]
-        } else {
-            &[]
-        };
-        for other in others.iter().filter(|other| **other != pool_protocol) {
-            let stale = self::pool_name(&child, protocol, other);
+        let pool_name = pool_name(&child, &listener_protocol, pool_protocol);
+        for other in pool_family.iter().filter(|other| **other != pool_protocol) {
+            let stale = self::pool_name(&child, &listener_protocol, other);
             pools.remove(engine, namespace, &stale).await?;
         }
         wanted_pools.insert(pool_name.clone());
@@ -238,32 +245,35 @@ pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>)
                     "loadBalancerId": lb_uid,
                     "listenerId": uid(&listener),
                     "protocol": pool_protocol,
-                    "lbAlgorithm": "ROUND_ROBIN",
+                    "lbAlgorithm": asked.lb_algorithm,
                     "sessionPersistence": persistence,
                 }),
             )
             .await?;
-        let monitor_type = if protocol == "UDP" {
-            "UDP-CONNECT"
-        } else {
-            "TCP"
-        };
-        monitors
-            .ensure(
-                engine,
-                namespace,
-                name,
-                &pool_name,
-                json!({
-                    "poolId": uid(&pool),
-                    "type": monitor_type,
-                    "delay": DELAY,
-                    "timeout": TIMEOUT,
-                    "maxRetries": 1,
-                    "maxRetriesDown": RETRIES_DOWN,
-                }),
-            )
-            .await?;
+        if let Some(monitor) = asked.monitor {
+            let monitor_type = if protocol == "UDP" {
+                "UDP-CONNECT"
+            } else {
+                "TCP"
+            };
+            wanted_monitors.insert(pool_name.clone());
+            monitors
+                .ensure(
+                    engine,
+                    namespace,
+                    name,
+                    &pool_name,
+                    json!({
+                        "poolId": uid(&pool),
+                        "type": monitor_type,
+                        "delay": monitor.delay,
+                        "timeout": monitor.timeout,
+                        "maxRetries": monitor.max_retries,
+                        "maxRetriesDown": monitor.max_retries_down,
+                    }),
+                )
+                .await?;
+        }
         let Some(backends) = backends else {
             // Without a selector the members are not ours to keep.
             wanted_members.extend(
@@ -301,10 +311,41 @@ pub async fn sync(engine: &Engine, svc: &Value, backends: &Option<Vec<Backend>>)
         }
     }
     members.prune(engine, namespace, &wanted_members).await?;
-    monitors.prune(engine, namespace, &wanted_pools).await?;
+    monitors.prune(engine, namespace, &wanted_monitors).await?;
     pools.prune(engine, namespace, &wanted_pools).await?;
     listeners.prune(engine, namespace, &wanted).await?;
     Ok(())
+}
+
+/// The name of the listener of a Service port numbered `port` when the listener speaks
+/// `protocol`: `svc-web-tcp-80`, `svc-web-http-80`, `svc-web-terminated-https-443`.
+fn listener_name(lb_name: &str, protocol: &str, port: u64) -> String {
+    format!("{lb_name}-{}-{port}", slug(protocol))
+}
+
+/// A protocol as it appears in a name.
+fn slug(protocol: &str) -> String {
+    protocol.to_ascii_lowercase().replace('_', "-")
+}
+
+/// The stored form of what a listener of a Service should hold: the fields the annotations
+/// decide are there even when empty (`null`), so taking an annotation away takes its value
+/// away.
+fn listener_json(spec: &lb::ListenerSpec) -> Value {
+    let mut desired = json!(spec);
+    if let Some(fields) = desired.as_object_mut() {
+        for field in [
+            "timeoutClientData",
+            "timeoutMemberConnect",
+            "timeoutMemberData",
+            "timeoutTcpInspect",
+            "insertHeaders",
+            "defaultTlsContainerRef",
+        ] {
+            fields.entry(field).or_insert(Value::Null);
+        }
+    }
+    desired
 }
 
 /// The name of the pool of a Service port whose listener is `listener` (of `protocol`),
@@ -314,6 +355,6 @@ fn pool_name(listener: &str, protocol: &str, pool_protocol: &str) -> String {
     if pool_protocol == protocol {
         listener.to_owned()
     } else {
-        format!("{listener}-{}", pool_protocol.to_ascii_lowercase())
+        format!("{listener}-{}", slug(pool_protocol))
     }
 }

@@ -7,6 +7,8 @@
 //! load balancer's listeners, pools and members in step with the Service and its
 //! endpoints, and routes the service subnet to the project's tenant networks.
 
+pub mod annotations;
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -37,13 +39,6 @@ pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 /// The annotation Kubernetes took source ranges from before `loadBalancerSourceRanges`
 /// (comma-separated; the field wins when both are set).
 pub const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
-
-/// The annotation OpenStack's cloud provider (cloud-provider-openstack) reads to have a
-/// Service's load balancer open every connection to a member with a PROXY protocol
-/// header naming the client: `true` or `v1` for version 1, `v2` for version 2, `false`
-/// for none. It applies to the Service's TCP ports.
-pub const PROXY_PROTOCOL_ANNOTATION: &str = "loadbalancer.openstack.org/proxy-protocol";
-const PROXY_PROTOCOL_VALUES: &[&str] = &["false", "true", "v1", "v2"];
 
 const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
@@ -102,20 +97,6 @@ pub fn load_balancer_name(service: &str) -> String {
 pub fn has_vip(service: &Value) -> bool {
     let spec = &service["spec"];
     spec["type"].as_str() != Some("ExternalName") && spec["clusterIP"].as_str() != Some("None")
-}
-
-/// The pool protocol of a Service's TCP ports: `TCP`, or `PROXY`/`PROXYV2` as its
-/// [`PROXY_PROTOCOL_ANNOTATION`] asks (`None`: a value validation refuses).
-pub fn tcp_pool_protocol(service: &Value) -> Option<&'static str> {
-    match service["metadata"]["annotations"][PROXY_PROTOCOL_ANNOTATION]
-        .as_str()
-        .map(str::trim)
-    {
-        None | Some("false") => Some("TCP"),
-        Some("true" | "v1") => Some("PROXY"),
-        Some("v2") => Some("PROXYV2"),
-        Some(_) => None,
-    }
 }
 
 /// The source ranges a LoadBalancer Service lets in through its external address, as
@@ -474,21 +455,7 @@ fn validate(new: &Value, old: Option<&Value>) -> Vec<FieldCause> {
         }
     }
     validate_source_ranges(new, old, kind, &mut causes);
-    let proxy_protocol = |service: &Value| {
-        service["metadata"]["annotations"][PROXY_PROTOCOL_ANNOTATION]
-            .as_str()
-            .map(str::to_owned)
-    };
-    if let Some(value) = proxy_protocol(new)
-        && tcp_pool_protocol(new).is_none()
-        && old.and_then(proxy_protocol).as_ref() != Some(&value)
-    {
-        causes.push(FieldCause::not_supported(
-            format!("metadata.annotations[{PROXY_PROTOCOL_ANNOTATION}]"),
-            value.as_str(),
-            PROXY_PROTOCOL_VALUES,
-        ));
-    }
+    causes.extend(annotations::validate(new, old));
     if let Some(old) = old {
         let before = old["spec"]["clusterIP"].as_str().unwrap_or_default();
         if !before.is_empty() && !cluster_ip.is_empty() && before != cluster_ip {
