@@ -8,8 +8,9 @@
 //! in), and on its node port at either host's address from either host (on the host running
 //! its load balancer, and relayed from the other); a NodePort Service asking for the PROXY
 //! protocol (`loadbalancer.openstack.org/proxy-protocol`) tells its pod of each client
-//! as it is, through either host's node port and over its ClusterIP; deleting the Service
-//! takes its load balancer away.
+//! as it is, through either host's node port and over its ClusterIP, and annotated for
+//! `X-Forwarded-For` instead, tells it in that header; deleting the Service takes its load
+//! balancer away.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -20,6 +21,17 @@ use ronghe_testkit::{LabCluster, NetLab};
 use serde_json::{Value, json};
 
 use super::{BINARY, require_real_drivers, wait_for};
+
+/// What the whois pod runs for each connection: a PROXY protocol header (or any first
+/// line that is not HTTP) is echoed; an HTTP request is answered with its
+/// X-Forwarded-For line.
+const WHOIS_SCRIPT: &str = r#"while read -r line; do
+  case "$line" in
+    [Xx]-[Ff]orwarded-[Ff]or:*) printf 'HTTP/1.0 200 OK\r\n\r\n%s\n' "$line"; exit ;;
+    GET\ *|[A-Za-z]*:*) ;;
+    *) echo "$line"; exit ;;
+  esac
+done"#;
 
 /// The bodies of `count` GETs of `url` from pod `from` (`FAILED` for each that failed).
 fn answers(
@@ -166,7 +178,8 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
         .with_stdin(&["apply", "-f", "-"], &service.to_string())?;
     // A pod answering each connection with the first line it reads (busybox nc), behind
     // a NodePort Service asking for the PROXY protocol: that line is the header naming
-    // the client. Started now, so it is up by the time it is asked.
+    // the client; or, to an HTTP request, with its X-Forwarded-For line. Started now, so
+    // it is up by the time it is asked.
     let whois = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -179,7 +192,7 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
                 "spec": {"containers": [{
                     "name": "whois",
                     "image": "busybox",
-                    "command": ["nc", "-ll", "-p", "7000", "-e", "sh", "-c", "read line; echo \"$line\""],
+                    "command": ["nc", "-ll", "-p", "7000", "-e", "sh", "-c", WHOIS_SCRIPT],
                 }]},
             },
         },
@@ -436,6 +449,44 @@ async fn a_deployment_behind_a_service_is_balanced_follows_its_pods_and_gets_a_f
         header[2],
         client_ip.trim(),
         "over the ClusterIP: {header:?}"
+    );
+    // Annotated for X-Forwarded-For instead, the Service's port becomes an HTTP listener
+    // (a new one: a listener's protocol cannot change) that tells the pod of its client
+    // in that header.
+    cluster.kubectl.ok(&[
+        "annotate",
+        "service",
+        "whois",
+        "-n",
+        "admin",
+        "loadbalancer.openstack.org/proxy-protocol-",
+        "loadbalancer.openstack.org/x-forwarded-for=true",
+    ])?;
+    let forwarded_for = wait_for(
+        Duration::from_secs(60),
+        "the whois pod told of its client in X-Forwarded-For",
+        || async {
+            let (_, output) = cluster.exec(
+                "client",
+                &[
+                    "sh",
+                    "-c",
+                    &format!("timeout 5 wget -qO- http://{whois_ip}:7000/"),
+                ],
+            )?;
+            Ok(output
+                .lines()
+                .map(str::trim)
+                .find(|line| line.to_ascii_lowercase().starts_with("x-forwarded-for:"))
+                .map(str::to_owned))
+        },
+    )
+    .await
+    .inspect_err(|_| diagnose(&cluster))?;
+    assert_eq!(
+        forwarded_for.split_once(':').map(|(_, value)| value.trim()),
+        Some(client_ip.trim()),
+        "{forwarded_for}"
     );
 
     // With `externalTrafficPolicy: Local`, only the host running the load balancer answers

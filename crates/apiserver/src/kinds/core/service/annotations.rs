@@ -270,9 +270,7 @@ fn read(service: &Value) -> (Asked, Vec<FieldCause>) {
     };
     let monitor = monitored.then(|| Monitor {
         delay: delay.unwrap_or(DEFAULT_MONITOR.delay),
-        // A longer delay without a timeout of its own keeps the default timeout; a
-        // shorter one takes the delay as its timeout.
-        timeout: timeout.unwrap_or(DEFAULT_MONITOR.timeout.min(delay.unwrap_or(u64::MAX))),
+        timeout: timeout.unwrap_or(DEFAULT_MONITOR.timeout),
         max_retries: max_retries.unwrap_or(DEFAULT_MONITOR.max_retries),
         max_retries_down: max_retries_down.unwrap_or(DEFAULT_MONITOR.max_retries_down),
     });
@@ -341,22 +339,24 @@ fn buildable(asked: &Asked) -> Vec<FieldCause> {
         .into_iter()
         .map(|problem| {
             let key = match problem.field.as_str() {
-                "spec.connectionLimit" => CONNECTION_LIMIT,
-                "spec.timeoutClientData" => TIMEOUT_CLIENT_DATA,
-                "spec.timeoutMemberConnect" => TIMEOUT_MEMBER_CONNECT,
-                "spec.timeoutMemberData" => TIMEOUT_MEMBER_DATA,
-                "spec.timeoutTcpInspect" => TIMEOUT_TCP_INSPECT,
-                "spec.lbAlgorithm" => LB_METHOD,
-                "spec.delay" => HEALTH_MONITOR_DELAY,
-                "spec.timeout" => HEALTH_MONITOR_TIMEOUT,
-                "spec.maxRetries" => HEALTH_MONITOR_MAX_RETRIES,
-                "spec.maxRetriesDown" => HEALTH_MONITOR_MAX_RETRIES_DOWN,
-                "spec.insertHeaders" => X_FORWARDED_FOR,
-                "spec.protocol" if asked.tls_container_ref.is_some() => TLS_CONTAINER_REF,
-                "spec.protocol" => PROXY_PROTOCOL,
-                _ => TLS_CONTAINER_REF,
+                "spec.connectionLimit" => Some(CONNECTION_LIMIT),
+                "spec.timeoutClientData" => Some(TIMEOUT_CLIENT_DATA),
+                "spec.timeoutMemberConnect" => Some(TIMEOUT_MEMBER_CONNECT),
+                "spec.timeoutMemberData" => Some(TIMEOUT_MEMBER_DATA),
+                "spec.timeoutTcpInspect" => Some(TIMEOUT_TCP_INSPECT),
+                "spec.lbAlgorithm" => Some(LB_METHOD),
+                "spec.delay" => Some(HEALTH_MONITOR_DELAY),
+                "spec.timeout" => Some(HEALTH_MONITOR_TIMEOUT),
+                "spec.maxRetries" => Some(HEALTH_MONITOR_MAX_RETRIES),
+                "spec.maxRetriesDown" => Some(HEALTH_MONITOR_MAX_RETRIES_DOWN),
+                "spec.insertHeaders" => Some(X_FORWARDED_FOR),
+                "spec.defaultTlsContainerRef" => Some(TLS_CONTAINER_REF),
+                "spec.protocol" if asked.tls_container_ref.is_some() => Some(TLS_CONTAINER_REF),
+                "spec.protocol" => Some(PROXY_PROTOCOL),
+                _ => None,
             };
-            FieldCause::invalid(path(key), problem.value, problem.message)
+            let field = key.map_or_else(|| "metadata.annotations".to_owned(), path);
+            FieldCause::invalid(field, problem.value, problem.message)
         })
         .collect()
 }
@@ -493,7 +493,7 @@ mod tests {
         );
         assert!(refused(json!({TLS_CONTAINER_REF: "https://key-manager/v1/containers/web-tls", PROXY_PROTOCOL: "v2"})).is_empty());
 
-        // No monitor; a short delay alone shortens nothing, a long one keeps the timeout.
+        // No monitor; a longer delay alone keeps the default timeout.
         assert_eq!(
             Asked::of(&annotated(json!({ENABLE_HEALTH_MONITOR: "false"}))).monitor,
             None
