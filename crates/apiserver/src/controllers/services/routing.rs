@@ -16,14 +16,9 @@ use serde_json::{Value, json};
 
 use crate::engine::{Engine, ListOptions, PatchKind, Selectors, Target, WriteOptions};
 use crate::error::ApiResult;
-use crate::kinds::core::service::annotations::Asked;
+use crate::kinds::core::service::annotations::{self, Asked};
 use crate::kinds::core::service::{self, ROLE_LABEL, SERVICE_CIDR, SERVICE_LABEL, SERVICES_ROLE};
 use crate::object;
-
-/// The annotation of cloud-provider-openstack naming the external network a LoadBalancer
-/// Service's floating IP comes from (by uid or name); without it, the first external
-/// network.
-pub const FLOATING_NETWORK_ANNOTATION: &str = "loadbalancer.openstack.org/floating-network-id";
 
 fn uid(object: &Value) -> String {
     object::uid(object).unwrap_or_default().to_owned()
@@ -261,7 +256,7 @@ async fn set_gateway(
 
 /// The external network a LoadBalancer Service's floating IP comes from.
 async fn floating_network(engine: &Engine, svc: &Value) -> ApiResult<Option<Value>> {
-    let wanted = svc["metadata"]["annotations"][FLOATING_NETWORK_ANNOTATION].as_str();
+    let wanted = svc["metadata"]["annotations"][annotations::FLOATING_NETWORK_ID].as_str();
     Ok(list(engine, "Network", None, None)
         .await?
         .into_iter()

@@ -40,6 +40,9 @@ pub const HEALTH_MONITOR_MAX_RETRIES: &str =
     "loadbalancer.openstack.org/health-monitor-max-retries";
 pub const HEALTH_MONITOR_MAX_RETRIES_DOWN: &str =
     "loadbalancer.openstack.org/health-monitor-max-retries-down";
+/// The external network a LoadBalancer Service's floating IP comes from (by uid or
+/// name); without it, the first external network.
+pub const FLOATING_NETWORK_ID: &str = "loadbalancer.openstack.org/floating-network-id";
 /// `true`: a LoadBalancer Service gets no floating IP; its VIP is its ingress address.
 pub const INTERNAL: &str = "service.beta.kubernetes.io/openstack-internal-load-balancer";
 
