@@ -552,53 +552,38 @@ async fn tree_of(client: &kube::Client, load_balancer: Value) -> anyhow::Result<
 /// refuses what names it, saying so). Any other failure to read is an error: the proxy
 /// serves on as it was.
 async fn secrets(client: &kube::Client, tree: &Tree) -> anyhow::Result<TlsSecrets> {
+    let listeners: Vec<(&str, ListenerSpec)> = tree
+        .listeners
+        .iter()
+        .map(|listener| (namespace_of(listener), lb::spec_of(listener)))
+        .collect();
+    let pools: Vec<(&str, PoolSpec)> = tree
+        .pools
+        .iter()
+        .map(|pool| (namespace_of(pool), lb::spec_of(pool)))
+        .collect();
     let mut wanted: Vec<(&str, &String, Use)> = Vec::new();
-    let mut listeners = Vec::new();
-    for listener in &tree.listeners {
-        listeners.push((
-            namespace_of(listener),
-            lb::spec_of::<ListenerSpec>(listener),
-        ));
-    }
-    let mut pools = Vec::new();
-    for pool in &tree.pools {
-        pools.push((namespace_of(pool), lb::spec_of::<PoolSpec>(pool)));
-    }
     for (namespace, spec) in &listeners {
-        for reference in spec
+        let certificates = spec
             .default_tls_container_ref
             .iter()
-            .chain(&spec.sni_container_refs)
-        {
-            wanted.push((namespace, reference, Use::Certificate));
+            .chain(&spec.sni_container_refs);
+        wanted.extend(certificates.map(|r| (*namespace, r, Use::Certificate)));
+        for (reference, usage) in [
+            (&spec.client_ca_tls_container_ref, Use::Ca),
+            (&spec.client_crl_container_ref, Use::Crl),
+        ] {
+            wanted.extend(reference.iter().map(|r| (*namespace, r, usage)));
         }
-        wanted.extend(
-            spec.client_ca_tls_container_ref
-                .iter()
-                .map(|r| (*namespace, r, Use::Ca)),
-        );
-        wanted.extend(
-            spec.client_crl_container_ref
-                .iter()
-                .map(|r| (*namespace, r, Use::Crl)),
-        );
     }
     for (namespace, spec) in &pools {
-        wanted.extend(
-            spec.tls_container_ref
-                .iter()
-                .map(|r| (*namespace, r, Use::Certificate)),
-        );
-        wanted.extend(
-            spec.ca_tls_container_ref
-                .iter()
-                .map(|r| (*namespace, r, Use::Ca)),
-        );
-        wanted.extend(
-            spec.crl_container_ref
-                .iter()
-                .map(|r| (*namespace, r, Use::Crl)),
-        );
+        for (reference, usage) in [
+            (&spec.tls_container_ref, Use::Certificate),
+            (&spec.ca_tls_container_ref, Use::Ca),
+            (&spec.crl_container_ref, Use::Crl),
+        ] {
+            wanted.extend(reference.iter().map(|r| (*namespace, r, usage)));
+        }
     }
     let mut found = TlsSecrets::default();
     let mut read: BTreeMap<(String, String), Option<Value>> = BTreeMap::new();

@@ -162,8 +162,7 @@ fn path(key: &str) -> String {
     format!("metadata.annotations[{key}]")
 }
 
-/// Reads the annotations: what they ask, and a cause for each value that does not parse
-/// or that the load balancer could not be built with.
+/// Reads the annotations: what they ask, and a cause for each value that does not parse.
 fn read(service: &Value) -> (Asked, Vec<FieldCause>) {
     let mut causes = Vec::new();
     let raw = |key: &str| annotation(service, key).unwrap_or_default().to_owned();
@@ -291,9 +290,6 @@ fn read(service: &Value) -> (Asked, Vec<FieldCause>) {
         monitor,
         internal,
     };
-    if causes.is_empty() {
-        causes = buildable(&asked);
-    }
     (asked, causes)
 }
 
@@ -364,7 +360,8 @@ fn buildable(asked: &Asked) -> Vec<FieldCause> {
         .collect()
 }
 
-/// The annotations' causes: none on an update that changes none of them.
+/// The annotations' causes (values that do not parse, else what the load balancer could
+/// not be built with): none on an update that changes none of them.
 pub fn validate(new: &Value, old: Option<&Value>) -> Vec<FieldCause> {
     if let Some(old) = old
         && ALL
@@ -373,7 +370,10 @@ pub fn validate(new: &Value, old: Option<&Value>) -> Vec<FieldCause> {
     {
         return Vec::new();
     }
-    read(new).1
+    match read(new) {
+        (asked, causes) if causes.is_empty() => buildable(&asked),
+        (_, causes) => causes,
+    }
 }
 
 #[cfg(test)]
