@@ -1,12 +1,14 @@
 //! Controllers that run inside the API server process: garbage collection of dependents,
 //! namespace finalization, pairing projects with namespaces, quota counting, scheduling,
 //! ReplicaSets and Deployments, node lifecycle, workload ports, router scheduling, load
-//! balancers (with the probes of their hosts' reachability) and store compaction. Each is
-//! level-triggered: a pass reads the state through the engine, acts, and is repeated on a
-//! timer and when changes arrive, so a missed wake-up costs only latency.
+//! balancers (with the probes of their hosts' reachability), Event expiry and store
+//! compaction. Each is level-triggered: a pass reads the state through the engine, acts,
+//! and is repeated on a timer and when changes arrive, so a missed wake-up costs only
+//! latency.
 
 mod compaction;
 mod deployment;
+mod event_expiry;
 mod events;
 mod gc;
 mod loadbalancers;
@@ -45,6 +47,8 @@ pub struct ControllerConfig {
     pub history: Duration,
     /// How long a node's agent may stay silent before the node is marked not ready.
     pub node_grace: Duration,
+    /// How long an Event lives after it was last seen (kube-apiserver's `--event-ttl`).
+    pub event_ttl: Duration,
 }
 
 /// Starts every in-process controller on `tasks`; they stop when `stop` flips.
@@ -119,6 +123,11 @@ pub fn start(
     tasks.spawn(gc::run(engine.clone(), gc_wake, stop.clone()));
     tasks.spawn(namespace::run(engine.clone(), namespace_wake, stop.clone()));
     tasks.spawn(projects::run(engine.clone(), projects_wake, stop.clone()));
+    tasks.spawn(event_expiry::run(
+        engine.clone(),
+        stop.clone(),
+        config.event_ttl,
+    ));
     tasks.spawn(compaction::run(
         engine,
         stop,

@@ -37,6 +37,9 @@ pub struct ServerArgs {
     /// not ready and tainted unreachable.
     #[arg(long, default_value_t = 40)]
     node_grace_seconds: u64,
+    /// Seconds an Event lives after it was last seen (kube-apiserver's `--event-ttl`).
+    #[arg(long, default_value_t = 3600)]
+    event_ttl_seconds: u64,
     /// Run no agent in the server: this machine runs no workloads (a control-plane-only
     /// server; hosts join with `ronghe agent`).
     #[arg(long)]
@@ -62,6 +65,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.compaction_interval = Duration::from_secs(args.compaction_interval_seconds.max(1));
     config.token_lifetime = Duration::from_secs(args.token_lifetime_seconds.max(1));
     config.node_grace = Duration::from_secs(args.node_grace_seconds.max(1));
+    config.event_ttl = Duration::from_secs(args.event_ttl_seconds.max(1));
     if args.no_agent {
         return ronghe_server::run(config, shutdown_signal()).await;
     }

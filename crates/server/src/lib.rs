@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub region: String,
     /// How long a node's agent may stay silent before the node is marked not ready.
     pub node_grace: Duration,
+    /// How long an Event lives after it was last seen (kube-apiserver's `--event-ttl`).
+    pub event_ttl: Duration,
 }
 
 impl ServerConfig {
@@ -78,6 +80,7 @@ impl ServerConfig {
             token_lifetime: Duration::from_secs(3600),
             region: "RegionOne".to_owned(),
             node_grace: Duration::from_secs(40),
+            event_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -206,6 +209,7 @@ pub async fn run_and_tell(
             compaction_interval: config.compaction_interval,
             history: config.history,
             node_grace: config.node_grace,
+            event_ttl: config.event_ttl,
         },
     );
     let blobs_dir = config.data_dir.join(IMAGE_BLOBS_DIR);

@@ -576,6 +576,81 @@ async fn watch_compaction_bookmarks_and_timeouts() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn events_expire_after_their_ttl() -> anyhow::Result<()> {
+    let server = ServerProcess::start(Path::new(BINARY), &["--event-ttl-seconds", "5"]).await?;
+    let client = server.client().await?;
+    let core = "/api/v1/namespaces/default/events";
+    let events = "/apis/events.k8s.io/v1/namespaces/default/events";
+    let now = || {
+        jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let regarding = json!({"kind": "ConfigMap", "namespace": "default", "name": "web"});
+    let core_event = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name},
+               "involvedObject": regarding, "reason": "Checked", "message": name,
+               "type": "Normal", "count": 1, "lastTimestamp": now()})
+    };
+    let new_form = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+           "metadata": {"name": "new-form"},
+           "eventTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+           "regarding": regarding, "reason": "Checked", "note": "new form", "type": "Normal",
+           "action": "Check", "reportingController": "test", "reportingInstance": "test-1"});
+    for (path, body) in [
+        (core, core_event("once")),
+        (events, new_form),
+        (core, core_event("repeated")),
+    ] {
+        let body = body.to_string().into_bytes();
+        let (code, answer, _) =
+            raw_request(&client, "POST", path, Some("application/json"), body).await?;
+        ensure!(code == 201, "POST {path}: {answer}");
+    }
+    raw_request(&client, "POST", CM, Some("application/json"), cm("lasting")).await?;
+    // A recorder raising the count of the repeated Event keeps it; the others expire.
+    let mut count = 1;
+    wait_until(
+        Duration::from_secs(30),
+        "the Events seen once to expire",
+        async || {
+            count += 1;
+            let patch = json!({"count": count, "lastTimestamp": now()});
+            let (code, answer, _) = raw_request(
+                &client,
+                "PATCH",
+                &format!("{core}/repeated"),
+                Some("application/merge-patch+json"),
+                patch.to_string().into_bytes(),
+            )
+            .await?;
+            ensure!(code == 200, "the repeated Event: {answer}");
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            Ok(
+                code_of(&client, "GET", &format!("{core}/once")).await? == 404
+                    && code_of(&client, "GET", &format!("{events}/new-form")).await? == 404,
+            )
+        },
+    )
+    .await?;
+    let (code, repeated, _) = raw_request(
+        &client,
+        "GET",
+        &format!("{core}/repeated"),
+        None,
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(code, 200, "{repeated}");
+    assert!(repeated["count"].as_u64() > Some(1), "{repeated}");
+    assert_eq!(
+        code_of(&client, "GET", &format!("{CM}/lasting")).await?,
+        200
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn discovery_openapi_tables_and_metrics() -> anyhow::Result<()> {
     let server = server().await?;
     let client = server.client().await?;
