@@ -101,13 +101,7 @@ async fn sweep(engine: &Engine, ttl: Duration) -> ApiResult<usize> {
 fn last_seen(event: &Value, times: &[&[&str]]) -> Option<jiff::Timestamp> {
     std::iter::once(&["metadata", "creationTimestamp"][..])
         .chain(times.iter().copied())
-        .filter_map(|path| {
-            path.iter()
-                .try_fold(event, |value, key| value.get(key))?
-                .as_str()?
-                .parse::<jiff::Timestamp>()
-                .ok()
-        })
+        .filter_map(|path| object::value_at(event, path)?.as_str()?.parse().ok())
         .max()
 }
 
